@@ -37,7 +37,11 @@ impl FlvFile {
     /// Parses an FLV file into its header and tags.
     pub fn read(path: &Path) -> FlvFile {
         let data = std::fs::read(path).expect("read FLV file");
-        assert!(data.starts_with(b"FLV"), "not an FLV file: {}", path.display());
+        assert!(
+            data.starts_with(b"FLV"),
+            "not an FLV file: {}",
+            path.display()
+        );
         let mut tags = Vec::new();
         let mut at = FLV_HEADER_LEN;
         while at + TAG_HEADER_LEN <= data.len() {
@@ -94,7 +98,9 @@ pub struct FlvOrigin {
 impl FlvOrigin {
     /// Starts serving `file` on a free loopback port.
     pub async fn start(file: FlvFile) -> FlvOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind FLV origin");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind FLV origin");
         let addr = listener.local_addr().expect("bound address");
         let stats = Arc::new(OriginStats::default());
         let (stop, stopped) = watch::channel(false);
@@ -116,7 +122,6 @@ impl FlvOrigin {
     pub fn targets(&self) -> Vec<String> {
         self.stats.targets.lock().expect("stats lock").clone()
     }
-
 }
 
 impl Drop for FlvOrigin {
@@ -170,7 +175,11 @@ async fn serve_one(
     }
     let text = String::from_utf8_lossy(&request);
     let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
-    stats.targets.lock().expect("stats lock").push(target.clone());
+    stats
+        .targets
+        .lock()
+        .expect("stats lock")
+        .push(target.clone());
     if !target.split('?').next().unwrap_or("").ends_with(".flv") {
         stream
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

@@ -1,0 +1,503 @@
+//! The proxy's configuration: one TOML file, overridden by `LIVEGATE_PROXY__SECTION__KEY`
+//! environment variables, validated as a whole before anything starts.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use livegate_core::config::{self, ConfigError, Problems, Validate};
+use livegate_core::telemetry::LogConfig;
+use livegate_core::token::{TokenKeys, Verifier};
+use livegate_core::Secret;
+use serde::Deserialize;
+
+use crate::route::{PatternError, RouteTable};
+
+/// Prefix of environment variables that override file settings.
+pub const ENV_PREFIX: &str = "LIVEGATE_PROXY__";
+
+/// Everything the proxy can be told.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, worker threads, shutdown and upgrade.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The metrics and health listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Where streams come from.
+    pub origin: OriginConfig,
+    /// How play tokens are checked.
+    pub token: TokenConfig,
+    /// Which request paths are FLV, playlists and segments.
+    #[serde(default)]
+    pub routes: RoutesConfig,
+    /// Timeouts on both sides of the proxy.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// HLS playlist rewriting.
+    #[serde(default)]
+    pub playlist: PlaylistConfig,
+    /// HTTP-FLV streaming.
+    #[serde(default)]
+    pub flv: FlvConfig,
+    /// Cross-origin access for web players.
+    #[serde(default)]
+    pub cors: CorsConfig,
+    /// Log format and filter.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Addresses viewers and CDNs connect to. Default `["0.0.0.0:8080"]`.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads. Default: the number of CPUs.
+    pub threads: usize,
+    /// How long running responses (hours-long FLV) may continue after a shutdown or upgrade
+    /// begins, in seconds. Default 60.
+    pub grace_period_s: u64,
+    /// How long the runtimes get to stop once the grace period is over, in seconds. Default 5.
+    pub shutdown_timeout_s: u64,
+    /// PID file, used by `--upgrade` and service managers. Default `/tmp/livegate-proxy.pid`.
+    pub pid_file: String,
+    /// Unix socket the old process hands its listeners over on during an upgrade.
+    /// Default `/tmp/livegate-proxy-upgrade.sock`.
+    pub upgrade_sock: String,
+    /// Idle upstream connections kept for reuse. Default 128.
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            grace_period_s: 60,
+            shutdown_timeout_s: 5,
+            pid_file: "/tmp/livegate-proxy.pid".to_owned(),
+            upgrade_sock: "/tmp/livegate-proxy-upgrade.sock".to_owned(),
+            upstream_keepalive_pool_size: 128,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of `/metrics` and `/healthz`. Keep it private. Default `127.0.0.1:9180`.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
+        }
+    }
+}
+
+/// How the origins' health is probed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckKind {
+    /// A TCP connect.
+    #[default]
+    Tcp,
+    /// `GET {health_check_path}` answered with 200.
+    Http,
+}
+
+/// `[origin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginConfig {
+    /// Origin addresses (`host:port`). Each stream always goes to the same one (consistent
+    /// hashing on the stream), skipping origins whose health check fails. Required.
+    pub addresses: Vec<String>,
+    /// `Host` header sent to the origin. Default: the viewer's own `Host`.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `tcp` or `http`. Default `tcp`.
+    #[serde(default)]
+    pub health_check: HealthCheckKind,
+    /// Path requested by the `http` health check. Default `/`.
+    #[serde(default = "default_health_path")]
+    pub health_check_path: String,
+    /// How often origins are probed, in milliseconds. Default 1000.
+    #[serde(default = "default_health_interval_ms")]
+    pub health_check_interval_ms: u64,
+}
+
+fn default_health_path() -> String {
+    "/".to_owned()
+}
+
+fn default_health_interval_ms() -> u64 {
+    1000
+}
+
+/// `[token]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// HMAC keys, newest first: tokens signed by any of them are accepted. Each entry is the key,
+    /// `env:VAR` or `file:/path`. Required.
+    pub keys: Vec<Secret>,
+    /// Seconds a token stays acceptable after its expiry (clock skew). Default 0.
+    #[serde(default)]
+    pub leeway_s: u64,
+    /// Query parameter that carries the token. Default `token`.
+    #[serde(default = "default_token_param")]
+    pub query_param: String,
+    /// Pass the token on to the origin (SRS `on_play` checks it there too). Default false:
+    /// the token is removed from the origin request.
+    #[serde(default)]
+    pub forward_to_origin: bool,
+}
+
+fn default_token_param() -> String {
+    "token".to_owned()
+}
+
+/// `[routes]`: path patterns with `{app}`, `{stream}` and `{seq}` placeholders. `{stream}` is
+/// the room id.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutesConfig {
+    /// HTTP-FLV. Default `["/{app}/{stream}.flv"]`.
+    pub flv: Vec<String>,
+    /// HLS playlists (media or master). Default `["/{app}/{stream}.m3u8"]`.
+    pub playlist: Vec<String>,
+    /// HLS media: `.ts`, `.m4s`, `.aac` and `.mp4` init segments.
+    pub segment: Vec<String>,
+}
+
+impl Default for RoutesConfig {
+    fn default() -> Self {
+        Self {
+            flv: vec!["/{app}/{stream}.flv".to_owned()],
+            playlist: vec!["/{app}/{stream}.m3u8".to_owned()],
+            segment: ["ts", "m4s", "aac", "mp4"]
+                .iter()
+                .map(|ext| format!("/{{app}}/{{stream}}-{{seq}}.{ext}"))
+                .collect(),
+        }
+    }
+}
+
+/// `[timeouts]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// TCP connect to the origin, in milliseconds. Default 1000.
+    pub connect_ms: u64,
+    /// Longest silence while reading from the origin, in seconds (an FLV origin sends data
+    /// continuously, so this is an idle timeout). Default 30.
+    pub upstream_read_s: u64,
+    /// Longest wait to write to the origin, in seconds. Default 10.
+    pub upstream_write_s: u64,
+    /// Longest wait to write to a viewer, in seconds: a viewer that accepts no data this long
+    /// is dropped. Default 30.
+    pub downstream_write_s: u64,
+    /// Idle upstream connections are closed after this many seconds. Default 60.
+    pub upstream_idle_s: u64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            connect_ms: 1000,
+            upstream_read_s: 30,
+            upstream_write_s: 10,
+            downstream_write_s: 30,
+            upstream_idle_s: 60,
+        }
+    }
+}
+
+impl TimeoutsConfig {
+    /// Connect timeout.
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    /// Upstream read (idle) timeout.
+    pub fn upstream_read(&self) -> Duration {
+        Duration::from_secs(self.upstream_read_s)
+    }
+    /// Upstream write timeout.
+    pub fn upstream_write(&self) -> Duration {
+        Duration::from_secs(self.upstream_write_s)
+    }
+    /// Downstream write timeout.
+    pub fn downstream_write(&self) -> Duration {
+        Duration::from_secs(self.downstream_write_s)
+    }
+    /// Pooled idle connection lifetime.
+    pub fn upstream_idle(&self) -> Duration {
+        Duration::from_secs(self.upstream_idle_s)
+    }
+}
+
+/// `[playlist]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaylistConfig {
+    /// Largest playlist the proxy rewrites, in bytes; a larger one is answered with 502.
+    /// Default 1048576 (1 MiB).
+    pub max_bytes: usize,
+}
+
+impl Default for PlaylistConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// `[flv]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlvConfig {
+    /// End an FLV response once its token has expired (plus the grace below). Default false:
+    /// a token only has to be valid when the viewer connects.
+    pub end_at_token_expiry: bool,
+    /// Seconds an FLV response may run past its token's expiry when the option above is on.
+    /// Default 0.
+    pub expiry_grace_s: u64,
+}
+
+/// `[cors]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins allowed to fetch streams from a browser, e.g. `["https://player.example.com"]`;
+    /// `["*"]` allows any. Default empty: no CORS headers, preflights refused.
+    pub allowed_origins: Vec<String>,
+    /// How long browsers may cache a preflight answer, in seconds. Default 600.
+    pub max_age_s: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            max_age_s: 600,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the file at `path` (if any) with environment overrides and validates it.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        config::load(path, ENV_PREFIX)
+    }
+
+    /// Parses TOML text alone (tests and examples).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        config::from_toml_str(text)
+    }
+
+    /// The token verifier these settings describe.
+    pub fn verifier(&self) -> Result<Verifier, livegate_core::token::KeyError> {
+        Ok(Verifier::new(
+            TokenKeys::new(&self.token.keys)?,
+            Duration::from_secs(self.token.leeway_s),
+        ))
+    }
+
+    /// The compiled route table.
+    pub fn route_table(&self) -> Result<RouteTable, PatternError> {
+        RouteTable::new(
+            &self.routes.flv,
+            &self.routes.playlist,
+            &self.routes.segment,
+        )
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            !self.server.listen.is_empty(),
+            "server.listen",
+            "at least one address is required",
+        );
+        problems.check(
+            self.server.threads > 0,
+            "server.threads",
+            "must be at least 1",
+        );
+        problems.check(
+            !self.server.listen.contains(&self.admin.listen),
+            "admin.listen",
+            "must differ from every server.listen address",
+        );
+        if self.origin.addresses.is_empty() {
+            problems.add("origin.addresses", "at least one origin is required");
+        }
+        for (i, address) in self.origin.addresses.iter().enumerate() {
+            let resolves = address
+                .to_socket_addrs()
+                .map(|mut addrs| addrs.next().is_some())
+                .unwrap_or(false);
+            if !resolves {
+                problems.add(
+                    format!("origin.addresses[{i}]"),
+                    format!("`{address}` is not a resolvable host:port"),
+                );
+            }
+        }
+        problems.check(
+            self.origin.health_check_path.starts_with('/'),
+            "origin.health_check_path",
+            "must start with `/`",
+        );
+        problems.check(
+            self.origin.health_check_interval_ms >= 100,
+            "origin.health_check_interval_ms",
+            "must be at least 100",
+        );
+        if let Err(err) = TokenKeys::new(&self.token.keys) {
+            problems.add("token.keys", err.to_string());
+        }
+        problems.check(
+            !self.token.query_param.is_empty()
+                && self
+                    .token
+                    .query_param
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "token.query_param",
+            "must be a non-empty name of letters, digits, `_` or `-`",
+        );
+        for (key, patterns) in [
+            ("routes.flv", &self.routes.flv),
+            ("routes.playlist", &self.routes.playlist),
+            ("routes.segment", &self.routes.segment),
+        ] {
+            for (i, pattern) in patterns.iter().enumerate() {
+                if let Err(err) = crate::route::Pattern::parse(pattern) {
+                    problems.add(format!("{key}[{i}]"), err.to_string());
+                }
+            }
+        }
+        problems.check(
+            !self.routes.flv.is_empty() || !self.routes.playlist.is_empty(),
+            "routes",
+            "at least one FLV or playlist pattern is required",
+        );
+        let timeouts = [
+            ("timeouts.connect_ms", self.timeouts.connect_ms),
+            ("timeouts.upstream_read_s", self.timeouts.upstream_read_s),
+            ("timeouts.upstream_write_s", self.timeouts.upstream_write_s),
+            (
+                "timeouts.downstream_write_s",
+                self.timeouts.downstream_write_s,
+            ),
+        ];
+        for (key, value) in timeouts {
+            problems.check(
+                value > 0,
+                key,
+                "must be greater than 0 (no timeout is not allowed)",
+            );
+        }
+        problems.check(
+            self.playlist.max_bytes >= 1024,
+            "playlist.max_bytes",
+            "must be at least 1024",
+        );
+        for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
+            let ok = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/'));
+            if !ok {
+                problems.add(
+                    format!("cors.allowed_origins[{i}]"),
+                    "must be `*` or a scheme://host[:port] origin without a trailing slash",
+                );
+            }
+        }
+        self.log.validate(problems);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [origin]
+        addresses = ["127.0.0.1:8081"]
+        [token]
+        keys = ["k1"]
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(config.token.query_param, "token");
+        assert!(!config.token.forward_to_origin);
+        assert_eq!(config.playlist.max_bytes, 1024 * 1024);
+        assert_eq!(config.routes.segment.len(), 4);
+        assert!(config.route_table().is_ok());
+        assert!(config.verifier().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+            [server]
+            threads = 0
+            [origin]
+            addresses = []
+            [token]
+            keys = []
+            [routes]
+            flv = ["/{app}/{room}.flv"]
+            [timeouts]
+            upstream_read_s = 0
+            [cors]
+            allowed_origins = ["player.example.com"]
+        "#;
+        let err = Config::from_toml(text).unwrap_err().to_string();
+        for key in [
+            "server.threads",
+            "origin.addresses",
+            "token.keys",
+            "routes.flv[0]",
+            "timeouts.upstream_read_s",
+            "cors.allowed_origins[0]",
+        ] {
+            assert!(err.contains(key), "missing {key} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_key() {
+        let text = format!("{MINIMAL}\n[playlist]\nmax_bytes = \"big\"\n");
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("playlist.max_bytes"), "{err}");
+    }
+
+    #[test]
+    fn keys_never_appear_in_debug_output() {
+        let config = Config::from_toml(MINIMAL.replace("k1", "very-secret-key").as_str()).unwrap();
+        assert!(!format!("{config:?}").contains("very-secret-key"));
+    }
+
+    #[test]
+    fn shipped_example_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/proxy.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let config = Config::from_toml(&text).unwrap();
+        assert!(!config.origin.addresses.is_empty());
+    }
+}

@@ -1,0 +1,222 @@
+//! The proxy's Prometheus metrics. Every label combination is created up front, so the request
+//! path only bumps atomics and never takes the registry's lock.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use livegate_core::token::Rejection;
+
+use crate::route::Kind;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// What a request is counted as: a routed kind, or `other` for paths that matched no route,
+/// preflights and refused methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestClass {
+    /// A routed request.
+    Routed(Kind),
+    /// Anything else.
+    Other,
+}
+
+impl RequestClass {
+    fn index(self) -> usize {
+        match self {
+            RequestClass::Routed(Kind::Flv) => 0,
+            RequestClass::Routed(Kind::Playlist) => 1,
+            RequestClass::Routed(Kind::Segment) => 2,
+            RequestClass::Other => 3,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            RequestClass::Routed(kind) => kind.as_str(),
+            RequestClass::Other => "other",
+        }
+    }
+
+    const ALL: [RequestClass; 4] = [
+        RequestClass::Routed(Kind::Flv),
+        RequestClass::Routed(Kind::Playlist),
+        RequestClass::Routed(Kind::Segment),
+        RequestClass::Other,
+    ];
+}
+
+const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+fn status_class_index(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
+    }
+}
+
+/// Counters, gauges and histograms of one proxy process.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: [[Counter; STATUS_CLASSES.len()]; 4],
+    rejections: [Counter; Rejection::ALL.len()],
+    upstream_latency: [Histogram; 3],
+    sent_bytes: [Counter; 4],
+    /// HTTP-FLV responses currently streaming.
+    pub flv_sessions_active: Gauge,
+    /// Playlists refused because they exceeded `playlist.max_bytes`.
+    pub playlists_too_large: Counter,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Metrics {
+        let requests_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "livegate_proxy_requests",
+            "Requests answered, by kind (flv, playlist, segment, other) and status class",
+            requests_family.clone(),
+        );
+        let requests = RequestClass::ALL.map(|class| {
+            STATUS_CLASSES.map(|status| {
+                requests_family
+                    .get_or_create(&vec![("kind", class.label()), ("status", status)])
+                    .clone()
+            })
+        });
+
+        let rejections_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "livegate_proxy_token_rejections",
+            "Requests refused for their play token, by reason",
+            rejections_family.clone(),
+        );
+        let rejections = Rejection::ALL.map(|reason| {
+            rejections_family
+                .get_or_create(&vec![("reason", reason.as_str())])
+                .clone()
+        });
+
+        let latency_family = Family::<Labels, Histogram>::new_with_constructor(|| {
+            // 0.5 ms … ~16 s
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "livegate_proxy_upstream_latency_seconds",
+            "Time from sending a request to the origin to receiving its response header",
+            latency_family.clone(),
+        );
+        let upstream_latency = Kind::ALL.map(|kind| {
+            latency_family
+                .get_or_create(&vec![("kind", kind.as_str())])
+                .clone()
+        });
+
+        let sent_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "livegate_proxy_sent_bytes",
+            "Response body bytes sent to viewers, by kind",
+            sent_family.clone(),
+        );
+        let sent_bytes = RequestClass::ALL.map(|class| {
+            sent_family
+                .get_or_create(&vec![("kind", class.label())])
+                .clone()
+        });
+
+        let flv_sessions_active = Gauge::default();
+        registry.register(
+            "livegate_proxy_flv_sessions_active",
+            "HTTP-FLV responses currently streaming",
+            flv_sessions_active.clone(),
+        );
+        let playlists_too_large = Counter::default();
+        registry.register(
+            "livegate_proxy_playlists_too_large",
+            "Playlists refused with 502 because they exceeded playlist.max_bytes",
+            playlists_too_large.clone(),
+        );
+
+        Metrics {
+            requests,
+            rejections,
+            upstream_latency,
+            sent_bytes,
+            flv_sessions_active,
+            playlists_too_large,
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn request_done(&self, class: RequestClass, status: u16, body_bytes: u64) {
+        self.requests[class.index()][status_class_index(status)].inc();
+        if body_bytes > 0 {
+            self.sent_bytes[class.index()].inc_by(body_bytes);
+        }
+    }
+
+    /// Counts one token rejection.
+    pub fn rejected(&self, reason: Rejection) {
+        let index = Rejection::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or_default();
+        self.rejections[index].inc();
+    }
+
+    /// Records how long the origin took to answer.
+    pub fn upstream_latency(&self, kind: Kind, seconds: f64) {
+        let index = Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_default();
+        self.upstream_latency[index].observe(seconds);
+    }
+}
+
+/// Keeps `flv_sessions_active` right however a stream ends: it is decremented on drop.
+#[derive(Debug)]
+pub struct ActiveFlv(Gauge);
+
+impl ActiveFlv {
+    /// Counts a stream as active until the guard is dropped.
+    pub fn start(gauge: &Gauge) -> ActiveFlv {
+        gauge.inc();
+        ActiveFlv(gauge.clone())
+    }
+}
+
+impl Drop for ActiveFlv {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_their_names() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        metrics.request_done(RequestClass::Routed(Kind::Playlist), 200, 120);
+        metrics.rejected(Rejection::Expired);
+        metrics.upstream_latency(Kind::Segment, 0.002);
+        {
+            let _active = ActiveFlv::start(&metrics.flv_sessions_active);
+            assert_eq!(metrics.flv_sessions_active.get(), 1);
+        }
+        assert_eq!(metrics.flv_sessions_active.get(), 0);
+        let text = livegate_core::telemetry::render_metrics(&registry);
+        assert!(
+            text.contains("livegate_proxy_requests_total{kind=\"playlist\",status=\"2xx\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("livegate_proxy_token_rejections_total{reason=\"expired\"} 1"));
+        assert!(text.contains("livegate_proxy_sent_bytes_total{kind=\"playlist\"} 120"));
+        assert!(text.contains("livegate_proxy_upstream_latency_seconds_count{kind=\"segment\"} 1"));
+    }
+}

@@ -1,0 +1,195 @@
+//! The origins: which one serves a stream, how to reach it, and a bounded fetch for the small
+//! responses (playlists) that the proxy reads whole before answering.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, StatusCode};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::lb::health_check::{HealthCheck, HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::Consistent;
+use pingora::lb::LoadBalancer;
+use pingora::prelude::HttpPeer;
+use pingora::protocols::http::client::HttpSession;
+
+use crate::config::{HealthCheckKind, OriginConfig, TimeoutsConfig};
+
+/// How many ring positions consistent hashing may walk to find a healthy origin.
+const MAX_SELECTION_STEPS: usize = 256;
+
+/// Builds the origin set with its health check; the caller runs it as a background service.
+pub fn origin_pool(config: &OriginConfig) -> std::io::Result<LoadBalancer<Consistent>> {
+    let mut pool =
+        LoadBalancer::<Consistent>::try_from_iter(config.addresses.iter().map(String::as_str))?;
+    let check: Box<dyn HealthCheck + Send + Sync> = match config.health_check {
+        HealthCheckKind::Tcp => TcpHealthCheck::new(),
+        HealthCheckKind::Http => {
+            let host = config.host.as_deref().unwrap_or("localhost");
+            let mut check = HttpHealthCheck::new(host, false);
+            let mut request =
+                RequestHeader::build("GET", config.health_check_path.as_bytes(), None)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+            request
+                .insert_header(header::HOST, host)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            check.req = request;
+            Box::new(check)
+        }
+    };
+    pool.set_health_check(check);
+    pool.health_check_frequency = Some(Duration::from_millis(config.health_check_interval_ms));
+    Ok(pool)
+}
+
+/// Why a bounded fetch produced no response.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Every origin is marked unhealthy.
+    #[error("no healthy origin")]
+    NoOrigin,
+    /// The body is larger than allowed.
+    #[error("response body exceeds the size limit")]
+    TooLarge,
+    /// Connecting, writing or reading failed.
+    #[error("origin request failed: {0}")]
+    Origin(Box<pingora::Error>),
+}
+
+impl From<Box<pingora::Error>> for FetchError {
+    fn from(err: Box<pingora::Error>) -> Self {
+        FetchError::Origin(err)
+    }
+}
+
+/// A response read whole from the origin.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The origin's status.
+    pub status: StatusCode,
+    /// The origin's `Content-Type`.
+    pub content_type: Option<String>,
+    /// The body (at most the limit asked for).
+    pub body: Bytes,
+    /// Time from sending the request to reading the response header.
+    pub header_latency: Duration,
+}
+
+/// Picks origins and talks to them.
+pub struct OriginClient {
+    pool: Arc<LoadBalancer<Consistent>>,
+    connector: Connector,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl OriginClient {
+    /// Wraps a (health-checked) pool with the configured timeouts.
+    pub fn new(pool: Arc<LoadBalancer<Consistent>>, timeouts: &TimeoutsConfig) -> OriginClient {
+        OriginClient {
+            pool,
+            connector: Connector::new(None),
+            connect_timeout: timeouts.connect(),
+            read_timeout: timeouts.upstream_read(),
+            write_timeout: timeouts.upstream_write(),
+            idle_timeout: timeouts.upstream_idle(),
+        }
+    }
+
+    /// The origin for `stream_key`: always the same one while it is healthy.
+    pub fn peer_for(&self, stream_key: &str) -> Option<Box<HttpPeer>> {
+        let backend = self
+            .pool
+            .select(stream_key.as_bytes(), MAX_SELECTION_STEPS)?;
+        let mut peer = HttpPeer::new(backend, false, String::new());
+        let options = &mut peer.options;
+        options.connection_timeout = Some(self.connect_timeout);
+        options.total_connection_timeout = Some(self.connect_timeout * 2);
+        // Reset after every read, so for an endless FLV body this is an idle timeout.
+        options.read_timeout = Some(self.read_timeout);
+        options.write_timeout = Some(self.write_timeout);
+        options.idle_timeout = Some(self.idle_timeout);
+        Some(Box::new(peer))
+    }
+
+    /// Sends `request` to the origin of `stream_key` and reads the whole response, refusing
+    /// bodies over `max_bytes`. A pooled connection that turns out to be dead is retried once
+    /// on a fresh one.
+    pub async fn fetch(
+        &self,
+        stream_key: &str,
+        request: RequestHeader,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
+        let peer = self.peer_for(stream_key).ok_or(FetchError::NoOrigin)?;
+        let (session, reused) = self.connector.get_http_session(&*peer).await?;
+        match self
+            .exchange(session, &peer, request.clone(), max_bytes)
+            .await
+        {
+            Err(FetchError::Origin(err)) if reused && err.retry() => {
+                let (session, _) = self.connector.get_http_session(&*peer).await?;
+                self.exchange(session, &peer, request, max_bytes).await
+            }
+            other => other,
+        }
+    }
+
+    async fn exchange(
+        &self,
+        mut session: HttpSession,
+        peer: &HttpPeer,
+        request: RequestHeader,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
+        session.set_read_timeout(Some(self.read_timeout));
+        session.set_write_timeout(Some(self.write_timeout));
+        let sent = Instant::now();
+        session.write_request_header(Box::new(request)).await?;
+        session.finish_request_body().await?;
+        session.read_response_header().await?;
+        let header_latency = sent.elapsed();
+        let header = session.response_header().ok_or_else(|| {
+            FetchError::Origin(pingora::Error::explain(
+                pingora::ErrorType::InvalidHTTPHeader,
+                "origin sent no response header",
+            ))
+        })?;
+        let status = header.status;
+        let content_type = header
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let declared_len = header
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared_len.is_some_and(|len| len > max_bytes) {
+            // Not worth draining: drop the connection instead of pooling it.
+            return Err(FetchError::TooLarge);
+        }
+        let mut body = BytesMut::with_capacity(declared_len.unwrap_or(4096).min(max_bytes));
+        while let Some(chunk) = session.read_response_body().await? {
+            if body.len() + chunk.len() > max_bytes {
+                return Err(FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if session.response_done() {
+            self.connector
+                .release_http_session(session, peer, Some(self.idle_timeout))
+                .await;
+        }
+        Ok(Fetched {
+            status,
+            content_type,
+            body: body.freeze(),
+            header_latency,
+        })
+    }
+}
