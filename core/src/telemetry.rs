@@ -1,5 +1,7 @@
 //! Logging and metrics plumbing shared by the services.
 
+use std::io::IsTerminal as _;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -49,7 +51,11 @@ pub fn init_logging(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only help a person at a terminal; files and log shippers get plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     // A second initialisation (tests starting several services in one process) is harmless.
     let _ = match config.format {
         LogFormat::Text => builder.try_init(),

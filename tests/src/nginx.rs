@@ -112,7 +112,7 @@ impl Drop for Nginx {
 /// request line with its query (so tests can assert what reached the origin).
 pub fn static_origin(dir: &Path) -> String {
     format!(
-        "log_format origin '$request_uri $status $body_bytes_sent';\n\
+        "log_format origin '$request_uri $status $body_bytes_sent xff=$http_x_forwarded_for real=$http_x_real_ip';\n\
          server {{\n\
            listen {{listen}};\n\
            access_log {{prefix}}/logs/origin.log origin;\n\
@@ -128,7 +128,8 @@ pub fn static_origin(dir: &Path) -> String {
 }
 
 impl Nginx {
-    /// The `origin` log written by [`static_origin`]: one `uri status bytes` line per request.
+    /// The `origin` log written by [`static_origin`]: one `uri status bytes xff=… real=…` line
+    /// per request.
     pub fn origin_log(&self) -> String {
         std::fs::read_to_string(self.prefix.path().join("logs/origin.log")).unwrap_or_default()
     }

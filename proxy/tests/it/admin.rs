@@ -1,0 +1,82 @@
+//! The admin port and the command line.
+
+use std::process::Command;
+
+use livegate_tests::free_addr;
+
+use crate::support::{client, ProxyBuilder};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let origin = livegate_tests::nginx::Nginx::start(
+        "",
+        "server { listen {listen}; location / { return 200; } }",
+    );
+    origin.ready().await;
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let get = |path: &'static str| {
+        let url = format!("http://{}{path}", proxy.admin);
+        async move { client().get(url).send().await.unwrap() }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    assert_eq!(get("/readyz").await.status(), 200);
+    let metrics = get("/metrics").await.text().await.unwrap();
+    for name in [
+        "livegate_proxy_requests_total",
+        "livegate_proxy_token_rejections_total",
+        "livegate_proxy_upstream_latency_seconds",
+        "livegate_proxy_flv_sessions_active",
+        "livegate_proxy_sent_bytes_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+    assert_eq!(get("/nope").await.status(), 404);
+}
+
+fn check_config(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_livegate-proxy"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--check-config")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_bad_keys() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/proxy.example.toml"
+    ))
+    .unwrap();
+    let ok = check_config(&example);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ok");
+
+    let bad = example
+        .replace("leeway_s = 0", "leeway_s = \"soon\"")
+        .replace("max_bytes = 1048576", "max_bytes = 1048576\nmax_byts = 1");
+    let out = check_config(&bad);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("leeway_s") || stderr.contains("max_byts"),
+        "{stderr}"
+    );
+
+    let semantic = example.replace(
+        "addresses = [\"127.0.0.1:8081\"]",
+        &format!("addresses = []\n# {}", free_addr()),
+    );
+    let out = check_config(&semantic);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("origin.addresses"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("livegate-dev-key-change-me"));
+}

@@ -1,0 +1,162 @@
+//! HTTP-FLV through the proxy, from a paced origin.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use livegate_core::unix_now;
+use livegate_tests::flv::{FlvFile, FlvOrigin};
+use livegate_tests::media::make_flv;
+use livegate_tests::wait_until;
+
+use crate::support::{client, token, token_expiring, ProxyBuilder};
+
+pub(crate) async fn paced_origin() -> FlvOrigin {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("42.flv");
+    make_flv(&path, 4, 800);
+    FlvOrigin::start(FlvFile::read(&path)).await
+}
+
+/// Reads from `body` until at least `want` bytes arrived.
+pub(crate) async fn read_at_least(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    want: usize,
+) -> Vec<u8> {
+    let mut received = Vec::new();
+    while received.len() < want {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the stream stalled")
+            .expect("the stream ended early")
+            .expect("the stream failed");
+        received.extend_from_slice(&chunk);
+    }
+    received
+}
+
+/// Walks FLV tags after the 13-byte file header, returning how many complete tags there are.
+fn count_tags(data: &[u8]) -> usize {
+    let mut at = 13;
+    let mut tags = 0;
+    while at + 11 <= data.len() {
+        assert!(
+            matches!(data[at], 8 | 9 | 18),
+            "bad tag type {} at {at}",
+            data[at]
+        );
+        let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        if at + 11 + size + 4 > data.len() {
+            break;
+        }
+        let previous = u32::from_be_bytes(data[at + 11 + size..at + 15 + size].try_into().unwrap());
+        assert_eq!(previous as usize, 11 + size, "PreviousTagSize mismatch");
+        at += 11 + size + 4;
+        tags += 1;
+    }
+    tags
+}
+
+#[tokio::test]
+async fn flv_streams_through_and_a_departing_viewer_releases_the_origin() {
+    let origin = paced_origin().await;
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let token = token(42);
+
+    let response = client()
+        .get(proxy.url(&format!("/live/42.flv?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "video/x-flv");
+    let mut body = response.bytes_stream();
+    let received = read_at_least(&mut body, 64 * 1024).await;
+    assert_eq!(&received[..3], b"FLV", "FLV signature");
+    assert!(count_tags(&received) > 10, "FLV tags arrive");
+    assert_eq!(origin.open_connections(), 1);
+    assert!(proxy
+        .metrics()
+        .await
+        .contains("livegate_proxy_flv_sessions_active 1"));
+    let targets = origin.targets();
+    assert_eq!(
+        targets,
+        vec!["/live/42.flv".to_owned()],
+        "the token is not forwarded"
+    );
+
+    drop(body);
+    wait_until(
+        "the origin connection to close after the viewer left",
+        || async { (origin.open_connections() == 0).then_some(()) },
+    )
+    .await;
+    wait_until("the active FLV gauge to drop", || async {
+        proxy
+            .metrics()
+            .await
+            .contains("livegate_proxy_flv_sessions_active 0")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn many_viewers_each_get_their_own_stream() {
+    let origin = paced_origin().await;
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let mut bodies = Vec::new();
+    for room in [42u64; 8] {
+        let response = client()
+            .get(proxy.url(&format!("/live/{room}.flv?token={}", token(room))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        bodies.push(response.bytes_stream());
+    }
+    for body in &mut bodies {
+        let received = read_at_least(body, 16 * 1024).await;
+        assert_eq!(&received[..3], b"FLV");
+    }
+    assert_eq!(origin.open_connections(), 8);
+    drop(bodies);
+    wait_until("every origin connection to close", || async {
+        (origin.open_connections() == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn flv_ends_when_the_token_expires_if_configured() {
+    let origin = paced_origin().await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .with("[flv]\nend_at_token_expiry = true\nexpiry_grace_s = 1")
+        .start()
+        .await;
+    let expires = unix_now() + 1;
+    let response = client()
+        .get(proxy.url(&format!(
+            "/live/42.flv?token={}",
+            token_expiring(42, expires)
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut received = 0usize;
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(20), body.next()).await {
+            Ok(Some(Ok(chunk))) => received += chunk.len(),
+            Ok(Some(Err(_)) | None) => break unix_now(),
+            Err(_) => panic!("the stream outlived its token"),
+        }
+    };
+    assert!(received > 0);
+    assert!(ended > expires + 1, "ended before expiry plus grace");
+    wait_until("the origin connection to close", || async {
+        (origin.open_connections() == 0).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,14 @@
+//! The real proxy binary in front of real origins: nginx serving ffmpeg-made HLS, and a paced
+//! HTTP-FLV origin. One test binary, one module per concern.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
+mod support;
+
+mod admin;
+mod flv;
+mod hls;
+mod requests;
+mod shutdown;

@@ -1,0 +1,289 @@
+//! What the proxy refuses, and how: tokens, methods, paths, CORS, dead origins.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use livegate_core::unix_now;
+use livegate_tests::media::make_hls;
+use livegate_tests::nginx::{static_origin, Nginx};
+use livegate_tests::{free_addr, wait_until};
+
+use crate::support::{client, token, token_expiring, ProxyBuilder, KEY};
+
+async fn origin() -> (Nginx, tempfile::TempDir) {
+    let media = tempfile::tempdir().unwrap();
+    make_hls(media.path(), "42", 2);
+    let nginx = Nginx::start("", &static_origin(media.path()));
+    nginx.ready().await;
+    (nginx, media)
+}
+
+#[tokio::test]
+async fn bad_tokens_are_refused_without_touching_the_origin() {
+    let (nginx, _media) = origin().await;
+    let proxy = ProxyBuilder::new(nginx.addr).start().await;
+    let forged = livegate_core::token::TokenKeys::new(&[livegate_core::Secret::new("not-our-key")])
+        .unwrap()
+        .mint(42, unix_now() + 60);
+    let cases = [
+        ("/live/42.m3u8".to_owned(), "missing"),
+        ("/live/42-0.ts?token=".to_owned(), "malformed"),
+        ("/live/42.flv?token=%%%".to_owned(), "malformed"),
+        (
+            format!("/live/42-0.ts?token={}", "A".repeat(600)),
+            "malformed",
+        ),
+        (format!("/live/42.m3u8?token={forged}"), "bad_signature"),
+        (
+            format!("/live/42-0.ts?token={}", token_expiring(42, unix_now() - 5)),
+            "expired",
+        ),
+        (format!("/live/42.m3u8?token={}", token(43)), "wrong_room"),
+        (format!("/live/abc.flv?token={}", token(42)), "wrong_room"),
+    ];
+    for (path, reason) in &cases {
+        let response = client().get(proxy.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 403, "{path} ({reason})");
+        assert_eq!(
+            response.text().await.unwrap(),
+            "forbidden\n",
+            "no detail for the client"
+        );
+    }
+    assert_eq!(
+        nginx.origin_log(),
+        "",
+        "a refused request reached the origin"
+    );
+    let metrics = proxy.metrics().await;
+    for (reason, count) in [
+        ("missing", 1),
+        ("malformed", 3),
+        ("bad_signature", 1),
+        ("expired", 1),
+        ("wrong_room", 2),
+    ] {
+        let line = format!("livegate_proxy_token_rejections_total{{reason=\"{reason}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} not in\n{metrics}");
+    }
+    let log = proxy.log();
+    assert!(log.contains("reason=\"expired\""), "{log}");
+    assert!(!log.contains(&forged), "a token was logged");
+}
+
+#[tokio::test]
+async fn tokens_minted_by_php_with_the_standard_alphabet_are_accepted() {
+    let (nginx, _media) = origin().await;
+    let proxy = ProxyBuilder::new(nginx.addr).start().await;
+    // What PHP's `urlencode(base64_encode(...))` produces: standard alphabet, padded, encoded.
+    use hmac::Mac as _;
+    let message = format!("42|{}", unix_now() + 600);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+    mac.update(message.as_bytes());
+    let raw = format!("{message}|{}", hex::encode(mac.finalize().into_bytes()));
+    let standard = base64::engine::general_purpose::STANDARD.encode(raw);
+    let encoded: String = url_encode(&standard);
+    let response = client()
+        .get(proxy.url(&format!("/live/42-0.ts?token={encoded}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+/// Sends a GET with `target` exactly as given and returns the response status.
+async fn raw_status(addr: std::net::SocketAddr, target: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn methods_paths_and_unknown_routes() {
+    let (nginx, _media) = origin().await;
+    let proxy = ProxyBuilder::new(nginx.addr).start().await;
+    let t = token(42);
+
+    let post = client()
+        .post(proxy.url(&format!("/live/42.flv?token={t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD, OPTIONS");
+
+    // Sent raw: an HTTP client library would normalise these paths before sending them.
+    for path in [
+        "/live/%2e%2e/42.m3u8",
+        "/live/..%2f42.m3u8",
+        "/live/42%00.flv",
+        "/live/../live/42-0.ts",
+        "/live/%2E%2E/live/42-0.ts",
+    ] {
+        let status = raw_status(proxy.addr, &format!("{path}?token={t}")).await;
+        assert_eq!(status, 400, "{path}");
+    }
+    let response = client().get(proxy.url("/etc/passwd")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+
+    let head = client()
+        .head(proxy.url(&format!("/live/42.m3u8?token={t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        nginx.origin_log().lines().count(),
+        1,
+        "only the HEAD reached the origin"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_reach_the_origin() {
+    let (nginx, _media) = origin().await;
+    let proxy = ProxyBuilder::new(nginx.addr).start().await;
+    let response = client()
+        .get(proxy.url(&format!("/live/42-0.ts?a=1&token={}&b=2", token(42))))
+        .header("X-Forwarded-For", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let log = nginx.origin_log();
+    assert!(
+        log.contains("/live/42-0.ts?a=1&b=2 200"),
+        "other parameters are kept: {log}"
+    );
+    assert!(
+        log.contains("xff=203.0.113.9, 127.0.0.1 real=127.0.0.1"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_locally() {
+    let (nginx, _media) = origin().await;
+    let proxy = ProxyBuilder::new(nginx.addr)
+        .with("[cors]\nallowed_origins = [\"https://player.example\"]\nmax_age_s = 120")
+        .start()
+        .await;
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, proxy.url("/live/42.m3u8"))
+        .header("Origin", "https://player.example")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "range")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://player.example");
+    assert_eq!(h["access-control-allow-headers"], "range");
+    assert_eq!(h["access-control-max-age"], "120");
+
+    let refused = client()
+        .request(reqwest::Method::OPTIONS, proxy.url("/live/42.m3u8"))
+        .header("Origin", "https://elsewhere.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let get = client()
+        .get(proxy.url(&format!("/live/42-0.ts?token={}", token(42))))
+        .header("Origin", "https://player.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(
+        get.headers()["access-control-allow-origin"],
+        "https://player.example"
+    );
+    assert_eq!(
+        nginx.origin_log().lines().count(),
+        1,
+        "preflights never reach the origin"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_origin_gives_502_quickly() {
+    let dead = free_addr();
+    let proxy = ProxyBuilder::new(dead).start().await;
+    let t = token(42);
+    for path in ["/live/42.m3u8", "/live/42-0.ts", "/live/42.flv"] {
+        let started = Instant::now();
+        let response = client()
+            .get(proxy.url(&format!("{path}?token={t}")))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 502, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{path} hung");
+    }
+    let ready = client()
+        .get(format!("http://{}/readyz", proxy.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+}
+
+#[tokio::test]
+async fn a_stream_sticks_to_one_origin_and_fails_over_when_it_dies() {
+    let media = tempfile::tempdir().unwrap();
+    make_hls(media.path(), "42", 2);
+    let first = Nginx::start("", &static_origin(media.path()));
+    let second = Nginx::start("", &static_origin(media.path()));
+    first.ready().await;
+    second.ready().await;
+    let proxy = ProxyBuilder::new(first.addr)
+        .origins(&[first.addr, second.addr])
+        .start()
+        .await;
+    let url = proxy.url(&format!("/live/42-0.ts?token={}", token(42)));
+    for _ in 0..10 {
+        assert_eq!(client().get(&url).send().await.unwrap().status(), 200);
+    }
+    let (served_first, served_second) = (
+        first.origin_log().lines().count(),
+        second.origin_log().lines().count(),
+    );
+    assert!(
+        (served_first, served_second) == (10, 0) || (served_first, served_second) == (0, 10),
+        "one stream must stay on one origin: {served_first}/{served_second}"
+    );
+    let (survivor, victim) = if served_first == 10 {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    drop(victim);
+    wait_until("the proxy to fail over to the surviving origin", || {
+        let url = url.clone();
+        async move {
+            let response = client().get(&url).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        }
+    })
+    .await;
+    assert!(survivor.origin_log().lines().count() >= 1);
+}

@@ -1,0 +1,152 @@
+//! Starting the proxy binary against an origin, and minting tokens for it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use livegate_core::token::TokenKeys;
+use livegate_core::{unix_now, Secret};
+use livegate_tests::{free_addr, wait_for_listener, ChildGuard};
+use tempfile::TempDir;
+
+/// The key every test proxy accepts.
+pub(crate) const KEY: &str = "livegate-integration-key";
+
+/// A running `livegate-proxy` process.
+pub(crate) struct TestProxy {
+    pub(crate) addr: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) process: ChildGuard,
+    pub(crate) dir: TempDir,
+}
+
+/// Builds a proxy configuration for one test.
+pub(crate) struct ProxyBuilder {
+    origins: Vec<String>,
+    extra: String,
+}
+
+impl ProxyBuilder {
+    pub(crate) fn new(origin: SocketAddr) -> ProxyBuilder {
+        ProxyBuilder {
+            origins: vec![origin.to_string()],
+            extra: String::new(),
+        }
+    }
+
+    pub(crate) fn origins(mut self, origins: &[SocketAddr]) -> ProxyBuilder {
+        self.origins = origins.iter().map(ToString::to_string).collect();
+        self
+    }
+
+    /// Appends raw TOML (whole sections) to the configuration.
+    pub(crate) fn with(mut self, toml: &str) -> ProxyBuilder {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+
+    pub(crate) fn config_text(
+        &self,
+        dir: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+    ) -> String {
+        let origins = self
+            .origins
+            .iter()
+            .map(|o| format!("\"{o}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut text = format!(
+            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace_period_s = 3\nshutdown_timeout_s = 1\n\
+             pid_file = \"{dir}/proxy.pid\"\nupgrade_sock = \"{dir}/upgrade.sock\"\n\
+             [admin]\nlisten = \"{admin}\"\n\
+             [origin]\naddresses = [{origins}]\nhealth_check_interval_ms = 200\n\
+             [token]\nkeys = [\"{KEY}\"]\n\
+             [log]\nfilter = \"info\"\n",
+            dir = dir.display()
+        );
+        if !self.extra.contains("[timeouts]") {
+            text.push_str("[timeouts]\nupstream_read_s = 5\ndownstream_write_s = 5\n");
+        }
+        text.push_str(&self.extra);
+        text
+    }
+
+    pub(crate) async fn start(self) -> TestProxy {
+        let dir = tempfile::Builder::new()
+            .prefix("livegate-proxy-")
+            .tempdir()
+            .unwrap();
+        let addr = free_addr();
+        let admin = free_addr();
+        let config = dir.path().join("proxy.toml");
+        std::fs::write(&config, self.config_text(dir.path(), addr, admin)).unwrap();
+        let process = spawn_proxy(&config, &[], dir.path().join("proxy.log"));
+        wait_for_listener("the proxy to listen", addr).await;
+        wait_for_listener("the admin port to listen", admin).await;
+        TestProxy {
+            addr,
+            admin,
+            process,
+            dir,
+        }
+    }
+}
+
+pub(crate) fn spawn_proxy(config: &std::path::Path, args: &[&str], log: PathBuf) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_livegate-proxy"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    ChildGuard::new("livegate-proxy", child)
+}
+
+impl TestProxy {
+    pub(crate) fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
+    }
+
+    pub(crate) async fn metrics(&self) -> String {
+        client()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// A token for `room` valid for another hour.
+pub(crate) fn token(room: u64) -> String {
+    token_expiring(room, unix_now() + 3600)
+}
+
+pub(crate) fn token_expiring(room: u64, exp: u64) -> String {
+    TokenKeys::new(&[Secret::new(KEY)]).unwrap().mint(room, exp)
+}
+
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
