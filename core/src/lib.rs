@@ -5,7 +5,11 @@
 //! - [`secret`]: secrets that stay out of logs.
 //! - [`telemetry`]: logging set-up and Prometheus rendering.
 
+#[cfg(feature = "bus")]
+pub mod bus;
 pub mod config;
+#[cfg(feature = "db")]
+pub mod db;
 pub mod secret;
 pub mod telemetry;
 pub mod token;

@@ -1,0 +1,266 @@
+//! The database layer: one API over MySQL/MariaDB (production) and SQLite (embedded default).
+//!
+//! Callers use the repository functions on [`Database`]; no SQL lives outside this module.
+//! Every time is unix milliseconds. The schema lives in versioned migrations per backend under
+//! `core/migrations/{mysql,sqlite}/`, applied by [`Database::migrate`].
+
+mod rooms;
+mod streams;
+pub mod testing;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::config::Problems;
+use crate::secret::Secret;
+
+pub use rooms::{NewRoom, Room};
+pub use streams::{NewStream, OriginIds, StartOutcome, Stream};
+
+static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The `[database]` section shared by the services.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbConfig {
+    /// Connection URL: `mysql://user:pass@host:3306/db` (MariaDB too) or `sqlite:path/to.db`
+    /// (`sqlite::memory:` for a throw-away database). May be `env:NAME` or `file:PATH`.
+    /// Default: `sqlite:livegate.db`.
+    pub url: Secret,
+    /// Largest number of pooled connections (MySQL; SQLite always uses one writer). Default: 16.
+    pub max_connections: u32,
+    /// How long a query may wait for a free connection before the database counts as
+    /// unavailable, in milliseconds. Default: 500.
+    pub acquire_timeout_ms: u64,
+    /// Whether to apply pending migrations at start. Default: true.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DbConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::new("sqlite:livegate.db"),
+            max_connections: 16,
+            acquire_timeout_ms: 500,
+            migrate_on_start: true,
+        }
+    }
+}
+
+impl DbConfig {
+    /// Records problems under `section` (e.g. `database`).
+    pub fn validate(&self, section: &str, problems: &mut Problems) {
+        if Backend::of_url(self.url.expose()).is_none() {
+            problems.add(
+                format!("{section}.url"),
+                "must start with `mysql://`, `mariadb://` or `sqlite:`",
+            );
+        }
+        problems.check(
+            self.max_connections > 0,
+            &format!("{section}.max_connections"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.acquire_timeout_ms > 0,
+            &format!("{section}.acquire_timeout_ms"),
+            "must be at least 1",
+        );
+    }
+}
+
+/// Which database engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// MySQL or MariaDB.
+    Mysql,
+    /// SQLite (a file or memory).
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend a connection URL names, if any.
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Some(Backend::Mysql)
+        } else if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be reached in time (pool timeout, connection refused or lost).
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The URL names no supported backend.
+    #[error("unsupported database URL: expected mysql://, mariadb:// or sqlite:")]
+    UnsupportedUrl,
+    /// Applying migrations failed.
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error (constraint violation, bad SQL, decoding).
+    #[error("database error")]
+    Query(#[source] sqlx::Error),
+}
+
+impl DbError {
+    /// Whether the failure means "cannot reach the database" rather than "the query failed".
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, DbError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => DbError::Unavailable(err),
+            other => DbError::Query(other),
+        }
+    }
+}
+
+/// A connection pool to one of the supported backends.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// MySQL or MariaDB.
+    Mysql(MySqlPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$db` is.
+/// Placeholders (`?`) are the same in both dialects, so the SQL text is shared.
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Database::Mysql($pool) => $body,
+            $crate::db::Database::Sqlite($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Database {
+    /// Connects according to `config` (lazily for MySQL: the first query opens a connection,
+    /// so a service can start while the database is still down).
+    pub async fn connect(config: &DbConfig) -> Result<Database, DbError> {
+        let url = config.url.expose();
+        let acquire = Duration::from_millis(config.acquire_timeout_ms);
+        match Backend::of_url(url) {
+            Some(Backend::Mysql) => {
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                let options = MySqlConnectOptions::from_str(&url)?;
+                Ok(Database::Mysql(
+                    MySqlPoolOptions::new()
+                        .max_connections(config.max_connections)
+                        .acquire_timeout(acquire)
+                        .connect_lazy_with(options),
+                ))
+            }
+            Some(Backend::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(acquire)
+                    .foreign_keys(true);
+                // One connection: SQLite has a single writer anyway, and an in-memory database
+                // exists only inside the connection that created it.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .acquire_timeout(acquire)
+                    .connect_with(options)
+                    .await?;
+                Ok(Database::Sqlite(pool))
+            }
+            None => Err(DbError::UnsupportedUrl),
+        }
+    }
+
+    /// The backend behind this pool.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Database::Mysql(_) => Backend::Mysql,
+            Database::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Applies every migration not yet applied. Safe to run concurrently with itself.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Database::Mysql(pool) => MYSQL_MIGRATIONS.run(pool).await?,
+            Database::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        with_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await);
+    }
+
+    /// Creates a user and returns its id. Usernames are unique.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+        now_ms: i64,
+    ) -> Result<i64, DbError> {
+        const SQL: &str =
+            "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)";
+        let id = match self {
+            Database::Mysql(pool) => {
+                let done = sqlx::query(SQL)
+                    .bind(username)
+                    .bind(password_hash)
+                    .bind(role)
+                    .bind(now_ms)
+                    .execute(pool)
+                    .await?;
+                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
+            }
+            Database::Sqlite(pool) => sqlx::query(SQL)
+                .bind(username)
+                .bind(password_hash)
+                .bind(role)
+                .bind(now_ms)
+                .execute(pool)
+                .await?
+                .last_insert_rowid(),
+        };
+        Ok(id)
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

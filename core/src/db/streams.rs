@@ -1,0 +1,297 @@
+//! Streams: one row per publish session, opened on publish start and closed on stop.
+//!
+//! Invariant: a room is live exactly while it has an open stream (`stop_at IS NULL`). Both
+//! change together inside one transaction, and the schema allows one open stream per room.
+
+use super::{with_pool, Database, DbError};
+
+/// A row of `streams`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Stream {
+    /// Stream id.
+    pub id: i64,
+    /// The room that published.
+    pub room_id: i64,
+    /// Publish start, unix milliseconds.
+    pub start_at: i64,
+    /// Publish stop, unix milliseconds; `None` while live.
+    pub stop_at: Option<i64>,
+    /// Where the latest recording of this stream is.
+    pub record_url: Option<String>,
+    /// Which origin software reported it: `srs`, `zlmediakit` or `nginx-rtmp`.
+    pub origin_kind: String,
+    /// The origin server's id (SRS `server_id`, ZLMediaKit `mediaServerId`, or a configured name).
+    pub origin_server_id: String,
+    /// The origin process's id (SRS `service_id`), which changes when it restarts.
+    pub origin_service_id: Option<String>,
+    /// The publisher's connection id at the origin.
+    pub origin_client_id: Option<String>,
+    /// The origin's id of the stream (SRS `stream_id`).
+    pub origin_stream_id: Option<String>,
+    /// The publisher's address as the origin saw it.
+    pub publisher_ip: Option<String>,
+    /// Creation time, unix milliseconds.
+    pub created_at: i64,
+}
+
+/// The origin's identifiers of a publish session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginIds {
+    /// `srs`, `zlmediakit` or `nginx-rtmp`.
+    pub kind: String,
+    /// Origin server id.
+    pub server_id: String,
+    /// Origin process id (SRS `service_id`).
+    pub service_id: Option<String>,
+    /// Publisher connection id.
+    pub client_id: Option<String>,
+    /// Origin stream id.
+    pub stream_id: Option<String>,
+}
+
+/// What [`Database::start_stream`] needs.
+#[derive(Debug, Clone)]
+pub struct NewStream<'a> {
+    /// The room going live.
+    pub room_id: i64,
+    /// The origin's ids of the session.
+    pub origin: &'a OriginIds,
+    /// The publisher's address.
+    pub publisher_ip: Option<&'a str>,
+}
+
+/// The result of [`Database::start_stream`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The room is now live with this stream id.
+    Started(i64),
+    /// The room already has an open stream, is disabled, or does not exist; nothing changed.
+    Refused,
+}
+
+const STREAM_COLUMNS: &str = "id, room_id, start_at, stop_at, record_url, origin_kind, \
+     origin_server_id, origin_service_id, origin_client_id, origin_stream_id, publisher_ip, \
+     created_at";
+
+const TAKE_ROOM: &str =
+    "UPDATE rooms SET is_live = TRUE WHERE id = ? AND is_live = FALSE AND disabled = FALSE";
+const INSERT_STREAM: &str = "INSERT INTO streams (room_id, start_at, origin_kind, \
+     origin_server_id, origin_service_id, origin_client_id, origin_stream_id, publisher_ip, \
+     created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const CLOSE_STREAM: &str = "UPDATE streams SET stop_at = ? WHERE id = ? AND stop_at IS NULL";
+const RELEASE_ROOM: &str = "UPDATE rooms SET is_live = FALSE WHERE id = ? AND NOT EXISTS \
+     (SELECT 1 FROM streams WHERE room_id = ? AND stop_at IS NULL)";
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Database {
+    /// Marks the room live and opens a stream row, in one transaction. Refused (and nothing
+    /// written) when the room is already live, disabled or unknown: the conditional update
+    /// makes two concurrent publishers race safely, exactly one wins.
+    pub async fn start_stream(
+        &self,
+        new: &NewStream<'_>,
+        now_ms: i64,
+    ) -> Result<StartOutcome, DbError> {
+        let origin = new.origin;
+        macro_rules! insert {
+            ($tx:expr) => {
+                sqlx::query(INSERT_STREAM)
+                    .bind(new.room_id)
+                    .bind(now_ms)
+                    .bind(&origin.kind)
+                    .bind(&origin.server_id)
+                    .bind(origin.service_id.as_deref())
+                    .bind(origin.client_id.as_deref())
+                    .bind(origin.stream_id.as_deref())
+                    .bind(new.publisher_ip)
+                    .bind(now_ms)
+                    .execute(&mut *$tx)
+                    .await
+            };
+        }
+        let outcome = match self {
+            Database::Mysql(pool) => {
+                let mut tx = pool.begin().await?;
+                let taken = sqlx::query(TAKE_ROOM)
+                    .bind(new.room_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if taken != 1 {
+                    tx.rollback().await?;
+                    return Ok(StartOutcome::Refused);
+                }
+                match insert!(tx) {
+                    Ok(done) => {
+                        tx.commit().await?;
+                        StartOutcome::Started(
+                            i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX),
+                        )
+                    }
+                    Err(err) if is_unique_violation(&err) => {
+                        tx.rollback().await?;
+                        StartOutcome::Refused
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin().await?;
+                let taken = sqlx::query(TAKE_ROOM)
+                    .bind(new.room_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if taken != 1 {
+                    tx.rollback().await?;
+                    return Ok(StartOutcome::Refused);
+                }
+                match insert!(tx) {
+                    Ok(done) => {
+                        tx.commit().await?;
+                        StartOutcome::Started(done.last_insert_rowid())
+                    }
+                    Err(err) if is_unique_violation(&err) => {
+                        tx.rollback().await?;
+                        StartOutcome::Refused
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Closes the open stream of `room_id` that the origin `server_id` reported for
+    /// `client_id` (any client when `None`), and marks the room offline. Idempotent: a
+    /// duplicate stop, a stop without a start, or a stale stop arriving after a new session
+    /// (another client id) started finds nothing to close and returns `None`.
+    pub async fn stop_stream(
+        &self,
+        room_id: i64,
+        server_id: &str,
+        client_id: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Option<Stream>, DbError> {
+        let sql = "SELECT id FROM streams WHERE room_id = ? AND origin_server_id = ? \
+             AND stop_at IS NULL AND (? IS NULL OR origin_client_id = ?) \
+             ORDER BY id DESC LIMIT 1";
+        let id: Option<i64> = with_pool!(self, pool => {
+            sqlx::query_scalar(sql)
+                .bind(room_id)
+                .bind(server_id)
+                .bind(client_id)
+                .bind(client_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        match id {
+            Some(id) => self.close_stream(id, now_ms).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Closes stream `id` if it is open and marks its room offline, in one transaction.
+    /// Returns the closed row, or `None` when it was already closed (or never existed).
+    pub async fn close_stream(&self, id: i64, now_ms: i64) -> Result<Option<Stream>, DbError> {
+        let select = format!("SELECT {STREAM_COLUMNS} FROM streams WHERE id = ?");
+        let closed = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let changed = sqlx::query(CLOSE_STREAM)
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 1 {
+                let stream = sqlx::query_as::<_, Stream>(&select)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(RELEASE_ROOM)
+                    .bind(stream.room_id)
+                    .bind(stream.room_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Some(stream)
+            } else {
+                tx.rollback().await?;
+                None
+            }
+        });
+        Ok(closed)
+    }
+
+    /// The open stream of a room, if it is live.
+    pub async fn open_stream(&self, room_id: i64) -> Result<Option<Stream>, DbError> {
+        let sql = format!(
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE room_id = ? AND stop_at IS NULL \
+             ORDER BY id DESC LIMIT 1"
+        );
+        let stream = with_pool!(self, pool => {
+            sqlx::query_as::<_, Stream>(&sql).bind(room_id).fetch_optional(pool).await?
+        });
+        Ok(stream)
+    }
+
+    /// Every stream of a room, oldest first.
+    pub async fn streams_of_room(&self, room_id: i64) -> Result<Vec<Stream>, DbError> {
+        let sql = format!("SELECT {STREAM_COLUMNS} FROM streams WHERE room_id = ? ORDER BY id");
+        let streams = with_pool!(self, pool => {
+            sqlx::query_as::<_, Stream>(&sql).bind(room_id).fetch_all(pool).await?
+        });
+        Ok(streams)
+    }
+
+    /// The open streams that origin `server_id` reported, for reconciliation.
+    pub async fn open_streams_of_server(&self, server_id: &str) -> Result<Vec<Stream>, DbError> {
+        let sql = format!(
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE origin_server_id = ? AND stop_at IS NULL \
+             ORDER BY id"
+        );
+        let streams = with_pool!(self, pool => {
+            sqlx::query_as::<_, Stream>(&sql).bind(server_id).fetch_all(pool).await?
+        });
+        Ok(streams)
+    }
+
+    /// The newest stream (open or closed) of `room_id` from origin `server_id` and, when
+    /// given, publisher `client_id`: the session a recording belongs to.
+    pub async fn latest_stream(
+        &self,
+        room_id: i64,
+        server_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<Option<Stream>, DbError> {
+        let sql = format!(
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE room_id = ? AND origin_server_id = ? \
+             AND (? IS NULL OR origin_client_id = ?) ORDER BY id DESC LIMIT 1"
+        );
+        let stream = with_pool!(self, pool => {
+            sqlx::query_as::<_, Stream>(&sql)
+                .bind(room_id)
+                .bind(server_id)
+                .bind(client_id)
+                .bind(client_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(stream)
+    }
+
+    /// Records where a stream's latest recording is.
+    pub async fn set_record_url(&self, stream_id: i64, url: &str) -> Result<(), DbError> {
+        with_pool!(self, pool => {
+            sqlx::query("UPDATE streams SET record_url = ? WHERE id = ?")
+                .bind(url)
+                .bind(stream_id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}

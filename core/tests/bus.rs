@@ -1,0 +1,285 @@
+//! The bus against both backends: in-process always, Redis when `LIVEGATE_TEST_REDIS_URL` is
+//! set. Every Redis test uses its own key prefix.
+#![cfg(feature = "bus")]
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::time::Duration;
+
+use livegate_core::bus::{
+    Bus, BusConfig, BusError, LiveState, RecordingJob, RoomEvent, RoomEventKind,
+};
+use livegate_core::Secret;
+
+fn configs(jobs_capacity: usize) -> Vec<(&'static str, BusConfig)> {
+    let mut out = vec![(
+        "memory",
+        BusConfig {
+            jobs_capacity,
+            ..BusConfig::default()
+        },
+    )];
+    if let Ok(url) = std::env::var("LIVEGATE_TEST_REDIS_URL") {
+        if !url.is_empty() {
+            let prefix = format!(
+                "lgtest:{}:{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            );
+            out.push((
+                "redis",
+                BusConfig {
+                    url: Secret::new(url),
+                    key_prefix: prefix,
+                    jobs_capacity,
+                    ..BusConfig::default()
+                },
+            ));
+        }
+    }
+    out
+}
+
+fn job(room_id: i64) -> RecordingJob {
+    RecordingJob {
+        room_id,
+        stream_id: Some(7),
+        path: format!("/rec/{room_id}.flv"),
+        origin_kind: "srs".into(),
+        origin_server_id: "srv".into(),
+        size_bytes: None,
+        duration_ms: Some(1500),
+        enqueued_at_ms: 1,
+    }
+}
+
+#[tokio::test]
+async fn live_state_is_cleared_only_by_its_own_stream() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        assert_eq!(bus.live(1).await.unwrap(), None, "{name}");
+        let state = LiveState {
+            stream_id: 5,
+            started_at_ms: 1000,
+            origin_server_id: "srv".into(),
+        };
+        bus.set_live(1, &state).await.unwrap();
+        assert_eq!(bus.live(1).await.unwrap(), Some(state.clone()), "{name}");
+        assert!(
+            !bus.clear_live(1, 4).await.unwrap(),
+            "{name}: stale stop cleared"
+        );
+        assert_eq!(bus.live(1).await.unwrap(), Some(state), "{name}");
+        assert!(bus.clear_live(1, 5).await.unwrap(), "{name}");
+        assert!(!bus.clear_live(1, 5).await.unwrap(), "{name}: double clear");
+        assert_eq!(bus.live(1).await.unwrap(), None, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn events_reach_subscribers_in_order() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        let mut sub = bus.subscribe().await.unwrap();
+        for (i, kind) in [RoomEventKind::Live, RoomEventKind::Offline]
+            .into_iter()
+            .enumerate()
+        {
+            bus.publish(&RoomEvent {
+                kind,
+                room_id: 3,
+                stream_id: 9,
+                at_ms: i as i64,
+            })
+            .await
+            .unwrap();
+        }
+        let first = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let second = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (first.kind, second.kind),
+            (RoomEventKind::Live, RoomEventKind::Offline),
+            "{name}"
+        );
+        assert_eq!(first.room_id, 3, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn viewer_counts_are_idempotent() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        assert_eq!(bus.viewer_join(1, "a").await.unwrap(), 1, "{name}");
+        assert_eq!(bus.viewer_join(1, "a").await.unwrap(), 1, "{name}");
+        assert_eq!(bus.viewer_join(1, "b").await.unwrap(), 2, "{name}");
+        assert_eq!(bus.viewer_join(2, "a").await.unwrap(), 1, "{name}");
+        assert_eq!(bus.viewer_leave(1, "a").await.unwrap(), 1, "{name}");
+        assert_eq!(bus.viewer_leave(1, "a").await.unwrap(), 1, "{name}");
+        assert_eq!(bus.viewer_leave(1, "never").await.unwrap(), 1, "{name}");
+        assert_eq!(bus.viewers(1).await.unwrap(), 1, "{name}");
+        assert_eq!(bus.viewers(9).await.unwrap(), 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_counts_within_a_window() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        let window = Duration::from_millis(300);
+        for _ in 0..3 {
+            assert!(bus.rate_limit("ip:1", 3, window).await.unwrap(), "{name}");
+        }
+        assert!(!bus.rate_limit("ip:1", 3, window).await.unwrap(), "{name}");
+        assert!(bus.rate_limit("ip:2", 3, window).await.unwrap(), "{name}");
+        // The window expires by itself; poll until it has.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !bus.rate_limit("ip:1", 3, window).await.unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: window never expired"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_delivered_once_and_acked() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        let id = bus.enqueue(&job(1)).await.unwrap();
+        bus.enqueue(&job(2)).await.unwrap();
+        assert_eq!(bus.jobs_outstanding().await.unwrap(), 2, "{name}");
+        let got = bus.claim("w1", 1, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(
+            (got[0].id.as_str(), &got[0].job),
+            (id.as_str(), &job(1)),
+            "{name}"
+        );
+        let got2 = bus.claim("w2", 10, Duration::ZERO).await.unwrap();
+        assert_eq!(got2.len(), 1, "{name}");
+        assert_eq!(got2[0].job.room_id, 2, "{name}");
+        assert!(bus
+            .claim("w3", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty());
+        bus.ack(&got[0].id).await.unwrap();
+        bus.ack(&got[0].id).await.unwrap();
+        bus.ack(&got2[0].id).await.unwrap();
+        assert_eq!(bus.jobs_outstanding().await.unwrap(), 0, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_consumer_gets_a_job_enqueued_later() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        // Create the group first, as a running recorder would have.
+        assert!(bus.claim("w", 1, Duration::ZERO).await.unwrap().is_empty());
+        let consumer = {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.claim("w", 1, Duration::from_secs(10)).await })
+        };
+        bus.enqueue(&job(4)).await.unwrap();
+        let got = consumer.await.unwrap().unwrap();
+        assert_eq!(got.len(), 1, "{name}");
+        assert_eq!(got[0].job.room_id, 4, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_job_survives_its_consumer_crashing() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        bus.enqueue(&job(5)).await.unwrap();
+        // Consumer A takes the job and dies without acknowledging it.
+        let taken = bus.claim("a", 1, Duration::ZERO).await.unwrap();
+        assert_eq!(taken.len(), 1, "{name}");
+        drop(taken);
+        // Not stale yet for a long idle threshold.
+        assert!(bus
+            .claim_stale("b", Duration::from_secs(3600), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        // Consumer B takes it over once it has been idle long enough.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let rescued = loop {
+            let got = bus
+                .claim_stale("b", Duration::from_millis(100), 10)
+                .await
+                .unwrap();
+            if !got.is_empty() {
+                break got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name}: never reclaimed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(rescued[0].job, job(5), "{name}");
+        bus.ack(&rescued[0].id).await.unwrap();
+        assert_eq!(bus.jobs_outstanding().await.unwrap(), 0, "{name}");
+        assert!(bus
+            .claim_stale("c", Duration::ZERO, 10)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
+async fn the_job_queue_is_bounded() {
+    for (name, config) in configs(2) {
+        let bus = Bus::connect(&config).unwrap();
+        bus.enqueue(&job(1)).await.unwrap();
+        bus.enqueue(&job(2)).await.unwrap();
+        assert!(
+            matches!(bus.enqueue(&job(3)).await, Err(BusError::QueueFull)),
+            "{name}"
+        );
+        let got = bus.claim("w", 1, Duration::ZERO).await.unwrap();
+        // Delivered but unacknowledged still counts.
+        assert!(matches!(
+            bus.enqueue(&job(3)).await,
+            Err(BusError::QueueFull)
+        ));
+        bus.ack(&got[0].id).await.unwrap();
+        bus.enqueue(&job(3)).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn unreachable_redis_fails_fast_without_panicking() {
+    let bus = Bus::connect(&BusConfig {
+        url: Secret::new("redis://127.0.0.1:1"),
+        timeout_ms: 200,
+        ..BusConfig::default()
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(bus.ping().await, Err(BusError::Redis(_))));
+    assert!(bus
+        .set_live(
+            1,
+            &LiveState {
+                stream_id: 1,
+                started_at_ms: 1,
+                origin_server_id: "s".into()
+            }
+        )
+        .await
+        .is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -1,0 +1,316 @@
+//! The repository layer against real databases: SQLite always, MariaDB/MySQL when
+//! `LIVEGATE_TEST_MYSQL_URL` is set. Each test gets its own freshly migrated database.
+#![cfg(feature = "db")]
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use livegate_core::db::testing::{backends, TestDatabase};
+use livegate_core::db::{Backend, Database, NewRoom, NewStream, OriginIds, StartOutcome};
+
+async fn room(db: &Database, owner_name: &str, key: &str) -> i64 {
+    let owner = db
+        .create_user(owner_name, "hash", "streamer", 1)
+        .await
+        .unwrap();
+    db.create_room(
+        &NewRoom {
+            owner_id: owner,
+            title: "t",
+            stream_key: key,
+            stream_key_expires_at: None,
+            publish_allow_cidrs: None,
+        },
+        1,
+    )
+    .await
+    .unwrap()
+}
+
+fn origin(client: &str) -> OriginIds {
+    OriginIds {
+        kind: "srs".into(),
+        server_id: "srv".into(),
+        service_id: Some("svc1".into()),
+        client_id: Some(client.into()),
+        stream_id: Some("vid-1".into()),
+    }
+}
+
+async fn start(db: &Database, room_id: i64, client: &str, at: i64) -> StartOutcome {
+    let origin = origin(client);
+    db.start_stream(
+        &NewStream {
+            room_id,
+            origin: &origin,
+            publisher_ip: Some("127.0.0.1"),
+        },
+        at,
+    )
+    .await
+    .unwrap()
+}
+
+async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(Database, Backend) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in backends() {
+        let test_db = TestDatabase::create(backend).await.unwrap();
+        test(test_db.db.clone(), backend).await;
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    each_backend(|db, _| async move {
+        db.migrate().await.unwrap();
+        db.ping().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn usernames_and_stream_keys_are_unique() {
+    each_backend(|db, backend| async move {
+        let id = room(&db, "ana", "key-1").await;
+        assert!(id > 0);
+        assert!(
+            db.create_user("ana", "h", "viewer", 1).await.is_err(),
+            "{backend:?}"
+        );
+        let owner = db.create_user("bo", "h", "viewer", 1).await.unwrap();
+        let dup = db
+            .create_room(
+                &NewRoom {
+                    owner_id: owner,
+                    title: "x",
+                    stream_key: "key-1",
+                    stream_key_expires_at: None,
+                    publish_allow_cidrs: None,
+                },
+                1,
+            )
+            .await;
+        assert!(dup.is_err(), "{backend:?}: duplicate stream key accepted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn foreign_keys_are_enforced() {
+    each_backend(|db, backend| async move {
+        let orphan = db
+            .create_room(
+                &NewRoom {
+                    owner_id: 999_999,
+                    title: "x",
+                    stream_key: "k",
+                    stream_key_expires_at: None,
+                    publish_allow_cidrs: None,
+                },
+                1,
+            )
+            .await;
+        assert!(orphan.is_err(), "{backend:?}: room without owner accepted");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn room_round_trip_and_debug_hides_the_key() {
+    each_backend(|db, _| async move {
+        let id = room(&db, "ana", "very-secret-key").await;
+        let room = db.room(id).await.unwrap().unwrap();
+        assert_eq!(room.stream_key, "very-secret-key");
+        assert!(!room.is_live && !room.disabled);
+        assert!(!format!("{room:?}").contains("very-secret-key"));
+        db.set_room_disabled(id, true).await.unwrap();
+        assert!(db.room(id).await.unwrap().unwrap().disabled);
+        assert!(db.room(id + 1000).await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn start_marks_live_and_refuses_a_second_publisher() {
+    each_backend(|db, _| async move {
+        let id = room(&db, "ana", "k").await;
+        let StartOutcome::Started(stream) = start(&db, id, "c1", 100).await else {
+            panic!("first start refused");
+        };
+        assert!(db.room(id).await.unwrap().unwrap().is_live);
+        assert_eq!(start(&db, id, "c2", 101).await, StartOutcome::Refused);
+        let open = db.open_stream(id).await.unwrap().unwrap();
+        assert_eq!(open.id, stream);
+        assert_eq!(open.origin_client_id.as_deref(), Some("c1"));
+        assert_eq!(open.start_at, 100);
+        assert_eq!(db.streams_of_room(id).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_publishers_exactly_one_wins() {
+    each_backend(|db, _| async move {
+        let id = room(&db, "ana", "k").await;
+        let attempts = (0..8).map(|i| {
+            let db = db.clone();
+            async move { start(&db, id, &format!("c{i}"), 100).await }
+        });
+        let outcomes = futures_join_all(attempts).await;
+        let started = outcomes
+            .iter()
+            .filter(|o| matches!(o, StartOutcome::Started(_)))
+            .count();
+        assert_eq!(started, 1, "{outcomes:?}");
+        assert_eq!(db.streams_of_room(id).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn disabled_rooms_cannot_start() {
+    each_backend(|db, _| async move {
+        let id = room(&db, "ana", "k").await;
+        db.set_room_disabled(id, true).await.unwrap();
+        assert_eq!(start(&db, id, "c1", 1).await, StartOutcome::Refused);
+        assert!(db.streams_of_room(id).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stops_are_idempotent_and_keyed_on_the_client() {
+    each_backend(|db, _| async move {
+        let id = room(&db, "ana", "k").await;
+        // A stop without a start changes nothing.
+        assert!(db
+            .stop_stream(id, "srv", Some("c0"), 5)
+            .await
+            .unwrap()
+            .is_none());
+
+        let StartOutcome::Started(first) = start(&db, id, "c1", 10).await else {
+            panic!("start refused");
+        };
+        let closed = db
+            .stop_stream(id, "srv", Some("c1"), 20)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((closed.id, closed.stop_at), (first, Some(20)));
+        assert!(!db.room(id).await.unwrap().unwrap().is_live);
+        // A duplicate stop finds nothing.
+        assert!(db
+            .stop_stream(id, "srv", Some("c1"), 21)
+            .await
+            .unwrap()
+            .is_none());
+
+        // A new session; the old session's late stop must not end it.
+        let StartOutcome::Started(second) = start(&db, id, "c2", 30).await else {
+            panic!("restart refused");
+        };
+        assert!(db
+            .stop_stream(id, "srv", Some("c1"), 31)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(db.room(id).await.unwrap().unwrap().is_live);
+        assert_eq!(db.open_stream(id).await.unwrap().unwrap().id, second);
+        // A stop from another origin server does not end it either.
+        assert!(db
+            .stop_stream(id, "other", None, 32)
+            .await
+            .unwrap()
+            .is_none());
+
+        // A stop that names no client (ZLMediaKit) closes whatever that origin has open.
+        let closed = db.stop_stream(id, "srv", None, 40).await.unwrap().unwrap();
+        assert_eq!(closed.id, second);
+        assert!(!db.room(id).await.unwrap().unwrap().is_live);
+        let rows = db.streams_of_room(id).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].stop_at, Some(20));
+        assert_eq!(rows[1].stop_at, Some(40));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn close_by_id_and_open_streams_of_server() {
+    each_backend(|db, _| async move {
+        let a = room(&db, "ana", "ka").await;
+        let b = room(&db, "bo", "kb").await;
+        start(&db, a, "c1", 1).await;
+        start(&db, b, "c2", 1).await;
+        let open = db.open_streams_of_server("srv").await.unwrap();
+        assert_eq!(open.len(), 2);
+        assert!(db
+            .open_streams_of_server("elsewhere")
+            .await
+            .unwrap()
+            .is_empty());
+        let closed = db.close_stream(open[0].id, 9).await.unwrap().unwrap();
+        assert_eq!(closed.room_id, a);
+        assert!(db.close_stream(open[0].id, 10).await.unwrap().is_none());
+        assert!(!db.room(a).await.unwrap().unwrap().is_live);
+        assert!(db.room(b).await.unwrap().unwrap().is_live);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn recordings_find_their_stream_after_it_closed() {
+    each_backend(|db, _| async move {
+        let id = room(&db, "ana", "k").await;
+        let StartOutcome::Started(stream) = start(&db, id, "c1", 1).await else {
+            panic!("start refused");
+        };
+        db.stop_stream(id, "srv", Some("c1"), 2).await.unwrap();
+        let found = db
+            .latest_stream(id, "srv", Some("c1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.id, stream);
+        db.set_record_url(stream, "/rec/1.flv").await.unwrap();
+        let rows = db.streams_of_room(id).await.unwrap();
+        assert_eq!(rows[0].record_url.as_deref(), Some("/rec/1.flv"));
+        assert!(db
+            .latest_stream(id, "srv", Some("zz"))
+            .await
+            .unwrap()
+            .is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unreachable_mysql_is_reported_as_unavailable() {
+    use livegate_core::db::DbConfig;
+    use livegate_core::Secret;
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    let db = Database::connect(&DbConfig {
+        url: Secret::new("mysql://u:p@127.0.0.1:1/none"),
+        acquire_timeout_ms: 300,
+        ..DbConfig::default()
+    })
+    .await
+    .unwrap();
+    let err = db.room(1).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+}
