@@ -118,16 +118,16 @@ impl RedisBus {
         })
     }
 
-    fn key(&self, rest: std::fmt::Arguments<'_>) -> String {
+    fn key(&self, rest: &str) -> String {
         format!("{}:{rest}", self.prefix)
     }
 
     fn jobs_key(&self) -> String {
-        self.key(format_args!("jobs:recordings"))
+        self.key("jobs:recordings")
     }
 
     fn events_channel(&self) -> String {
-        self.key(format_args!("events"))
+        self.key("events")
     }
 
     pub(super) async fn ping(&self) -> Result<(), BusError> {
@@ -138,7 +138,7 @@ impl RedisBus {
 
     pub(super) async fn set_live(&self, room_id: i64, state: &LiveState) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
-        let key = self.key(format_args!("live:{room_id}"));
+        let key = self.key(&format!("live:{room_id}"));
         let fields = [
             ("stream_id", state.stream_id.to_string()),
             ("started_at_ms", state.started_at_ms.to_string()),
@@ -159,7 +159,7 @@ impl RedisBus {
         let removed: i64 = self
             .scripts
             .clear_live
-            .key(self.key(format_args!("live:{room_id}")))
+            .key(self.key(&format!("live:{room_id}")))
             .arg(stream_id.to_string())
             .invoke_async(&mut conn)
             .await?;
@@ -168,9 +168,8 @@ impl RedisBus {
 
     pub(super) async fn live(&self, room_id: i64) -> Result<Option<LiveState>, BusError> {
         let mut conn = self.conn.clone();
-        let fields: HashMap<String, String> = conn
-            .hgetall(self.key(format_args!("live:{room_id}")))
-            .await?;
+        let fields: HashMap<String, String> =
+            conn.hgetall(self.key(&format!("live:{room_id}"))).await?;
         let parse = |name: &str| fields.get(name).and_then(|v| v.parse::<i64>().ok());
         match (parse("stream_id"), parse("started_at_ms")) {
             (Some(stream_id), Some(started_at_ms)) => Ok(Some(LiveState {
@@ -200,7 +199,7 @@ impl RedisBus {
 
     pub(super) async fn viewer_join(&self, room_id: i64, session: &str) -> Result<u64, BusError> {
         let mut conn = self.conn.clone();
-        let key = self.key(format_args!("viewers:{room_id}"));
+        let key = self.key(&format!("viewers:{room_id}"));
         let (count,): (u64,) = redis::pipe()
             .atomic()
             .sadd(&key, session)
@@ -213,7 +212,7 @@ impl RedisBus {
 
     pub(super) async fn viewer_leave(&self, room_id: i64, session: &str) -> Result<u64, BusError> {
         let mut conn = self.conn.clone();
-        let key = self.key(format_args!("viewers:{room_id}"));
+        let key = self.key(&format!("viewers:{room_id}"));
         let (count,): (u64,) = redis::pipe()
             .atomic()
             .srem(&key, session)
@@ -226,9 +225,7 @@ impl RedisBus {
 
     pub(super) async fn viewers(&self, room_id: i64) -> Result<u64, BusError> {
         let mut conn = self.conn.clone();
-        Ok(conn
-            .scard(self.key(format_args!("viewers:{room_id}")))
-            .await?)
+        Ok(conn.scard(self.key(&format!("viewers:{room_id}"))).await?)
     }
 
     pub(super) async fn rate_limit(
@@ -242,7 +239,7 @@ impl RedisBus {
         let hits: u64 = self
             .scripts
             .rate_hit
-            .key(self.key(format_args!("rate:{key}")))
+            .key(self.key(&format!("rate:{key}")))
             .arg(window_ms)
             .invoke_async(&mut conn)
             .await?;

@@ -1,0 +1,212 @@
+//! The hook routes: one per event the three origins send, all feeding one pipeline —
+//! caller check, dialect detection, processing within the deadline, reply in the dialect.
+
+mod play;
+mod publish;
+mod recording;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use livegate_core::db::DbError;
+
+use crate::config::DbDownPolicy;
+use crate::dialect::{self, query_param, Event, Hook, ParseOptions};
+use crate::metrics::HookLabels;
+use crate::reply::{self, Decision, Refusal};
+use crate::state::AppState;
+
+pub use publish::close_streams;
+
+/// Every route, `/api/v1/hook/<event>`: SRS (`on_publish` … `on_hls`), ZLMediaKit
+/// (`on_publish` … `on_server_keepalive`), nginx-rtmp (`on_publish` … `on_record_done`), and the
+/// design's generic `on_close` (publish stop in any dialect).
+pub const EVENTS: &[&str] = &[
+    // Shared by several origins.
+    "on_publish",
+    "on_play",
+    "on_close",
+    // SRS.
+    "on_connect",
+    "on_unpublish",
+    "on_stop",
+    "on_dvr",
+    "on_hls",
+    "on_forward",
+    // ZLMediaKit.
+    "on_stream_changed",
+    "on_stream_none_reader",
+    "on_stream_not_found",
+    "on_record_mp4",
+    "on_record_ts",
+    "on_flow_report",
+    "on_server_started",
+    "on_server_keepalive",
+    "on_server_exited",
+    "on_http_access",
+    "on_rtsp_realm",
+    "on_rtsp_auth",
+    "on_shell_login",
+    "on_send_rtp_stopped",
+    "on_rtp_server_timeout",
+    // nginx-rtmp.
+    "on_disconnect",
+    "on_publish_done",
+    "on_play_done",
+    "on_done",
+    "on_record_done",
+    "on_update",
+];
+
+/// The hook router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().server.max_body_bytes;
+    let mut router = Router::new();
+    for event in EVENTS {
+        let route: &'static str = event;
+        router = router.route(
+            &format!("/api/v1/hook/{route}"),
+            post(
+                move |state: State<AppState>,
+                      peer: ConnectInfo<SocketAddr>,
+                      query: RawQuery,
+                      body: Bytes| handle(state, peer, query, body, route),
+            ),
+        );
+    }
+    router.layer(DefaultBodyLimit::max(limit)).with_state(state)
+}
+
+fn event_label(hook: &Hook) -> &'static str {
+    match hook.event {
+        Event::PublishStart(_) => "publish_start",
+        Event::PublishStop(_) => "publish_stop",
+        Event::PlayStart(_) => "play_start",
+        Event::PlayStop(_) => "play_stop",
+        Event::Recording(_) => "recording",
+        Event::ServerStarted { .. } => "server_started",
+        Event::Acknowledge => "acknowledge",
+        Event::Deny => "deny",
+    }
+}
+
+async fn handle(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+    route: &'static str,
+) -> Response {
+    let started = Instant::now();
+    let metrics = state.metrics().clone();
+    let count = |dialect: &'static str, event: &'static str, outcome: &'static str| {
+        metrics
+            .hooks
+            .get_or_create(&HookLabels {
+                dialect,
+                event,
+                outcome,
+            })
+            .inc();
+        metrics
+            .hook_duration
+            .observe(started.elapsed().as_secs_f64());
+    };
+
+    let query = query.as_deref();
+    let secret = query.and_then(|q| query_param(q, "secret"));
+    if !state.caller_allowed(peer.ip(), secret.as_deref()) {
+        tracing::warn!(peer.ip = %peer.ip(), route, "callback from a caller that is not allowed");
+        count("unknown", "unknown", "forbidden");
+        return reply::forbidden_caller();
+    }
+
+    let origin = query.and_then(|q| query_param(q, "origin"));
+    let config = state.config();
+    let options = ParseOptions {
+        key_param: &config.publish.key_param,
+        token_param: &config.play.token_param,
+        nginx_server: origin.as_deref().unwrap_or(&config.nginx_rtmp.server_id),
+    };
+    let hook = match dialect::parse(route, &body, query, &options) {
+        Ok(hook) => hook,
+        Err(err) => {
+            tracing::info!(route, error = %err, "callback body not understood");
+            count("unknown", "unknown", "bad_request");
+            return reply::bad_request(&err.to_string());
+        }
+    };
+
+    let decision = match tokio::time::timeout(config.deadline(), process(&state, &hook)).await {
+        Ok(Ok(decision)) => decision,
+        Ok(Err(err)) => {
+            tracing::error!(dialect = hook.dialect.as_str(), hook = %hook.name, error = %err, cause = ?std::error::Error::source(&err), "database failed while handling a callback");
+            on_database_failure(&state, &hook)
+        }
+        Err(_) => {
+            tracing::error!(dialect = hook.dialect.as_str(), hook = %hook.name, deadline_ms = config.server.deadline_ms, "callback not handled within the deadline");
+            on_database_failure(&state, &hook)
+        }
+    };
+
+    let outcome = match &decision {
+        Decision::Accept => "accepted",
+        Decision::Refuse(_) => "refused",
+        Decision::Unavailable => "unavailable",
+    };
+    let duration_us = started.elapsed().as_micros() as u64;
+    match &decision {
+        Decision::Refuse(refusal) => tracing::info!(
+            dialect = hook.dialect.as_str(),
+            hook = %hook.name,
+            outcome,
+            reason = refusal.label(),
+            duration_us,
+            "callback refused"
+        ),
+        _ => tracing::debug!(
+            dialect = hook.dialect.as_str(),
+            hook = %hook.name,
+            outcome,
+            duration_us,
+            "callback handled"
+        ),
+    }
+    count(hook.dialect.as_str(), event_label(&hook), outcome);
+    reply::render(hook.dialect, &decision)
+}
+
+/// The failure policy: a publish follows `publish.when_db_down`; every other callback is a
+/// notification or a play (which needs no database) and is answered "unavailable".
+fn on_database_failure(state: &AppState, hook: &Hook) -> Decision {
+    match hook.event {
+        Event::PublishStart(_) if state.config().publish.when_db_down == DbDownPolicy::Allow => {
+            tracing::warn!(hook = %hook.name, "database down: publish let through unrecorded (publish.when_db_down = allow)");
+            Decision::Accept
+        }
+        _ => Decision::Unavailable,
+    }
+}
+
+async fn process(state: &AppState, hook: &Hook) -> Result<Decision, DbError> {
+    match &hook.event {
+        Event::PublishStart(start) => publish::start(state, hook.dialect, start).await,
+        Event::PublishStop(stop) => publish::stop(state, stop).await,
+        Event::ServerStarted { server_id } => publish::server_started(state, server_id).await,
+        Event::PlayStart(play) => Ok(play::start(state, play)),
+        Event::PlayStop(play) => Ok(play::stop(state, play)),
+        Event::Recording(recording) => recording::finished(state, hook.dialect, recording).await,
+        Event::Acknowledge => Ok(Decision::Accept),
+        Event::Deny => Ok(Decision::Refuse(Refusal::NotSupported)),
+    }
+}
+
+/// A stream name as a room id: canonical decimal that fits the database's id type.
+fn room_id(stream: &str) -> Option<i64> {
+    livegate_core::token::parse_room_id(stream).and_then(|id| i64::try_from(id).ok())
+}

@@ -1,0 +1,66 @@
+//! Plays that reach the origin directly (RTMP pulls, SRS HTTP-FLV/HLS without the proxy):
+//! the same play token check as the proxy, and the viewer count.
+
+use livegate_core::token::Rejection;
+use livegate_core::unix_now;
+
+use super::room_id;
+use crate::dialect::Play;
+use crate::metrics::ReasonLabels;
+use crate::outbox::BusOp;
+use crate::reply::{Decision, Refusal};
+use crate::state::AppState;
+
+fn session(play: &Play) -> Option<String> {
+    // SRS sends an extra on_stop with an empty client id for HLS sessions: nothing to count.
+    play.client_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .map(|id| format!("{}:{id}", play.server_id))
+}
+
+fn refuse(state: &AppState, reason: &'static str) -> Decision {
+    state
+        .metrics()
+        .play_refused
+        .get_or_create(&ReasonLabels { reason })
+        .inc();
+    Decision::Refuse(Refusal::PlayNotAllowed)
+}
+
+/// Checks the viewer's play token and counts the viewer.
+pub(super) fn start(state: &AppState, play: &Play) -> Decision {
+    let room = room_id(&play.stream);
+    if state.config().play.require_token {
+        let Some(room) = room else {
+            return refuse(state, Refusal::UnknownRoom.label());
+        };
+        let Some(verifier) = state.verifier() else {
+            // Validation requires keys when tokens are required; refuse rather than guess.
+            return refuse(state, Rejection::Malformed.as_str());
+        };
+        let room_u64 = u64::try_from(room).unwrap_or(u64::MAX);
+        if let Err(rejection) =
+            verifier.verify_for_room(play.token.as_deref(), room_u64, unix_now())
+        {
+            tracing::info!(
+                room.id = room,
+                reason = rejection.as_str(),
+                "play token refused"
+            );
+            return refuse(state, rejection.as_str());
+        }
+    }
+    if let (Some(room_id), Some(session)) = (room, session(play)) {
+        state.outbox().push(BusOp::ViewerJoin { room_id, session });
+    }
+    Decision::Accept
+}
+
+/// A viewer left.
+pub(super) fn stop(state: &AppState, play: &Play) -> Decision {
+    if let (Some(room_id), Some(session)) = (room_id(&play.stream), session(play)) {
+        state.outbox().push(BusOp::ViewerLeave { room_id, session });
+    }
+    Decision::Accept
+}

@@ -1,0 +1,255 @@
+//! Publish start and stop.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use livegate_core::bus::LiveState;
+use livegate_core::db::{now_ms, DbError, NewStream, Room, StartOutcome, Stream};
+use subtle::ConstantTimeEq as _;
+
+use super::room_id;
+use crate::dialect::{Dialect, PublishStart, PublishStop};
+use crate::metrics::ReasonLabels;
+use crate::outbox::BusOp;
+use crate::reply::{Decision, Refusal};
+use crate::state::AppState;
+
+/// Window of `publish.attempts_per_ip_per_minute`.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+/// How long the rate limiter may take before it is skipped (it must not hold up a publish).
+const RATE_CHECK_BUDGET: Duration = Duration::from_millis(100);
+
+fn refuse(state: &AppState, refusal: Refusal) -> Result<Decision, DbError> {
+    state
+        .metrics()
+        .publish_refused
+        .get_or_create(&ReasonLabels {
+            reason: refusal.label(),
+        })
+        .inc();
+    Ok(Decision::Refuse(refusal))
+}
+
+/// Whether `ip` lies in one of the comma-separated `cidrs`. A malformed entry matches
+/// nothing, so a typo in the allowlist fails closed.
+fn address_allowed(cidrs: &str, ip: Option<&str>) -> bool {
+    let Some(ip) = ip.and_then(|ip| ip.parse::<IpAddr>().ok()) else {
+        return false;
+    };
+    cidrs
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .any(|entry| match entry.parse::<IpNet>() {
+            Ok(net) => net.contains(&ip),
+            Err(_) => entry.parse::<IpAddr>().is_ok_and(|single| single == ip),
+        })
+}
+
+async fn within_rate(state: &AppState, ip: Option<&str>) -> bool {
+    let limit = state.config().publish.attempts_per_ip_per_minute;
+    let Some(ip) = ip.filter(|_| limit > 0) else {
+        return true;
+    };
+    let key = format!("publish:{ip}");
+    let check = state.bus().rate_limit(&key, limit, RATE_WINDOW);
+    match tokio::time::timeout(RATE_CHECK_BUDGET, check).await {
+        Ok(Ok(allowed)) => allowed,
+        // The limiter is a guard, not the truth: without the bus, publishes still go on.
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "rate limiter unavailable");
+            true
+        }
+        Err(_) => true,
+    }
+}
+
+/// Checks the room's own rules; `None` when the publisher may go ahead.
+fn room_refusal(room: &Room, key: &str, ip: Option<&str>, now: i64) -> Option<Refusal> {
+    if !bool::from(key.as_bytes().ct_eq(room.stream_key.as_bytes())) {
+        return Some(Refusal::WrongKey);
+    }
+    if room.disabled {
+        return Some(Refusal::Disabled);
+    }
+    if room
+        .stream_key_expires_at
+        .is_some_and(|expiry| now > expiry)
+    {
+        return Some(Refusal::KeyExpired);
+    }
+    if let Some(cidrs) = &room.publish_allow_cidrs {
+        if !address_allowed(cidrs, ip) {
+            return Some(Refusal::AddressNotAllowed);
+        }
+    }
+    None
+}
+
+/// Authorises a publisher and, if it may go ahead, opens its stream.
+pub(super) async fn start(
+    state: &AppState,
+    dialect: Dialect,
+    start: &PublishStart,
+) -> Result<Decision, DbError> {
+    let Some(room_id) = room_id(&start.stream) else {
+        return refuse(state, Refusal::UnknownRoom);
+    };
+    if !within_rate(state, start.ip.as_deref()).await {
+        return refuse(state, Refusal::RateLimited);
+    }
+    let Some(key) = start.key.as_deref().filter(|key| !key.is_empty()) else {
+        return refuse(state, Refusal::MissingKey);
+    };
+    let Some(room) = state.db().room(room_id).await? else {
+        return refuse(state, Refusal::UnknownRoom);
+    };
+    let now = now_ms();
+    if let Some(refusal) = room_refusal(&room, key, start.ip.as_deref(), now) {
+        return refuse(state, refusal);
+    }
+
+    let origin = &start.origin;
+    if dialect == Dialect::Srs {
+        if let Some(service_id) = &origin.service_id {
+            close_restarted(state, &origin.server_id, service_id).await?;
+        }
+    }
+
+    let new = NewStream {
+        room_id,
+        origin,
+        publisher_ip: start.ip.as_deref(),
+    };
+    match state.db().start_stream(&new, now).await? {
+        StartOutcome::Started(stream_id) => {
+            tracing::info!(
+                room.id = room_id,
+                stream.id = stream_id,
+                origin = %origin.server_id,
+                client.id = origin.client_id.as_deref().unwrap_or(""),
+                "publish started"
+            );
+            state.outbox().push(BusOp::Live {
+                room_id,
+                state: LiveState {
+                    stream_id,
+                    started_at_ms: now,
+                    origin_server_id: origin.server_id.clone(),
+                },
+            });
+            Ok(Decision::Accept)
+        }
+        StartOutcome::Refused => {
+            // The same session asking again (ZLMediaKit retries a callback whose answer it
+            // missed) is not a second publisher.
+            let open = state.db().open_stream(room_id).await?;
+            let same_session = open.is_some_and(|open| {
+                origin.client_id.is_some()
+                    && open.origin_server_id == origin.server_id
+                    && open.origin_client_id == origin.client_id
+            });
+            if same_session {
+                return Ok(Decision::Accept);
+            }
+            refuse(state, Refusal::AlreadyLive)
+        }
+    }
+}
+
+/// Closes the stream of a stopped publisher. Idempotent: a duplicate or stale stop finds no
+/// open stream of that publisher and changes nothing.
+pub(super) async fn stop(state: &AppState, stop: &PublishStop) -> Result<Decision, DbError> {
+    let Some(room_id) = room_id(&stop.stream) else {
+        tracing::debug!("publish stop for a stream that is not a room");
+        return Ok(Decision::Accept);
+    };
+    let now = now_ms();
+    match state
+        .db()
+        .stop_stream(room_id, &stop.server_id, stop.client_id.as_deref(), now)
+        .await?
+    {
+        Some(closed) => {
+            announce_closed(state, &closed, now);
+            tracing::info!(room.id = room_id, stream.id = closed.id, "publish stopped");
+        }
+        None => tracing::debug!(room.id = room_id, "publish stop matched no open stream"),
+    }
+    Ok(Decision::Accept)
+}
+
+/// The origin restarted: every stream it had open is over.
+pub(super) async fn server_started(state: &AppState, server_id: &str) -> Result<Decision, DbError> {
+    let open = state.db().open_streams_of_server(server_id).await?;
+    let closed = close_streams(state, &open).await?;
+    if closed > 0 {
+        tracing::info!(origin = %server_id, streams.closed = closed, "origin restarted, closed its streams");
+    }
+    Ok(Decision::Accept)
+}
+
+/// Closes SRS streams opened under another `service_id` of the same server: SRS restarted
+/// without sending their stops.
+async fn close_restarted(
+    state: &AppState,
+    server_id: &str,
+    service_id: &str,
+) -> Result<(), DbError> {
+    let stale: Vec<Stream> = state
+        .db()
+        .open_streams_of_server(server_id)
+        .await?
+        .into_iter()
+        .filter(|s| {
+            s.origin_service_id
+                .as_deref()
+                .is_some_and(|old| old != service_id)
+        })
+        .collect();
+    let closed = close_streams(state, &stale).await?;
+    if closed > 0 {
+        tracing::info!(origin = %server_id, streams.closed = closed, "origin restarted, closed its old streams");
+    }
+    Ok(())
+}
+
+/// Closes `streams` (those still open) and announces each; returns how many were closed.
+pub async fn close_streams(state: &AppState, streams: &[Stream]) -> Result<usize, DbError> {
+    let mut closed = 0;
+    for stream in streams {
+        let now = now_ms();
+        if let Some(row) = state.db().close_stream(stream.id, now).await? {
+            announce_closed(state, &row, now);
+            closed += 1;
+        }
+    }
+    Ok(closed)
+}
+
+fn announce_closed(state: &AppState, stream: &Stream, now: i64) {
+    state.outbox().push(BusOp::Offline {
+        room_id: stream.room_id,
+        stream_id: stream.id,
+        at_ms: stream.stop_at.unwrap_or(now),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_allowed;
+
+    #[test]
+    fn allowlists_match_networks_and_single_addresses() {
+        assert!(address_allowed("10.0.0.0/8, 192.168.1.7", Some("10.2.3.4")));
+        assert!(address_allowed(
+            "10.0.0.0/8, 192.168.1.7",
+            Some("192.168.1.7")
+        ));
+        assert!(!address_allowed("10.0.0.0/8", Some("11.0.0.1")));
+        assert!(!address_allowed("10.0.0.0/8", None));
+        assert!(!address_allowed("not-a-cidr", Some("10.0.0.1")));
+        assert!(address_allowed("::1/128", Some("::1")));
+    }
+}

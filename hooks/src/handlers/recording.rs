@@ -1,0 +1,57 @@
+//! Finished recordings (SRS `on_dvr`, ZLMediaKit `on_record_mp4`, nginx-rtmp
+//! `on_record_done`): recorded on the stream row and queued for the recorder.
+
+use livegate_core::bus::RecordingJob;
+use livegate_core::db::{now_ms, DbError};
+
+use super::room_id;
+use crate::dialect::{Dialect, Recording};
+use crate::outbox::BusOp;
+use crate::reply::Decision;
+use crate::state::AppState;
+
+/// Queues a recording job for a closed file.
+pub(super) async fn finished(
+    state: &AppState,
+    dialect: Dialect,
+    recording: &Recording,
+) -> Result<Decision, DbError> {
+    let Some(room_id) = room_id(&recording.stream) else {
+        tracing::warn!(path = %recording.path, "recording of a stream that is not a room, ignored");
+        return Ok(Decision::Accept);
+    };
+    // nginx-rtmp reports the last file after the publish stopped: the newest stream of that
+    // publisher (open or closed) is the one it belongs to.
+    let stream = state
+        .db()
+        .latest_stream(
+            room_id,
+            &recording.server_id,
+            recording.client_id.as_deref(),
+        )
+        .await?;
+    if let Some(stream) = &stream {
+        state
+            .db()
+            .set_record_url(stream.id, &recording.path)
+            .await?;
+    }
+    let job = RecordingJob {
+        room_id,
+        stream_id: stream.as_ref().map(|s| s.id),
+        path: recording.path.clone(),
+        origin_kind: dialect.as_str().to_owned(),
+        origin_server_id: recording.server_id.clone(),
+        size_bytes: recording.size_bytes,
+        duration_ms: recording.duration_ms,
+        enqueued_at_ms: now_ms(),
+    };
+    tracing::info!(
+        room.id = room_id,
+        stream.id = job.stream_id.unwrap_or(0),
+        path = %job.path,
+        "recording finished"
+    );
+    state.outbox().push(BusOp::Job(job));
+    Ok(Decision::Accept)
+}

@@ -1,0 +1,123 @@
+//! The state every handler and background task shares.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livegate_core::bus::Bus;
+use livegate_core::db::Database;
+use livegate_core::token::{TokenKeys, Verifier};
+use subtle::ConstantTimeEq as _;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outbox::Outbox;
+use crate::srs_api::SrsApi;
+
+/// Shared, cheaply cloned application state.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    db: Database,
+    bus: Bus,
+    outbox: Outbox,
+    metrics: Metrics,
+    verifier: Option<Verifier>,
+    srs_api: Option<Arc<dyn SrsApi>>,
+}
+
+/// Why the state could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("play.token_keys: {0}")]
+pub struct KeysError(#[from] livegate_core::token::KeyError);
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(
+        config: Config,
+        db: Database,
+        bus: Bus,
+        outbox: Outbox,
+        metrics: Metrics,
+        srs_api: Option<Arc<dyn SrsApi>>,
+    ) -> Result<Self, KeysError> {
+        let verifier = if config.play.token_keys.is_empty() {
+            None
+        } else {
+            Some(Verifier::new(
+                TokenKeys::new(&config.play.token_keys)?,
+                Duration::from_secs(config.play.token_leeway_s),
+            ))
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                bus,
+                outbox,
+                metrics,
+                verifier,
+                srs_api,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// The bus (reads only; writes go through [`AppState::outbox`]).
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The bus write queue.
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The play token verifier, when keys are configured.
+    pub fn verifier(&self) -> Option<&Verifier> {
+        self.inner.verifier.as_ref()
+    }
+
+    /// The SRS API, when configured.
+    pub fn srs_api(&self) -> Option<&Arc<dyn SrsApi>> {
+        self.inner.srs_api.as_ref()
+    }
+
+    /// Whether a request from `peer` with hook-URL query `secret` may call the hooks.
+    pub fn caller_allowed(&self, peer: IpAddr, secret: Option<&str>) -> bool {
+        let callers = &self.inner.config.callers;
+        // An IPv4 peer on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        let address_ok = callers.allow_cidrs.is_empty()
+            || callers.allow_cidrs.iter().any(|net| net.contains(&peer));
+        let secret_ok = match &callers.secret {
+            None => true,
+            Some(expected) => secret.is_some_and(|given| {
+                bool::from(given.as_bytes().ct_eq(expected.expose().as_bytes()))
+            }),
+        };
+        address_ok && secret_ok
+    }
+}

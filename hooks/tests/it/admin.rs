@@ -1,0 +1,87 @@
+//! Admin endpoints, configuration files and shutdown.
+
+use livegate_core::config::from_toml_str;
+use livegate_core::db::Backend;
+use livegate_hooks::Config;
+
+use crate::support::{fixture, TestApp, FIXTURE_KEY};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.room(42, FIXTURE_KEY).await;
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await.0,
+        200
+    );
+    let get = |path: &str| {
+        let url = format!("{}{path}", app.admin);
+        let client = app.client.clone();
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(
+        get("/readyz").await,
+        (200, "database ok\nbus ok\n".to_owned())
+    );
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            r#"livegate_hooks_callbacks_total{dialect="srs",event="publish_start",outcome="accepted"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("livegate_hooks_callback_duration_seconds_count 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[test]
+fn the_example_config_parses_and_hides_its_secrets() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/hooks.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let config: Config = from_toml_str(&text).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8085");
+    assert_eq!(config.play.token_keys.len(), 1);
+    let printed = format!("{config:?}");
+    assert!(
+        !printed.contains("example-play-token-key-change-me"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn config_problems_name_their_keys() {
+    let err = from_toml_str::<Config>(
+        "[server]\ndeadline_ms = 0\n[play]\nrequire_token = true\ntoken_keys = []\n[bus]\nurl = \"kafka://x\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    for key in ["server.deadline_ms", "play.token_keys", "bus.url"] {
+        assert!(err.contains(key), "{err}");
+    }
+    let err = from_toml_str::<Config>("[server]\nlisten_port = 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listen_port"), "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_pending_bus_writes() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.room(42, FIXTURE_KEY).await;
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await.0,
+        200
+    );
+    let bus = app.bus.clone();
+    app.stop().await;
+    // Whatever was queued before shutdown was applied before `run` returned.
+    assert!(bus.live(42).await.unwrap().is_some());
+}

@@ -1,0 +1,292 @@
+//! Bad input, unwelcome callers, and the failure policy for a dead database or Redis.
+
+use std::time::{Duration, Instant};
+
+use livegate_core::bus::BusConfig;
+use livegate_core::db::testing::{backends, TestDatabase};
+use livegate_core::db::{Backend, Database, DbConfig};
+use livegate_core::Secret;
+use livegate_hooks::config::DbDownPolicy;
+
+use crate::support::{fixture, test_config, wait_until, Options, TestApp, ACCEPT, FIXTURE_KEY};
+
+#[tokio::test]
+async fn bad_input_gets_a_readable_4xx() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let cases = [
+        ("not json at all", "unrecognised callback"),
+        ("{\"hello\":1}", "unrecognised callback"),
+        ("{\"action\":\"on_publish\"", "body is not valid JSON"),
+        (
+            "{\"action\":\"on_publish\",\"client_id\":\"x\"}",
+            "field `server_id` is missing",
+        ),
+        (
+            "{\"action\":\"on_explode\",\"server_id\":\"s\"}",
+            "unknown SRS event `on_explode`",
+        ),
+        ("call=explode&name=1", "unknown nginx-rtmp event `explode`"),
+        ("", "unrecognised callback"),
+    ];
+    for (body, message) in cases {
+        let (status, ctype, reply) = app
+            .post_raw("on_publish", "application/json", body.to_owned())
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(ctype, "application/json");
+        assert!(reply.contains(message), "{body} -> {reply}");
+        assert!(reply.starts_with("{\"code\":400"), "{reply}");
+    }
+    // Unknown routes and methods.
+    let status = app
+        .client
+        .post(format!("{}/api/v1/hook/on_nothing", app.base))
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+    let status = app
+        .client
+        .get(format!("{}/api/v1/hook/on_publish", app.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 405);
+    // Oversized bodies.
+    let huge = "x".repeat(200 * 1024);
+    assert_eq!(
+        app.post_raw("on_publish", "application/json", huge).await.0,
+        413
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn callers_outside_the_allowlist_or_without_the_secret_get_403() {
+    for backend in backends() {
+        let mut config = test_config();
+        config.callers.allow_cidrs = vec!["10.0.0.0/8".parse().unwrap()];
+        let app = TestApp::start(Options {
+            config,
+            ..Options::new(backend)
+        })
+        .await;
+        app.room(42, FIXTURE_KEY).await;
+        assert_eq!(
+            app.json("on_publish", fixture("on_publish.json")).await,
+            (403, r#"{"code":403,"msg":"caller not allowed"}"#.to_owned())
+        );
+        assert!(!app.is_live(42).await);
+        app.stop().await;
+
+        let mut config = test_config();
+        config.callers.secret = Some(Secret::new("a-long-shared-secret"));
+        let app = TestApp::start(Options {
+            config,
+            ..Options::new(backend)
+        })
+        .await;
+        app.room(42, FIXTURE_KEY).await;
+        for route in [
+            "on_publish",
+            "on_publish?secret=wrong",
+            "on_publish?secret=",
+        ] {
+            assert_eq!(
+                app.json(route, fixture("on_publish.json")).await.0,
+                403,
+                "{route}"
+            );
+        }
+        assert!(!app.is_live(42).await);
+        assert_eq!(
+            app.json(
+                "on_publish?secret=a-long-shared-secret",
+                fixture("on_publish.json")
+            )
+            .await,
+            (200, ACCEPT.to_owned())
+        );
+        app.stop().await;
+    }
+}
+
+async fn unreachable_db() -> Database {
+    // Port 1 on loopback: nothing listens, connections are refused at once.
+    Database::connect(&DbConfig {
+        url: Secret::new("mysql://u:p@127.0.0.1:1/none"),
+        acquire_timeout_ms: 300,
+        ..DbConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn database_down_refuses_publishes_within_the_deadline() {
+    let mut config = test_config();
+    config.server.deadline_ms = 1000;
+    let app = TestApp::start(Options {
+        config,
+        db: Some(unreachable_db().await),
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    let started = Instant::now();
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await,
+        (
+            503,
+            r#"{"code":503,"msg":"service unavailable, try again"}"#.to_owned()
+        )
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Notifications are answered too, not left hanging.
+    assert_eq!(
+        app.json("on_unpublish", fixture("on_unpublish.json"))
+            .await
+            .0,
+        503
+    );
+    // Plays need no database.
+    assert_eq!(
+        app.json("on_play", fixture("on_play_hls.json")).await.0,
+        403
+    );
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    app.stop().await;
+
+    let mut config = test_config();
+    config.publish.when_db_down = DbDownPolicy::Allow;
+    let app = TestApp::start(Options {
+        config,
+        db: Some(unreachable_db().await),
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await,
+        (200, ACCEPT.to_owned())
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_locked_row_cannot_stall_a_publish_past_the_deadline() {
+    if !backends().contains(&Backend::Mysql) {
+        return;
+    }
+    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
+    let mut config = test_config();
+    config.server.deadline_ms = 500;
+    let app = TestApp::start(Options {
+        config,
+        db: Some(test_db.db.clone()),
+        ..Options::new(Backend::Mysql)
+    })
+    .await;
+    app.room(42, FIXTURE_KEY).await;
+    let Database::Mysql(pool) = &test_db.db else {
+        unreachable!()
+    };
+    // Another client holds the room's row: the publish's UPDATE would wait for it.
+    let mut locker = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM rooms WHERE id = 42 FOR UPDATE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await.0,
+        503
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    locker.rollback().await.unwrap();
+    // Nothing half-done remains, and the publisher's retry goes through.
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await.0,
+        200
+    );
+    assert_eq!(app.streams(42).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn redis_down_keeps_the_database_true_and_retries_the_bus() {
+    let Some(_) = crate::support::redis_config() else {
+        return;
+    };
+    livegate_tests::require_tool("redis-server");
+    let port = livegate_tests::free_port();
+    let bus = BusConfig {
+        url: Secret::new(format!("redis://127.0.0.1:{port}")),
+        key_prefix: "lgdown".into(),
+        timeout_ms: 200,
+        ..BusConfig::default()
+    };
+    for backend in backends() {
+        let app = TestApp::start(Options {
+            bus: Some(bus.clone()),
+            ..Options::new(backend)
+        })
+        .await;
+        app.room(42, FIXTURE_KEY).await;
+        // Redis is not running: the publish still succeeds and the database knows.
+        assert_eq!(
+            app.json("on_publish", fixture("on_publish.json")).await,
+            (200, ACCEPT.to_owned())
+        );
+        assert!(app.is_live(42).await);
+        app.wait_metric("livegate_hooks_bus_retries_total", 1.0)
+            .await;
+
+        // Redis comes up: the pending live key lands.
+        let dir = tempfile::tempdir().unwrap();
+        let server = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let _server = livegate_tests::ChildGuard::new("redis-server", server);
+        app.wait_bus_live(42, true).await;
+        let live = app.bus.live(42).await.unwrap().unwrap();
+        assert_eq!(live.stream_id, app.streams(42).await[0].id);
+        app.stop().await;
+        drop(_server);
+        // The next backend starts from a dead Redis again.
+        let probe = livegate_core::bus::Bus::connect(&bus).unwrap();
+        wait_until("redis to stop", || {
+            let probe = probe.clone();
+            async move { probe.ping().await.is_err().then_some(()) }
+        })
+        .await;
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of livegate-hooks: the real service on 127.0.0.1:0 against SQLite (and
+//! MariaDB with `LIVEGATE_TEST_MYSQL_URL`), the in-process bus (and Redis with
+//! `LIVEGATE_TEST_REDIS_URL`).
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod admin;
+mod failures;
+mod nginx;
+mod reconcile;
+mod srs;
+mod support;
+mod zlm;

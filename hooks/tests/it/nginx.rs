@@ -1,0 +1,92 @@
+//! nginx-rtmp form bodies as the module really sends them (captured from nginx 1.22 with
+//! libnginx-mod-rtmp): the publisher's query appended raw, so fields can repeat.
+
+use livegate_core::db::testing::backends;
+
+use crate::support::{wait_until, TestApp};
+
+const SESSION: &str = "app=live&flashver=FMLE/3.0%20(compatible%3B%20Lavf59.27&swfurl=&tcurl=rtmp://127.0.0.1:19351/live&pageurl=&addr=127.0.0.1&clientid=2";
+
+#[tokio::test]
+async fn nginx_rtmp_publish_done_and_late_record_done() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        app.room(42, "abc").await;
+
+        // Wrong key: 4xx refuses; nothing is written.
+        let wrong = format!("{SESSION}&call=publish&name=42&type=live&key=nope");
+        assert_eq!(
+            app.form("on_publish", &wrong).await,
+            (403, "wrong stream key\n".to_owned())
+        );
+        assert!(app.streams(42).await.is_empty());
+
+        // The publisher's query repeats `name`: the module's own (first) one counts.
+        let body = format!("{SESSION}&call=publish&name=42&type=live&key=abc&name=evil");
+        assert_eq!(
+            app.form("on_publish?origin=edge-a", &body).await,
+            (200, "OK\n".to_owned())
+        );
+        let stream = app.db.open_stream(42).await.unwrap().unwrap();
+        assert_eq!(stream.origin_kind, "nginx-rtmp");
+        assert_eq!(stream.origin_server_id, "edge-a");
+        assert_eq!(stream.origin_client_id.as_deref(), Some("2"));
+
+        let done = format!("{SESSION}&call=publish_done&name=42&key=abc");
+        assert_eq!(
+            app.form("on_publish_done?origin=edge-a", &done).await,
+            (200, "OK\n".to_owned())
+        );
+        let done_all = format!("{SESSION}&call=done&name=42&key=abc");
+        assert_eq!(app.form("on_done?origin=edge-a", &done_all).await.0, 200);
+        assert!(!app.is_live(42).await);
+
+        // The last on_record_done comes after publish_done.
+        let record = format!(
+            "{SESSION}&call=record_done&recorder=&name=42&path=/var/rec/42-1795647795.flv&key=abc"
+        );
+        assert_eq!(
+            app.form("on_record_done?origin=edge-a", &record).await.0,
+            200
+        );
+        let bus = app.bus.clone();
+        let jobs = wait_until("recording job", || {
+            let bus = bus.clone();
+            async move {
+                let got = bus.claim("t", 10, std::time::Duration::ZERO).await.ok()?;
+                (!got.is_empty()).then_some(got)
+            }
+        })
+        .await;
+        assert_eq!(jobs[0].job.path, "/var/rec/42-1795647795.flv");
+        assert_eq!(jobs[0].job.stream_id, Some(stream.id));
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn nginx_rtmp_get_mode_and_plays() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        app.room(42, "abc").await;
+        // notify_method get: the fields travel in the URL, the body is empty.
+        let query = format!("{SESSION}&call=publish&name=42&type=live&key=abc");
+        let (status, _, body) = app
+            .post_raw(
+                &format!("on_publish?{query}"),
+                "application/x-www-form-urlencoded",
+                String::new(),
+            )
+            .await;
+        assert_eq!((status, body.as_str()), (200, "OK\n"));
+        assert!(app.is_live(42).await);
+
+        // RTMP play without a token is refused, like any direct pull.
+        let play = format!("{SESSION}&call=play&name=42&start=-2&duration=0&reset=0");
+        assert_eq!(
+            app.form("on_play", &play).await,
+            (403, "play not allowed\n".to_owned())
+        );
+        app.stop().await;
+    }
+}

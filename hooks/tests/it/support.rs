@@ -1,0 +1,329 @@
+//! A real hooks service on 127.0.0.1:0 over a throw-away database and bus.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use livegate_core::bus::{Bus, BusConfig};
+use livegate_core::db::testing::TestDatabase;
+use livegate_core::db::{Backend, Database, Stream};
+use livegate_core::Secret;
+use livegate_hooks::config::Config;
+use livegate_hooks::srs_api::{SrsApi, SrsApiError, SrsStreams};
+use livegate_hooks::state::AppState;
+use livegate_hooks::{App, Deps};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use livegate_tests::wait_until;
+
+/// The key of the SRS fixtures' publisher (`?key=secret123`).
+pub(crate) const FIXTURE_KEY: &str = "secret123";
+/// The play token key used by every test app.
+pub(crate) const PLAY_KEY: &str = "test-play-key";
+
+/// Reads an SRS fixture body.
+pub(crate) fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/srs/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {path}: {err}"))
+}
+
+/// An SRS fixture with some top-level fields replaced.
+pub(crate) fn fixture_with(name: &str, changes: &[(&str, serde_json::Value)]) -> String {
+    let mut body: serde_json::Value = serde_json::from_str(&fixture(name)).unwrap();
+    for (key, value) in changes {
+        body[*key] = value.clone();
+    }
+    body.to_string()
+}
+
+/// A Redis bus config with a key prefix of its own, when `LIVEGATE_TEST_REDIS_URL` is set.
+pub(crate) fn redis_config() -> Option<BusConfig> {
+    let url = std::env::var("LIVEGATE_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    Some(BusConfig {
+        url: Secret::new(url),
+        key_prefix: unique("lgtest"),
+        ..BusConfig::default()
+    })
+}
+
+/// A name no other test uses.
+pub(crate) fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}:{}:{}:{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The configuration tests start from: loopback callers, one play key, no rate limit.
+pub(crate) fn test_config() -> Config {
+    let mut config = Config::default();
+    config.play.token_keys = vec![Secret::new(PLAY_KEY)];
+    config.publish.attempts_per_ip_per_minute = 0;
+    config.server.shutdown_grace_ms = 2000;
+    config.outbox.retry_initial_ms = 20;
+    config.outbox.retry_max_ms = 200;
+    config
+}
+
+/// An SRS API whose answers the test sets, and which records kicks.
+#[derive(Debug, Default)]
+pub(crate) struct FakeSrs {
+    /// What `GET /api/v1/streams` returns.
+    pub(crate) streams: Mutex<SrsStreams>,
+    /// Client ids kicked so far.
+    pub(crate) kicked: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl SrsApi for FakeSrs {
+    async fn streams(&self) -> Result<SrsStreams, SrsApiError> {
+        Ok(self.streams.lock().unwrap().clone())
+    }
+
+    async fn kick(&self, client_id: &str) -> Result<(), SrsApiError> {
+        self.kicked.lock().unwrap().push(client_id.to_owned());
+        Ok(())
+    }
+}
+
+/// What to start a test app with.
+pub(crate) struct Options {
+    pub(crate) backend: Backend,
+    pub(crate) config: Config,
+    pub(crate) bus: Option<BusConfig>,
+    pub(crate) srs: Option<Arc<FakeSrs>>,
+    /// A database to use instead of a fresh test database (e.g. an unreachable one).
+    pub(crate) db: Option<Database>,
+}
+
+impl Options {
+    pub(crate) fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            config: test_config(),
+            bus: None,
+            srs: None,
+            db: None,
+        }
+    }
+}
+
+/// A running service.
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) admin: String,
+    pub(crate) db: Database,
+    pub(crate) bus: Bus,
+    pub(crate) state: AppState,
+    pub(crate) client: reqwest::Client,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    // Dropped last: the database outlives the service.
+    _test_db: Option<TestDatabase>,
+}
+
+impl TestApp {
+    pub(crate) async fn spawn(backend: Backend) -> TestApp {
+        Self::start(Options::new(backend)).await
+    }
+
+    pub(crate) async fn start(options: Options) -> TestApp {
+        let (db, test_db) = match options.db {
+            Some(db) => (db, None),
+            None => {
+                let test_db = TestDatabase::create(options.backend).await.unwrap();
+                (test_db.db.clone(), Some(test_db))
+            }
+        };
+        let bus_config = options.bus.unwrap_or_default();
+        let bus = Bus::connect(&bus_config).unwrap();
+        let mut config = options.config;
+        config.bus = bus_config;
+        let app = App::build_with(
+            config,
+            Deps {
+                db: db.clone(),
+                bus: bus.clone(),
+                srs_api: options.srs.map(|srs| srs as Arc<dyn SrsApi>),
+            },
+        )
+        .unwrap();
+        let state = app.state().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let admin_base = format!("http://{}", admin.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(app.run(listener, admin, shutdown.clone()));
+        TestApp {
+            base,
+            admin: admin_base,
+            db,
+            bus,
+            state,
+            client: reqwest::Client::new(),
+            shutdown,
+            handle: Some(handle),
+            _test_db: test_db,
+        }
+    }
+
+    /// Posts `body` to `/api/v1/hook/{route}{query}` and returns status, content type and body.
+    pub(crate) async fn post_raw(
+        &self,
+        route_and_query: &str,
+        content_type: &str,
+        body: String,
+    ) -> (u16, String, String) {
+        let response = self
+            .client
+            .post(format!("{}/api/v1/hook/{route_and_query}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let ctype = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, ctype, response.text().await.unwrap())
+    }
+
+    /// Posts a JSON body (SRS, ZLMediaKit).
+    pub(crate) async fn json(&self, route: &str, body: String) -> (u16, String) {
+        let (status, ctype, body) = self.post_raw(route, "application/json", body).await;
+        assert_eq!(ctype, "application/json", "JSON dialects get JSON replies");
+        (status, body)
+    }
+
+    /// Posts a form body (nginx-rtmp).
+    pub(crate) async fn form(&self, route: &str, body: &str) -> (u16, String) {
+        let (status, _, body) = self
+            .post_raw(route, "application/x-www-form-urlencoded", body.to_owned())
+            .await;
+        (status, body)
+    }
+
+    /// Creates a user and a room with this exact id and key.
+    pub(crate) async fn room(&self, id: i64, key: &str) {
+        self.room_with(id, key, None, None).await;
+    }
+
+    /// Creates a room with an allowlist and/or key expiry.
+    pub(crate) async fn room_with(
+        &self,
+        id: i64,
+        key: &str,
+        cidrs: Option<&str>,
+        expires_at: Option<i64>,
+    ) {
+        let user = format!("user{id}");
+        let owner = self
+            .db
+            .create_user(&user, "hash", "streamer", 1)
+            .await
+            .unwrap();
+        let sql = "INSERT INTO rooms (id, owner_id, title, stream_key, stream_key_expires_at, \
+                   publish_allow_cidrs, created_at) VALUES (?, ?, 'test', ?, ?, ?, 1)";
+        match &self.db {
+            Database::Mysql(pool) => {
+                sqlx::query(sql)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(key)
+                    .bind(expires_at)
+                    .bind(cidrs)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+            Database::Sqlite(pool) => {
+                sqlx::query(sql)
+                    .bind(id)
+                    .bind(owner)
+                    .bind(key)
+                    .bind(expires_at)
+                    .bind(cidrs)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    pub(crate) async fn is_live(&self, room: i64) -> bool {
+        self.db.room(room).await.unwrap().unwrap().is_live
+    }
+
+    pub(crate) async fn streams(&self, room: i64) -> Vec<Stream> {
+        self.db.streams_of_room(room).await.unwrap()
+    }
+
+    /// Waits until the bus's live key of `room` is `live`.
+    pub(crate) async fn wait_bus_live(&self, room: i64, live: bool) {
+        let bus = self.bus.clone();
+        wait_until("the bus live key", || {
+            let bus = bus.clone();
+            async move {
+                let state = bus.live(room).await.ok()?;
+                (state.is_some() == live).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Polls `/metrics` until a line starting with `prefix` reads at least `min`.
+    pub(crate) async fn wait_metric(&self, prefix: &str, min: f64) {
+        let url = format!("{}/metrics", self.admin);
+        let client = self.client.clone();
+        wait_until(prefix, || {
+            let (url, client) = (url.clone(), client.clone());
+            async move {
+                let text = client.get(url).send().await.ok()?.text().await.ok()?;
+                let value: f64 = text
+                    .lines()
+                    .find(|line| line.starts_with(prefix))?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                (value >= min).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Shuts the service down and checks it stopped cleanly.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(10), handle)
+                .await
+                .expect("service stops within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The accept body both JSON dialects get.
+pub(crate) const ACCEPT: &str = r#"{"code":0,"msg":"success"}"#;

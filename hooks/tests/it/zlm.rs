@@ -1,0 +1,156 @@
+//! ZLMediaKit bodies, built from its documented fields (WebHook.cpp / web_hook_api.md).
+
+use livegate_core::db::testing::backends;
+use serde_json::{json, Value};
+
+use crate::support::{wait_until, TestApp, ACCEPT};
+
+fn publish(params: &str, id: &str) -> String {
+    json!({
+        "mediaServerId": "zlm-1", "hook_index": 12, "schema": "rtmp", "protocol": "rtmp",
+        "vhost": "__defaultVhost__", "app": "live", "stream": "42", "params": params,
+        "ip": "203.0.113.7", "port": 65284, "id": id, "originType": 1, "originTypeStr": "rtmp_push"
+    })
+    .to_string()
+}
+
+fn changed(schema: &str, regist: bool) -> String {
+    json!({
+        "mediaServerId": "zlm-1", "hook_index": 13, "schema": schema, "vhost": "__defaultVhost__",
+        "app": "live", "stream": "42", "params": "key=zk", "regist": regist
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn zlmediakit_publish_record_and_unregister() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        app.room(42, "zk").await;
+
+        // Refusals are HTTP 200 with a non-zero code: any other status makes ZLMediaKit retry.
+        assert_eq!(
+            app.json("on_publish", publish("key=nope", "140186529001776"))
+                .await,
+            (200, r#"{"code":-1,"msg":"wrong stream key"}"#.to_owned())
+        );
+        assert!(app.streams(42).await.is_empty());
+
+        assert_eq!(
+            app.json("on_publish", publish("key=zk&x=1", "140186529001776"))
+                .await,
+            (200, ACCEPT.to_owned())
+        );
+        let stream = app.db.open_stream(42).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                stream.origin_kind.as_str(),
+                stream.origin_server_id.as_str()
+            ),
+            ("zlmediakit", "zlm-1")
+        );
+        assert_eq!(stream.origin_client_id.as_deref(), Some("140186529001776"));
+        assert_eq!(stream.publisher_ip.as_deref(), Some("203.0.113.7"));
+
+        // Registration events are acknowledged and change nothing.
+        assert_eq!(
+            app.json("on_stream_changed", changed("rtmp", true)).await,
+            (200, ACCEPT.to_owned())
+        );
+        assert!(app.is_live(42).await);
+
+        let record = json!({
+            "mediaServerId": "zlm-1", "hook_index": 14, "start_time": 1735000000, "file_size": 1048576,
+            "time_len": 12.5, "file_path": "/opt/media/record/live/42/2024-12-24/00-00-00.mp4",
+            "file_name": "00-00-00.mp4", "folder": "/opt/media/record/live/42/",
+            "url": "record/live/42/2024-12-24/00-00-00.mp4", "vhost": "__defaultVhost__",
+            "app": "live", "stream": "42", "params": ""
+        });
+        assert_eq!(
+            app.json("on_record_mp4", record.to_string()).await,
+            (200, ACCEPT.to_owned())
+        );
+        let bus = app.bus.clone();
+        let jobs = wait_until("recording job", || {
+            let bus = bus.clone();
+            async move {
+                let got = bus.claim("t", 10, std::time::Duration::ZERO).await.ok()?;
+                (!got.is_empty()).then_some(got)
+            }
+        })
+        .await;
+        let job = &jobs[0].job;
+        assert_eq!(
+            job.path,
+            "/opt/media/record/live/42/2024-12-24/00-00-00.mp4"
+        );
+        assert_eq!(
+            (job.size_bytes, job.duration_ms),
+            (Some(1_048_576), Some(12_500))
+        );
+        assert_eq!(
+            (job.stream_id, job.origin_kind.as_str()),
+            (Some(stream.id), "zlmediakit")
+        );
+
+        // One regist:false per schema: the first closes, the rest find nothing.
+        for schema in ["rtmp", "rtsp", "hls"] {
+            assert_eq!(
+                app.json("on_stream_changed", changed(schema, false)).await,
+                (200, ACCEPT.to_owned())
+            );
+        }
+        assert!(!app.is_live(42).await);
+        let rows = app.streams(42).await;
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].stop_at.is_some());
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn zlmediakit_server_events() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        app.room(42, "zk").await;
+        assert_eq!(app.json("on_publish", publish("key=zk", "1")).await.0, 200);
+
+        // A restart report ends every stream of that server.
+        let started =
+            json!({"mediaServerId": "zlm-1", "hook_index": 0, "general.mediaServerId": "zlm-1"});
+        assert_eq!(
+            app.json("on_server_started", started.to_string()).await,
+            (200, ACCEPT.to_owned())
+        );
+        assert!(!app.is_live(42).await);
+
+        let keepalive =
+            json!({"mediaServerId": "zlm-1", "hook_index": 3, "data": {"MediaSource": 0}});
+        assert_eq!(
+            app.json("on_server_keepalive", keepalive.to_string()).await,
+            (200, ACCEPT.to_owned())
+        );
+        // on_server_exited has an empty body.
+        assert_eq!(
+            app.json("on_server_exited", String::new()).await,
+            (200, ACCEPT.to_owned())
+        );
+
+        let none_reader = json!({"mediaServerId": "zlm-1", "hook_index": 4, "schema": "rtmp",
+            "vhost": "__defaultVhost__", "app": "live", "stream": "42", "params": ""});
+        let (status, body) = app
+            .json("on_stream_none_reader", none_reader.to_string())
+            .await;
+        assert_eq!(status, 200);
+        let reply: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(reply["code"], 0);
+
+        let shell = json!({"mediaServerId": "zlm-1", "hook_index": 5, "user_name": "admin",
+            "passwd": "x", "ip": "10.0.0.1", "port": 1, "id": "9"});
+        assert_eq!(
+            app.json("on_shell_login", shell.to_string()).await,
+            (200, r#"{"code":-1,"msg":"not supported"}"#.to_owned())
+        );
+        app.stop().await;
+    }
+}
