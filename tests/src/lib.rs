@@ -7,6 +7,7 @@
 pub mod flv;
 pub mod media;
 pub mod nginx;
+pub mod rtmp;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

@@ -7,6 +7,7 @@ mod admin;
 mod failures;
 mod nginx;
 mod reconcile;
+mod rtmp;
 mod srs;
 mod support;
 mod zlm;
