@@ -260,6 +260,18 @@ async fn close_by_id_and_open_streams_of_server() {
         let open = db.open_streams_of_server("srv").await.unwrap();
         assert_eq!(open.len(), 2);
         assert!(db
+            .open_streams_of_other_service("srv", "svc1")
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            db.open_streams_of_other_service("srv", "svc2")
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(db
             .open_streams_of_server("elsewhere")
             .await
             .unwrap()

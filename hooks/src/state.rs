@@ -1,7 +1,8 @@
 //! The state every handler and background task shares.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use livegate_core::bus::Bus;
@@ -13,6 +14,10 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::srs_api::SrsApi;
+
+/// Origin servers whose service id is remembered; beyond it the memory starts over (which
+/// only costs one indexed query per server).
+const MAX_ORIGIN_SERVERS: usize = 10_000;
 
 /// Shared, cheaply cloned application state.
 #[derive(Debug, Clone)]
@@ -29,6 +34,9 @@ struct Inner {
     metrics: Metrics,
     verifier: Option<Verifier>,
     srs_api: Option<Arc<dyn SrsApi>>,
+    // The SRS service id last seen per server id. A std mutex: lookups are short and never
+    // await. Bounded by the number of origin servers, which the operator controls.
+    services: Mutex<HashMap<String, String>>,
 }
 
 /// Why the state could not be built from the configuration.
@@ -63,6 +71,7 @@ impl AppState {
                 metrics,
                 verifier,
                 srs_api,
+                services: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -100,6 +109,29 @@ impl AppState {
     /// The SRS API, when configured.
     pub fn srs_api(&self) -> Option<&Arc<dyn SrsApi>> {
         self.inner.srs_api.as_ref()
+    }
+
+    /// Whether `service_id` is the run of `server_id` this process already reconciled.
+    pub fn service_known(&self, server_id: &str, service_id: &str) -> bool {
+        self.services()
+            .get(server_id)
+            .is_some_and(|known| known == service_id)
+    }
+
+    /// Records `service_id` as the current run of `server_id`.
+    pub fn remember_service(&self, server_id: &str, service_id: &str) {
+        let mut services = self.services();
+        if services.len() >= MAX_ORIGIN_SERVERS && !services.contains_key(server_id) {
+            services.clear();
+        }
+        services.insert(server_id.to_owned(), service_id.to_owned());
+    }
+
+    fn services(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner
+            .services
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether a request from `peer` with hook-URL query `secret` may call the hooks.

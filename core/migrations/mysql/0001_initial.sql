@@ -48,7 +48,7 @@ CREATE TABLE streams (
     PRIMARY KEY (id),
     UNIQUE KEY streams_one_open_per_room (open_room_id),
     KEY streams_room_start (room_id, start_at),
-    KEY streams_origin_open (origin_server_id, stop_at),
+    KEY streams_origin_open (origin_server_id, stop_at, origin_service_id),
     CONSTRAINT streams_room_fk FOREIGN KEY (room_id) REFERENCES rooms (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 

@@ -40,7 +40,7 @@ CREATE TABLE streams (
 -- At most one open stream per room, enforced by the database as well as by the code.
 CREATE UNIQUE INDEX streams_one_open_per_room ON streams (room_id) WHERE stop_at IS NULL;
 CREATE INDEX streams_room_start ON streams (room_id, start_at);
-CREATE INDEX streams_origin_open ON streams (origin_server_id, stop_at);
+CREATE INDEX streams_origin_open ON streams (origin_server_id, stop_at, origin_service_id);
 
 CREATE TABLE messages (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,

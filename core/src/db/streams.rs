@@ -259,6 +259,27 @@ impl Database {
         Ok(streams)
     }
 
+    /// The open streams that origin `server_id` reported under another process id than
+    /// `service_id`: sessions of a previous run of a restarted origin.
+    pub async fn open_streams_of_other_service(
+        &self,
+        server_id: &str,
+        service_id: &str,
+    ) -> Result<Vec<Stream>, DbError> {
+        let sql = format!(
+            "SELECT {STREAM_COLUMNS} FROM streams WHERE origin_server_id = ? AND stop_at IS NULL \
+             AND origin_service_id <> ? ORDER BY id"
+        );
+        let streams = with_pool!(self, pool => {
+            sqlx::query_as::<_, Stream>(&sql)
+                .bind(server_id)
+                .bind(service_id)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(streams)
+    }
+
     /// The newest stream (open or closed) of `room_id` from origin `server_id` and, when
     /// given, publisher `client_id`: the session a recording belongs to.
     pub async fn latest_stream(

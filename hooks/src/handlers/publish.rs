@@ -191,27 +191,24 @@ pub(super) async fn server_started(state: &AppState, server_id: &str) -> Result<
 }
 
 /// Closes SRS streams opened under another `service_id` of the same server: SRS restarted
-/// without sending their stops.
+/// without sending their stops. Runs once per (server, service) seen by this process.
 async fn close_restarted(
     state: &AppState,
     server_id: &str,
     service_id: &str,
 ) -> Result<(), DbError> {
-    let stale: Vec<Stream> = state
+    if state.service_known(server_id, service_id) {
+        return Ok(());
+    }
+    let stale = state
         .db()
-        .open_streams_of_server(server_id)
-        .await?
-        .into_iter()
-        .filter(|s| {
-            s.origin_service_id
-                .as_deref()
-                .is_some_and(|old| old != service_id)
-        })
-        .collect();
+        .open_streams_of_other_service(server_id, service_id)
+        .await?;
     let closed = close_streams(state, &stale).await?;
     if closed > 0 {
         tracing::info!(origin = %server_id, streams.closed = closed, "origin restarted, closed its old streams");
     }
+    state.remember_service(server_id, service_id);
     Ok(())
 }
 
