@@ -56,6 +56,37 @@ fn job(room_id: i64) -> RecordingJob {
 }
 
 #[tokio::test]
+async fn clear_removes_everything_under_the_prefix() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        bus.set_live(
+            1,
+            &LiveState {
+                stream_id: 1,
+                started_at_ms: 1,
+                origin_server_id: "s".into(),
+            },
+        )
+        .await
+        .unwrap();
+        bus.viewer_join(1, "a").await.unwrap();
+        bus.enqueue(&job(1)).await.unwrap();
+        bus.clear().await.unwrap();
+        assert_eq!(bus.live(1).await.unwrap(), None, "{name}");
+        assert_eq!(bus.viewers(1).await.unwrap(), 0, "{name}");
+        assert_eq!(bus.jobs_outstanding().await.unwrap(), 0, "{name}");
+        // The queue works again afterwards (the consumer group is recreated).
+        bus.enqueue(&job(2)).await.unwrap();
+        assert_eq!(
+            bus.claim("w", 1, Duration::ZERO).await.unwrap().len(),
+            1,
+            "{name}"
+        );
+        bus.clear().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn live_state_is_cleared_only_by_its_own_stream() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();
@@ -75,6 +106,8 @@ async fn live_state_is_cleared_only_by_its_own_stream() {
         assert!(bus.clear_live(1, 5).await.unwrap(), "{name}");
         assert!(!bus.clear_live(1, 5).await.unwrap(), "{name}: double clear");
         assert_eq!(bus.live(1).await.unwrap(), None, "{name}");
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 
@@ -110,6 +143,8 @@ async fn events_reach_subscribers_in_order() {
             "{name}"
         );
         assert_eq!(first.room_id, 3, "{name}");
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 
@@ -126,6 +161,8 @@ async fn viewer_counts_are_idempotent() {
         assert_eq!(bus.viewer_leave(1, "never").await.unwrap(), 1, "{name}");
         assert_eq!(bus.viewers(1).await.unwrap(), 1, "{name}");
         assert_eq!(bus.viewers(9).await.unwrap(), 0, "{name}");
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 
@@ -148,6 +185,8 @@ async fn rate_limit_counts_within_a_window() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 
@@ -177,6 +216,8 @@ async fn jobs_are_delivered_once_and_acked() {
         bus.ack(&got[0].id).await.unwrap();
         bus.ack(&got2[0].id).await.unwrap();
         assert_eq!(bus.jobs_outstanding().await.unwrap(), 0, "{name}");
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 
@@ -194,6 +235,8 @@ async fn a_waiting_consumer_gets_a_job_enqueued_later() {
         let got = consumer.await.unwrap().unwrap();
         assert_eq!(got.len(), 1, "{name}");
         assert_eq!(got[0].job.room_id, 4, "{name}");
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 
@@ -236,6 +279,8 @@ async fn a_job_survives_its_consumer_crashing() {
             .await
             .unwrap()
             .is_empty());
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 
@@ -257,6 +302,8 @@ async fn the_job_queue_is_bounded() {
         ));
         bus.ack(&got[0].id).await.unwrap();
         bus.enqueue(&job(3)).await.unwrap();
+        // Redis keeps nothing from this test.
+        bus.clear().await.unwrap();
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use livegate_core::bus::{Bus, BusConfig};
 use livegate_core::db::testing::TestDatabase;
-use livegate_core::db::{Backend, Database};
+use livegate_core::db::{Backend, Database, DbConfig};
 use livegate_core::Secret;
 use livegate_hooks::{App, Config, Deps};
 use tokio_util::sync::CancellationToken;
@@ -154,6 +154,15 @@ async fn bench() {
     };
     let test_db = TestDatabase::create(backend).await.unwrap();
     create_rooms(&test_db.db, WARMUP + MEASURED).await;
+    // A pool as large as the number of callers, so that none waits for a connection.
+    let db = Database::connect(&DbConfig {
+        url: Secret::new(test_db.url.clone()),
+        max_connections: u32::try_from(CALLERS).unwrap(),
+        acquire_timeout_ms: 5000,
+        migrate_on_start: false,
+    })
+    .await
+    .unwrap();
     let bus = Bus::connect(&bus_config).unwrap();
 
     let mut config = Config::default();
@@ -164,8 +173,8 @@ async fn bench() {
     let app = App::build_with(
         config,
         Deps {
-            db: test_db.db.clone(),
-            bus,
+            db,
+            bus: bus.clone(),
             srs_api: None,
         },
     )
@@ -220,5 +229,6 @@ async fn bench() {
 
     shutdown.cancel();
     server.await.unwrap().unwrap();
+    bus.clear().await.unwrap();
     assert_eq!(failures, 0, "publishes were refused during the measurement");
 }

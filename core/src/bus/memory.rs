@@ -257,6 +257,16 @@ impl MemoryBus {
         Ok(())
     }
 
+    pub(super) async fn clear(&self) -> Result<(), BusError> {
+        let mut state = self.state();
+        let next_job = state.next_job;
+        *state = State {
+            next_job,
+            ..State::default()
+        };
+        Ok(())
+    }
+
     pub(super) async fn jobs_outstanding(&self) -> Result<u64, BusError> {
         let state = self.state();
         Ok((state.queue.len() + state.in_flight.len()) as u64)

@@ -319,6 +319,12 @@ impl Bus {
         dispatch!(self, bus => bus.ack(id).await)
     }
 
+    /// Deletes everything this bus holds (every key under the Redis prefix). For tests and for
+    /// retiring a deployment's prefix; never called by the services.
+    pub async fn clear(&self) -> Result<(), BusError> {
+        dispatch!(self, bus => bus.clear().await)
+    }
+
     /// How many jobs are queued or unacknowledged.
     pub async fn jobs_outstanding(&self) -> Result<u64, BusError> {
         dispatch!(self, bus => bus.jobs_outstanding().await)

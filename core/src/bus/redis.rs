@@ -384,6 +384,34 @@ impl RedisBus {
         Ok(())
     }
 
+    pub(super) async fn clear(&self) -> Result<(), BusError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:*", self.prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        self.group_ready.store(false, Ordering::Release);
+        Ok(())
+    }
+
     pub(super) async fn jobs_outstanding(&self) -> Result<u64, BusError> {
         let mut conn = self.conn.clone();
         Ok(conn.xlen(self.jobs_key()).await?)

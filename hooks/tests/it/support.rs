@@ -316,6 +316,10 @@ impl TestApp {
                 .unwrap()
                 .unwrap();
         }
+        // Redis keeps nothing from this test.
+        if let Bus::Redis(_) = &self.bus {
+            self.bus.clear().await.unwrap();
+        }
     }
 }
 
