@@ -24,6 +24,7 @@ use livegate_core::Secret;
 use livegate_hooks::{App, Config, Deps};
 use tokio_util::sync::CancellationToken;
 
+/// Concurrent callers; `LIVEGATE_BENCH_CALLERS` changes it (to see latency without queueing).
 const CALLERS: usize = 64;
 const WARMUP: usize = 1_000;
 const MEASURED: usize = 20_000;
@@ -60,6 +61,13 @@ fn body(room: usize) -> String {
     )
 }
 
+fn callers() -> usize {
+    env("LIVEGATE_BENCH_CALLERS")
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(CALLERS)
+}
+
 async fn run_phase(
     client: &reqwest::Client,
     url: &str,
@@ -69,7 +77,7 @@ async fn run_phase(
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..CALLERS {
+    for _ in 0..callers() {
         let (client, url, next) = (client.clone(), url.to_owned(), next.clone());
         tasks.spawn(async move {
             let mut latencies = Vec::new();
@@ -157,7 +165,7 @@ async fn bench() {
     // A pool as large as the number of callers, so that none waits for a connection.
     let db = Database::connect(&DbConfig {
         url: Secret::new(test_db.url.clone()),
-        max_connections: u32::try_from(CALLERS).unwrap(),
+        max_connections: u32::try_from(callers()).unwrap(),
         acquire_timeout_ms: 5000,
         migrate_on_start: false,
     })
@@ -189,7 +197,7 @@ async fn bench() {
     let server = tokio::spawn(app.run(listener, admin, shutdown.clone()));
 
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CALLERS)
+        .pool_max_idle_per_host(callers())
         .build()
         .unwrap();
     let (_, _, warm_failures) = run_phase(&client, &url, 1, WARMUP).await;
@@ -198,8 +206,9 @@ async fn bench() {
     latencies.sort();
 
     println!(
-        "on_publish: {} requests, {CALLERS} concurrent callers, {backend:?} + {}",
+        "on_publish: {} requests, {} concurrent callers, {backend:?} + {}",
         latencies.len(),
+        callers(),
         if env("LIVEGATE_TEST_REDIS_URL").is_some() {
             "Redis"
         } else {

@@ -32,9 +32,20 @@ async fn nginx_rtmp_publish_done_and_late_record_done() {
         assert_eq!(stream.origin_server_id, "edge-a");
         assert_eq!(stream.origin_client_id.as_deref(), Some("2"));
 
+        // A stop from another nginx (same client number, other origin) changes nothing.
         let done = format!("{SESSION}&call=publish_done&name=42&key=abc");
         assert_eq!(
+            app.form("on_publish_done?origin=edge-b", &done).await.0,
+            200
+        );
+        assert!(app.is_live(42).await);
+        assert_eq!(
             app.form("on_publish_done?origin=edge-a", &done).await,
+            (200, "OK\n".to_owned())
+        );
+        // Repeated, through the generic route: nothing more to close.
+        assert_eq!(
+            app.form("on_close?origin=edge-a", &done).await,
             (200, "OK\n".to_owned())
         );
         let done_all = format!("{SESSION}&call=done&name=42&key=abc");

@@ -341,9 +341,9 @@ async fn reordered_and_orphan_stops_leave_the_right_state() {
         })
         .await;
 
-        // Session 2's own stop ends it.
+        // Session 2's own stop ends it (here through the generic `on_close` route).
         let stop = fixture_with("on_unpublish.json", &[("client_id", json!("second1"))]);
-        assert_eq!(app.json("on_unpublish", stop).await.0, 200);
+        assert_eq!(app.json("on_close", stop).await, (200, ACCEPT.to_owned()));
         assert!(!app.is_live(42).await);
         app.wait_bus_live(42, false).await;
         assert!(app.streams(42).await.iter().all(|s| s.stop_at.is_some()));
