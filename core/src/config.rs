@@ -65,8 +65,35 @@ pub enum ConfigError {
 }
 
 fn render_figment(err: &figment::Error) -> String {
-    let lines: Vec<String> = err.clone().into_iter().map(|e| format!("  {e}")).collect();
+    let lines: Vec<String> = err
+        .clone()
+        .into_iter()
+        .map(|e| format!("  {}", describe(&e)))
+        .collect();
     format!("invalid configuration:\n{}", lines.join("\n"))
+}
+
+/// Key names whose values may be credentials: their values never appear in an error.
+const SECRET_KEY_WORDS: [&str; 5] = ["key", "secret", "password", "url", "dsn"];
+
+fn describe(err: &figment::Error) -> String {
+    let secret = err.path.iter().any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        SECRET_KEY_WORDS.iter().any(|word| segment.contains(word))
+    });
+    if !secret {
+        return err.to_string();
+    }
+    let key = err.path.join(".");
+    match &err.kind {
+        // Messages come from our own parsers (e.g. an unset `env:` variable), never a value.
+        figment::error::Kind::Message(message) => format!("`{key}`: {message}"),
+        figment::error::Kind::InvalidType(_, expected)
+        | figment::error::Kind::InvalidValue(_, expected) => {
+            format!("`{key}`: invalid value (not shown, it may be a secret); expected {expected}")
+        }
+        _ => format!("`{key}`: invalid value (not shown, it may be a secret)"),
+    }
 }
 
 fn render_problems(problems: &[Problem]) -> String {
@@ -173,6 +200,27 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("section.count"), "{text}");
         assert!(text.contains("section.name"), "{text}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct WithSecret {
+        #[serde(default)]
+        api_keys: Vec<String>,
+    }
+
+    impl Validate for WithSecret {
+        fn validate(&self, problems: &mut Problems) {
+            problems.check(self.api_keys.len() < 100, "api_keys", "too many");
+        }
+    }
+
+    #[test]
+    fn secret_values_are_not_echoed_in_errors() {
+        let err = from_toml_str::<WithSecret>("api_keys = \"hunter2-secret\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("api_keys"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]

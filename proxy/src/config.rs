@@ -172,7 +172,8 @@ fn default_token_param() -> String {
 pub struct RoutesConfig {
     /// HTTP-FLV. Default `["/{app}/{stream}.flv"]`.
     pub flv: Vec<String>,
-    /// HLS playlists (media or master). Default `["/{app}/{stream}.m3u8"]`.
+    /// HLS playlists (media, master, and variants named after the room).
+    /// Default `["/{app}/{stream}.m3u8", "/{app}/{stream}-{seq}.m3u8"]`.
     pub playlist: Vec<String>,
     /// HLS media: `.ts`, `.m4s`, `.aac` and `.mp4` init segments.
     pub segment: Vec<String>,
@@ -182,7 +183,10 @@ impl Default for RoutesConfig {
     fn default() -> Self {
         Self {
             flv: vec!["/{app}/{stream}.flv".to_owned()],
-            playlist: vec!["/{app}/{stream}.m3u8".to_owned()],
+            playlist: vec![
+                "/{app}/{stream}.m3u8".to_owned(),
+                "/{app}/{stream}-{seq}.m3u8".to_owned(),
+            ],
             segment: ["ts", "m4s", "aac", "mp4"]
                 .iter()
                 .map(|ext| format!("/{{app}}/{{stream}}-{{seq}}.{ext}"))
@@ -207,6 +211,9 @@ pub struct TimeoutsConfig {
     pub downstream_write_s: u64,
     /// Idle upstream connections are closed after this many seconds. Default 60.
     pub upstream_idle_s: u64,
+    /// Longest time to fetch a whole playlist from the origin, in milliseconds; past it the
+    /// viewer gets 504. Default 5000.
+    pub fetch_ms: u64,
 }
 
 impl Default for TimeoutsConfig {
@@ -217,6 +224,7 @@ impl Default for TimeoutsConfig {
             upstream_write_s: 10,
             downstream_write_s: 30,
             upstream_idle_s: 60,
+            fetch_ms: 5000,
         }
     }
 }
@@ -237,6 +245,10 @@ impl TimeoutsConfig {
     /// Downstream write timeout.
     pub fn downstream_write(&self) -> Duration {
         Duration::from_secs(self.downstream_write_s)
+    }
+    /// Deadline for reading a whole playlist.
+    pub fn fetch(&self) -> Duration {
+        Duration::from_millis(self.fetch_ms)
     }
     /// Pooled idle connection lifetime.
     pub fn upstream_idle(&self) -> Duration {

@@ -12,8 +12,8 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::lb::selection::Consistent;
 use pingora::lb::LoadBalancer;
 use pingora::prelude::HttpPeer;
-use pingora::proxy::{ProxyHttp, Session};
-use pingora::{Error, ErrorType, Result};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
 use tracing::{debug, info, warn};
 
 use livegate_core::token::{Grant, Rejection, Verifier};
@@ -34,9 +34,12 @@ pub struct GateSettings {
     token_param: String,
     forward_token: bool,
     origin_host: Option<String>,
+    /// `host:port` names under which the origin may refer to itself in a redirect.
+    origin_authorities: Vec<String>,
     downstream_write: Duration,
     playlist_max_bytes: usize,
-    flv_expiry_grace_s: Option<u64>,
+    /// Seconds past a token's expiry at which its FLV response ends: leeway plus grace.
+    flv_cutoff_after_expiry_s: Option<u64>,
     cors: Cors,
 }
 
@@ -47,12 +50,21 @@ impl GateSettings {
             token_param: config.token.query_param.clone(),
             forward_token: config.token.forward_to_origin,
             origin_host: config.origin.host.clone(),
+            origin_authorities: config
+                .origin
+                .addresses
+                .iter()
+                .chain(config.origin.host.iter())
+                .map(|a| a.to_ascii_lowercase())
+                .collect(),
             downstream_write: config.timeouts.downstream_write(),
             playlist_max_bytes: config.playlist.max_bytes,
-            flv_expiry_grace_s: config
-                .flv
-                .end_at_token_expiry
-                .then_some(config.flv.expiry_grace_s),
+            flv_cutoff_after_expiry_s: config.flv.end_at_token_expiry.then_some(
+                config
+                    .token
+                    .leeway_s
+                    .saturating_add(config.flv.expiry_grace_s),
+            ),
             cors: Cors::from_config(&config.cors),
         }
     }
@@ -97,6 +109,10 @@ pub struct RequestCtx {
     allow_origin: Option<Bytes>,
     upstream_sent_at: Option<Instant>,
     flv: Option<ActiveFlv>,
+    /// Unix second after which this FLV response is ended (when configured).
+    flv_deadline: Option<u64>,
+    /// The FLV response was ended because its token expired.
+    flv_expired: bool,
     local_body_bytes: u64,
 }
 
@@ -149,6 +165,17 @@ impl Gate {
             .await?;
             return Ok(None);
         }
+        if session.is_upgrade_req() {
+            // SRS answers WebSocket-FLV with a 101; a tunnel would bypass everything below.
+            self.respond(
+                session,
+                ctx,
+                StatusCode::BAD_REQUEST,
+                b"upgrade not supported\n",
+            )
+            .await?;
+            return Ok(None);
+        }
         let path = match check_path(session.req_header().uri.path()) {
             Ok(path) => path,
             Err(problem) => {
@@ -167,13 +194,21 @@ impl Gate {
 
         let query = session.req_header().uri.query();
         let token = query.and_then(|q| query_param(q, &self.settings.token_param));
+        let now = unix_now();
         let verdict = match route.room_id {
             Some(room_id) => self
                 .verifier
-                .verify_for_room(token.as_deref(), room_id, unix_now()),
-            // No token names a stream that is not a room id.
-            None if token.is_none() => Err(Rejection::Missing),
-            None => Err(Rejection::WrongRoom),
+                .verify_for_room(token.as_deref(), room_id, now),
+            // A stream that is not a room id: no valid token can name it, but a token that is
+            // bad in itself is reported as such.
+            None => match token.as_deref() {
+                None => Err(Rejection::Missing),
+                Some(token) => self
+                    .verifier
+                    .keys()
+                    .verify(token, now, self.verifier.leeway())
+                    .and(Err(Rejection::WrongRoom)),
+            },
         };
         match verdict {
             Ok(grant) => {
@@ -268,7 +303,7 @@ impl Gate {
     fn add_cors(&self, response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
         if let Some(origin) = &ctx.allow_origin {
             response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.as_ref())?;
-            response.insert_header(header::VARY, "Origin")?;
+            response.append_header(header::VARY, "Origin")?;
         }
         Ok(())
     }
@@ -315,6 +350,17 @@ impl Gate {
                     )
                     .await;
             }
+            Err(FetchError::Timeout) => {
+                warn!(stream = %route.stream_key, "playlist fetch timed out");
+                return self
+                    .respond(
+                        session,
+                        ctx,
+                        StatusCode::GATEWAY_TIMEOUT,
+                        b"origin timed out\n",
+                    )
+                    .await;
+            }
             Err(FetchError::NoOrigin) => {
                 warn!(stream = %route.stream_key, "no healthy origin");
                 return self
@@ -345,9 +391,26 @@ impl Gate {
             "playlist fetched"
         );
 
+        let host = session
+            .req_header()
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned);
+        let token = TokenParam::new(&self.settings.token_param, token.expose());
         if upstream.status != StatusCode::OK {
-            // Pass the origin's verdict (404 before the stream starts, say) without its body.
-            let mut response = ResponseHeader::build(upstream.status, Some(4))?;
+            // Pass the origin's verdict (404 before the stream starts, say) without its body. A
+            // redirect (SRS's `hls_ctx` session) keeps its target, with the token added so the
+            // player's next request is admitted too.
+            let mut response = ResponseHeader::build(upstream.status, Some(5))?;
+            if upstream.status.is_redirection() {
+                if let Some(location) = &upstream.location {
+                    // The viewer must come back through the edge, never go to the origin itself.
+                    let location = self.localize(location, host.as_deref());
+                    let location = playlist::with_token(location, &token, host.as_deref());
+                    response.insert_header(header::LOCATION, location)?;
+                }
+            }
             response.insert_header(header::CONTENT_LENGTH, "0")?;
             response.insert_header(header::CACHE_CONTROL, "no-store")?;
             self.add_cors(&mut response, ctx)?;
@@ -359,16 +422,7 @@ impl Gate {
                 .respond(session, ctx, StatusCode::BAD_GATEWAY, b"invalid playlist\n")
                 .await;
         };
-        let host = session
-            .req_header()
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let rewritten = playlist::rewrite(
-            text,
-            &TokenParam::new(&self.settings.token_param, token.expose()),
-            host,
-        );
+        let rewritten = playlist::rewrite(text, &token, host.as_deref());
 
         let mut response = ResponseHeader::build(StatusCode::OK, Some(6))?;
         response.insert_header(
@@ -384,6 +438,25 @@ impl Gate {
         self.add_cors(&mut response, ctx)?;
         self.write_local(session, ctx, response, Bytes::from(rewritten))
             .await
+    }
+
+    /// An absolute URL that points at the origin (or at the viewer's own edge host) becomes a
+    /// path on this edge; anything else is returned unchanged.
+    fn localize<'l>(&self, location: &'l str, viewer_host: Option<&str>) -> &'l str {
+        let Some(rest) = location
+            .strip_prefix("http://")
+            .or_else(|| location.strip_prefix("https://"))
+        else {
+            return location;
+        };
+        let path_start = rest.find(['/', '?']).unwrap_or(rest.len());
+        let authority = rest[..path_start].to_ascii_lowercase();
+        let ours = self.settings.origin_authorities.contains(&authority)
+            || viewer_host.is_some_and(|h| h.eq_ignore_ascii_case(&authority));
+        match &rest[path_start..] {
+            path if ours && path.starts_with('/') => path,
+            _ => location,
+        }
     }
 
     fn add_forwarding_headers(&self, session: &Session, request: &mut RequestHeader) -> Result<()> {
@@ -404,6 +477,9 @@ impl Gate {
             };
             request.insert_header("X-Forwarded-For", forwarded_for)?;
             request.insert_header("X-Real-IP", ip)?;
+        } else {
+            // Never pass on a client's own claim about its address.
+            request.remove_header("X-Real-IP");
         }
         Ok(())
     }
@@ -452,6 +528,8 @@ impl ProxyHttp for Gate {
             allow_origin: None,
             upstream_sent_at: None,
             flv: None,
+            flv_deadline: None,
+            flv_expired: false,
             local_body_bytes: 0,
         }
     }
@@ -489,6 +567,11 @@ impl ProxyHttp for Gate {
         }
         if route.kind == Kind::Flv {
             ctx.flv = Some(ActiveFlv::start(&self.metrics.flv_sessions_active));
+            ctx.flv_deadline = self
+                .settings
+                .flv_cutoff_after_expiry_s
+                .zip(ctx.grant)
+                .map(|(after, grant)| grant.expires_at.saturating_add(after));
         }
         ctx.route = Some(route);
         Ok(false)
@@ -535,6 +618,17 @@ impl ProxyHttp for Gate {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // The CORS policy is the proxy's: an origin's own (SRS's `crossdomain`) must not widen it.
+        for name in [
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::ACCESS_CONTROL_MAX_AGE,
+        ] {
+            upstream_response.remove_header(&name);
+        }
         self.add_cors(upstream_response, ctx)
     }
 
@@ -545,14 +639,15 @@ impl ProxyHttp for Gate {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
-        if let (Some(grace), Some(_), Some(grant)) =
-            (self.settings.flv_expiry_grace_s, &ctx.flv, &ctx.grant)
-        {
-            if unix_now() > grant.expires_at.saturating_add(grace) {
+        if let Some(deadline) = ctx.flv_deadline {
+            if unix_now() > deadline {
+                ctx.flv_expired = true;
                 info!(
-                    room = grant.room_id,
+                    room = ctx.grant.map(|g| g.room_id),
                     "ending FLV response: play token expired"
                 );
+                // Pingora cannot end a streaming body cleanly from a filter; an error drops the
+                // connection, which players treat as the end of the stream.
                 return Err(Error::explain(
                     ErrorType::HTTPStatus(403),
                     "play token expired during the stream",
@@ -591,12 +686,46 @@ impl ProxyHttp for Gate {
     }
 
     fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
-        // Viewers leaving an FLV stream is the normal end of one, not an error.
-        ctx.flv.is_some()
-            && matches!(
-                error.etype(),
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
-            )
+        // Viewers leaving an FLV stream, or its token running out, is the normal end of one.
+        ctx.flv_expired
+            || (ctx.flv.is_some()
+                && matches!(
+                    error.etype(),
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+                ))
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        if ctx.flv_expired {
+            // The response header went out long ago: nothing more to write.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
+        let error_code = match error.etype() {
+            ErrorType::HTTPStatus(code) => *code,
+            _ => match error.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match error.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        if error_code > 0 && session.response_written().is_none() {
+            let _ = session.respond_error(error_code).await;
+        }
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
     }
 }
 

@@ -19,6 +19,9 @@ use crate::config::{HealthCheckKind, OriginConfig, TimeoutsConfig};
 /// How many ring positions consistent hashing may walk to find a healthy origin.
 const MAX_SELECTION_STEPS: usize = 256;
 
+/// Pooled connections tried before a fresh one: the origin may have closed several while idle.
+const MAX_STALE_CONNECTIONS: usize = 3;
+
 /// Builds the origin set with its health check; the caller runs it as a background service.
 pub fn origin_pool(config: &OriginConfig) -> std::io::Result<LoadBalancer<Consistent>> {
     let mut pool =
@@ -49,6 +52,9 @@ pub enum FetchError {
     /// Every origin is marked unhealthy.
     #[error("no healthy origin")]
     NoOrigin,
+    /// The origin did not deliver the whole response in time.
+    #[error("origin did not answer in time")]
+    Timeout,
     /// The body is larger than allowed.
     #[error("response body exceeds the size limit")]
     TooLarge,
@@ -70,6 +76,8 @@ pub struct Fetched {
     pub status: StatusCode,
     /// The origin's `Content-Type`.
     pub content_type: Option<String>,
+    /// The origin's `Location`, for redirects.
+    pub location: Option<String>,
     /// The body (at most the limit asked for).
     pub body: Bytes,
     /// Time from sending the request to reading the response header.
@@ -81,6 +89,7 @@ pub struct OriginClient {
     pool: Arc<LoadBalancer<Consistent>>,
     connector: Connector,
     connect_timeout: Duration,
+    fetch_timeout: Duration,
     read_timeout: Duration,
     write_timeout: Duration,
     idle_timeout: Duration,
@@ -93,6 +102,7 @@ impl OriginClient {
             pool,
             connector: Connector::new(None),
             connect_timeout: timeouts.connect(),
+            fetch_timeout: timeouts.fetch(),
             read_timeout: timeouts.upstream_read(),
             write_timeout: timeouts.upstream_write(),
             idle_timeout: timeouts.upstream_idle(),
@@ -115,9 +125,9 @@ impl OriginClient {
         Some(Box::new(peer))
     }
 
-    /// Sends `request` to the origin of `stream_key` and reads the whole response, refusing
-    /// bodies over `max_bytes`. A pooled connection that turns out to be dead is retried once
-    /// on a fresh one.
+    /// Sends `request` to the origin of `stream_key` and reads the whole response within
+    /// `timeouts.fetch_ms`, refusing bodies over `max_bytes`. A pooled connection that turns out
+    /// to have been closed by the origin is replaced and the request sent again.
     pub async fn fetch(
         &self,
         stream_key: &str,
@@ -125,16 +135,38 @@ impl OriginClient {
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
         let peer = self.peer_for(stream_key).ok_or(FetchError::NoOrigin)?;
-        let (session, reused) = self.connector.get_http_session(&*peer).await?;
-        match self
-            .exchange(session, &peer, request.clone(), max_bytes)
-            .await
-        {
-            Err(FetchError::Origin(err)) if reused && err.retry() => {
-                let (session, _) = self.connector.get_http_session(&*peer).await?;
-                self.exchange(session, &peer, request, max_bytes).await
+        tokio::time::timeout(
+            self.fetch_timeout,
+            self.fetch_from(&peer, request, max_bytes),
+        )
+        .await
+        .map_err(|_| FetchError::Timeout)?
+    }
+
+    async fn fetch_from(
+        &self,
+        peer: &HttpPeer,
+        request: RequestHeader,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
+        let mut stale = 0;
+        loop {
+            let (session, reused) = self.connector.get_http_session(peer).await?;
+            match self
+                .exchange(session, peer, request.clone(), max_bytes)
+                .await
+            {
+                Err(FetchError::Origin(mut err)) if reused && stale < MAX_STALE_CONNECTIONS => {
+                    // Errors on a reused connection leave the retry decision open until told
+                    // whether the connection was reused; asking before deciding panics.
+                    err.retry.decide_reuse(true);
+                    if !err.retry() {
+                        return Err(FetchError::Origin(err));
+                    }
+                    stale += 1;
+                }
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -159,11 +191,15 @@ impl OriginClient {
             ))
         })?;
         let status = header.status;
-        let content_type = header
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let text_header = |name| {
+            header
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = text_header(header::CONTENT_TYPE);
+        let location = text_header(header::LOCATION);
         let declared_len = header
             .headers
             .get(header::CONTENT_LENGTH)
@@ -188,6 +224,7 @@ impl OriginClient {
         Ok(Fetched {
             status,
             content_type,
+            location,
             body: body.freeze(),
             header_latency,
         })

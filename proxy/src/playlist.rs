@@ -131,6 +131,14 @@ fn rewrite_uri_attribute(out: &mut String, line: &str, token: &TokenParam, host:
     }
 }
 
+/// `uri` with the token added, as [`rewrite`] treats the URIs of a playlist (for a redirect's
+/// `Location`, say).
+pub fn with_token(uri: &str, token: &TokenParam, request_host: Option<&str>) -> String {
+    let mut out = String::with_capacity(uri.len() + token.pair.len() + 1);
+    push_uri(&mut out, uri, token, request_host);
+    out
+}
+
 /// Appends `uri` with the token added to its query (replacing a token already there), or
 /// unchanged when it points elsewhere.
 fn push_uri(out: &mut String, uri: &str, token: &TokenParam, host: Option<&str>) {

@@ -1,6 +1,8 @@
 //! Which requests the proxy serves: path patterns such as `/{app}/{stream}.flv`, matched
 //! against the request path to find the kind of request and the room it names.
 
+use std::borrow::Cow;
+
 use livegate_core::token::parse_room_id;
 
 /// What a request asks for; decides how it is proxied.
@@ -181,14 +183,30 @@ impl RouteTable {
     }
 
     /// Finds the route for a (decoded, validated) request path.
+    ///
+    /// The first pattern whose `{stream}` is a room id wins; failing that, the first pattern
+    /// that matches at all (so `42-hi.m3u8` is room 42's variant under
+    /// `/{app}/{stream}-{seq}.m3u8`, even though `/{app}/{stream}.m3u8` also matches it).
     pub fn find(&self, path: &str) -> Option<Matched> {
-        self.routes.iter().find_map(|(kind, pattern)| {
-            pattern.matches(path).map(|(app, stream)| Matched {
-                kind: *kind,
-                room_id: parse_room_id(stream),
-                stream_key: format!("{app}/{stream}"),
-            })
-        })
+        let mut fallback = None;
+        for (kind, pattern) in &self.routes {
+            let Some((app, stream)) = pattern.matches(path) else {
+                continue;
+            };
+            let room_id = parse_room_id(stream);
+            if room_id.is_some() || fallback.is_none() {
+                let matched = Matched {
+                    kind: *kind,
+                    room_id,
+                    stream_key: format!("{app}/{stream}"),
+                };
+                if room_id.is_some() {
+                    return Some(matched);
+                }
+                fallback = Some(matched);
+            }
+        }
+        fallback
     }
 }
 
@@ -207,14 +225,24 @@ pub enum UnsafePath {
     /// A `%` not followed by two hex digits.
     #[error("malformed percent-encoding")]
     BadEncoding,
+    /// An encoded `%`: a path meant to be decoded twice.
+    #[error("double percent-encoding")]
+    DoubleEncoding,
 }
 
 /// Checks a raw request path and returns it percent-decoded.
 ///
-/// Media paths never need encoded separators, dot segments or control bytes, so anything of the
-/// sort is refused outright rather than normalised: the origin must see exactly the path that
-/// was authorised.
-pub fn check_path(raw: &str) -> Result<String, UnsafePath> {
+/// Media paths never need encoded separators, dot segments, double encoding or control bytes,
+/// so anything of the sort is refused outright rather than normalised: the origin, which
+/// decodes once, must see the same path that was authorised.
+pub fn check_path(raw: &str) -> Result<Cow<'_, str>, UnsafePath> {
+    if !raw.contains(['%', '\\', '\0']) {
+        return if has_dot_segment(raw) {
+            Err(UnsafePath::Traversal)
+        } else {
+            Ok(Cow::Borrowed(raw))
+        };
+    }
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -229,6 +257,7 @@ pub fn check_path(raw: &str) -> Result<String, UnsafePath> {
             match value {
                 0 => return Err(UnsafePath::Nul),
                 b'/' | b'\\' => return Err(UnsafePath::EncodedSeparator),
+                b'%' => return Err(UnsafePath::DoubleEncoding),
                 _ => decoded.push(value),
             }
             i += 3;
@@ -242,13 +271,15 @@ pub fn check_path(raw: &str) -> Result<String, UnsafePath> {
         }
     }
     let decoded = String::from_utf8(decoded).map_err(|_| UnsafePath::BadEncoding)?;
-    if decoded
-        .split('/')
-        .any(|segment| segment == ".." || segment == ".")
-    {
+    if has_dot_segment(&decoded) {
         return Err(UnsafePath::Traversal);
     }
-    Ok(decoded)
+    Ok(Cow::Owned(decoded))
+}
+
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/')
+        .any(|segment| segment == ".." || segment == ".")
 }
 
 #[cfg(test)]
@@ -270,6 +301,10 @@ mod tests {
         assert_eq!(flv.stream_key, "live/42");
 
         assert_eq!(table.find("/live/42.m3u8").unwrap().kind, Kind::Playlist);
+        let variant = table.find("/live/42-hi.m3u8").unwrap();
+        assert_eq!((variant.kind, variant.room_id), (Kind::Playlist, Some(42)));
+        let variant = table.find("/live/42-hi.m3u8").unwrap();
+        assert_eq!((variant.kind, variant.room_id), (Kind::Playlist, Some(42)));
         for path in [
             "/live/42-7.ts",
             "/live/42-7.m4s",
@@ -302,6 +337,8 @@ mod tests {
         let found = table().find("/live/abc.flv").unwrap();
         assert_eq!(found.room_id, None);
         assert_eq!(table().find("/live/042.flv").unwrap().room_id, None);
+        assert_eq!(table().find("/live/hi-x.m3u8").unwrap().room_id, None);
+        assert_eq!(table().find("/live/hi-x.m3u8").unwrap().room_id, None);
     }
 
     #[test]
@@ -341,10 +378,13 @@ mod tests {
             Err(UnsafePath::EncodedSeparator)
         );
         assert_eq!(check_path("/live/%zz.flv"), Err(UnsafePath::BadEncoding));
-        assert_eq!(check_path("/live/4%32.flv"), Ok("/live/42.flv".to_owned()));
         assert_eq!(
-            check_path("/live/a..b.flv"),
-            Ok("/live/a..b.flv".to_owned())
+            check_path("/live/%252e%252e/x.flv"),
+            Err(UnsafePath::DoubleEncoding)
         );
+        assert_eq!(check_path("/live/./42.flv"), Err(UnsafePath::Traversal));
+        assert_eq!(check_path("/live/4%32.flv").unwrap(), "/live/42.flv");
+        assert_eq!(check_path("/live/a..b.flv").unwrap(), "/live/a..b.flv");
+        assert!(matches!(check_path("/live/42.flv"), Ok(Cow::Borrowed(_))));
     }
 }

@@ -111,6 +111,11 @@ impl Drop for Nginx {
 /// An `http {}` body that serves `dir` under `/live/` with HLS content types, logging every
 /// request line with its query (so tests can assert what reached the origin).
 pub fn static_origin(dir: &Path) -> String {
+    static_origin_with(dir, "")
+}
+
+/// [`static_origin`] with extra directives inside its `server {}` (more `location`s, say).
+pub fn static_origin_with(dir: &Path, extra: &str) -> String {
     format!(
         "log_format origin '$request_uri $status $body_bytes_sent xff=$http_x_forwarded_for real=$http_x_real_ip';\n\
          server {{\n\
@@ -122,6 +127,7 @@ pub fn static_origin(dir: &Path) -> String {
              add_header Cache-Control no-cache;\n\
            }}\n\
            location = /health {{ return 200 \"ok\\n\"; }}\n\
+           {extra}\n\
          }}\n",
         dir = dir.display()
     )

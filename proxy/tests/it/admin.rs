@@ -60,15 +60,25 @@ fn check_config_accepts_the_example_and_names_bad_keys() {
     );
     assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ok");
 
-    let bad = example
-        .replace("leeway_s = 0", "leeway_s = \"soon\"")
-        .replace("max_bytes = 1048576", "max_bytes = 1048576\nmax_byts = 1");
-    let out = check_config(&bad);
-    assert_eq!(out.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let wrong_type = check_config(&example.replace("leeway_s = 0", "leeway_s = \"soon\""));
+    assert_eq!(wrong_type.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&wrong_type.stderr).contains("token.leeway_s"));
+
+    let typo =
+        check_config(&example.replace("max_bytes = 1048576", "max_bytes = 1048576\nmax_byts = 1"));
+    assert_eq!(typo.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&typo.stderr).contains("max_byts"));
+
+    let key_as_string = check_config(&example.replace(
+        "keys = [\"livegate-dev-key-change-me\"]",
+        "keys = \"livegate-dev-key-change-me\"",
+    ));
+    assert_eq!(key_as_string.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&key_as_string.stderr);
+    assert!(stderr.contains("token.keys"), "{stderr}");
     assert!(
-        stderr.contains("leeway_s") || stderr.contains("max_byts"),
-        "{stderr}"
+        !stderr.contains("livegate-dev-key-change-me"),
+        "a key was printed: {stderr}"
     );
 
     let semantic = example.replace(

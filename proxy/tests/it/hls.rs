@@ -4,7 +4,7 @@ use std::process::Command;
 
 use livegate_core::unix_now;
 use livegate_tests::media::make_hls;
-use livegate_tests::nginx::{static_origin, Nginx};
+use livegate_tests::nginx::{static_origin, static_origin_with, Nginx};
 use tempfile::TempDir;
 
 use crate::support::{client, token, token_expiring, ProxyBuilder};
@@ -125,9 +125,17 @@ async fn a_real_player_decodes_every_segment_through_the_proxy() {
     let origin = hls_origin(6).await;
     let proxy = ProxyBuilder::new(origin.nginx.addr).start().await;
 
+    let segments_fetched = |log: String| {
+        log.lines()
+            .filter(|l| l.contains(".ts ") && (l.contains(" 200 ") || l.contains(" 206 ")))
+            .count()
+    };
     let direct =
         ffprobe_video_frames(&format!("http://{}/live/42.m3u8", origin.nginx.addr)).unwrap();
     assert!(direct >= 100, "the origin itself serves {direct} frames");
+    let fetched_directly = segments_fetched(origin.nginx.origin_log());
+    assert!(fetched_directly >= 3);
+
     let through_proxy = tokio::task::spawn_blocking({
         let url = proxy.url(&format!("/live/42.m3u8?token={}", token(42)));
         move || ffprobe_video_frames(&url)
@@ -136,16 +144,11 @@ async fn a_real_player_decodes_every_segment_through_the_proxy() {
     .unwrap()
     .unwrap();
     assert_eq!(through_proxy, direct, "frames decoded through the proxy");
-
-    let segments_served = origin
-        .nginx
-        .origin_log()
-        .lines()
-        .filter(|l| l.contains(".ts ") && (l.contains(" 200 ") || l.contains(" 206 ")))
-        .count();
-    assert!(
-        segments_served >= 6,
-        "both pulls fetched every segment:\n{}",
+    let fetched_through_proxy = segments_fetched(origin.nginx.origin_log()) - fetched_directly;
+    assert_eq!(
+        fetched_through_proxy,
+        fetched_directly,
+        "the player fetched every segment through the proxy:\n{}",
         origin.nginx.origin_log()
     );
 
@@ -171,11 +174,11 @@ async fn master_playlists_and_uri_attributes_are_rewritten() {
         #EXT-X-STREAM-INF:BANDWIDTH=200000\n\
         https://other-cdn.example/live/42-lo.m3u8\n\
         #EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=90000,URI=\"42-iframe.m3u8\"\n";
-    std::fs::write(origin.media.path().join("7.m3u8"), master).unwrap();
+    std::fs::write(origin.media.path().join("42-main.m3u8"), master).unwrap();
     let proxy = ProxyBuilder::new(origin.nginx.addr).start().await;
-    let token = token(7);
+    let token = token(42);
     let body = client()
-        .get(proxy.url(&format!("/live/7.m3u8?token={token}")))
+        .get(proxy.url(&format!("/live/42-main.m3u8?token={token}")))
         .send()
         .await
         .unwrap()
@@ -203,6 +206,61 @@ async fn master_playlists_and_uri_attributes_are_rewritten() {
         body.contains(&format!("URI=\"42-iframe.m3u8?{t}\"")),
         "{body}"
     );
+
+    // The variant the master names is admitted with the URI as rewritten.
+    std::fs::copy(
+        origin.media.path().join("42.m3u8"),
+        origin.media.path().join("42-hi.m3u8"),
+    )
+    .unwrap();
+    let variant = client()
+        .get(proxy.url(&format!("/live/42-hi.m3u8?{t}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(variant.status(), 200);
+    assert!(variant
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("42-0.ts?{t}")));
+}
+
+#[tokio::test]
+async fn origin_redirects_keep_their_target_and_gain_the_token() {
+    // SRS with `hls_ctx on` answers a new viewer's playlist request with a 302 to a session URL.
+    let media = tempfile::tempdir().unwrap();
+    make_hls(media.path(), "42", 2);
+    let session_redirect = format!(
+        "location = /live/42.m3u8 {{ if ($arg_hls_ctx = \"\") {{ return 302 /live/42.m3u8?hls_ctx=s1; }} alias {}/42.m3u8; }}",
+        media.path().display()
+    );
+    let nginx = Nginx::start("", &static_origin_with(media.path(), &session_redirect));
+    nginx.ready().await;
+    let proxy = ProxyBuilder::new(nginx.addr).start().await;
+    let token = token(42);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = no_redirects
+        .get(proxy.url(&format!("/live/42.m3u8?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("/live/42.m3u8?hls_ctx=s1&token={token}"));
+
+    // Following it gets the session's playlist, rewritten.
+    let followed = client().get(proxy.url(&location)).send().await.unwrap();
+    assert_eq!(followed.status(), 200);
+    assert!(followed
+        .text()
+        .await
+        .unwrap()
+        .contains(&format!("42-0.ts?token={token}")));
+    assert!(!nginx.origin_log().contains("token"));
 }
 
 #[tokio::test]

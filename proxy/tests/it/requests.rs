@@ -287,3 +287,103 @@ async fn a_stream_sticks_to_one_origin_and_fails_over_when_it_dies() {
     .await;
     assert!(survivor.origin_log().lines().count() >= 1);
 }
+
+#[tokio::test]
+async fn a_hung_origin_is_given_up_on_within_the_configured_timeouts() {
+    // Accepts connections (the kernel completes the handshake) but never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = ProxyBuilder::new(hung.local_addr().unwrap())
+        .with("[timeouts]\nupstream_read_s = 1\ndownstream_write_s = 5\nfetch_ms = 1000")
+        .start()
+        .await;
+    let t = token(42);
+    for (path, expected) in [("/live/42.m3u8", 504), ("/live/42-0.ts", 502)] {
+        let started = Instant::now();
+        let response = client()
+            .get(proxy.url(&format!("{path}?token={t}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(8), "{path} hung");
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_playlist_over_the_cap_is_refused() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // An origin that streams a playlist without Content-Length, 100 KiB in 1 KiB chunks.
+    let origin = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let mut response = b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.apple.mpegurl\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            let line = "#EXTINF:2.000,\n42-1.ts\n".repeat(1024 / 23);
+            for _ in 0..100 {
+                response.extend_from_slice(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes());
+            }
+            response.extend_from_slice(b"0\r\n\r\n");
+            let _ = stream.write_all(&response).await;
+        }
+    });
+    let proxy = ProxyBuilder::new(addr)
+        .with("[playlist]\nmax_bytes = 4096")
+        .start()
+        .await;
+    let response = client()
+        .get(proxy.url(&format!("/live/42.m3u8?token={}", token(42))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    origin.abort();
+}
+
+#[tokio::test]
+async fn upgrades_are_refused_and_origin_cors_headers_do_not_leak() {
+    let media = tempfile::tempdir().unwrap();
+    make_hls(media.path(), "42", 2);
+    let nginx = Nginx::start(
+        "",
+        &livegate_tests::nginx::static_origin_with(
+            media.path(),
+            &format!(
+                "location /open/ {{ alias {}/; add_header Access-Control-Allow-Origin *; }}",
+                media.path().display()
+            ),
+        ),
+    );
+    nginx.ready().await;
+    let proxy = ProxyBuilder::new(nginx.addr)
+        .with("[routes]\nsegment = [\"/open/{stream}-{seq}.ts\"]")
+        .start()
+        .await;
+    let t = token(42);
+    let response = client()
+        .get(proxy.url(&format!("/open/42-0.ts?token={t}")))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        !response
+            .headers()
+            .contains_key("access-control-allow-origin"),
+        "the origin's CORS header widened the proxy's policy"
+    );
+
+    let upgrade = client()
+        .get(proxy.url(&format!("/open/42-0.ts?token={t}")))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upgrade.status(), 400);
+}

@@ -4,13 +4,13 @@
 use livegate_tests::wait_until;
 
 use crate::flv::{paced_origin, read_at_least};
-use crate::support::{client, spawn_proxy, token, ProxyBuilder};
+use crate::support::{spawn_proxy, streaming_client, token, ProxyBuilder};
 
 #[tokio::test]
 async fn sigterm_lets_running_flv_responses_finish_their_grace_period() {
     let origin = paced_origin().await;
     let mut proxy = ProxyBuilder::new(origin.addr).start().await;
-    let response = client()
+    let response = streaming_client()
         .get(proxy.url(&format!("/live/42.flv?token={}", token(42))))
         .send()
         .await
@@ -37,7 +37,7 @@ async fn sigterm_lets_running_flv_responses_finish_their_grace_period() {
 async fn an_upgrade_hands_over_listeners_without_cutting_streams() {
     let origin = paced_origin().await;
     let mut old = ProxyBuilder::new(origin.addr).start().await;
-    let response = client()
+    let response = streaming_client()
         .get(old.url(&format!("/live/42.flv?token={}", token(42))))
         .send()
         .await
@@ -65,7 +65,7 @@ async fn an_upgrade_hands_over_listeners_without_cutting_streams() {
     let fresh = wait_until("the new process to serve", || {
         let url = url.clone();
         async move {
-            let response = client().get(&url).send().await.ok()?;
+            let response = streaming_client().get(&url).send().await.ok()?;
             (response.status() == 200).then_some(response)
         }
     })

@@ -24,6 +24,7 @@ pub(crate) struct TestProxy {
 /// Builds a proxy configuration for one test.
 pub(crate) struct ProxyBuilder {
     origins: Vec<String>,
+    leeway_s: u64,
     extra: String,
 }
 
@@ -31,12 +32,18 @@ impl ProxyBuilder {
     pub(crate) fn new(origin: SocketAddr) -> ProxyBuilder {
         ProxyBuilder {
             origins: vec![origin.to_string()],
+            leeway_s: 0,
             extra: String::new(),
         }
     }
 
     pub(crate) fn origins(mut self, origins: &[SocketAddr]) -> ProxyBuilder {
         self.origins = origins.iter().map(ToString::to_string).collect();
+        self
+    }
+
+    pub(crate) fn leeway(mut self, seconds: u64) -> ProxyBuilder {
+        self.leeway_s = seconds;
         self
     }
 
@@ -64,9 +71,10 @@ impl ProxyBuilder {
              pid_file = \"{dir}/proxy.pid\"\nupgrade_sock = \"{dir}/upgrade.sock\"\n\
              [admin]\nlisten = \"{admin}\"\n\
              [origin]\naddresses = [{origins}]\nhealth_check_interval_ms = 200\n\
-             [token]\nkeys = [\"{KEY}\"]\n\
+             [token]\nkeys = [\"{KEY}\"]\nleeway_s = {leeway}\n\
              [log]\nfilter = \"info\"\n",
-            dir = dir.display()
+            dir = dir.display(),
+            leeway = self.leeway_s,
         );
         if !self.extra.contains("[timeouts]") {
             text.push_str("[timeouts]\nupstream_read_s = 5\ndownstream_write_s = 5\n");
@@ -142,6 +150,15 @@ pub(crate) fn token(room: u64) -> String {
 
 pub(crate) fn token_expiring(room: u64, exp: u64) -> String {
     TokenKeys::new(&[Secret::new(KEY)]).unwrap().mint(room, exp)
+}
+
+/// A client for endless responses: no overall deadline, only on connecting (reads are bounded
+/// by the callers).
+pub(crate) fn streaming_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
 }
 
 pub(crate) fn client() -> reqwest::Client {
