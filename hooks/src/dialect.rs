@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::path::{Component, Path, PathBuf};
 
 use livegate_core::db::OriginIds;
+use livegate_core::Secret;
 use serde_json::{Map, Value};
 
 /// Which origin software sent a callback.
@@ -42,8 +43,8 @@ pub struct PublishStart {
     pub origin: OriginIds,
     /// The stream name (the room id).
     pub stream: String,
-    /// The stream key from the publisher's query, if any.
-    pub key: Option<String>,
+    /// The stream key from the publisher's query, if any (redacted in `Debug`).
+    pub key: Option<Secret>,
     /// The publisher's address.
     pub ip: Option<String>,
 }
@@ -68,8 +69,8 @@ pub struct Play {
     pub client_id: Option<String>,
     /// The stream name, without a `.m3u8`/`.flv` extension.
     pub stream: String,
-    /// The play token from the viewer's query, if any.
-    pub token: Option<String>,
+    /// The play token from the viewer's query, if any (redacted in `Debug`).
+    pub token: Option<Secret>,
 }
 
 /// A recording file was closed.
@@ -292,7 +293,7 @@ fn parse_srs(object: &Map<String, Value>, options: &ParseOptions<'_>) -> Result<
                 stream_id: optional_string(object, "stream_id"),
             },
             stream: string(object, "stream")?,
-            key: query_param(param, options.key_param),
+            key: query_param(param, options.key_param).map(Secret::new),
             ip: optional_string(object, "ip"),
         }),
         "on_unpublish" => Event::PublishStop(PublishStop {
@@ -305,7 +306,7 @@ fn parse_srs(object: &Map<String, Value>, options: &ParseOptions<'_>) -> Result<
                 server_id,
                 client_id: optional_string(object, "client_id"),
                 stream: strip_extension(&string(object, "stream")?),
-                token: query_param(param, options.token_param),
+                token: query_param(param, options.token_param).map(Secret::new),
             };
             if action == "on_play" {
                 Event::PlayStart(play)
@@ -358,7 +359,7 @@ fn parse_zlm(
                 stream_id: None,
             },
             stream: string(object, "stream")?,
-            key: query_param(params, options.key_param),
+            key: query_param(params, options.key_param).map(Secret::new),
             ip: optional_string(object, "ip"),
         }),
         // One `regist:false` per schema: the first closes the session, the rest find nothing.
@@ -378,7 +379,7 @@ fn parse_zlm(
             server_id,
             client_id: optional_string(object, "id"),
             stream: string(object, "stream")?,
-            token: query_param(params, options.token_param),
+            token: query_param(params, options.token_param).map(Secret::new),
         }),
         // The only per-viewer "stop" ZLMediaKit has.
         "on_flow_report" => {
@@ -454,7 +455,7 @@ fn parse_nginx(form: &Form<'_>, options: &ParseOptions<'_>) -> Result<Hook, Pars
             },
             stream: name()?,
             // The publisher's query arrives as extra form fields.
-            key: form.get(options.key_param).map(str::to_owned),
+            key: form.get(options.key_param).map(Secret::new),
             ip: form.get("addr").map(str::to_owned),
         }),
         "publish_done" => Event::PublishStop(PublishStop {
@@ -467,7 +468,7 @@ fn parse_nginx(form: &Form<'_>, options: &ParseOptions<'_>) -> Result<Hook, Pars
                 server_id: server_id.to_owned(),
                 client_id,
                 stream: name()?,
-                token: form.get(options.token_param).map(str::to_owned),
+                token: form.get(options.token_param).map(Secret::new),
             };
             if call == "play" {
                 Event::PlayStart(play)
@@ -519,7 +520,8 @@ mod tests {
         assert_eq!(start.stream, "77");
         assert_eq!(start.origin.server_id, "ngx");
         assert_eq!(start.origin.client_id.as_deref(), Some("2"));
-        assert_eq!(start.key.as_deref(), Some("a b"));
+        assert_eq!(start.key.as_ref().map(Secret::expose), Some("a b"));
+        assert!(!format!("{start:?}").contains("a b"));
     }
 
     #[test]

@@ -40,9 +40,11 @@ pub(super) fn start(state: &AppState, play: &Play) -> Decision {
             return refuse(state, Rejection::Malformed.as_str());
         };
         let room_u64 = u64::try_from(room).unwrap_or(u64::MAX);
-        if let Err(rejection) =
-            verifier.verify_for_room(play.token.as_deref(), room_u64, unix_now())
-        {
+        if let Err(rejection) = verifier.verify_for_room(
+            play.token.as_ref().map(livegate_core::Secret::expose),
+            room_u64,
+            unix_now(),
+        ) {
             tracing::info!(
                 room.id = room,
                 reason = rejection.as_str(),

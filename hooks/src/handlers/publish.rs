@@ -99,7 +99,12 @@ pub(super) async fn start(
     if !within_rate(state, start.ip.as_deref()).await {
         return refuse(state, Refusal::RateLimited);
     }
-    let Some(key) = start.key.as_deref().filter(|key| !key.is_empty()) else {
+    let Some(key) = start
+        .key
+        .as_ref()
+        .map(livegate_core::Secret::expose)
+        .filter(|key| !key.is_empty())
+    else {
         return refuse(state, Refusal::MissingKey);
     };
     let Some(room) = state.db().room(room_id).await? else {

@@ -85,3 +85,61 @@ async fn shutdown_finishes_pending_bus_writes() {
     // Whatever was queued before shutdown was applied before `run` returned.
     assert!(bus.live(42).await.unwrap().is_some());
 }
+
+/// Collects everything logged on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_never_carry_keys_or_tokens() {
+    use livegate_core::token::TokenKeys;
+    use livegate_core::Secret;
+    use serde_json::json;
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // A current-thread test runtime polls the service's tasks on this thread too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.room(42, FIXTURE_KEY).await;
+    let wrong = crate::support::fixture_with(
+        "on_publish.json",
+        &[("param", json!("?key=wrong-key-value"))],
+    );
+    assert_eq!(app.json("on_publish", wrong).await.0, 403);
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await.0,
+        200
+    );
+    let token = TokenKeys::new(&[Secret::new(crate::support::PLAY_KEY)])
+        .unwrap()
+        .mint(42, 1);
+    let play = crate::support::fixture_with(
+        "on_play_flv.json",
+        &[("param", json!(format!("?token={token}")))],
+    );
+    assert_eq!(app.json("on_play", play).await.0, 403);
+    app.stop().await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("publish started"), "nothing captured: {logs}");
+    assert!(logs.contains("play token refused"), "{logs}");
+    for secret in [FIXTURE_KEY, "wrong-key-value", token.as_str()] {
+        assert!(!logs.contains(secret), "`{secret}` was logged:\n{logs}");
+    }
+}
