@@ -326,7 +326,7 @@ fn parse_srs(object: &Map<String, Value>, options: &ParseOptions<'_>) -> Result<
                 duration_ms: None,
             })
         }
-        "on_connect" | "on_close" | "on_hls" | "on_forward" => Event::Acknowledge,
+        "on_connect" | "on_close" | "on_hls" => Event::Acknowledge,
         _ => {
             return Err(ParseError::UnknownEvent {
                 dialect: "SRS",

@@ -37,7 +37,6 @@ pub const EVENTS: &[&str] = &[
     "on_stop",
     "on_dvr",
     "on_hls",
-    "on_forward",
     // ZLMediaKit.
     "on_stream_changed",
     "on_stream_none_reader",
