@@ -109,11 +109,14 @@ async fn logs_never_carry_keys_or_tokens() {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
+        .with_env_filter("livegate_hooks=trace,livegate_core=trace,info")
+        .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    // A current-thread test runtime polls the service's tasks on this thread too.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global, not scoped: the service's tasks and the other tests share this process, and a
+    // scoped subscriber can miss events whose call sites another thread cached first. Logs
+    // of concurrently running tests land here too, which only widens the check.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let app = TestApp::spawn(Backend::Sqlite).await;
     app.room(42, FIXTURE_KEY).await;
