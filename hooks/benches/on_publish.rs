@@ -162,10 +162,14 @@ async fn bench() {
     };
     let test_db = TestDatabase::create(backend).await.unwrap();
     create_rooms(&test_db.db, WARMUP + MEASURED).await;
-    // A pool as large as the number of callers, so that none waits for a connection.
+    // The production default pool size unless `LIVEGATE_BENCH_POOL` says otherwise: more
+    // connections than cores only adds contention inside the database.
+    let pool = env("LIVEGATE_BENCH_POOL")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DbConfig::default().max_connections);
     let db = Database::connect(&DbConfig {
         url: Secret::new(test_db.url.clone()),
-        max_connections: u32::try_from(callers()).unwrap(),
+        max_connections: pool,
         acquire_timeout_ms: 5000,
         migrate_on_start: false,
     })
@@ -206,7 +210,7 @@ async fn bench() {
     latencies.sort();
 
     println!(
-        "on_publish: {} requests, {} concurrent callers, {backend:?} + {}",
+        "on_publish: {} requests, {} concurrent callers, pool of {pool}, {backend:?} + {}",
         latencies.len(),
         callers(),
         if env("LIVEGATE_TEST_REDIS_URL").is_some() {

@@ -168,6 +168,9 @@ impl Database {
                     MySqlPoolOptions::new()
                         .max_connections(config.max_connections)
                         .acquire_timeout(acquire)
+                        // No ping before every checkout (a round trip per query): a broken
+                        // connection fails its query, counts as unavailable, and is dropped.
+                        .test_before_acquire(false)
                         .connect_lazy_with(options),
                 ))
             }
