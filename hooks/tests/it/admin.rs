@@ -146,3 +146,27 @@ async fn logs_never_carry_keys_or_tokens() {
         assert!(!logs.contains(secret), "`{secret}` was logged:\n{logs}");
     }
 }
+
+#[tokio::test]
+async fn app_build_wires_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::test_config();
+    config.database.url =
+        livegate_core::Secret::new(format!("sqlite:{}", dir.path().join("hooks.db").display()));
+    let app = livegate_hooks::App::build(config).await.unwrap();
+    assert!(matches!(
+        app.state().bus(),
+        livegate_core::bus::Bus::Memory(_)
+    ));
+    // Migrated at start: the tables exist.
+    assert!(app.state().db().room(1).await.unwrap().is_none());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}/healthz", admin.local_addr().unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(app.run(listener, admin, shutdown.clone()));
+    let body = reqwest::get(admin_url).await.unwrap().text().await.unwrap();
+    assert_eq!(body, "ok\n");
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}

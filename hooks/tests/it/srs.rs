@@ -168,8 +168,13 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
     );
     assert_eq!(app.streams(42).await[0].stop_at, Some(stop_at));
 
-    // on_dvr after on_unpublish (SRS sends them in either order) still finds the stream.
-    assert_eq!(app.json("on_dvr", fixture("on_dvr.json")).await.0, 200);
+    // on_dvr after on_unpublish (SRS sends them in either order) still finds the stream; a
+    // relative `file` is resolved against SRS's `cwd`.
+    let late_dvr = fixture_with(
+        "on_dvr.json",
+        &[("file", json!("./objs/nginx/html/live/42.1795648199999.flv"))],
+    );
+    assert_eq!(app.json("on_dvr", late_dvr).await.0, 200);
     let bus = app.bus.clone();
     let late = wait_until("late recording job", || {
         let bus = bus.clone();
@@ -183,6 +188,10 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
     })
     .await;
     assert_eq!(late[0].job.stream_id, Some(stream.id));
+    assert_eq!(
+        late[0].job.path,
+        "/usr/local/srs/objs/nginx/html/live/42.1795648199999.flv"
+    );
     app.stop().await;
 }
 
