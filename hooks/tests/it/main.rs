@@ -9,5 +9,6 @@ mod nginx;
 mod reconcile;
 mod rtmp;
 mod srs;
+mod srs_api;
 mod support;
 mod zlm;
