@@ -13,6 +13,7 @@
 #   FLV_VIDEO_KBPS [1936]   video bitrate of the generated stream (plus 64 kbit/s audio)
 #   FLV_WORKERS [2]         livegate [server] threads
 #   CARGO_TARGET_DIR [<workspace>/target]
+#   LIVEGATE_PROXY_BIN        run this proxy binary instead of building the workspace's
 # Needs: cargo, ffmpeg, curl, python3.
 set -euo pipefail
 
@@ -54,10 +55,17 @@ trap 'exit 130' INT TERM
 
 log() { echo "flv-bench: $*" >&2; }
 
-log "building livegate-proxy, flv-origin and flv-load (release) in $CARGO_TARGET_DIR"
-(cd "$ROOT" && cargo build --release --quiet -p livegate-proxy -p livegate-tests \
-    --bin livegate-proxy --bin flv-origin --bin flv-load)
 BIN=$CARGO_TARGET_DIR/release
+if [ -n "${LIVEGATE_PROXY_BIN:-}" ]; then
+    log "building flv-origin and flv-load (release) in $CARGO_TARGET_DIR"
+    (cd "$ROOT" && cargo build --release --quiet -p livegate-tests --bin flv-origin --bin flv-load)
+    PROXY_BIN=$LIVEGATE_PROXY_BIN
+else
+    log "building livegate-proxy, flv-origin and flv-load (release) in $CARGO_TARGET_DIR"
+    (cd "$ROOT" && cargo build --release --quiet -p livegate-proxy -p livegate-tests \
+        --bin livegate-proxy --bin flv-origin --bin flv-load)
+    PROXY_BIN=$BIN/livegate-proxy
+fi
 
 # --- origin ----------------------------------------------------------------------------------
 log "making the stream and starting the paced origin"
@@ -100,7 +108,7 @@ keys = ["$KEY"]
 [log]
 filter = "warn"
 CONF
-"$BIN/livegate-proxy" --config "$WORK/livegate.toml" >"$WORK/livegate.log" 2>&1 &
+"$PROXY_BIN" --config "$WORK/livegate.toml" >"$WORK/livegate.log" 2>&1 &
 PROXY_PID=$!
 PIDS+=($PROXY_PID)
 

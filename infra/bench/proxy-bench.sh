@@ -6,7 +6,9 @@
 #
 # Usage: infra/bench/proxy-bench.sh
 # Environment (defaults in brackets):
-#   BENCH_DURATION [10s]      wrk run length per case and proxy
+#   BENCH_DURATION [10s]      wrk run length per case, proxy and round
+#   BENCH_ROUNDS [3]          rounds; the proxies take turns, and the round with the median
+#                             requests/s is reported (other work on the machine adds noise)
 #   BENCH_WARMUP [2s]         unmeasured wrk run before each measured one
 #   BENCH_CONNECTIONS [50]    wrk connections
 #   BENCH_WRK_THREADS [2]     wrk threads
@@ -14,12 +16,14 @@
 #   BENCH_ORIGIN_WORKERS [1]  origin nginx worker_processes
 #   BENCH_SEGMENT_BYTES [1048576]
 #   CARGO_TARGET_DIR [<workspace>/target]
+#   LIVEGATE_PROXY_BIN        run this proxy binary instead of building the workspace's
 # Needs: cargo, nginx with libnginx-mod-http-lua, ffmpeg, wrk, curl, python3.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DURATION=${BENCH_DURATION:-10s}
 WARMUP=${BENCH_WARMUP:-2s}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-50}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
 WORKERS=${BENCH_WORKERS:-2}
@@ -52,9 +56,13 @@ trap 'exit 130' INT TERM
 log() { echo "proxy-bench: $*" >&2; }
 
 # --- build -----------------------------------------------------------------------------------
-log "building livegate-proxy (release) in $CARGO_TARGET_DIR"
-(cd "$ROOT" && cargo build --release --quiet -p livegate-proxy)
-PROXY_BIN=$CARGO_TARGET_DIR/release/livegate-proxy
+if [ -n "${LIVEGATE_PROXY_BIN:-}" ]; then
+    PROXY_BIN=$LIVEGATE_PROXY_BIN
+else
+    log "building livegate-proxy (release) in $CARGO_TARGET_DIR"
+    (cd "$ROOT" && cargo build --release --quiet -p livegate-proxy)
+    PROXY_BIN=$CARGO_TARGET_DIR/release/livegate-proxy
+fi
 
 # --- media -----------------------------------------------------------------------------------
 MEDIA=$WORK/media
@@ -236,13 +244,20 @@ run_wrk() { # name port path
         }' "$WORK/wrk.out"
 }
 
-declare -A RESULT
+declare -A RESULT ALL_RPS
 for case in playlist segment; do
     if [ "$case" = playlist ]; then path=$PLAYLIST_PATH; else path=$SEGMENT_PATH; fi
-    for target in "nginx-lua $LUA_PORT" "livegate $LG_PORT"; do
-        set -- $target
-        log "wrk: $case via $1 ($DURATION, $CONNECTIONS connections)"
-        RESULT[$case.$1]=$(run_wrk "$1" "$2" "$path")
+    for round in $(seq 1 "$ROUNDS"); do
+        for target in "nginx-lua $LUA_PORT" "livegate $LG_PORT"; do
+            set -- $target
+            log "wrk: $case via $1, round $round/$ROUNDS ($DURATION, $CONNECTIONS connections)"
+            run_wrk "$1" "$2" "$path" >>"$WORK/runs.$case.$1"
+        done
+    done
+    for proxy in nginx-lua livegate; do
+        # The median round by requests/s (the upper one of two).
+        RESULT[$case.$proxy]=$(sort -g -k1,1 "$WORK/runs.$case.$proxy" | sed -n "$((ROUNDS / 2 + 1))p")
+        ALL_RPS[$case.$proxy]=$(awk '{printf "%s%.0f", (NR > 1 ? " " : ""), $1}' "$WORK/runs.$case.$proxy")
     done
 done
 
@@ -250,7 +265,7 @@ done
 # CPU columns: the proxy's own processes during the measured run (user, system) and per request;
 # the per-request figure is the steadier one when other work shares the machine.
 echo
-echo "livegate-proxy vs nginx-lua: $WORKERS workers each, wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $(nproc) CPUs"
+echo "livegate-proxy vs nginx-lua: $WORKERS workers each, wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $(nproc) CPUs, median of $ROUNDS rounds"
 echo "playlist: $PLAYLIST_BYTES bytes at the origin, rewritten per request; segment: $SEGMENT_BYTES bytes"
 printf '%-9s %-10s %11s %8s %8s %8s %6s %7s %7s %9s\n' \
     case proxy "requests/s" "p50 ms" "p90 ms" "p99 ms" errors "usr s" "sys s" "CPU us/req"
@@ -261,6 +276,12 @@ for case in playlist segment; do
             -v e="$errors" -v n="$requests" -v u="$usr" -v k="$sys" 'BEGIN {
             printf "%-9s %-10s %11.1f %8.3f %8.3f %8.3f %6d %7.2f %7.2f %9.1f\n",
                 c, p, rps, p50, p90, p99, e, u, k, (n > 0 ? (u + k) * 1e6 / n : 0) }'
+    done
+done
+echo
+for case in playlist segment; do
+    for proxy in nginx-lua livegate; do
+        printf '%-9s %-10s requests/s by round: %s\n' "$case" "$proxy" "${ALL_RPS[$case.$proxy]}"
     done
 done
 echo
