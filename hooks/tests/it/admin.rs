@@ -51,7 +51,7 @@ fn the_example_config_parses_and_hides_its_secrets() {
     assert_eq!(config.play.token_keys.len(), 1);
     let printed = format!("{config:?}");
     assert!(
-        !printed.contains("example-play-token-key-change-me"),
+        !printed.contains("livegate-dev-key-change-me"),
         "{printed}"
     );
 }

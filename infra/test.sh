@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against real components. MariaDB and Redis are found (or
+# started on loopback) by infra/ci/services.sh unless LIVEGATE_TEST_MYSQL_URL and
+# LIVEGATE_TEST_REDIS_URL are already set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for tool in nginx ffmpeg ffprobe; do
+  command -v "$tool" >/dev/null || {
+    echo "infra/test.sh: '$tool' is missing; on Debian: apt-get install nginx libnginx-mod-rtmp ffmpeg" >&2
+    exit 1
+  }
+done
+if [ -z "${LIVEGATE_TEST_MYSQL_URL:-}" ] || [ -z "${LIVEGATE_TEST_REDIS_URL:-}" ]; then
+  eval "$(infra/ci/services.sh)"
+fi
+exec cargo test --workspace --locked "$@"
