@@ -338,50 +338,13 @@ impl Gate {
             .await;
         let upstream = match fetched {
             Ok(upstream) => upstream,
-            Err(FetchError::TooLarge) => {
-                self.metrics.playlists_too_large.inc();
-                warn!(stream = %route.stream_key, limit_bytes = self.settings.playlist_max_bytes, "playlist larger than playlist.max_bytes");
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        StatusCode::BAD_GATEWAY,
-                        b"playlist too large\n",
-                    )
-                    .await;
-            }
-            Err(FetchError::Timeout) => {
-                warn!(stream = %route.stream_key, "playlist fetch timed out");
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        StatusCode::GATEWAY_TIMEOUT,
-                        b"origin timed out\n",
-                    )
-                    .await;
-            }
-            Err(FetchError::NoOrigin) => {
-                warn!(stream = %route.stream_key, "no healthy origin");
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        StatusCode::BAD_GATEWAY,
-                        b"origin unavailable\n",
-                    )
-                    .await;
-            }
-            Err(FetchError::Origin(err)) => {
+            Err(err) => {
+                if matches!(err, FetchError::TooLarge) {
+                    self.metrics.playlists_too_large.inc();
+                }
                 warn!(stream = %route.stream_key, error = %err, "playlist fetch failed");
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        StatusCode::BAD_GATEWAY,
-                        b"origin unavailable\n",
-                    )
-                    .await;
+                let (status, body) = fetch_failure_response(&err);
+                return self.respond(session, ctx, status, body).await;
             }
         };
         self.metrics
@@ -482,6 +445,17 @@ impl Gate {
             request.remove_header("X-Real-IP");
         }
         Ok(())
+    }
+}
+
+/// What the viewer is told when a playlist cannot be fetched.
+fn fetch_failure_response(err: &FetchError) -> (StatusCode, &'static [u8]) {
+    match err {
+        FetchError::TooLarge => (StatusCode::BAD_GATEWAY, b"playlist too large\n"),
+        FetchError::Timeout => (StatusCode::GATEWAY_TIMEOUT, b"origin timed out\n"),
+        FetchError::NoOrigin | FetchError::Origin(_) => {
+            (StatusCode::BAD_GATEWAY, b"origin unavailable\n")
+        }
     }
 }
 

@@ -3,6 +3,30 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The test pattern and tone, encoded as H.264 and AAC with a keyframe every two seconds.
+const ENCODE: [&str; 20] = [
+    "-f",
+    "lavfi",
+    "-i",
+    VIDEO_SOURCE,
+    "-f",
+    "lavfi",
+    "-i",
+    AUDIO_SOURCE,
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-g",
+    "50",
+    "-pix_fmt",
+    "yuv420p",
+    "-c:a",
+    "aac",
+    "-b:a",
+    "64k",
+];
+
 fn ffmpeg(args: &[&str]) {
     crate::require_tool("ffmpeg");
     let output = Command::new("ffmpeg")
@@ -27,29 +51,11 @@ pub fn make_hls(dir: &Path, stream: &str, seconds: u32) -> PathBuf {
     let playlist = dir.join(format!("{stream}.m3u8"));
     let segments = dir.join(format!("{stream}-%d.ts"));
     let duration = seconds.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SOURCE,
-        "-f",
-        "lavfi",
-        "-i",
-        AUDIO_SOURCE,
+    // `-t` after the inputs: an output option, so the endless sources stop together.
+    let mut args = ENCODE.to_vec();
+    args.extend([
         "-t",
         &duration,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "50",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
         "-f",
         "hls",
         "-hls_time",
@@ -60,6 +66,7 @@ pub fn make_hls(dir: &Path, stream: &str, seconds: u32) -> PathBuf {
         segments.to_str().expect("UTF-8 temp path"),
         playlist.to_str().expect("UTF-8 temp path"),
     ]);
+    ffmpeg(&args);
     playlist
 }
 
@@ -68,25 +75,10 @@ pub fn make_flv(path: &Path, seconds: u32, video_kbps: u32) {
     let duration = seconds.to_string();
     let rate = format!("{video_kbps}k");
     let buffer = format!("{}k", video_kbps * 2);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        VIDEO_SOURCE,
-        "-f",
-        "lavfi",
-        "-i",
-        AUDIO_SOURCE,
+    let mut args = ENCODE.to_vec();
+    args.extend([
         "-t",
         &duration,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-g",
-        "50",
-        "-pix_fmt",
-        "yuv420p",
         "-b:v",
         &rate,
         "-minrate",
@@ -95,17 +87,11 @@ pub fn make_flv(path: &Path, seconds: u32, video_kbps: u32) {
         &rate,
         "-bufsize",
         &buffer,
-        // Noise keeps the encoder from undershooting the bitrate on a static pattern.
-        "-bsf:v",
-        "noise=amount=0",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "64k",
         "-f",
         "flv",
         path.to_str().expect("UTF-8 temp path"),
     ]);
+    ffmpeg(&args);
 }
 
 /// Writes a file of `len` pseudo-random bytes (a stand-in media segment for throughput tests).
