@@ -11,7 +11,7 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{on, MethodFilter};
 use axum::Router;
 use livegate_core::db::DbError;
 
@@ -70,7 +70,9 @@ pub fn router(state: AppState) -> Router {
         let route: &'static str = event;
         router = router.route(
             &format!("/api/v1/hook/{route}"),
-            post(
+            // nginx-rtmp's `notify_method get` sends GET with its fields in the query.
+            on(
+                MethodFilter::POST.or(MethodFilter::GET),
                 move |state: State<AppState>,
                       peer: ConnectInfo<SocketAddr>,
                       query: RawQuery,
@@ -117,22 +119,22 @@ async fn handle(
             .observe(started.elapsed().as_secs_f64());
     };
 
-    let query = query.as_deref();
-    let secret = query.and_then(|q| query_param(q, "secret"));
+    let (hook_query, fields_query) = split_query(query.as_deref());
+    let secret = hook_query.and_then(|q| query_param(q, "secret"));
     if !state.caller_allowed(peer.ip(), secret.as_deref()) {
         tracing::warn!(peer.ip = %peer.ip(), route, "callback from a caller that is not allowed");
         count("unknown", "unknown", "forbidden");
         return reply::forbidden_caller();
     }
 
-    let origin = query.and_then(|q| query_param(q, "origin"));
+    let origin = hook_query.and_then(|q| query_param(q, "origin"));
     let config = state.config();
     let options = ParseOptions {
         key_param: &config.publish.key_param,
         token_param: &config.play.token_param,
         nginx_server: origin.as_deref().unwrap_or(&config.nginx_rtmp.server_id),
     };
-    let hook = match dialect::parse(route, &body, query, &options) {
+    let hook = match dialect::parse(route, &body, fields_query, &options) {
         Ok(hook) => hook,
         Err(err) => {
             tracing::info!(route, error = %err, "callback body not understood");
@@ -180,6 +182,18 @@ async fn handle(
     reply::render(hook.dialect, &decision)
 }
 
+/// Splits a request's query into the hook URL's own query (`secret`, `origin`) and the
+/// callback's fields. nginx-rtmp with `notify_method get` always inserts `?` before its
+/// fields, so a hook URL that already has a query arrives as
+/// `/on_publish?secret=X?app=live&…`: the part before the embedded `?` is the hook URL's,
+/// the rest is the module's. Without an embedded `?` both are the whole query.
+fn split_query(query: Option<&str>) -> (Option<&str>, Option<&str>) {
+    match query.and_then(|q| q.split_once('?')) {
+        Some((hook, fields)) => (Some(hook), Some(fields)),
+        None => (query, query),
+    }
+}
+
 /// The failure policy: a publish follows `publish.when_db_down`; every other callback is a
 /// notification or a play (which needs no database) and is answered "unavailable".
 fn on_database_failure(state: &AppState, hook: &Hook) -> Decision {
@@ -208,4 +222,22 @@ async fn process(state: &AppState, hook: &Hook) -> Result<Decision, DbError> {
 /// A stream name as a room id: canonical decimal that fits the database's id type.
 fn room_id(stream: &str) -> Option<i64> {
     livegate_core::token::parse_room_id(stream).and_then(|id| i64::try_from(id).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_query;
+
+    #[test]
+    fn an_embedded_question_mark_separates_the_hook_query_from_nginx_fields() {
+        assert_eq!(
+            split_query(Some("secret=s?app=live&call=publish")),
+            (Some("secret=s"), Some("app=live&call=publish"))
+        );
+        assert_eq!(
+            split_query(Some("origin=a")),
+            (Some("origin=a"), Some("origin=a"))
+        );
+        assert_eq!(split_query(None), (None, None));
+    }
 }

@@ -50,10 +50,7 @@ fn the_example_config_parses_and_hides_its_secrets() {
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8085");
     assert_eq!(config.play.token_keys.len(), 1);
     let printed = format!("{config:?}");
-    assert!(
-        !printed.contains("livegate-dev-key-change-me"),
-        "{printed}"
-    );
+    assert!(!printed.contains("livegate-dev-key-change-me"), "{printed}");
 }
 
 #[test]

@@ -49,7 +49,7 @@ async fn bad_input_gets_a_readable_4xx() {
     assert_eq!(status, 404);
     let status = app
         .client
-        .get(format!("{}/api/v1/hook/on_publish", app.base))
+        .put(format!("{}/api/v1/hook/on_publish", app.base))
         .send()
         .await
         .unwrap()

@@ -3,7 +3,10 @@
 
 use livegate_core::db::testing::backends;
 
-use crate::support::{wait_until, TestApp};
+use livegate_core::Secret;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::support::{test_config, wait_until, Options, TestApp};
 
 const SESSION: &str = "app=live&flashver=FMLE/3.0%20(compatible%3B%20Lavf59.27&swfurl=&tcurl=rtmp://127.0.0.1:19351/live&pageurl=&addr=127.0.0.1&clientid=2";
 
@@ -98,6 +101,62 @@ async fn nginx_rtmp_get_mode_and_plays() {
             app.form("on_play", &play).await,
             (403, "play not allowed\n".to_owned())
         );
+        app.stop().await;
+    }
+}
+
+/// Sends `GET {uri}` exactly as nginx-rtmp's netcall does (HTTP/1.0, form content type, empty
+/// body) and returns the status code and body.
+async fn nginx_get(app: &TestApp, uri: &str) -> (u16, String) {
+    let addr = app.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {uri} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Connection: Close\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    socket.read_to_string(&mut reply).await.unwrap();
+    let status = reply[9..12].parse().unwrap();
+    let body = reply.split_once("\r\n\r\n").unwrap().1.to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn nginx_rtmp_get_mode_with_a_hook_url_query() {
+    for backend in backends() {
+        let mut config = test_config();
+        config.callers.secret = Some(Secret::new("a-long-shared-secret"));
+        let app = TestApp::start(Options {
+            config,
+            ..Options::new(backend)
+        })
+        .await;
+        app.room(42, "abc").await;
+        // The hook URL is `/api/v1/hook/on_publish?origin=edge-a&secret=…`; nginx appends its
+        // fields after a second `?`.
+        let hook = "/api/v1/hook/on_publish?origin=edge-a&secret=a-long-shared-secret";
+        let wrong = format!("{hook}?{SESSION}&call=publish&name=42&type=live&key=nope");
+        assert_eq!(
+            nginx_get(&app, &wrong).await,
+            (403, "wrong stream key\n".to_owned())
+        );
+        let right = format!("{hook}?{SESSION}&call=publish&name=42&type=live&key=abc");
+        assert_eq!(nginx_get(&app, &right).await, (200, "OK\n".to_owned()));
+        let stream = app.db.open_stream(42).await.unwrap().unwrap();
+        assert_eq!(stream.origin_server_id, "edge-a");
+        assert_eq!(stream.origin_client_id.as_deref(), Some("2"));
+
+        // A wrong secret is still refused before anything else.
+        let done = format!("{SESSION}&call=publish_done&name=42&key=abc");
+        let forged = format!("/api/v1/hook/on_publish_done?origin=edge-a&secret=wrong?{done}");
+        assert_eq!(nginx_get(&app, &forged).await.0, 403);
+        assert!(app.is_live(42).await);
+        let stop = format!(
+            "/api/v1/hook/on_publish_done?origin=edge-a&secret=a-long-shared-secret?{done}"
+        );
+        assert_eq!(nginx_get(&app, &stop).await, (200, "OK\n".to_owned()));
+        assert!(!app.is_live(42).await);
         app.stop().await;
     }
 }
