@@ -32,6 +32,7 @@ fn origin(client: &str) -> OriginIds {
         service_id: Some("svc1".into()),
         client_id: Some(client.into()),
         stream_id: Some("vid-1".into()),
+        ..OriginIds::default()
     }
 }
 

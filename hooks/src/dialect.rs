@@ -58,6 +58,30 @@ pub struct PublishStop {
     pub client_id: Option<String>,
     /// The stream name.
     pub stream: String,
+    /// ZLMediaKit's unregistration: which schema stopped, and the origin's hook counter.
+    pub unregistered: Option<Unregistered>,
+}
+
+/// A ZLMediaKit `regist:false`: one per schema, naming no connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unregistered {
+    /// The schema that stopped (`rtmp`, `rtsp`, `hls`, …).
+    pub schema: Option<String>,
+    /// The origin's process-wide callback counter.
+    pub hook_index: Option<i64>,
+}
+
+/// The schemas ZLMediaKit reports (un)registrations for (`stream_changed_schemas`). A publish
+/// that came with one of them is ended by that schema's `regist:false`; a publish through
+/// another protocol (WebRTC, SRT, RTP) by any schema's.
+const ZLM_SCHEMAS: &[&str] = &["rtmp", "rtsp", "ts", "fmp4", "hls", "hls.fmp4"];
+
+fn zlm_schema(object: &Map<String, Value>) -> Option<String> {
+    object
+        .get("schema")
+        .and_then(Value::as_str)
+        .filter(|schema| ZLM_SCHEMAS.contains(schema))
+        .map(str::to_owned)
 }
 
 /// A viewer starts or stops playing.
@@ -291,6 +315,7 @@ fn parse_srs(object: &Map<String, Value>, options: &ParseOptions<'_>) -> Result<
                 service_id: optional_string(object, "service_id"),
                 client_id: optional_string(object, "client_id"),
                 stream_id: optional_string(object, "stream_id"),
+                ..OriginIds::default()
             },
             stream: string(object, "stream")?,
             key: query_param(param, options.key_param).map(Secret::new),
@@ -300,6 +325,7 @@ fn parse_srs(object: &Map<String, Value>, options: &ParseOptions<'_>) -> Result<
             server_id,
             client_id: optional_string(object, "client_id"),
             stream: string(object, "stream")?,
+            unregistered: None,
         }),
         "on_play" | "on_stop" => {
             let play = Play {
@@ -357,12 +383,16 @@ fn parse_zlm(
                 service_id: None,
                 client_id: optional_string(object, "id"),
                 stream_id: None,
+                schema: zlm_schema(object),
+                hook_index: object.get("hook_index").and_then(Value::as_i64),
             },
             stream: string(object, "stream")?,
             key: query_param(params, options.key_param).map(Secret::new),
             ip: optional_string(object, "ip"),
         }),
-        // One `regist:false` per schema: the first closes the session, the rest find nothing.
+        // One `regist:false` per schema: only the publish's own schema, sent after the
+        // publish, closes the session; the rest (and late ones of an earlier session) find
+        // nothing.
         "on_stream_changed" | "on_close" => {
             let regist = object.get("regist").and_then(Value::as_bool);
             if regist == Some(true) {
@@ -372,6 +402,13 @@ fn parse_zlm(
                     server_id,
                     client_id: None,
                     stream: string(object, "stream")?,
+                    unregistered: Some(Unregistered {
+                        schema: object
+                            .get("schema")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                        hook_index: object.get("hook_index").and_then(Value::as_i64),
+                    }),
                 })
             }
         }
@@ -452,6 +489,7 @@ fn parse_nginx(form: &Form<'_>, options: &ParseOptions<'_>) -> Result<Hook, Pars
                 service_id: None,
                 client_id,
                 stream_id: None,
+                ..OriginIds::default()
             },
             stream: name()?,
             // The publisher's query arrives as extra form fields.
@@ -462,6 +500,7 @@ fn parse_nginx(form: &Form<'_>, options: &ParseOptions<'_>) -> Result<Hook, Pars
             server_id: server_id.to_owned(),
             client_id,
             stream: name()?,
+            unregistered: None,
         }),
         "play" | "play_done" => {
             let play = Play {

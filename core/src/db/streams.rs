@@ -32,6 +32,11 @@ pub struct Stream {
     pub publisher_ip: Option<String>,
     /// Creation time, unix milliseconds.
     pub created_at: i64,
+    /// The schema the publish came with (ZLMediaKit `schema`), when it names one of the
+    /// schemas the origin reports stops for.
+    pub origin_schema: Option<String>,
+    /// The origin's hook counter at publish time (ZLMediaKit `hook_index`).
+    pub origin_hook_index: Option<i64>,
 }
 
 /// The origin's identifiers of a publish session.
@@ -47,6 +52,10 @@ pub struct OriginIds {
     pub client_id: Option<String>,
     /// Origin stream id.
     pub stream_id: Option<String>,
+    /// The schema whose unregistration ends the session (ZLMediaKit).
+    pub schema: Option<String>,
+    /// The origin's process-wide hook counter of the publish callback (ZLMediaKit).
+    pub hook_index: Option<i64>,
 }
 
 /// What [`Database::start_stream`] needs.
@@ -71,13 +80,13 @@ pub enum StartOutcome {
 
 const STREAM_COLUMNS: &str = "id, room_id, start_at, stop_at, record_url, origin_kind, \
      origin_server_id, origin_service_id, origin_client_id, origin_stream_id, publisher_ip, \
-     created_at";
+     created_at, origin_schema, origin_hook_index";
 
 const TAKE_ROOM: &str =
     "UPDATE rooms SET is_live = TRUE WHERE id = ? AND is_live = FALSE AND disabled = FALSE";
 const INSERT_STREAM: &str = "INSERT INTO streams (room_id, start_at, origin_kind, \
      origin_server_id, origin_service_id, origin_client_id, origin_stream_id, publisher_ip, \
-     created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
+     created_at, origin_schema, origin_hook_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const CLOSE_STREAM: &str = "UPDATE streams SET stop_at = ? WHERE id = ? AND stop_at IS NULL";
 const RELEASE_ROOM: &str = "UPDATE rooms SET is_live = FALSE WHERE id = ? AND NOT EXISTS \
      (SELECT 1 FROM streams WHERE room_id = ? AND stop_at IS NULL)";
@@ -108,6 +117,8 @@ impl Database {
                     .bind(origin.stream_id.as_deref())
                     .bind(new.publisher_ip)
                     .bind(now_ms)
+                    .bind(origin.schema.as_deref())
+                    .bind(origin.hook_index)
                     .execute(&mut *$tx)
                     .await
             };
@@ -185,6 +196,41 @@ impl Database {
                 .bind(server_id)
                 .bind(client_id)
                 .bind(client_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        match id {
+            Some(id) => self.close_stream(id, now_ms).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Closes the open stream of `room_id` from origin `server_id` that an unregistration
+    /// (ZLMediaKit `regist:false`, which names no connection) ends: only a stop of the
+    /// stream's own schema counts, and only one sent after the publish (`hook_index`, the
+    /// origin's process-wide callback counter, is higher than the publish's). So the
+    /// per-schema duplicates and the late stops of an earlier session change nothing.
+    pub async fn stop_unregistered_stream(
+        &self,
+        room_id: i64,
+        server_id: &str,
+        schema: Option<&str>,
+        hook_index: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<Stream>, DbError> {
+        let sql = "SELECT id FROM streams WHERE room_id = ? AND origin_server_id = ? \
+             AND stop_at IS NULL \
+             AND (origin_schema IS NULL OR ? IS NULL OR origin_schema = ?) \
+             AND (origin_hook_index IS NULL OR ? IS NULL OR origin_hook_index < ?) \
+             ORDER BY id DESC LIMIT 1";
+        let id: Option<i64> = with_pool!(self, pool => {
+            sqlx::query_scalar(sql)
+                .bind(room_id)
+                .bind(server_id)
+                .bind(schema)
+                .bind(schema)
+                .bind(hook_index)
+                .bind(hook_index)
                 .fetch_optional(pool)
                 .await?
         });

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use livegate_core::bus::LiveState;
-use livegate_core::db::{now_ms, DbError, NewStream, Room, StartOutcome, Stream};
+use livegate_core::db::{now_ms, DbError, NewStream, OriginIds, Room, StartOutcome, Stream};
 use subtle::ConstantTimeEq as _;
 
 use super::room_id;
@@ -129,28 +129,14 @@ pub(super) async fn start(
     };
     match state.db().start_stream(&new, now).await? {
         StartOutcome::Started(stream_id) => {
-            tracing::info!(
-                room.id = room_id,
-                stream.id = stream_id,
-                origin = %origin.server_id,
-                client.id = origin.client_id.as_deref().unwrap_or(""),
-                "publish started"
-            );
-            state.outbox().push(BusOp::Live {
-                room_id,
-                state: LiveState {
-                    stream_id,
-                    started_at_ms: now,
-                    origin_server_id: origin.server_id.clone(),
-                },
-            });
+            started(state, room_id, stream_id, origin, now);
             Ok(Decision::Accept)
         }
         StartOutcome::Refused => {
             // The same session asking again (ZLMediaKit retries a callback whose answer it
             // missed) is not a second publisher.
             let open = state.db().open_stream(room_id).await?;
-            let same_session = open.is_some_and(|open| {
+            let same_session = open.as_ref().is_some_and(|open| {
                 origin.client_id.is_some()
                     && open.origin_server_id == origin.server_id
                     && open.origin_client_id == origin.client_id
@@ -158,9 +144,49 @@ pub(super) async fn start(
             if same_session {
                 return Ok(Decision::Accept);
             }
+            // ZLMediaKit lets a publisher resume its session (`continue_push_ms`) and reports
+            // no stop for the old connection: a valid publish from the same server replaces
+            // the open stream, unless the open one was published after this callback was sent.
+            let resumed = open.as_ref().filter(|open| {
+                dialect == Dialect::Zlm
+                    && open.origin_server_id == origin.server_id
+                    && match (open.origin_hook_index, origin.hook_index) {
+                        (Some(open_index), Some(index)) => open_index < index,
+                        _ => true,
+                    }
+            });
+            if let Some(old) = resumed {
+                if let Some(closed) = state.db().close_stream(old.id, now).await? {
+                    announce_closed(state, &closed, now);
+                }
+                if let StartOutcome::Started(stream_id) = state.db().start_stream(&new, now).await?
+                {
+                    tracing::debug!(room.id = room_id, stream.id = stream_id, replaced.id = old.id, origin = %origin.server_id, "publish resumed, replaced the open stream");
+                    started(state, room_id, stream_id, origin, now);
+                    return Ok(Decision::Accept);
+                }
+            }
             refuse(state, Refusal::AlreadyLive)
         }
     }
+}
+
+fn started(state: &AppState, room_id: i64, stream_id: i64, origin: &OriginIds, now: i64) {
+    tracing::info!(
+        room.id = room_id,
+        stream.id = stream_id,
+        origin = %origin.server_id,
+        client.id = origin.client_id.as_deref().unwrap_or(""),
+        "publish started"
+    );
+    state.outbox().push(BusOp::Live {
+        room_id,
+        state: LiveState {
+            stream_id,
+            started_at_ms: now,
+            origin_server_id: origin.server_id.clone(),
+        },
+    });
 }
 
 /// Closes the stream of a stopped publisher. Idempotent: a duplicate or stale stop finds no
@@ -171,11 +197,27 @@ pub(super) async fn stop(state: &AppState, stop: &PublishStop) -> Result<Decisio
         return Ok(Decision::Accept);
     };
     let now = now_ms();
-    match state
-        .db()
-        .stop_stream(room_id, &stop.server_id, stop.client_id.as_deref(), now)
-        .await?
-    {
+    let closed = match &stop.unregistered {
+        Some(unregistered) => {
+            state
+                .db()
+                .stop_unregistered_stream(
+                    room_id,
+                    &stop.server_id,
+                    unregistered.schema.as_deref(),
+                    unregistered.hook_index,
+                    now,
+                )
+                .await?
+        }
+        None => {
+            state
+                .db()
+                .stop_stream(room_id, &stop.server_id, stop.client_id.as_deref(), now)
+                .await?
+        }
+    };
+    match closed {
         Some(closed) => {
             announce_closed(state, &closed, now);
             tracing::info!(room.id = room_id, stream.id = closed.id, "publish stopped");

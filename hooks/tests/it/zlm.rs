@@ -6,8 +6,12 @@ use serde_json::{json, Value};
 use crate::support::{wait_until, TestApp, ACCEPT};
 
 fn publish(params: &str, id: &str) -> String {
+    publish_at(params, id, 12)
+}
+
+fn publish_at(params: &str, id: &str, hook_index: u64) -> String {
     json!({
-        "mediaServerId": "zlm-1", "hook_index": 12, "schema": "rtmp", "protocol": "rtmp",
+        "mediaServerId": "zlm-1", "hook_index": hook_index, "schema": "rtmp", "protocol": "rtmp",
         "vhost": "__defaultVhost__", "app": "live", "stream": "42", "params": params,
         "ip": "203.0.113.7", "port": 65284, "id": id, "originType": 1, "originTypeStr": "rtmp_push"
     })
@@ -15,8 +19,12 @@ fn publish(params: &str, id: &str) -> String {
 }
 
 fn changed(schema: &str, regist: bool) -> String {
+    changed_at(schema, regist, 13)
+}
+
+fn changed_at(schema: &str, regist: bool, hook_index: u64) -> String {
     json!({
-        "mediaServerId": "zlm-1", "hook_index": 13, "schema": schema, "vhost": "__defaultVhost__",
+        "mediaServerId": "zlm-1", "hook_index": hook_index, "schema": schema, "vhost": "__defaultVhost__",
         "app": "live", "stream": "42", "params": "key=zk", "regist": regist
     })
     .to_string()
@@ -151,6 +159,60 @@ async fn zlmediakit_server_events() {
             app.json("on_shell_login", shell.to_string()).await,
             (200, r#"{"code":-1,"msg":"not supported"}"#.to_owned())
         );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn zlmediakit_late_stops_cannot_close_a_resumed_session() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        app.room(42, "zk").await;
+        assert_eq!(
+            app.json("on_publish", publish_at("key=zk", "1", 10)).await,
+            (200, ACCEPT.to_owned())
+        );
+        let first = app.db.open_stream(42).await.unwrap().unwrap();
+        // The publisher comes back before ZLMediaKit's stops of the first session arrive: a
+        // valid key from the same server replaces the open stream.
+        assert_eq!(
+            app.json("on_publish", publish_at("key=zk", "2", 20)).await,
+            (200, ACCEPT.to_owned())
+        );
+        let second = app.db.open_stream(42).await.unwrap().unwrap();
+        assert_ne!(second.id, first.id);
+        assert_eq!(second.origin_client_id.as_deref(), Some("2"));
+        // The first session's stops, one per schema, sent before the second publish.
+        for (i, schema) in ["rtmp", "rtsp", "hls", "ts", "fmp4", "hls.fmp4"]
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(
+                app.json(
+                    "on_stream_changed",
+                    changed_at(schema, false, 11 + i as u64)
+                )
+                .await,
+                (200, ACCEPT.to_owned())
+            );
+        }
+        assert!(app.is_live(42).await);
+        assert_eq!(app.db.open_stream(42).await.unwrap().unwrap().id, second.id);
+        // The second session's stops: other schemas change nothing, its own closes it.
+        for (i, schema) in ["rtsp", "hls", "ts"].into_iter().enumerate() {
+            app.json(
+                "on_stream_changed",
+                changed_at(schema, false, 30 + i as u64),
+            )
+            .await;
+        }
+        assert!(app.is_live(42).await);
+        app.json("on_stream_changed", changed_at("rtmp", false, 40))
+            .await;
+        assert!(!app.is_live(42).await);
+        let rows = app.streams(42).await;
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|row| row.stop_at.is_some()));
         app.stop().await;
     }
 }
