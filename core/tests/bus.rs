@@ -331,3 +331,71 @@ async fn unreachable_redis_fails_fast_without_panicking() {
         .is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn stale_jobs_behind_fresh_ones_are_reclaimed() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        for room in 0..15 {
+            bus.enqueue(&job(room)).await.unwrap();
+        }
+        assert_eq!(bus.claim("a", 15, Duration::ZERO).await.unwrap().len(), 15);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        // B takes over the first ten: they are fresh again, at the head of the pending list.
+        let idle = Duration::from_millis(100);
+        assert_eq!(bus.claim_stale("b", idle, 10).await.unwrap().len(), 10);
+        // Redis scans ten pending entries per claimed one: C must follow the cursor past the
+        // fresh ones to find the stale ones behind them.
+        let rescued = bus.claim_stale("c", idle, 1).await.unwrap();
+        assert_eq!(rescued.len(), 1, "{name}");
+        assert_eq!(rescued[0].job, job(10), "{name}");
+        assert_eq!(bus.claim_stale("c", idle, 10).await.unwrap().len(), 4);
+        bus.clear().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn undecodable_jobs_are_discarded_and_a_lost_group_is_recreated() {
+    let Some((_, config)) = configs(100).into_iter().find(|(name, _)| *name == "redis") else {
+        return;
+    };
+    let bus = Bus::connect(&config).unwrap();
+    let client = redis::Client::open(config.url.expose()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{}:jobs:recordings", config.key_prefix);
+
+    // The group is created; then Redis loses the stream (FLUSHALL, failover to an empty
+    // replica): taking over stale jobs recreates it instead of failing.
+    assert!(bus.claim("a", 1, Duration::ZERO).await.unwrap().is_empty());
+    redis::cmd("DEL")
+        .arg(&key)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    assert!(bus
+        .claim_stale("b", Duration::ZERO, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Entries that are not jobs are acknowledged and deleted, not redelivered forever.
+    for (field, value) in [("job", "{not json"), ("other", "x")] {
+        redis::cmd("XADD")
+            .arg(&key)
+            .arg("*")
+            .arg(field)
+            .arg(value)
+            .query_async::<String>(&mut conn)
+            .await
+            .unwrap();
+    }
+    bus.enqueue(&job(3)).await.unwrap();
+    let taken = bus.claim("a", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].job, job(3));
+    assert_eq!(bus.discarded_jobs(), 2);
+    assert_eq!(bus.jobs_outstanding().await.unwrap(), 1);
+    bus.ack(&taken[0].id).await.unwrap();
+    assert_eq!(bus.jobs_outstanding().await.unwrap(), 0);
+    bus.clear().await.unwrap();
+}

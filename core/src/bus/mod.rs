@@ -325,6 +325,15 @@ impl Bus {
         dispatch!(self, bus => bus.clear().await)
     }
 
+    /// How many undecodable jobs this process acknowledged and deleted (Redis only: the
+    /// in-process queue holds typed jobs).
+    pub fn discarded_jobs(&self) -> u64 {
+        match self {
+            Bus::Redis(bus) => bus.discarded_jobs(),
+            Bus::Memory(_) => 0,
+        }
+    }
+
     /// How many jobs are queued or unacknowledged.
     pub async fn jobs_outstanding(&self) -> Result<u64, BusError> {
         dispatch!(self, bus => bus.jobs_outstanding().await)

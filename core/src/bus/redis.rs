@@ -6,7 +6,7 @@
 //! `recorders`), and the channel `P:events`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,8 +48,17 @@ pub struct RedisBus {
     conn: ConnectionManager,
     prefix: Arc<str>,
     jobs_capacity: usize,
-    group_ready: Arc<AtomicBool>,
+    queue: Arc<QueueState>,
     scripts: Arc<Scripts>,
+}
+
+/// What the job queue's clients share.
+#[derive(Default)]
+struct QueueState {
+    /// The consumer group is known to exist.
+    group_ready: AtomicBool,
+    /// Undecodable entries acknowledged and deleted.
+    discarded: AtomicU64,
 }
 
 struct Scripts {
@@ -109,7 +118,7 @@ impl RedisBus {
             conn,
             prefix: Arc::from(config.key_prefix.as_str()),
             jobs_capacity: config.jobs_capacity,
-            group_ready: Arc::new(AtomicBool::new(false)),
+            queue: Arc::new(QueueState::default()),
             scripts: Arc::new(Scripts {
                 clear_live: Script::new(CLEAR_LIVE),
                 rate_hit: Script::new(RATE_HIT),
@@ -263,7 +272,7 @@ impl RedisBus {
     /// Creates the consumer group (reading from the stream's start, so jobs queued before any
     /// consumer existed are delivered). Also run after Redis lost its data.
     async fn ensure_group(&self, force: bool) -> Result<(), BusError> {
-        if !force && self.group_ready.load(Ordering::Acquire) {
+        if !force && self.queue.group_ready.load(Ordering::Acquire) {
             return Ok(());
         }
         let mut conn = self.conn.clone();
@@ -280,24 +289,52 @@ impl RedisBus {
             Err(err) if err.code() == Some("BUSYGROUP") => {}
             Err(err) => return Err(err.into()),
         }
-        self.group_ready.store(true, Ordering::Release);
+        self.queue.group_ready.store(true, Ordering::Release);
         Ok(())
     }
 
-    fn deliveries(&self, entries: Vec<StreamId>) -> Vec<Delivery> {
-        entries
-            .into_iter()
-            .filter_map(|entry| {
-                let payload: String = entry.get("job")?;
-                match serde_json::from_str(&payload) {
-                    Ok(job) => Some(Delivery { id: entry.id, job }),
-                    Err(err) => {
-                        tracing::warn!(job.id = %entry.id, error = %err, "undecodable recording job");
-                        None
-                    }
+    /// Decodes delivered entries. An entry that is not a job (no `job` field, or a payload that
+    /// does not decode) could never be processed: it is acknowledged and deleted, logged once
+    /// and counted, instead of being redelivered to every consumer forever.
+    async fn deliveries(&self, entries: Vec<StreamId>) -> Result<Vec<Delivery>, BusError> {
+        let mut jobs = Vec::with_capacity(entries.len());
+        let mut undecodable = Vec::new();
+        for entry in entries {
+            let decoded = entry
+                .get::<String>("job")
+                .ok_or_else(|| "no `job` field".to_owned())
+                .and_then(|payload| {
+                    serde_json::from_str::<RecordingJob>(&payload).map_err(|err| err.to_string())
+                });
+            match decoded {
+                Ok(job) => jobs.push(Delivery { id: entry.id, job }),
+                Err(error) => {
+                    tracing::warn!(job.id = %entry.id, error = %error, "undecodable recording job, discarding it");
+                    undecodable.push(entry.id);
                 }
-            })
-            .collect()
+            }
+        }
+        if !undecodable.is_empty() {
+            let mut conn = self.conn.clone();
+            let key = self.jobs_key();
+            redis::pipe()
+                .atomic()
+                .xack(&key, GROUP, &undecodable)
+                .ignore()
+                .xdel(&key, &undecodable)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
+            self.queue
+                .discarded
+                .fetch_add(undecodable.len() as u64, Ordering::Relaxed);
+        }
+        Ok(jobs)
+    }
+
+    /// How many undecodable jobs were discarded by this process.
+    pub(super) fn discarded_jobs(&self) -> u64 {
+        self.queue.discarded.load(Ordering::Relaxed)
     }
 
     async fn read_new(&self, consumer: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
@@ -321,15 +358,10 @@ impl RedisBus {
             }
             other => other?,
         };
-        Ok(reply
-            .map(|reply| {
-                reply
-                    .keys
-                    .into_iter()
-                    .flat_map(|key| self.deliveries(key.ids))
-                    .collect()
-            })
-            .unwrap_or_default())
+        let entries = reply
+            .map(|reply| reply.keys.into_iter().flat_map(|key| key.ids).collect())
+            .unwrap_or_default();
+        self.deliveries(entries).await
     }
 
     pub(super) async fn claim(
@@ -356,18 +388,39 @@ impl RedisBus {
         max: usize,
     ) -> Result<Vec<Delivery>, BusError> {
         self.ensure_group(false).await?;
+        let max = max.max(1);
         let mut conn = self.conn.clone();
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(self.jobs_key())
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(max.max(1))
-            .query_async(&mut conn)
-            .await?;
-        Ok(self.deliveries(reply.claimed))
+        let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
+        let mut claimed = Vec::new();
+        // XAUTOCLAIM looks at a bounded slice of the pending list per call (COUNT × 10
+        // entries): follow its cursor through the whole list until it wraps to 0-0.
+        let mut cursor = "0-0".to_owned();
+        loop {
+            let mut command = redis::cmd("XAUTOCLAIM");
+            command
+                .arg(self.jobs_key())
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(min_idle_ms)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(max - claimed.len());
+            let reply: redis::RedisResult<StreamAutoClaimReply> =
+                command.query_async(&mut conn).await;
+            let reply = match reply {
+                // The stream or group vanished (Redis lost its data): nothing is pending.
+                Err(err) if err.code() == Some("NOGROUP") => {
+                    self.ensure_group(true).await?;
+                    return Ok(claimed);
+                }
+                other => other?,
+            };
+            claimed.extend(self.deliveries(reply.claimed).await?);
+            if reply.next_stream_id == "0-0" || claimed.len() >= max {
+                return Ok(claimed);
+            }
+            cursor = reply.next_stream_id;
+        }
     }
 
     pub(super) async fn ack(&self, id: &str) -> Result<(), BusError> {
@@ -408,7 +461,7 @@ impl RedisBus {
             }
             cursor = next;
         }
-        self.group_ready.store(false, Ordering::Release);
+        self.queue.group_ready.store(false, Ordering::Release);
         Ok(())
     }
 
