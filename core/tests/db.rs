@@ -93,8 +93,34 @@ async fn usernames_and_stream_keys_are_unique() {
             )
             .await;
         assert!(dup.is_err(), "{backend:?}: duplicate stream key accepted");
+        // Keys are case-sensitive on every backend: `KEY-1` is another key.
+        let other = db
+            .create_room(
+                &NewRoom {
+                    owner_id: owner,
+                    title: "y",
+                    stream_key: "KEY-1",
+                    stream_key_expires_at: None,
+                    publish_allow_cidrs: None,
+                },
+                1,
+            )
+            .await;
+        assert!(other.is_ok(), "{backend:?}: keys differing in case collide");
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_mysql_schema_uses_portable_generated_columns() {
+    let migration = include_str!("../migrations/mysql/0001_initial.sql");
+    // `PERSISTENT` is MariaDB-only; `STORED` is understood by MySQL and MariaDB alike.
+    let code: String = migration
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+        .collect();
+    assert!(!code.contains("PERSISTENT"));
+    assert!(code.contains("STORED"));
 }
 
 #[tokio::test]

@@ -15,9 +15,9 @@ CREATE TABLE rooms (
     id                    BIGINT        NOT NULL AUTO_INCREMENT,
     owner_id              BIGINT        NOT NULL,
     title                 VARCHAR(255)  NOT NULL DEFAULT '',
-    -- Keys are compared in the service (constant time), never in SQL; uniqueness here is
-    -- case-insensitive, which only makes key generation retry more often.
-    stream_key            VARCHAR(128)  CHARACTER SET ascii NOT NULL,
+    -- Keys are compared in the service (constant time), never in SQL; a binary collation
+    -- makes uniqueness case-sensitive, as on SQLite.
+    stream_key            VARCHAR(128)  CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     stream_key_expires_at BIGINT        NULL,
     publish_allow_cidrs   VARCHAR(1024) NULL,
     is_live               BOOLEAN       NOT NULL DEFAULT FALSE,
@@ -44,7 +44,7 @@ CREATE TABLE streams (
     publisher_ip      VARCHAR(64)   NULL,
     created_at        BIGINT        NOT NULL,
     -- At most one open stream per room, enforced by the database as well as by the code.
-    open_room_id      BIGINT AS (CASE WHEN stop_at IS NULL THEN room_id END) PERSISTENT,
+    open_room_id      BIGINT AS (CASE WHEN stop_at IS NULL THEN room_id END) STORED,
     PRIMARY KEY (id),
     UNIQUE KEY streams_one_open_per_room (open_room_id),
     KEY streams_room_start (room_id, start_at),

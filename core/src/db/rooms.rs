@@ -61,8 +61,10 @@ pub struct NewRoom<'a> {
     pub publish_allow_cidrs: Option<&'a str>,
 }
 
-const ROOM_COLUMNS: &str = "id, owner_id, title, stream_key, stream_key_expires_at, \
-     publish_allow_cidrs, is_live, disabled, viewers_count, created_at";
+// `stream_key` has a binary collation on MySQL (case-sensitive uniqueness), which its driver
+// reports as binary data: the cast reads it back as text on both backends.
+const ROOM_COLUMNS: &str = "id, owner_id, title, CAST(stream_key AS CHAR) AS stream_key, \
+     stream_key_expires_at, publish_allow_cidrs, is_live, disabled, viewers_count, created_at";
 
 impl Database {
     /// Creates a room and returns its id.
