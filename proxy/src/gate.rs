@@ -20,6 +20,7 @@ use livegate_core::token::{Grant, Rejection, Verifier};
 use livegate_core::{unix_now, Secret};
 
 use crate::config::{Config, CorsConfig};
+use crate::flv;
 use crate::metrics::{ActiveFlv, Metrics, RequestClass};
 use crate::origin::{FetchError, OriginClient};
 use crate::playlist::{self, TokenParam};
@@ -301,11 +302,7 @@ impl Gate {
     }
 
     fn add_cors(&self, response: &mut ResponseHeader, ctx: &RequestCtx) -> Result<()> {
-        if let Some(origin) = &ctx.allow_origin {
-            response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.as_ref())?;
-            response.append_header(header::VARY, "Origin")?;
-        }
-        Ok(())
+        apply_cors(response, ctx.allow_origin.as_deref())
     }
 
     /// Fetches the playlist from the origin, rewrites it for this viewer and answers with an
@@ -403,6 +400,104 @@ impl Gate {
             .await
     }
 
+    /// Relays an HTTP-FLV response from the origin (see [`crate::flv`]).
+    async fn serve_flv(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: &Matched,
+    ) -> Result<()> {
+        let Some(addr) = self.origin.address_for(&route.stream_key) else {
+            warn!(stream = %route.stream_key, "no healthy origin");
+            return self
+                .respond(
+                    session,
+                    ctx,
+                    StatusCode::BAD_GATEWAY,
+                    b"origin unavailable\n",
+                )
+                .await;
+        };
+        let mut forwarding = RequestHeader::build(Method::GET, b"/", Some(4))?;
+        self.add_forwarding_headers(session, &mut forwarding)?;
+        let mut headers: Vec<(http::HeaderName, String)> = forwarding
+            .headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.clone(), value.to_str().ok()?.to_owned())))
+            .collect();
+        if let Some(agent) = session
+            .req_header()
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            headers.push((header::USER_AGENT, agent.to_owned()));
+        }
+        let method = session.req_header().method.clone();
+        let target = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
+        let (connect, read) = self.origin.relay_timeouts();
+        let limits = flv::RelayLimits {
+            connect,
+            read,
+            deadline: ctx.flv_deadline,
+        };
+        let allow_origin = ctx.allow_origin.clone();
+        let mut report = flv::RelayReport::default();
+        let result = flv::relay(
+            session,
+            flv::OriginRequest {
+                addr,
+                method: &method,
+                target: &target,
+                headers,
+            },
+            limits,
+            &mut report,
+            |response| apply_cors(response, allow_origin.as_deref()),
+        )
+        .await;
+        if let Some(latency) = report.header_latency {
+            self.metrics
+                .upstream_latency(Kind::Flv, latency.as_secs_f64());
+        }
+        let err = match result {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        if !report.header_sent {
+            warn!(stream = %route.stream_key, error = %err, "FLV origin request failed");
+            let (status, body): (StatusCode, &'static [u8]) = match err {
+                flv::RelayError::OriginTimeout => {
+                    (StatusCode::GATEWAY_TIMEOUT, b"origin timed out\n")
+                }
+                _ => (StatusCode::BAD_GATEWAY, b"origin unavailable\n"),
+            };
+            return self.respond(session, ctx, status, body).await;
+        }
+        match &err {
+            flv::RelayError::TokenExpired => {
+                ctx.flv_expired = true;
+                info!(
+                    room = ctx.grant.map(|g| g.room_id),
+                    "ending FLV response: play token expired"
+                );
+            }
+            flv::RelayError::Viewer(cause) => debug!(error = %cause, "FLV viewer left"),
+            other => {
+                warn!(stream = %route.stream_key, error = %other, "FLV relay ended by the origin")
+            }
+        }
+        // The body is incomplete: the connection cannot carry another request.
+        Err(Error::explain(
+            ErrorType::ConnectionClosed,
+            "FLV relay ended",
+        ))
+    }
+
     /// An absolute URL that points at the origin (or at the viewer's own edge host) becomes a
     /// path on this edge; anything else is returned unchanged.
     fn localize<'l>(&self, location: &'l str, viewer_host: Option<&str>) -> &'l str {
@@ -457,6 +552,26 @@ fn fetch_failure_response(err: &FetchError) -> (StatusCode, &'static [u8]) {
             (StatusCode::BAD_GATEWAY, b"origin unavailable\n")
         }
     }
+}
+
+/// Applies the proxy's CORS policy: the origin's own CORS headers are dropped (SRS's
+/// `crossdomain` must not widen the policy) and ours are added for an allowed origin.
+fn apply_cors(response: &mut ResponseHeader, allow_origin: Option<&[u8]>) -> Result<()> {
+    for name in [
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        header::ACCESS_CONTROL_MAX_AGE,
+    ] {
+        response.remove_header(&name);
+    }
+    if let Some(origin) = allow_origin {
+        response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin)?;
+        response.append_header(header::VARY, "Origin")?;
+    }
+    Ok(())
 }
 
 fn client_ip(session: &Session) -> Option<String> {
@@ -546,6 +661,9 @@ impl ProxyHttp for Gate {
                 .flv_cutoff_after_expiry_s
                 .zip(ctx.grant)
                 .map(|(after, grant)| grant.expires_at.saturating_add(after));
+            ctx.route = Some(route.clone());
+            self.serve_flv(session, ctx, &route).await?;
+            return Ok(true);
         }
         ctx.route = Some(route);
         Ok(false)
@@ -592,43 +710,7 @@ impl ProxyHttp for Gate {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // The CORS policy is the proxy's: an origin's own (SRS's `crossdomain`) must not widen it.
-        for name in [
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            header::ACCESS_CONTROL_MAX_AGE,
-        ] {
-            upstream_response.remove_header(&name);
-        }
         self.add_cors(upstream_response, ctx)
-    }
-
-    fn response_body_filter(
-        &self,
-        _session: &mut Session,
-        _body: &mut Option<Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<Option<Duration>> {
-        if let Some(deadline) = ctx.flv_deadline {
-            if unix_now() > deadline {
-                ctx.flv_expired = true;
-                info!(
-                    room = ctx.grant.map(|g| g.room_id),
-                    "ending FLV response: play token expired"
-                );
-                // Pingora cannot end a streaming body cleanly from a filter; an error drops the
-                // connection, which players treat as the end of the stream.
-                return Err(Error::explain(
-                    ErrorType::HTTPStatus(403),
-                    "play token expired during the stream",
-                ));
-            }
-        }
-        Ok(None)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod flv;
 pub mod gate;
 pub mod metrics;
 pub mod origin;

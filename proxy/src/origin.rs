@@ -109,6 +109,19 @@ impl OriginClient {
         }
     }
 
+    /// The address of the origin for `stream_key` (see [`OriginClient::peer_for`]).
+    pub fn address_for(&self, stream_key: &str) -> Option<std::net::SocketAddr> {
+        let backend = self
+            .pool
+            .select(stream_key.as_bytes(), MAX_SELECTION_STEPS)?;
+        backend.addr.as_inet().copied()
+    }
+
+    /// Timeouts for relays that talk to the origin directly.
+    pub fn relay_timeouts(&self) -> (Duration, Duration) {
+        (self.connect_timeout, self.read_timeout)
+    }
+
     /// The origin for `stream_key`: always the same one while it is healthy.
     pub fn peer_for(&self, stream_key: &str) -> Option<Box<HttpPeer>> {
         let backend = self

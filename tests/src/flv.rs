@@ -84,6 +84,15 @@ pub struct OriginStats {
     pub targets: Mutex<Vec<String>>,
 }
 
+/// How the origin frames its endless response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No length: the body ends when the connection closes (nginx-style).
+    UntilClose,
+    /// `Transfer-Encoding: chunked`, one chunk per tag (SRS-style).
+    Chunked,
+}
+
 /// A running paced FLV origin; stops when dropped.
 #[derive(Debug)]
 pub struct FlvOrigin {
@@ -96,15 +105,26 @@ pub struct FlvOrigin {
 }
 
 impl FlvOrigin {
-    /// Starts serving `file` on a free loopback port.
+    /// Starts serving `file` on a free loopback port, close-delimited.
     pub async fn start(file: FlvFile) -> FlvOrigin {
+        FlvOrigin::start_with(file, Framing::UntilClose).await
+    }
+
+    /// Starts serving `file` on a free loopback port with the given framing.
+    pub async fn start_with(file: FlvFile, framing: Framing) -> FlvOrigin {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind FLV origin");
         let addr = listener.local_addr().expect("bound address");
         let stats = Arc::new(OriginStats::default());
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, Arc::new(file), stats.clone(), stopped));
+        let task = tokio::spawn(serve(
+            listener,
+            Arc::new(file),
+            framing,
+            stats.clone(),
+            stopped,
+        ));
         FlvOrigin {
             addr,
             stats,
@@ -135,6 +155,7 @@ impl Drop for FlvOrigin {
 async fn serve(
     listener: TcpListener,
     file: Arc<FlvFile>,
+    framing: Framing,
     stats: Arc<OriginStats>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -148,7 +169,7 @@ async fn serve(
                 stats.open.fetch_add(1, Ordering::SeqCst);
                 let (file, stats, stopped) = (file.clone(), stats.clone(), stopped.clone());
                 connections.spawn(async move {
-                    let _ = serve_one(stream, &file, &stats, stopped).await;
+                    let _ = serve_one(stream, &file, framing, &stats, stopped).await;
                     stats.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -161,6 +182,7 @@ async fn serve(
 async fn serve_one(
     mut stream: TcpStream,
     file: &FlvFile,
+    framing: Framing,
     stats: &OriginStats,
     mut stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -188,9 +210,14 @@ async fn serve_one(
     }
     // Like SRS: no Content-Length, the body lasts as long as the stream.
     stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nConnection: close\r\nCache-Control: no-cache\r\n\r\n")
+        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nConnection: close\r\nCache-Control: no-cache\r\n")
         .await?;
-    stream.write_all(&file.header).await?;
+    let chunked = framing == Framing::Chunked;
+    if chunked {
+        stream.write_all(b"Transfer-Encoding: chunked\r\n").await?;
+    }
+    stream.write_all(b"\r\n").await?;
+    write_body(&mut stream, chunked, &file.header).await?;
 
     let started = Instant::now();
     let (mut read_half, mut write_half) = stream.split();
@@ -213,8 +240,23 @@ async fn serve_one(
             let ts = tag.timestamp_ms + offset_ms;
             bytes[4..7].copy_from_slice(&ts.to_be_bytes()[1..4]);
             bytes[7] = ts.to_be_bytes()[0];
-            write_half.write_all(&bytes).await?;
+            write_body(&mut write_half, chunked, &bytes).await?;
         }
     }
     Ok(())
+}
+
+async fn write_body<W: AsyncWriteExt + Unpin>(
+    out: &mut W,
+    chunked: bool,
+    data: &[u8],
+) -> std::io::Result<()> {
+    if chunked {
+        out.write_all(format!("{:x}\r\n", data.len()).as_bytes())
+            .await?;
+        out.write_all(data).await?;
+        out.write_all(b"\r\n").await
+    } else {
+        out.write_all(data).await
+    }
 }

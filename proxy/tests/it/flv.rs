@@ -4,17 +4,21 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use livegate_core::unix_now;
-use livegate_tests::flv::{FlvFile, FlvOrigin};
+use livegate_tests::flv::{FlvFile, FlvOrigin, Framing};
 use livegate_tests::media::make_flv;
 use livegate_tests::wait_until;
 
 use crate::support::{streaming_client, token, token_expiring, ProxyBuilder};
 
 pub(crate) async fn paced_origin() -> FlvOrigin {
+    paced_origin_with(Framing::UntilClose).await
+}
+
+pub(crate) async fn paced_origin_with(framing: Framing) -> FlvOrigin {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("42.flv");
     make_flv(&path, 4, 800);
-    FlvOrigin::start(FlvFile::read(&path)).await
+    FlvOrigin::start_with(FlvFile::read(&path), framing).await
 }
 
 /// Reads from `body` until at least `want` bytes arrived.
@@ -58,7 +62,13 @@ fn count_tags(data: &[u8]) -> usize {
 
 #[tokio::test]
 async fn flv_streams_through_and_a_departing_viewer_releases_the_origin() {
-    let origin = paced_origin().await;
+    for framing in [Framing::UntilClose, Framing::Chunked] {
+        flv_streams_through(framing).await;
+    }
+}
+
+async fn flv_streams_through(framing: Framing) {
+    let origin = paced_origin_with(framing).await;
     let proxy = ProxyBuilder::new(origin.addr).start().await;
     let token = token(42);
 
