@@ -172,6 +172,7 @@ async fn bench() {
         max_connections: pool,
         acquire_timeout_ms: 5000,
         migrate_on_start: false,
+        statement_timeout_ms: Some(Config::default().server.deadline_ms),
     })
     .await
     .unwrap();

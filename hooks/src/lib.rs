@@ -73,7 +73,12 @@ pub struct App {
 impl App {
     /// Connects the database (migrating it if configured), the bus and the SRS API.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        let db = Database::connect(&config.database).await?;
+        let mut db_config = config.database.clone();
+        // A statement of a request that gave up must not outlive the request by much.
+        db_config
+            .statement_timeout_ms
+            .get_or_insert(config.server.deadline_ms);
+        let db = Database::connect(&db_config).await?;
         if config.database.migrate_on_start {
             db.migrate().await?;
         }

@@ -39,6 +39,11 @@ pub struct DbConfig {
     pub acquire_timeout_ms: u64,
     /// Whether to apply pending migrations at start. Default: true.
     pub migrate_on_start: bool,
+    /// Longest a statement may run, and wait for a row lock, on MySQL/MariaDB, in
+    /// milliseconds (lock waits are cut at whole seconds, at least one). A request that gave
+    /// up still has its statement running on the server and its connection out of the pool
+    /// until the statement ends: this bounds that. Default: the service's request deadline.
+    pub statement_timeout_ms: Option<u64>,
 }
 
 impl Default for DbConfig {
@@ -48,6 +53,7 @@ impl Default for DbConfig {
             max_connections: 16,
             acquire_timeout_ms: 500,
             migrate_on_start: true,
+            statement_timeout_ms: None,
         }
     }
 }
@@ -69,6 +75,11 @@ impl DbConfig {
         problems.check(
             self.acquire_timeout_ms > 0,
             &format!("{section}.acquire_timeout_ms"),
+            "must be at least 1",
+        );
+        problems.check(
+            self.statement_timeout_ms != Some(0),
+            &format!("{section}.statement_timeout_ms"),
             "must be at least 1",
         );
     }
@@ -164,8 +175,17 @@ impl Database {
             Some(Backend::Mysql) => {
                 let url = url.replacen("mariadb://", "mysql://", 1);
                 let options = MySqlConnectOptions::from_str(&url)?;
+                let limits = config.statement_timeout_ms.map(SessionLimits::new);
                 Ok(Database::Mysql(
                     MySqlPoolOptions::new()
+                        .after_connect(move |conn, _meta| {
+                            Box::pin(async move {
+                                if let Some(limits) = limits {
+                                    limits.apply(conn).await?;
+                                }
+                                Ok(())
+                            })
+                        })
                         .max_connections(config.max_connections)
                         .acquire_timeout(acquire)
                         // No ping before every checkout (a round trip per query): a broken
@@ -207,7 +227,15 @@ impl Database {
     /// Applies every migration not yet applied. Safe to run concurrently with itself.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self {
-            Database::Mysql(pool) => MYSQL_MIGRATIONS.run(pool).await?,
+            Database::Mysql(pool) => {
+                // On a connection of its own, without the request limits: a migration may
+                // rightly run for long.
+                let mut conn = pool.acquire().await?.detach();
+                SessionLimits::UNLIMITED.apply(&mut conn).await?;
+                let migrated = MYSQL_MIGRATIONS.run(&mut conn).await;
+                let _ = sqlx::Connection::close(conn).await;
+                migrated?;
+            }
             Database::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -257,6 +285,56 @@ impl Database {
                 .last_insert_rowid(),
         };
         Ok(id)
+    }
+}
+
+/// Per-session limits of MySQL/MariaDB connections.
+#[derive(Debug, Clone, Copy)]
+struct SessionLimits {
+    /// `innodb_lock_wait_timeout`, whole seconds.
+    lock_wait_s: u64,
+    /// MariaDB `max_statement_time` / MySQL `max_execution_time`, milliseconds (0 = none).
+    statement_ms: u64,
+}
+
+impl SessionLimits {
+    /// The servers' defaults.
+    const UNLIMITED: SessionLimits = SessionLimits {
+        lock_wait_s: 50,
+        statement_ms: 0,
+    };
+
+    fn new(timeout_ms: u64) -> Self {
+        Self {
+            lock_wait_s: timeout_ms.div_ceil(1000).max(1),
+            statement_ms: timeout_ms.max(1),
+        }
+    }
+
+    async fn apply(self, conn: &mut sqlx::MySqlConnection) -> Result<(), sqlx::Error> {
+        let SessionLimits {
+            lock_wait_s,
+            statement_ms,
+        } = self;
+        // MariaDB's `max_statement_time` is in seconds; MySQL, which lacks it, has
+        // `max_execution_time` in milliseconds (for SELECTs).
+        let mariadb = format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock_wait_s}, \
+             max_statement_time = {}.{:03}",
+            statement_ms / 1000,
+            statement_ms % 1000
+        );
+        match sqlx::query(&mariadb).execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(_)) => {
+                let mysql = format!(
+                    "SET SESSION innodb_lock_wait_timeout = {lock_wait_s}, \
+                     max_execution_time = {statement_ms}"
+                );
+                sqlx::query(&mysql).execute(&mut *conn).await.map(drop)
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use livegate_core::db::{Backend, Database, DbConfig};
 use livegate_core::Secret;
 use livegate_hooks::config::DbDownPolicy;
 
-use crate::support::{fixture, test_config, wait_until, Options, TestApp, ACCEPT, FIXTURE_KEY};
+use crate::support::{
+    fixture, fixture_with, test_config, wait_until, Options, TestApp, ACCEPT, FIXTURE_KEY,
+};
 
 #[tokio::test]
 async fn bad_input_gets_a_readable_4xx() {
@@ -225,6 +227,62 @@ async fn a_locked_row_cannot_stall_a_publish_past_the_deadline() {
         200
     );
     assert_eq!(app.streams(42).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn statements_of_timed_out_publishes_cannot_exhaust_the_pool() {
+    if !backends().contains(&Backend::Mysql) {
+        return;
+    }
+    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
+    // The pool the service would build: two connections, statements limited to the deadline.
+    let db = Database::connect(&DbConfig {
+        url: Secret::new(test_db.url.clone()),
+        max_connections: 2,
+        acquire_timeout_ms: 300,
+        statement_timeout_ms: Some(500),
+        ..DbConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = test_config();
+    config.server.deadline_ms = 500;
+    let app = TestApp::start(Options {
+        config,
+        db: Some(db),
+        ..Options::new(Backend::Mysql)
+    })
+    .await;
+    app.room(42, FIXTURE_KEY).await;
+    app.room(43, "other-key").await;
+    let Database::Mysql(pool) = &test_db.db else {
+        unreachable!()
+    };
+    // Another client holds room 42's row for the whole test.
+    let mut locker = pool.begin().await.unwrap();
+    sqlx::query("SELECT id FROM rooms WHERE id = 42 FOR UPDATE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    // More timed-out publishes than the pool has connections; each leaves its statement
+    // waiting for the lock on the server.
+    let publish = || app.json("on_publish", fixture("on_publish.json"));
+    let (a, b, c, d) = tokio::join!(publish(), publish(), publish(), publish());
+    for (status, _) in [a, b, c, d] {
+        assert_eq!(status, 503);
+    }
+    // The server ends those statements at the lock wait limit (1 s), so their connections
+    // come back and another room can publish.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let other = fixture_with(
+        "on_publish.json",
+        &[("stream", "43".into()), ("param", "?key=other-key".into())],
+    );
+    let reply = app.json("on_publish", other).await;
+    locker.rollback().await.unwrap();
+    assert_eq!(reply, (200, ACCEPT.to_owned()));
+    assert!(app.is_live(43).await);
     app.stop().await;
 }
 
