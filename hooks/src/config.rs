@@ -170,6 +170,9 @@ pub struct OutboxConfig {
     pub retry_initial_ms: u64,
     /// Longest retry delay in milliseconds. Default: 5000.
     pub retry_max_ms: u64,
+    /// Milliseconds between two resyncs of the bus's live keys from the database (which is
+    /// the truth), repairing a lost live or offline write; 0 turns it off. Default: 30000.
+    pub resync_interval_ms: u64,
 }
 
 impl Default for OutboxConfig {
@@ -178,6 +181,7 @@ impl Default for OutboxConfig {
             capacity: 10_000,
             retry_initial_ms: 100,
             retry_max_ms: 5000,
+            resync_interval_ms: 30_000,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod reconcile;
 pub mod reply;
+pub mod resync;
 pub mod srs_api;
 pub mod state;
 
@@ -147,6 +148,8 @@ impl App {
             .srs_api()
             .is_some()
             .then(|| tokio::spawn(reconcile::run(state.clone(), shutdown.child_token())));
+        let resyncer = (state.config().outbox.resync_interval_ms > 0)
+            .then(|| tokio::spawn(resync::run(state.clone(), shutdown.child_token())));
         let admin_server = tokio::spawn(
             axum::serve(admin, admin::router(state.clone(), registry))
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -177,6 +180,9 @@ impl App {
         }
         if let Some(reconciler) = reconciler {
             let _ = reconciler.await;
+        }
+        if let Some(resyncer) = resyncer {
+            let _ = resyncer.await;
         }
         if tokio::time::timeout(grace, admin_server).await.is_err() {
             tracing::warn!("admin listener did not stop within the grace period");

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub bus_dropped: Counter,
     /// Bus writes waiting in the outbox.
     pub outbox_depth: Gauge,
+    /// Live keys repaired by the resync from the database.
+    pub bus_resynced: Counter,
     /// Streams closed by reconciliation (origin dropped them or restarted).
     pub reconcile_closed: Counter,
     /// Reconciliation passes that failed to reach the origin's API.
@@ -61,6 +63,7 @@ impl Metrics {
             bus_retries: Counter::default(),
             bus_dropped: Counter::default(),
             outbox_depth: Gauge::default(),
+            bus_resynced: Counter::default(),
             reconcile_closed: Counter::default(),
             reconcile_errors: Counter::default(),
         };
@@ -99,6 +102,11 @@ impl Metrics {
             "outbox_depth",
             "Bus writes waiting in the outbox",
             metrics.outbox_depth.clone(),
+        );
+        sub.register(
+            "bus_resynced",
+            "Live keys repaired by the resync from the database",
+            metrics.bus_resynced.clone(),
         );
         sub.register(
             "reconcile_closed_streams",

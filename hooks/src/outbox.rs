@@ -33,6 +33,20 @@ pub enum BusOp {
     },
     /// Queue a recording job.
     Job(RecordingJob),
+    /// Resync: set a live key the database says is missing (no event).
+    SetLive {
+        /// The room.
+        room_id: i64,
+        /// The live key's value.
+        state: LiveState,
+    },
+    /// Resync: clear a live key whose stream the database says is over (no event).
+    ClearLive {
+        /// The room.
+        room_id: i64,
+        /// The stream the key names.
+        stream_id: i64,
+    },
     /// A viewer joined a room.
     ViewerJoin {
         /// The room.
@@ -59,14 +73,17 @@ pub struct Outbox {
 impl Outbox {
     /// Queues `op` without waiting; a full outbox drops it (counted and logged), since
     /// answering the origin matters more than a bus write the database already covers.
-    pub fn push(&self, op: BusOp) {
+    /// Returns whether it was queued.
+    pub fn push(&self, op: BusOp) -> bool {
         match self.sender.try_send(op) {
             Ok(()) => {
                 self.metrics.outbox_depth.inc();
+                true
             }
             Err(err) => {
                 self.metrics.bus_dropped.inc();
                 tracing::warn!(reason = %err, "bus outbox full, dropping a bus write");
+                false
             }
         }
     }
@@ -184,6 +201,10 @@ impl OutboxWorker {
                 let id = self.bus.enqueue(job).await?;
                 tracing::info!(room.id = job.room_id, job.id = %id, "recording job queued");
                 Ok(())
+            }
+            BusOp::SetLive { room_id, state } => self.bus.set_live(*room_id, state).await,
+            BusOp::ClearLive { room_id, stream_id } => {
+                self.bus.clear_live(*room_id, *stream_id).await.map(drop)
             }
             BusOp::ViewerJoin { room_id, session } => {
                 let viewers = self.bus.viewer_join(*room_id, session).await?;

@@ -112,6 +112,10 @@ impl MemoryBus {
         Ok(self.state().live.get(&room_id).cloned())
     }
 
+    pub(super) async fn live_rooms(&self, max: usize) -> Result<Vec<i64>, BusError> {
+        Ok(self.state().live.keys().copied().take(max).collect())
+    }
+
     pub(super) async fn publish(&self, event: &RoomEvent) -> Result<(), BusError> {
         // No subscriber is not an error: events are not stored.
         let _ = self.inner.events.send(event.clone());

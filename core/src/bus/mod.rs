@@ -246,6 +246,11 @@ impl Bus {
         dispatch!(self, bus => bus.live(room_id).await)
     }
 
+    /// The rooms that have a live key, at most `max` of them (in no particular order).
+    pub async fn live_rooms(&self, max: usize) -> Result<Vec<i64>, BusError> {
+        dispatch!(self, bus => bus.live_rooms(max).await)
+    }
+
     /// Publishes a room event to every current subscriber.
     pub async fn publish(&self, event: &RoomEvent) -> Result<(), BusError> {
         dispatch!(self, bus => bus.publish(event).await)

@@ -190,6 +190,33 @@ impl RedisBus {
         }
     }
 
+    pub(super) async fn live_rooms(&self, max: usize) -> Result<Vec<i64>, BusError> {
+        let mut conn = self.conn.clone();
+        let prefix = self.key("live:");
+        let pattern = format!("{prefix}*");
+        let mut rooms = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await?;
+            rooms.extend(
+                keys.iter()
+                    .filter_map(|key| key.strip_prefix(&prefix)?.parse::<i64>().ok()),
+            );
+            if next == 0 || rooms.len() >= max {
+                rooms.truncate(max);
+                return Ok(rooms);
+            }
+            cursor = next;
+        }
+    }
+
     pub(super) async fn publish(&self, event: &RoomEvent) -> Result<(), BusError> {
         let mut conn = self.conn.clone();
         let payload = serde_json::to_string(event)?;

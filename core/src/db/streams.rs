@@ -284,6 +284,34 @@ impl Database {
         Ok(stream)
     }
 
+    /// Open streams, at most `limit`, by room: what the bus's live keys must show. Reads the
+    /// one-open-stream-per-room index of each backend, not the whole table.
+    pub async fn open_streams(&self, limit: u32) -> Result<Vec<Stream>, DbError> {
+        let streams = match self {
+            Database::Mysql(pool) => {
+                let sql = format!(
+                    "SELECT {STREAM_COLUMNS} FROM streams WHERE open_room_id IS NOT NULL \
+                     ORDER BY open_room_id LIMIT ?"
+                );
+                sqlx::query_as::<_, Stream>(&sql)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Database::Sqlite(pool) => {
+                let sql = format!(
+                    "SELECT {STREAM_COLUMNS} FROM streams WHERE stop_at IS NULL \
+                     ORDER BY room_id LIMIT ?"
+                );
+                sqlx::query_as::<_, Stream>(&sql)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(streams)
+    }
+
     /// Every stream of a room, oldest first.
     pub async fn streams_of_room(&self, room_id: i64) -> Result<Vec<Stream>, DbError> {
         let sql = format!("SELECT {STREAM_COLUMNS} FROM streams WHERE room_id = ? ORDER BY id");

@@ -1,6 +1,8 @@
 //! Finished recordings (SRS `on_dvr`, ZLMediaKit `on_record_mp4`, nginx-rtmp
 //! `on_record_done`): recorded on the stream row and queued for the recorder.
 
+use std::time::Duration;
+
 use livegate_core::bus::RecordingJob;
 use livegate_core::db::{now_ms, DbError};
 
@@ -46,12 +48,25 @@ pub(super) async fn finished(
         duration_ms: recording.duration_ms,
         enqueued_at_ms: now_ms(),
     };
-    tracing::info!(
-        room.id = room_id,
-        stream.id = job.stream_id.unwrap_or(0),
-        path = %job.path,
-        "recording finished"
-    );
-    state.outbox().push(BusOp::Job(job));
-    Ok(Decision::Accept)
+    // Straight onto the bus within the request: the origin does not resend a finished
+    // recording, so the job must not depend on this process living on. Only if the bus cannot
+    // take it in time does it wait in the outbox; if that is full too the origin hears an
+    // error (it only logs it, but the loss is in its log and in ours).
+    let budget =
+        Duration::from_millis(state.config().bus.timeout_ms).min(state.config().deadline() / 2);
+    let queued = match tokio::time::timeout(budget, state.bus().enqueue(&job)).await {
+        Ok(Ok(id)) => {
+            tracing::info!(room.id = room_id, stream.id = job.stream_id.unwrap_or(0), job.id = %id, path = %job.path, "recording job queued");
+            return Ok(Decision::Accept);
+        }
+        Ok(Err(err)) => err.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    tracing::warn!(room.id = room_id, stream.id = job.stream_id.unwrap_or(0), error = %queued, "bus did not take the recording job, queueing it in the outbox");
+    if state.outbox().push(BusOp::Job(job)) {
+        Ok(Decision::Accept)
+    } else {
+        tracing::error!(room.id = room_id, path = %recording.path, "recording job lost: bus and outbox both unavailable");
+        Ok(Decision::Unavailable)
+    }
 }
