@@ -134,6 +134,17 @@ pub fn static_origin_with(dir: &Path, extra: &str) -> String {
 }
 
 impl Nginx {
+    /// Waits until the `origin` log satisfies `check` (nginx writes a line just after the
+    /// response goes out, so a client can see the response before the line exists).
+    pub async fn wait_for_origin_log(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        crate::wait_until(what, || {
+            let log = self.origin_log();
+            let ok = check(&log);
+            async move { ok.then_some(log) }
+        })
+        .await
+    }
+
     /// The `origin` log written by [`static_origin`]: one `uri status bytes xff=… real=…` line
     /// per request.
     pub fn origin_log(&self) -> String {

@@ -147,11 +147,10 @@ async fn methods_paths_and_unknown_routes() {
         .await
         .unwrap();
     assert_eq!(head.status(), 200);
-    assert_eq!(
-        nginx.origin_log().lines().count(),
-        1,
-        "only the HEAD reached the origin"
-    );
+    let log = nginx
+        .wait_for_origin_log("the HEAD to be logged", |log| !log.is_empty())
+        .await;
+    assert_eq!(log.lines().count(), 1, "only the HEAD reached the origin");
 }
 
 #[tokio::test]
@@ -165,7 +164,9 @@ async fn forwarding_headers_reach_the_origin() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let log = nginx.origin_log();
+    let log = nginx
+        .wait_for_origin_log("the request to be logged", |log| !log.is_empty())
+        .await;
     assert!(
         log.contains("/live/42-0.ts?a=1&b=2 200"),
         "other parameters are kept: {log}"
@@ -216,11 +217,10 @@ async fn cors_preflight_is_answered_locally() {
         get.headers()["access-control-allow-origin"],
         "https://player.example"
     );
-    assert_eq!(
-        nginx.origin_log().lines().count(),
-        1,
-        "preflights never reach the origin"
-    );
+    let log = nginx
+        .wait_for_origin_log("the GET to be logged", |log| !log.is_empty())
+        .await;
+    assert_eq!(log.lines().count(), 1, "preflights never reach the origin");
 }
 
 #[tokio::test]
@@ -263,6 +263,11 @@ async fn a_stream_sticks_to_one_origin_and_fails_over_when_it_dies() {
     for _ in 0..10 {
         assert_eq!(client().get(&url).send().await.unwrap().status(), 200);
     }
+    livegate_tests::wait_until("both origins to log all 10 requests", || {
+        let total = first.origin_log().lines().count() + second.origin_log().lines().count();
+        async move { (total == 10).then_some(()) }
+    })
+    .await;
     let (served_first, served_second) = (
         first.origin_log().lines().count(),
         second.origin_log().lines().count(),
