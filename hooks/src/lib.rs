@@ -156,7 +156,8 @@ impl App {
                 .into_future(),
         );
 
-        let app = handlers::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app =
+            handlers::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future();
@@ -173,6 +174,14 @@ impl App {
         };
         // Also on a listener error: stop everything else before returning.
         shutdown.cancel();
+        // Publishes still finishing past their deadline (bounded by the statement timeout).
+        state.tasks().close();
+        if tokio::time::timeout(grace, state.tasks().wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("request work still running after the grace period, abandoning it");
+        }
 
         worker_stop.cancel();
         if tokio::time::timeout(grace, worker).await.is_err() {

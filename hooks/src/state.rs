@@ -9,6 +9,7 @@ use livegate_core::bus::Bus;
 use livegate_core::db::Database;
 use livegate_core::token::{TokenKeys, Verifier};
 use subtle::ConstantTimeEq as _;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -37,6 +38,8 @@ struct Inner {
     // The SRS service id last seen per server id. A std mutex: lookups are short and never
     // await. Bounded by the number of origin servers, which the operator controls.
     services: Mutex<HashMap<String, String>>,
+    // Work that may outlive its request (a publish past its deadline); drained on shutdown.
+    tasks: TaskTracker,
 }
 
 /// Why the state could not be built from the configuration.
@@ -72,6 +75,7 @@ impl AppState {
                 verifier,
                 srs_api,
                 services: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
             }),
         })
     }
@@ -94,6 +98,11 @@ impl AppState {
     /// The bus write queue.
     pub fn outbox(&self) -> &Outbox {
         &self.inner.outbox
+    }
+
+    /// The tracker of request work that may outlive its request; shutdown waits for it.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
     }
 
     /// The metrics.

@@ -104,6 +104,18 @@ impl Database {
         new: &NewStream<'_>,
         now_ms: i64,
     ) -> Result<StartOutcome, DbError> {
+        let outcome = self.start_stream_unless(new, now_ms, || false).await?;
+        Ok(outcome.unwrap_or(StartOutcome::Refused))
+    }
+
+    /// [`Database::start_stream`], rolled back instead of committed (returning `None`) if
+    /// `given_up()` says so just before the commit: the caller no longer wants the stream.
+    pub async fn start_stream_unless(
+        &self,
+        new: &NewStream<'_>,
+        now_ms: i64,
+        given_up: impl Fn() -> bool,
+    ) -> Result<Option<StartOutcome>, DbError> {
         let origin = new.origin;
         macro_rules! insert {
             ($tx:expr) => {
@@ -133,10 +145,14 @@ impl Database {
                     .rows_affected();
                 if taken != 1 {
                     tx.rollback().await?;
-                    return Ok(StartOutcome::Refused);
+                    return Ok(Some(StartOutcome::Refused));
                 }
                 match insert!(tx) {
                     Ok(done) => {
+                        if given_up() {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        }
                         tx.commit().await?;
                         StartOutcome::Started(
                             i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX),
@@ -158,10 +174,14 @@ impl Database {
                     .rows_affected();
                 if taken != 1 {
                     tx.rollback().await?;
-                    return Ok(StartOutcome::Refused);
+                    return Ok(Some(StartOutcome::Refused));
                 }
                 match insert!(tx) {
                     Ok(done) => {
+                        if given_up() {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        }
                         tx.commit().await?;
                         StartOutcome::Started(done.last_insert_rowid())
                     }
@@ -173,7 +193,7 @@ impl Database {
                 }
             }
         };
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// Closes the open stream of `room_id` that the origin `server_id` reported for

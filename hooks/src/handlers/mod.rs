@@ -143,13 +143,21 @@ async fn handle(
         }
     };
 
-    let decision = match tokio::time::timeout(config.deadline(), process(&state, &hook)).await {
-        Ok(Ok(decision)) => decision,
-        Ok(Err(err)) => {
+    let outcome = match &hook.event {
+        Event::PublishStart(start) => {
+            publish::start_within(&state, hook.dialect, start, config.deadline()).await
+        }
+        _ => tokio::time::timeout(config.deadline(), process(&state, &hook))
+            .await
+            .ok(),
+    };
+    let decision = match outcome {
+        Some(Ok(decision)) => decision,
+        Some(Err(err)) => {
             tracing::error!(dialect = hook.dialect.as_str(), hook = %hook.name, error = %err, cause = ?std::error::Error::source(&err), "database failed while handling a callback");
             on_database_failure(&state, &hook)
         }
-        Err(_) => {
+        None => {
             tracing::error!(dialect = hook.dialect.as_str(), hook = %hook.name, deadline_ms = config.server.deadline_ms, "callback not handled within the deadline");
             on_database_failure(&state, &hook)
         }
@@ -208,7 +216,11 @@ fn on_database_failure(state: &AppState, hook: &Hook) -> Decision {
 
 async fn process(state: &AppState, hook: &Hook) -> Result<Decision, DbError> {
     match &hook.event {
-        Event::PublishStart(start) => publish::start(state, hook.dialect, start).await,
+        Event::PublishStart(start) => {
+            publish::start_within(state, hook.dialect, start, state.config().deadline())
+                .await
+                .unwrap_or(Ok(Decision::Unavailable))
+        }
         Event::PublishStop(stop) => publish::stop(state, stop).await,
         Event::ServerStarted { server_id } => publish::server_started(state, server_id).await,
         Event::PlayStart(play) => Ok(play::start(state, play)),

@@ -1,6 +1,8 @@
 //! Publish start and stop.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -88,10 +90,11 @@ fn room_refusal(room: &Room, key: &str, ip: Option<&str>, now: i64) -> Option<Re
 }
 
 /// Authorises a publisher and, if it may go ahead, opens its stream.
-pub(super) async fn start(
+async fn start(
     state: &AppState,
     dialect: Dialect,
     start: &PublishStart,
+    fate: &Fate,
 ) -> Result<Decision, DbError> {
     let Some(room_id) = room_id(&start.stream) else {
         return refuse(state, Refusal::UnknownRoom);
@@ -127,10 +130,17 @@ pub(super) async fn start(
         origin,
         publisher_ip: start.ip.as_deref(),
     };
-    match state.db().start_stream(&new, now).await? {
+    // Past the deadline the origin has been refused: roll back rather than commit.
+    let Some(outcome) = state
+        .db()
+        .start_stream_unless(&new, now, || fate.abandoned())
+        .await?
+    else {
+        return Ok(Decision::Unavailable);
+    };
+    match outcome {
         StartOutcome::Started(stream_id) => {
-            started(state, room_id, stream_id, origin, now);
-            Ok(Decision::Accept)
+            opened(state, fate, room_id, stream_id, origin, now).await
         }
         StartOutcome::Refused => {
             // The same session asking again (ZLMediaKit retries a callback whose answer it
@@ -159,16 +169,99 @@ pub(super) async fn start(
                 if let Some(closed) = state.db().close_stream(old.id, now).await? {
                     announce_closed(state, &closed, now);
                 }
-                if let StartOutcome::Started(stream_id) = state.db().start_stream(&new, now).await?
+                if let Some(StartOutcome::Started(stream_id)) = state
+                    .db()
+                    .start_stream_unless(&new, now, || fate.abandoned())
+                    .await?
                 {
                     tracing::debug!(room.id = room_id, stream.id = stream_id, replaced.id = old.id, origin = %origin.server_id, "publish resumed, replaced the open stream");
-                    started(state, room_id, stream_id, origin, now);
-                    return Ok(Decision::Accept);
+                    return opened(state, fate, room_id, stream_id, origin, now).await;
                 }
             }
             refuse(state, Refusal::AlreadyLive)
         }
     }
+}
+
+/// Whether a publish's answer still reaches the origin. The request and the task that does
+/// the work race for it: exactly one of `answer` (the work finished in time) and `abandon`
+/// (the deadline passed and the origin is told "unavailable") succeeds.
+#[derive(Debug, Clone, Default)]
+struct Fate(Arc<AtomicU8>);
+
+impl Fate {
+    const PENDING: u8 = 0;
+    const ANSWERED: u8 = 1;
+    const ABANDONED: u8 = 2;
+
+    fn settle(&self, to: u8) -> bool {
+        self.0
+            .compare_exchange(Self::PENDING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn answer(&self) -> bool {
+        self.settle(Self::ANSWERED)
+    }
+
+    fn abandon(&self) -> bool {
+        self.settle(Self::ABANDONED)
+    }
+
+    fn abandoned(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::ABANDONED
+    }
+}
+
+/// Runs a publish start in a task of the service's tracker (drained on shutdown) and waits
+/// for it up to the deadline; `None` when the deadline passed. A publish whose stream row is
+/// committed after the origin was told "unavailable" closes that row again, so a refused
+/// publisher never leaves its room live.
+pub(super) async fn start_within(
+    state: &AppState,
+    dialect: Dialect,
+    publish: &PublishStart,
+    deadline: Duration,
+) -> Option<Result<Decision, DbError>> {
+    let fate = Fate::default();
+    let mut task = {
+        let (state, publish, fate) = (state.clone(), publish.clone(), fate.clone());
+        state.clone().tasks().spawn(async move {
+            let decision = start(&state, dialect, &publish, &fate).await;
+            // Whatever the outcome, it is the answer unless the deadline already passed.
+            fate.answer();
+            decision
+        })
+    };
+    match tokio::time::timeout(deadline, &mut task).await {
+        Ok(joined) => joined.ok(),
+        // Too late for the answer, unless the task settled it in the meantime.
+        Err(_) if fate.abandon() => None,
+        Err(_) => task.await.ok(),
+    }
+}
+
+/// The stream row is committed: announce it if the origin will hear "accepted", close it
+/// again if it already heard otherwise.
+async fn opened(
+    state: &AppState,
+    fate: &Fate,
+    room_id: i64,
+    stream_id: i64,
+    origin: &OriginIds,
+    now: i64,
+) -> Result<Decision, DbError> {
+    if fate.answer() {
+        started(state, room_id, stream_id, origin, now);
+        return Ok(Decision::Accept);
+    }
+    tracing::warn!(
+        room.id = room_id,
+        stream.id = stream_id,
+        "publish committed after its deadline, closing the stream the origin was refused"
+    );
+    state.db().close_stream(stream_id, now_ms()).await?;
+    Ok(Decision::Unavailable)
 }
 
 fn started(state: &AppState, room_id: i64, stream_id: i64, origin: &OriginIds, now: i64) {

@@ -1,0 +1,77 @@
+//! A publish whose COMMIT lands after the deadline must not leave the room live: the origin
+//! was told "unavailable". Its own test binary, because holding MariaDB's commits (BACKUP
+//! STAGE BLOCK_COMMIT) is server-wide and would slow the other tests' publishes.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+#[allow(dead_code)]
+#[path = "it/support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use livegate_core::db::testing::{backends, TestDatabase};
+use livegate_core::db::{Backend, Database};
+use sqlx::Connection as _;
+
+use support::{fixture, test_config, wait_until, Options, TestApp, FIXTURE_KEY};
+
+#[tokio::test]
+async fn a_publish_committed_after_its_deadline_is_closed_again() {
+    if !backends().contains(&Backend::Mysql) {
+        return;
+    }
+    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
+    let mut config = test_config();
+    config.server.deadline_ms = 500;
+    let app = TestApp::start(Options {
+        config,
+        db: Some(test_db.db.clone()),
+        ..Options::new(Backend::Mysql)
+    })
+    .await;
+    app.room(42, FIXTURE_KEY).await;
+    let Database::Mysql(pool) = &test_db.db else {
+        unreachable!()
+    };
+    // Hold every commit on the server (MariaDB only): the publish's statements run, its
+    // COMMIT waits past the deadline and then lands.
+    let mut blocker = pool.acquire().await.unwrap().detach();
+    if sqlx::query("BACKUP STAGE START")
+        .execute(&mut blocker)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    sqlx::query("BACKUP STAGE BLOCK_COMMIT")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let reply = app.json("on_publish", fixture("on_publish.json")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("BACKUP STAGE END")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    blocker.close().await.unwrap();
+    assert_eq!(reply.0, 503, "{reply:?}");
+
+    // The origin heard "unavailable": the committed stream is closed again, the room offline.
+    let db = app.db.clone();
+    wait_until("the late stream to be closed", || {
+        let db = db.clone();
+        async move {
+            let streams = db.streams_of_room(42).await.ok()?;
+            let room = db.room(42).await.ok()??;
+            (streams.len() == 1 && streams[0].stop_at.is_some() && !room.is_live).then_some(())
+        }
+    })
+    .await;
+    // No stale state is left for the publisher's retry.
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await.0,
+        200
+    );
+    assert!(app.is_live(42).await);
+    app.stop().await;
+}
