@@ -187,6 +187,94 @@ async fn database_down_refuses_publishes_within_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_hung_database_refuses_publishes_within_the_deadline() {
+    // A "database" that accepts connections and never says a word: only the deadline ends
+    // the wait.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = hung.local_addr().unwrap().port();
+    let db = Database::connect(&DbConfig {
+        url: Secret::new(format!("mysql://u:p@127.0.0.1:{port}/none")),
+        acquire_timeout_ms: 5000,
+        ..DbConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut config = test_config();
+    config.server.deadline_ms = 700;
+    let app = TestApp::start(Options {
+        config,
+        db: Some(db),
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    let started = Instant::now();
+    assert_eq!(
+        app.json("on_publish", fixture("on_publish.json")).await,
+        (
+            503,
+            r#"{"code":503,"msg":"service unavailable, try again"}"#.to_owned()
+        )
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(650) && elapsed < Duration::from_millis(1500),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        app.json("on_unpublish", fixture("on_unpublish.json"))
+            .await
+            .0,
+        503
+    );
+    app.stop().await;
+    drop(hung);
+}
+
+#[tokio::test]
+async fn simultaneous_publishers_of_one_room_get_exactly_one_stream() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        app.room(42, FIXTURE_KEY).await;
+        let mut publishes = tokio::task::JoinSet::new();
+        for client in 0..16 {
+            let body = fixture_with(
+                "on_publish.json",
+                &[("client_id", format!("client-{client}").into())],
+            );
+            let (client, url) = (
+                app.client.clone(),
+                format!("{}/api/v1/hook/on_publish", app.base),
+            );
+            publishes.spawn(async move {
+                let response = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            });
+        }
+        let mut accepted = 0;
+        while let Some(reply) = publishes.join_next().await {
+            let (status, body) = reply.unwrap();
+            match status {
+                200 => accepted += 1,
+                403 => assert!(body.contains("room is already live"), "{body}"),
+                other => panic!("{backend:?}: unexpected {other} {body}"),
+            }
+        }
+        assert_eq!(accepted, 1, "{backend:?}");
+        let streams = app.streams(42).await;
+        assert_eq!(streams.len(), 1, "{backend:?}");
+        assert!(streams[0].stop_at.is_none());
+        assert!(app.is_live(42).await);
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn a_locked_row_cannot_stall_a_publish_past_the_deadline() {
     if !backends().contains(&Backend::Mysql) {
         return;
