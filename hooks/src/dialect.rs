@@ -125,6 +125,10 @@ pub enum Event {
     PlayStart(Play),
     /// A play ended.
     PlayStop(Play),
+    /// ZLMediaKit asks whether an HTTP client may read a path (and the files beside it, for
+    /// the time the reply grants). `stream` is the room's stream for `/{app}/{stream}…`
+    /// paths, empty for any other path.
+    HttpAccess(Play),
     /// Queue a recording job.
     Recording(Recording),
     /// The origin (re)started: whatever it had open is over.
@@ -448,12 +452,17 @@ fn parse_zlm(
         }
         "on_server_started" => Event::ServerStarted { server_id },
         "on_shell_login" => Event::Deny,
+        "on_http_access" => Event::HttpAccess(Play {
+            server_id,
+            client_id: optional_string(object, "id"),
+            stream: http_stream(object.get("path").and_then(Value::as_str).unwrap_or("")),
+            token: query_param(params, options.token_param).map(Secret::new),
+        }),
         "on_record_ts"
         | "on_stream_none_reader"
         | "on_stream_not_found"
         | "on_server_keepalive"
         | "on_server_exited"
-        | "on_http_access"
         | "on_rtsp_realm"
         | "on_rtsp_auth"
         | "on_send_rtp_stopped"
@@ -470,6 +479,20 @@ fn parse_zlm(
         name: route.to_owned(),
         event,
     })
+}
+
+/// The stream an HTTP path of ZLMediaKit serves: `/{app}/{stream}/hls.m3u8`,
+/// `/{app}/{stream}.live.flv`, `/{app}/{stream}.live.mp4`, … give `{stream}`; any other path
+/// (no directory, a directory listing, the `record` tree, `..`) gives an empty name.
+fn http_stream(path: &str) -> String {
+    let mut segments = path.trim_start_matches('/').split('/');
+    let (Some(app), Some(stream)) = (segments.next(), segments.next()) else {
+        return String::new();
+    };
+    if app.is_empty() || app == "record" || path.contains("..") {
+        return String::new();
+    }
+    stream.split('.').next().unwrap_or("").to_owned()
 }
 
 fn parse_nginx(form: &Form<'_>, options: &ParseOptions<'_>) -> Result<Hook, ParseError> {
@@ -561,6 +584,16 @@ mod tests {
         assert_eq!(start.origin.client_id.as_deref(), Some("2"));
         assert_eq!(start.key.as_ref().map(Secret::expose), Some("a b"));
         assert!(!format!("{start:?}").contains("a b"));
+    }
+
+    #[test]
+    fn zlm_http_paths_name_their_stream() {
+        assert_eq!(http_stream("/live/42/hls.m3u8"), "42");
+        assert_eq!(http_stream("/live/42.live.flv"), "42");
+        assert_eq!(http_stream("/live/42/2024-01-01/00.ts"), "42");
+        assert_eq!(http_stream("/index.html"), "");
+        assert_eq!(http_stream("/record/live/42/a.mp4"), "");
+        assert_eq!(http_stream("/live/../etc/passwd"), "");
     }
 
     #[test]

@@ -142,6 +142,24 @@ pub fn render(dialect: Dialect, decision: &Decision) -> Response {
     }
 }
 
+/// How long ZLMediaKit lets a client read the granted directory (by cookie) before asking
+/// again: the HLS segments beside a playlist carry no token of their own.
+const HTTP_ACCESS_SECONDS: u64 = 600;
+
+/// Renders the reply to ZLMediaKit's `on_http_access`: a non-empty `err` denies, otherwise
+/// the file's directory (`path` empty) is granted for `second` seconds.
+pub fn render_http_access(decision: &Decision) -> Response {
+    let (code, err, second) = match decision {
+        Decision::Accept => (0, "", HTTP_ACCESS_SECONDS),
+        Decision::Refuse(refusal) => (-1, refusal.message(), 0),
+        Decision::Unavailable => (-1, "service unavailable, try again", 0),
+    };
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "code": code, "err": err, "path": "", "second": second }).to_string(),
+    )
+}
+
 /// A body the service could not understand: 400 with the reason.
 pub fn bad_request(message: &str) -> Response {
     json(StatusCode::BAD_REQUEST, code_body(400, message))

@@ -89,6 +89,7 @@ fn event_label(hook: &Hook) -> &'static str {
         Event::PublishStop(_) => "publish_stop",
         Event::PlayStart(_) => "play_start",
         Event::PlayStop(_) => "play_stop",
+        Event::HttpAccess(_) => "http_access",
         Event::Recording(_) => "recording",
         Event::ServerStarted { .. } => "server_started",
         Event::Acknowledge => "acknowledge",
@@ -187,7 +188,10 @@ async fn handle(
         ),
     }
     count(hook.dialect.as_str(), event_label(&hook), outcome);
-    reply::render(hook.dialect, &decision)
+    match hook.event {
+        Event::HttpAccess(_) => reply::render_http_access(&decision),
+        _ => reply::render(hook.dialect, &decision),
+    }
 }
 
 /// Splits a request's query into the hook URL's own query (`secret`, `origin`) and the
@@ -225,6 +229,7 @@ async fn process(state: &AppState, hook: &Hook) -> Result<Decision, DbError> {
         Event::ServerStarted { server_id } => publish::server_started(state, server_id).await,
         Event::PlayStart(play) => Ok(play::start(state, play)),
         Event::PlayStop(play) => Ok(play::stop(state, play)),
+        Event::HttpAccess(play) => Ok(play::http_access(state, play)),
         Event::Recording(recording) => recording::finished(state, hook.dialect, recording).await,
         Event::Acknowledge => Ok(Decision::Accept),
         Event::Deny => Ok(Decision::Refuse(Refusal::NotSupported)),

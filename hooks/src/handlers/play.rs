@@ -59,6 +59,40 @@ pub(super) fn start(state: &AppState, play: &Play) -> Decision {
     Decision::Accept
 }
 
+/// ZLMediaKit's HTTP server asks whether a client may read a path: stream paths need the
+/// play token of that room (counted as no viewer: the stream's on_play does that), any other
+/// path is refused.
+pub(super) fn http_access(state: &AppState, play: &Play) -> Decision {
+    if play.stream.is_empty() {
+        return refuse(state, "not_a_stream");
+    }
+    let Some(room) = room_id(&play.stream) else {
+        return refuse(state, Refusal::UnknownRoom.label());
+    };
+    if !state.config().play.require_token {
+        return Decision::Accept;
+    }
+    let Some(verifier) = state.verifier() else {
+        return refuse(state, Rejection::Malformed.as_str());
+    };
+    let room_u64 = u64::try_from(room).unwrap_or(u64::MAX);
+    match verifier.verify_for_room(
+        play.token.as_ref().map(livegate_core::Secret::expose),
+        room_u64,
+        unix_now(),
+    ) {
+        Ok(_) => Decision::Accept,
+        Err(rejection) => {
+            tracing::info!(
+                room.id = room,
+                reason = rejection.as_str(),
+                "HTTP access token refused"
+            );
+            refuse(state, rejection.as_str())
+        }
+    }
+}
+
 /// A viewer left.
 pub(super) fn stop(state: &AppState, play: &Play) -> Decision {
     if let (Some(room_id), Some(session)) = (room_id(&play.stream), session(play)) {

@@ -3,7 +3,7 @@
 use livegate_core::db::testing::backends;
 use serde_json::{json, Value};
 
-use crate::support::{wait_until, TestApp, ACCEPT};
+use crate::support::{wait_until, TestApp, ACCEPT, PLAY_KEY};
 
 fn publish(params: &str, id: &str) -> String {
     publish_at(params, id, 12)
@@ -215,4 +215,50 @@ async fn zlmediakit_late_stops_cannot_close_a_resumed_session() {
         assert!(rows.iter().all(|row| row.stop_at.is_some()));
         app.stop().await;
     }
+}
+
+fn http_access(path: &str, params: &str) -> String {
+    json!({
+        "mediaServerId": "zlm-1", "hook_index": 50, "header.Host": "127.0.0.1", "id": "7",
+        "ip": "203.0.113.9", "is_dir": false, "params": params, "path": path, "port": 50000
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn zlmediakit_http_access_needs_the_rooms_play_token() {
+    let app = TestApp::spawn(livegate_core::db::Backend::Sqlite).await;
+    let token = |room| {
+        livegate_core::token::TokenKeys::new(&[livegate_core::Secret::new(PLAY_KEY)])
+            .unwrap()
+            .mint(room, livegate_core::unix_now() + 600)
+    };
+    let granted = r#"{"code":0,"err":"","path":"","second":600}"#.to_owned();
+    let denied = r#"{"code":-1,"err":"play not allowed","path":"","second":0}"#.to_owned();
+    let ok = format!("token={}", token(42));
+    assert_eq!(
+        app.json("on_http_access", http_access("/live/42/hls.m3u8", &ok))
+            .await,
+        (200, granted.clone())
+    );
+    assert_eq!(
+        app.json("on_http_access", http_access("/live/42.live.flv", &ok))
+            .await,
+        (200, granted)
+    );
+    // No token, another room's token, and paths that are no stream are all refused.
+    let other = format!("token={}", token(43));
+    for (path, params) in [
+        ("/live/42/hls.m3u8", ""),
+        ("/live/42/hls.m3u8", other.as_str()),
+        ("/index.html", ok.as_str()),
+        ("/record/live/42/a.mp4", ok.as_str()),
+    ] {
+        assert_eq!(
+            app.json("on_http_access", http_access(path, params)).await,
+            (200, denied.clone()),
+            "{path} {params}"
+        );
+    }
+    app.stop().await;
 }
