@@ -353,3 +353,52 @@ async fn unreachable_mysql_is_reported_as_unavailable() {
     let err = db.room(1).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 }
+
+#[tokio::test]
+async fn mysql_pools_keep_every_connection_open() {
+    use livegate_core::db::DbConfig;
+    use livegate_core::Secret;
+    if !backends().contains(&Backend::Mysql) {
+        return;
+    }
+    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
+    let db = Database::connect(&DbConfig {
+        url: Secret::new(test_db.url.clone()),
+        max_connections: 4,
+        statement_timeout_ms: Some(2000),
+        ..DbConfig::default()
+    })
+    .await
+    .unwrap();
+    let Database::Mysql(pool) = &db else {
+        unreachable!()
+    };
+    // Opened ahead of use, and kept, so no publish pays for a handshake.
+    db.warm_up().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pool.num_idle() < 4 {
+        assert!(std::time::Instant::now() < deadline, "{}", pool.num_idle());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // A publish's lookup and write share one checked-out connection.
+    let id = room(&db, "ana", "k").await;
+    let mut conn = db.acquire().await.unwrap();
+    assert_eq!(conn.room(id).await.unwrap().unwrap().id, id);
+    let origin = origin("c1");
+    let started = conn
+        .start_stream_unless(
+            &NewStream {
+                room_id: id,
+                origin: &origin,
+                publisher_ip: None,
+            },
+            1,
+            || false,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(started, Some(StartOutcome::Started(_))));
+    drop(conn);
+    db.close().await;
+}

@@ -176,6 +176,8 @@ async fn bench() {
     })
     .await
     .unwrap();
+    // As App::build does: every pooled connection open before the first request.
+    db.warm_up().await.unwrap();
     let bus = Bus::connect(&bus_config).unwrap();
 
     let mut config = Config::default();

@@ -83,6 +83,10 @@ impl App {
         if config.database.migrate_on_start {
             db.migrate().await?;
         }
+        if let Err(err) = db.warm_up().await {
+            // The service starts anyway: the pool opens connections as they are needed.
+            tracing::warn!(error = %err, "could not open the database connections ahead of use");
+        }
         let bus = Bus::connect(&config.bus)?;
         let srs_api = match &config.reconcile.srs_api_url {
             Some(url) => Some(Arc::new(HttpSrsApi::new(

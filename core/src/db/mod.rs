@@ -153,6 +153,17 @@ pub enum Database {
     Sqlite(SqlitePool),
 }
 
+/// One pooled connection, held across several repository calls so that they share it (a
+/// publish's room lookup and its write: one checkout instead of two). Returned to the pool
+/// when dropped.
+#[derive(Debug)]
+pub enum Conn {
+    /// MySQL or MariaDB.
+    Mysql(sqlx::pool::PoolConnection<sqlx::MySql>),
+    /// SQLite.
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+}
+
 /// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$db` is.
 /// Placeholders (`?`) are the same in both dialects, so the SQL text is shared.
 macro_rules! with_pool {
@@ -187,6 +198,10 @@ impl Database {
                             })
                         })
                         .max_connections(config.max_connections)
+                        // A full pool, kept: opening a connection (handshake, session
+                        // settings) never lands on a publish's path.
+                        .min_connections(config.max_connections)
+                        .idle_timeout(None)
                         .acquire_timeout(acquire)
                         // No ping before every checkout (a round trip per query): a broken
                         // connection fails its query, counts as unavailable, and is dropped.
@@ -214,6 +229,27 @@ impl Database {
             }
             None => Err(DbError::UnsupportedUrl),
         }
+    }
+
+    /// Opens every connection of a MySQL pool now rather than on first use, so that no
+    /// request pays for a handshake; the pool keeps them (`min_connections` is the pool size,
+    /// no idle timeout). A no-op for SQLite.
+    pub async fn warm_up(&self) -> Result<(), DbError> {
+        if let Database::Mysql(pool) = self {
+            let mut held = Vec::new();
+            for _ in 0..pool.options().get_max_connections() {
+                held.push(pool.acquire().await?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a connection out of the pool (waiting at most `acquire_timeout_ms`).
+    pub async fn acquire(&self) -> Result<Conn, DbError> {
+        Ok(match self {
+            Database::Mysql(pool) => Conn::Mysql(pool.acquire().await?),
+            Database::Sqlite(pool) => Conn::Sqlite(pool.acquire().await?),
+        })
     }
 
     /// The backend behind this pool.

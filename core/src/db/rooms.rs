@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{with_pool, Database, DbError};
+use super::{with_pool, Conn, Database, DbError};
 
 /// A row of `rooms`.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -106,7 +106,31 @@ impl Database {
         });
         Ok(room)
     }
+}
 
+impl Conn {
+    /// [`Database::room`] on this connection.
+    pub async fn room(&mut self, id: i64) -> Result<Option<Room>, DbError> {
+        let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?");
+        let room = match self {
+            Conn::Mysql(conn) => {
+                sqlx::query_as::<_, Room>(&sql)
+                    .bind(id)
+                    .fetch_optional(&mut **conn)
+                    .await?
+            }
+            Conn::Sqlite(conn) => {
+                sqlx::query_as::<_, Room>(&sql)
+                    .bind(id)
+                    .fetch_optional(&mut **conn)
+                    .await?
+            }
+        };
+        Ok(room)
+    }
+}
+
+impl Database {
     /// Enables or disables a room; `false` when the room does not exist.
     pub async fn set_room_disabled(&self, id: i64, disabled: bool) -> Result<bool, DbError> {
         let done = with_pool!(self, pool => {

@@ -3,7 +3,7 @@
 //! Invariant: a room is live exactly while it has an open stream (`stop_at IS NULL`). Both
 //! change together inside one transaction, and the schema allows one open stream per room.
 
-use super::{with_pool, Database, DbError};
+use super::{with_pool, Conn, Database, DbError};
 
 /// A row of `streams`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -116,6 +116,21 @@ impl Database {
         now_ms: i64,
         given_up: impl Fn() -> bool,
     ) -> Result<Option<StartOutcome>, DbError> {
+        self.acquire()
+            .await?
+            .start_stream_unless(new, now_ms, given_up)
+            .await
+    }
+}
+
+impl Conn {
+    /// [`Database::start_stream_unless`] on this connection.
+    pub async fn start_stream_unless(
+        &mut self,
+        new: &NewStream<'_>,
+        now_ms: i64,
+        given_up: impl Fn() -> bool,
+    ) -> Result<Option<StartOutcome>, DbError> {
         let origin = new.origin;
         macro_rules! insert {
             ($tx:expr) => {
@@ -136,8 +151,8 @@ impl Database {
             };
         }
         let outcome = match self {
-            Database::Mysql(pool) => {
-                let mut tx = pool.begin().await?;
+            Conn::Mysql(conn) => {
+                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
                 let taken = sqlx::query(TAKE_ROOM)
                     .bind(new.room_id)
                     .execute(&mut *tx)
@@ -165,8 +180,8 @@ impl Database {
                     Err(err) => return Err(err.into()),
                 }
             }
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
+            Conn::Sqlite(conn) => {
+                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
                 let taken = sqlx::query(TAKE_ROOM)
                     .bind(new.room_id)
                     .execute(&mut *tx)
@@ -195,7 +210,9 @@ impl Database {
         };
         Ok(Some(outcome))
     }
+}
 
+impl Database {
     /// Closes the open stream of `room_id` that the origin `server_id` reported for
     /// `client_id` (any client when `None`), and marks the room offline. Idempotent: a
     /// duplicate stop, a stop without a start, or a stale stop arriving after a new session

@@ -99,18 +99,30 @@ async fn start(
     let Some(room_id) = room_id(&start.stream) else {
         return refuse(state, Refusal::UnknownRoom);
     };
-    if !within_rate(state, start.ip.as_deref()).await {
-        return refuse(state, Refusal::RateLimited);
-    }
-    let Some(key) = start
+    let key = start
         .key
         .as_ref()
         .map(livegate_core::Secret::expose)
-        .filter(|key| !key.is_empty())
-    else {
+        .filter(|key| !key.is_empty());
+    let Some(key) = key else {
+        if !within_rate(state, start.ip.as_deref()).await {
+            return refuse(state, Refusal::RateLimited);
+        }
         return refuse(state, Refusal::MissingKey);
     };
-    let Some(room) = state.db().room(room_id).await? else {
+    // The rate limit (Redis) and the room lookup (database) at once; the lookup's connection
+    // is kept for the write, so a publish checks out one connection.
+    let lookup = async {
+        let mut conn = state.db().acquire().await?;
+        let room = conn.room(room_id).await?;
+        Ok::<_, DbError>((conn, room))
+    };
+    let (allowed, looked_up) = tokio::join!(within_rate(state, start.ip.as_deref()), lookup);
+    let (mut conn, room) = looked_up?;
+    if !allowed {
+        return refuse(state, Refusal::RateLimited);
+    }
+    let Some(room) = room else {
         return refuse(state, Refusal::UnknownRoom);
     };
     let now = now_ms();
@@ -121,7 +133,13 @@ async fn start(
     let origin = &start.origin;
     if dialect == Dialect::Srs {
         if let Some(service_id) = &origin.service_id {
-            close_restarted(state, &origin.server_id, service_id).await?;
+            if !state.service_known(&origin.server_id, service_id) {
+                // Rare (once per SRS run): give the connection back while closing the old
+                // run's streams, which needs connections of its own (SQLite has one).
+                drop(conn);
+                close_restarted(state, &origin.server_id, service_id).await?;
+                conn = state.db().acquire().await?;
+            }
         }
     }
 
@@ -131,13 +149,13 @@ async fn start(
         publisher_ip: start.ip.as_deref(),
     };
     // Past the deadline the origin has been refused: roll back rather than commit.
-    let Some(outcome) = state
-        .db()
+    let Some(outcome) = conn
         .start_stream_unless(&new, now, || fate.abandoned())
         .await?
     else {
         return Ok(Decision::Unavailable);
     };
+    drop(conn);
     match outcome {
         StartOutcome::Started(stream_id) => {
             opened(state, fate, room_id, stream_id, origin, now).await
@@ -265,7 +283,7 @@ async fn opened(
 }
 
 fn started(state: &AppState, room_id: i64, stream_id: i64, origin: &OriginIds, now: i64) {
-    tracing::info!(
+    tracing::debug!(
         room.id = room_id,
         stream.id = stream_id,
         origin = %origin.server_id,
