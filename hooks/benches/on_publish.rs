@@ -116,6 +116,56 @@ async fn run_phase(
     (all, started.elapsed(), failures)
 }
 
+/// Open loop: request `i` is due at `i / rate` seconds whatever the earlier ones do, and its
+/// latency counts from when it was due (so a stall is not hidden by callers that wait).
+async fn run_open_loop(
+    client: &reqwest::Client,
+    url: &str,
+    first_room: usize,
+    count: usize,
+    rate: f64,
+) -> (Vec<Duration>, Duration, usize) {
+    // Requests in flight at once, at most: beyond it the next one waits (and is late).
+    const MAX_IN_FLIGHT: usize = 4096;
+    let started = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut all = Vec::with_capacity(count);
+    let mut failures = 0;
+    let mut collect = |done: Result<(Duration, bool), tokio::task::JoinError>| {
+        let (latency, ok) = done.unwrap();
+        all.push(latency);
+        if !ok {
+            failures += 1;
+        }
+    };
+    for i in 0..count {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        while tasks.len() >= MAX_IN_FLIGHT {
+            if let Some(done) = tasks.join_next().await {
+                collect(done);
+            }
+        }
+        let (client, url, room) = (client.clone(), url.to_owned(), first_room + i);
+        tasks.spawn(async move {
+            let response = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body(room))
+                .send()
+                .await
+                .unwrap();
+            let ok = response.status() == 200;
+            let _ = response.bytes().await.unwrap();
+            (due.elapsed(), ok)
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        collect(done);
+    }
+    (all, started.elapsed(), failures)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -209,13 +259,24 @@ async fn bench() {
         .unwrap();
     let (_, _, warm_failures) = run_phase(&client, &url, 1, WARMUP).await;
     assert_eq!(warm_failures, 0, "warm-up publishes were refused");
-    let (mut latencies, elapsed, failures) = run_phase(&client, &url, 1 + WARMUP, MEASURED).await;
+    // `LIVEGATE_BENCH_RATE` (requests per second) measures an open loop at that rate instead
+    // of `callers()` closed-loop callers.
+    let rate = env("LIVEGATE_BENCH_RATE")
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|r| *r > 0.0);
+    let (mut latencies, elapsed, failures) = match rate {
+        Some(rate) => run_open_loop(&client, &url, 1 + WARMUP, MEASURED, rate).await,
+        None => run_phase(&client, &url, 1 + WARMUP, MEASURED).await,
+    };
     latencies.sort();
 
     println!(
-        "on_publish: {} requests, {} concurrent callers, pool of {pool}, {backend:?} + {}",
+        "on_publish: {} requests, {}, pool of {pool}, {backend:?} + {}",
         latencies.len(),
-        callers(),
+        match rate {
+            Some(rate) => format!("open loop at {rate:.0} req/s"),
+            None => format!("{} concurrent callers", callers()),
+        },
         if env("LIVEGATE_TEST_REDIS_URL").is_some() {
             "Redis"
         } else {
