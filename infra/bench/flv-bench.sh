@@ -27,9 +27,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KEY=livegate-bench-key
 ROOM=42
 
-for tool in cargo ffmpeg curl python3; do
-    command -v "$tool" >/dev/null || { echo "flv-bench: $tool is required" >&2; exit 1; }
-done
+BENCH_NAME=flv-bench
+. "$ROOT/infra/bench/lib.sh"
+require_tools cargo ffmpeg curl python3
 
 # Every viewer costs the proxy two descriptors and the origin and the load tool one each.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -38,22 +38,6 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * CLIENTS + 256)
     exit 1
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/livegate-flv-bench.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "flv-bench: $*" >&2; }
 
 BIN=$CARGO_TARGET_DIR/release
 if [ -n "${LIVEGATE_PROXY_BIN:-}" ]; then

@@ -33,27 +33,11 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KEY=livegate-bench-key
 ROOM=42
 
-for tool in cargo nginx ffmpeg wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "proxy-bench: $tool is required" >&2; exit 1; }
-done
+BENCH_NAME=proxy-bench
+. "$ROOT/infra/bench/lib.sh"
+require_tools cargo nginx ffmpeg wrk curl python3
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/livegate-bench.XXXXXX")
 chmod 755 "$WORK" # nginx workers run unprivileged and read the media from here
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "proxy-bench: $*" >&2; }
 
 # --- build -----------------------------------------------------------------------------------
 if [ -n "${LIVEGATE_PROXY_BIN:-}" ]; then
