@@ -122,6 +122,9 @@ cat >"$WORK/livegate.toml" <<CONF
 [server]
 listen = ["127.0.0.1:$LG_PORT"]
 threads = $WORKERS
+# Nothing to drain when the bench ends.
+grace_period_s = 1
+shutdown_timeout_s = 1
 pid_file = "$WORK/livegate.pid"
 upgrade_sock = "$WORK/livegate-upgrade.sock"
 
