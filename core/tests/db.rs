@@ -375,7 +375,6 @@ async fn mysql_pools_keep_every_connection_open() {
     };
     // Opened ahead of use, and kept, so no publish pays for a handshake.
     db.warm_up().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while pool.num_idle() < 4 {
         assert!(std::time::Instant::now() < deadline, "{}", pool.num_idle());
