@@ -234,28 +234,30 @@ impl RedisBus {
     }
 
     pub(super) async fn viewer_join(&self, room_id: i64, session: &str) -> Result<u64, BusError> {
-        let mut conn = self.conn.clone();
-        let key = self.key(&format!("viewers:{room_id}"));
-        let (count,): (u64,) = redis::pipe()
-            .atomic()
-            .sadd(&key, session)
-            .ignore()
-            .scard(&key)
-            .query_async(&mut conn)
-            .await?;
-        Ok(count)
+        self.change_viewers(room_id, session, true).await
     }
 
     pub(super) async fn viewer_leave(&self, room_id: i64, session: &str) -> Result<u64, BusError> {
+        self.change_viewers(room_id, session, false).await
+    }
+
+    /// Adds or removes a viewer session and returns the new count, atomically.
+    async fn change_viewers(
+        &self,
+        room_id: i64,
+        session: &str,
+        join: bool,
+    ) -> Result<u64, BusError> {
         let mut conn = self.conn.clone();
         let key = self.key(&format!("viewers:{room_id}"));
-        let (count,): (u64,) = redis::pipe()
-            .atomic()
-            .srem(&key, session)
-            .ignore()
-            .scard(&key)
-            .query_async(&mut conn)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if join {
+            pipe.sadd(&key, session).ignore();
+        } else {
+            pipe.srem(&key, session).ignore();
+        }
+        let (count,): (u64,) = pipe.scard(&key).query_async(&mut conn).await?;
         Ok(count)
     }
 

@@ -150,63 +150,43 @@ impl Conn {
                     .await
             };
         }
+        // The same transaction on either backend; only how the new row's id is read differs.
+        macro_rules! start {
+            ($conn:expr, $new_id:expr) => {{
+                let mut tx = sqlx::Connection::begin(&mut **$conn).await?;
+                let taken = sqlx::query(TAKE_ROOM)
+                    .bind(new.room_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if taken != 1 {
+                    tx.rollback().await?;
+                    return Ok(Some(StartOutcome::Refused));
+                }
+                match insert!(tx) {
+                    Ok(done) => {
+                        if given_up() {
+                            tx.rollback().await?;
+                            return Ok(None);
+                        }
+                        tx.commit().await?;
+                        StartOutcome::Started(($new_id)(&done))
+                    }
+                    Err(err) if is_unique_violation(&err) => {
+                        tx.rollback().await?;
+                        StartOutcome::Refused
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }};
+        }
         let outcome = match self {
-            Conn::Mysql(conn) => {
-                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                let taken = sqlx::query(TAKE_ROOM)
-                    .bind(new.room_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if taken != 1 {
-                    tx.rollback().await?;
-                    return Ok(Some(StartOutcome::Refused));
-                }
-                match insert!(tx) {
-                    Ok(done) => {
-                        if given_up() {
-                            tx.rollback().await?;
-                            return Ok(None);
-                        }
-                        tx.commit().await?;
-                        StartOutcome::Started(
-                            i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX),
-                        )
-                    }
-                    Err(err) if is_unique_violation(&err) => {
-                        tx.rollback().await?;
-                        StartOutcome::Refused
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
-            Conn::Sqlite(conn) => {
-                let mut tx = sqlx::Connection::begin(&mut **conn).await?;
-                let taken = sqlx::query(TAKE_ROOM)
-                    .bind(new.room_id)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if taken != 1 {
-                    tx.rollback().await?;
-                    return Ok(Some(StartOutcome::Refused));
-                }
-                match insert!(tx) {
-                    Ok(done) => {
-                        if given_up() {
-                            tx.rollback().await?;
-                            return Ok(None);
-                        }
-                        tx.commit().await?;
-                        StartOutcome::Started(done.last_insert_rowid())
-                    }
-                    Err(err) if is_unique_violation(&err) => {
-                        tx.rollback().await?;
-                        StartOutcome::Refused
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
+            Conn::Mysql(conn) => start!(conn, |done: &sqlx::mysql::MySqlQueryResult| {
+                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
+            }),
+            Conn::Sqlite(conn) => start!(conn, |done: &sqlx::sqlite::SqliteQueryResult| {
+                done.last_insert_rowid()
+            }),
         };
         Ok(Some(outcome))
     }
