@@ -9,27 +9,16 @@ mod support;
 
 use std::time::Duration;
 
-use livegate_core::db::testing::{backends, TestDatabase};
-use livegate_core::db::{Backend, Database};
+use livegate_core::db::Database;
 use sqlx::Connection as _;
 
-use support::{fixture, test_config, wait_until, Options, TestApp, FIXTURE_KEY};
+use support::{fixture, mysql_app_with_deadline, wait_until};
 
 #[tokio::test]
 async fn a_publish_committed_after_its_deadline_is_closed_again() {
-    if !backends().contains(&Backend::Mysql) {
+    let Some((test_db, app)) = mysql_app_with_deadline(500).await else {
         return;
-    }
-    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
-    let mut config = test_config();
-    config.server.deadline_ms = 500;
-    let app = TestApp::start(Options {
-        config,
-        db: Some(test_db.db.clone()),
-        ..Options::new(Backend::Mysql)
-    })
-    .await;
-    app.room(42, FIXTURE_KEY).await;
+    };
     let Database::Mysql(pool) = &test_db.db else {
         unreachable!()
     };

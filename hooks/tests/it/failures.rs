@@ -9,7 +9,8 @@ use livegate_core::Secret;
 use livegate_hooks::config::DbDownPolicy;
 
 use crate::support::{
-    fixture, fixture_with, test_config, wait_until, Options, TestApp, ACCEPT, FIXTURE_KEY,
+    fixture, fixture_with, mysql_app_with_deadline, test_config, wait_until, Options, TestApp,
+    ACCEPT, FIXTURE_KEY,
 };
 
 #[tokio::test]
@@ -276,19 +277,9 @@ async fn simultaneous_publishers_of_one_room_get_exactly_one_stream() {
 
 #[tokio::test]
 async fn a_locked_row_cannot_stall_a_publish_past_the_deadline() {
-    if !backends().contains(&Backend::Mysql) {
+    let Some((test_db, app)) = mysql_app_with_deadline(500).await else {
         return;
-    }
-    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
-    let mut config = test_config();
-    config.server.deadline_ms = 500;
-    let app = TestApp::start(Options {
-        config,
-        db: Some(test_db.db.clone()),
-        ..Options::new(Backend::Mysql)
-    })
-    .await;
-    app.room(42, FIXTURE_KEY).await;
+    };
     let Database::Mysql(pool) = &test_db.db else {
         unreachable!()
     };

@@ -65,6 +65,26 @@ pub(crate) fn unique(prefix: &str) -> String {
 }
 
 /// The configuration tests start from: loopback callers, one play key, no rate limit.
+/// The service on a fresh MariaDB database answering within `deadline_ms`, with room 42 keyed
+/// [`FIXTURE_KEY`]; the test database is returned too, for holding locks from another
+/// connection. `None` when the MariaDB suite is not enabled.
+pub(crate) async fn mysql_app_with_deadline(deadline_ms: u64) -> Option<(TestDatabase, TestApp)> {
+    if !livegate_core::db::testing::backends().contains(&Backend::Mysql) {
+        return None;
+    }
+    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
+    let mut config = test_config();
+    config.server.deadline_ms = deadline_ms;
+    let app = TestApp::start(Options {
+        config,
+        db: Some(test_db.db.clone()),
+        ..Options::new(Backend::Mysql)
+    })
+    .await;
+    app.room(42, FIXTURE_KEY).await;
+    Some((test_db, app))
+}
+
 pub(crate) fn test_config() -> Config {
     let mut config = Config::default();
     config.play.token_keys = vec![Secret::new(PLAY_KEY)];
