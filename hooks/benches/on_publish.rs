@@ -89,15 +89,7 @@ async fn run_phase(
                 }
                 let room = first_room + i;
                 let sent = Instant::now();
-                let response = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(body(room))
-                    .send()
-                    .await
-                    .unwrap();
-                let ok = response.status() == 200;
-                let _ = response.bytes().await.unwrap();
+                let ok = publish(&client, &url, room).await;
                 latencies.push(sent.elapsed());
                 if !ok {
                     failures += 1;
@@ -148,15 +140,7 @@ async fn run_open_loop(
         }
         let (client, url, room) = (client.clone(), url.to_owned(), first_room + i);
         tasks.spawn(async move {
-            let response = client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body(room))
-                .send()
-                .await
-                .unwrap();
-            let ok = response.status() == 200;
-            let _ = response.bytes().await.unwrap();
+            let ok = publish(&client, &url, room).await;
             (due.elapsed(), ok)
         });
     }
@@ -308,4 +292,18 @@ async fn bench() {
     server.await.unwrap().unwrap();
     bus.clear().await.unwrap();
     assert_eq!(failures, 0, "publishes were refused during the measurement");
+}
+
+/// Sends one `on_publish` for `room` and reads the whole reply; `true` when accepted.
+async fn publish(client: &reqwest::Client, url: &str, room: usize) -> bool {
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body(room))
+        .send()
+        .await
+        .unwrap();
+    let ok = response.status() == 200;
+    let _ = response.bytes().await.unwrap();
+    ok
 }
