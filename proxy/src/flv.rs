@@ -23,6 +23,9 @@ pub const READ_CHUNK: usize = 16 * 1024;
 /// Largest response head accepted from the origin.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// Largest trailer section accepted after a chunked body (the trailers are dropped).
+const MAX_TRAILERS: usize = 16 * 1024;
+
 /// Response headers that describe the origin connection, not the content.
 const HOP_BY_HOP: [HeaderName; 5] = [
     header::CONNECTION,
@@ -75,6 +78,8 @@ pub struct RelayLimits {
     pub connect: Duration,
     /// Longest silence from the origin.
     pub read: Duration,
+    /// Longest wait to send the request head to the origin.
+    pub write: Duration,
     /// Unix second after which the response is ended, if any.
     pub deadline: Option<u64>,
 }
@@ -112,11 +117,18 @@ pub async fn relay(
     }
     head.push_str("Connection: close\r\n\r\n");
     let sent = Instant::now();
-    origin.write_all(head.as_bytes()).await?;
+    tokio::time::timeout(limits.write, origin.write_all(head.as_bytes()))
+        .await
+        .map_err(|_| RelayError::OriginTimeout)??;
 
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let (response, mut body) = loop {
-        read_some(&mut origin, &mut buf, limits.read).await?;
+        if read_some(&mut origin, &mut buf, limits.read).await? == 0 {
+            // SRS closes without a word when its on_play hook refuses the viewer.
+            return Err(RelayError::OriginProtocol(
+                "origin closed the connection before the response head",
+            ));
+        }
         if let Some(parsed) = parse_head(&mut buf, request.method == Method::HEAD)? {
             break parsed;
         }
@@ -213,24 +225,35 @@ fn parse_head(
         .ok_or(RelayError::OriginProtocol("bad status"))?;
     let mut response = ResponseHeader::build(status, Some(parsed.headers.len()))
         .map_err(|_| RelayError::OriginProtocol("bad status"))?;
-    let mut chunked = false;
-    let mut length = None;
+    let mut transfer_coding: Option<Framing> = None;
+    let mut length: Option<u64> = None;
     for h in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
             return Err(RelayError::OriginProtocol("bad header name"));
         };
         if name == header::TRANSFER_ENCODING {
-            chunked = h
+            // The final coding decides (RFC 9112 §6.3): chunked, or read until close.
+            let last = h
                 .value
                 .split(|b| *b == b',')
-                .any(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                .next_back()
+                .unwrap_or_default();
+            transfer_coding = Some(if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            });
         }
         if name == header::CONTENT_LENGTH {
-            length = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            if length.is_none() {
-                return Err(RelayError::OriginProtocol("bad Content-Length"));
+            for value in h.value.split(|b| *b == b',') {
+                let value = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or(RelayError::OriginProtocol("bad Content-Length"))?;
+                if length.is_some_and(|seen| seen != value) {
+                    return Err(RelayError::OriginProtocol("conflicting Content-Length"));
+                }
+                length = Some(value);
             }
         }
         if HOP_BY_HOP.contains(&name) {
@@ -240,21 +263,32 @@ fn parse_head(
             .append_header(name, h.value)
             .map_err(|_| RelayError::OriginProtocol("bad header value"))?;
     }
+    if transfer_coding.is_some() && length.is_some() {
+        // A message framed two ways is how requests are smuggled (RFC 9112 §6.3): refuse it
+        // rather than guess which framing the next hop would believe.
+        return Err(RelayError::OriginProtocol(
+            "both Transfer-Encoding and Content-Length",
+        ));
+    }
     buf.advance(consumed);
     let no_body = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let body = if no_body {
-        Body::Empty
-    } else if chunked {
-        Body::Chunked(ChunkState::Size)
-    } else if let Some(length) = length {
-        Body::Length(length)
-    } else {
-        Body::UntilClose
+    let body = match (no_body, transfer_coding, length) {
+        (true, _, _) => Body::Empty,
+        (false, Some(Framing::Chunked), _) => Body::Chunked(ChunkState::Size),
+        (false, Some(Framing::UntilClose), _) | (false, None, None) => Body::UntilClose,
+        (false, None, Some(length)) => Body::Length(length),
     };
     Ok(Some((response, body)))
+}
+
+/// What a `Transfer-Encoding` header asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Chunked,
+    UntilClose,
 }
 
 /// How the origin frames its body.
@@ -271,7 +305,8 @@ enum ChunkState {
     Size,
     Data(u64),
     DataEnd,
-    Trailers,
+    /// Trailer lines, with the bytes of them seen so far.
+    Trailers(usize),
     Done,
 }
 
@@ -307,7 +342,7 @@ impl Body {
                             .ok_or(RelayError::OriginProtocol("bad chunk size"))?;
                         buf.advance(line_end + 2);
                         *state = if size == 0 {
-                            ChunkState::Trailers
+                            ChunkState::Trailers(0)
                         } else {
                             ChunkState::Data(size)
                         };
@@ -333,10 +368,17 @@ impl Body {
                         buf.advance(2);
                         *state = ChunkState::Size;
                     }
-                    ChunkState::Trailers => {
+                    ChunkState::Trailers(seen) => {
                         let Some(line_end) = find_crlf(buf) else {
+                            if *seen + buf.len() > MAX_TRAILERS {
+                                return Err(RelayError::OriginProtocol("trailers too large"));
+                            }
                             return Ok(None);
                         };
+                        *seen += line_end + 2;
+                        if *seen > MAX_TRAILERS {
+                            return Err(RelayError::OriginProtocol("trailers too large"));
+                        }
                         buf.advance(line_end + 2);
                         if line_end == 0 {
                             *state = ChunkState::Done;
@@ -427,6 +469,59 @@ mod tests {
         assert!(!response.headers.contains_key("connection"));
         assert_eq!(body, Body::Chunked(ChunkState::Size));
         assert_eq!(&buf[..], b"5\r\n");
+    }
+
+    #[test]
+    fn contradictory_framing_is_refused() {
+        for head in [
+            &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(head);
+            assert!(
+                parse_head(&mut buf, false).is_err(),
+                "{}",
+                String::from_utf8_lossy(head)
+            );
+        }
+        // The same length repeated is one length.
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n"[..],
+        );
+        let (_, body) = parse_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(body, Body::Length(5));
+        // A final coding other than chunked is read until the origin closes.
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"[..]);
+        let (_, body) = parse_head(&mut buf, false).unwrap().unwrap();
+        assert_eq!(body, Body::UntilClose);
+    }
+
+    #[test]
+    fn trailers_are_bounded() {
+        let mut body = Body::Chunked(ChunkState::Size);
+        let mut buf = BytesMut::from(&b"1\r\na\r\n0\r\n"[..]);
+        assert_eq!(body.next(&mut buf).unwrap().as_deref(), Some(&b"a"[..]));
+        let line = format!("X-Pad: {}\r\n", "p".repeat(1000));
+        let mut failed = false;
+        for _ in 0..(MAX_TRAILERS / line.len() + 2) {
+            buf.extend_from_slice(line.as_bytes());
+            match body.next(&mut buf) {
+                Ok(None) => {}
+                Ok(Some(_)) => panic!("trailers are not body data"),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "endless trailers must be refused");
+        // One unterminated trailer line grows no further than the limit either.
+        let mut body = Body::Chunked(ChunkState::Trailers(0));
+        let mut buf = BytesMut::from("x".repeat(MAX_TRAILERS + 1).as_str());
+        assert!(body.next(&mut buf).is_err());
     }
 
     #[test]

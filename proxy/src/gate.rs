@@ -439,10 +439,11 @@ impl Gate {
             .uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
-        let (connect, read) = self.origin.relay_timeouts();
+        let (connect, read, write) = self.origin.relay_timeouts();
         let limits = flv::RelayLimits {
             connect,
             read,
+            write,
             deadline: ctx.flv_deadline,
         };
         let allow_origin = ctx.allow_origin.clone();

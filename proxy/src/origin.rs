@@ -117,9 +117,9 @@ impl OriginClient {
         backend.addr.as_inet().copied()
     }
 
-    /// Timeouts for relays that talk to the origin directly.
-    pub fn relay_timeouts(&self) -> (Duration, Duration) {
-        (self.connect_timeout, self.read_timeout)
+    /// Connect, read and write timeouts for relays that talk to the origin directly.
+    pub fn relay_timeouts(&self) -> (Duration, Duration, Duration) {
+        (self.connect_timeout, self.read_timeout, self.write_timeout)
     }
 
     /// The origin for `stream_key`: always the same one while it is healthy.

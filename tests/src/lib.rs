@@ -8,6 +8,7 @@ pub mod flv;
 pub mod media;
 pub mod nginx;
 pub mod rtmp;
+pub mod scripted;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

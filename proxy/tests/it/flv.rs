@@ -6,9 +6,10 @@ use futures_util::StreamExt as _;
 use livegate_core::unix_now;
 use livegate_tests::flv::{FlvFile, FlvOrigin, Framing};
 use livegate_tests::media::make_flv;
+use livegate_tests::scripted::{Script, ScriptedOrigin};
 use livegate_tests::wait_until;
 
-use crate::support::{streaming_client, token, token_expiring, ProxyBuilder};
+use crate::support::{client, streaming_client, token, token_expiring, ProxyBuilder};
 
 pub(crate) async fn paced_origin() -> FlvOrigin {
     paced_origin_with(Framing::UntilClose).await
@@ -178,4 +179,47 @@ async fn flv_ends_when_the_token_expires_if_configured() {
         (origin.open_connections() == 0).then_some(())
     })
     .await;
+}
+
+async fn flv_status_through(origin: &ScriptedOrigin) -> u16 {
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let response = client()
+        .get(proxy.url(&format!("/live/42.flv?token={}", token(42))))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    wait_until("the active FLV gauge to drop", || async {
+        proxy
+            .metrics()
+            .await
+            .contains("livegate_proxy_flv_sessions_active 0")
+            .then_some(())
+    })
+    .await;
+    status
+}
+
+#[tokio::test]
+async fn an_origin_that_closes_before_its_response_head_gives_502() {
+    // SRS closes without a word when its on_play hook refuses the viewer.
+    for script in [
+        Script::Close,
+        Script::Send(b"HTTP/1.1 200 OK\r\nContent-Type: video/x-fl".to_vec()),
+    ] {
+        let origin = ScriptedOrigin::start(script.clone()).await;
+        assert_eq!(flv_status_through(&origin).await, 502, "{script:?}");
+        assert_eq!(origin.requests(), 1);
+    }
+}
+
+#[tokio::test]
+async fn origin_responses_framed_two_ways_are_refused() {
+    for head in [
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Length: 90\r\n\r\n",
+    ] {
+        let origin = ScriptedOrigin::start(Script::SendAndHang(head.as_bytes().to_vec())).await;
+        assert_eq!(flv_status_through(&origin).await, 502, "{head:?}");
+    }
 }
