@@ -11,7 +11,7 @@ use livegate_core::token::{TokenKeys, Verifier};
 use livegate_core::Secret;
 use serde::Deserialize;
 
-use crate::route::{PatternError, RouteTable};
+use crate::route::{Flavour, PatternError, RouteTable};
 
 /// Prefix of environment variables that override file settings.
 pub const ENV_PREFIX: &str = "LIVEGATE_PROXY__";
@@ -20,9 +20,12 @@ pub const ENV_PREFIX: &str = "LIVEGATE_PROXY__";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Listeners, worker threads, shutdown and upgrade.
+    /// Listeners, public names, worker threads, shutdown and upgrade.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Bounds on what a viewer may send before a request is looked at.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The metrics and health listener.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -56,6 +59,11 @@ pub struct Config {
 pub struct ServerConfig {
     /// Addresses viewers and CDNs connect to. Default `["0.0.0.0:8080"]`.
     pub listen: Vec<SocketAddr>,
+    /// The edge's public names (`host` or `host:port`, as viewers write them in URLs). An
+    /// absolute playlist URI or origin redirect naming one of them counts as served here and
+    /// gets the viewer's token; any other host never sees it. Default empty: only relative
+    /// URIs and the origin's own addresses count.
+    pub hostnames: Vec<String>,
     /// Worker threads. Default: the number of CPUs.
     pub threads: usize,
     /// How long running responses (hours-long FLV) may continue after a shutdown or upgrade
@@ -76,6 +84,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: vec![SocketAddr::from(([0, 0, 0, 0], 8080))],
+            hostnames: Vec::new(),
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             grace_period_s: 60,
             shutdown_timeout_s: 5,
@@ -83,6 +92,38 @@ impl Default for ServerConfig {
             upgrade_sock: "/tmp/livegate-proxy-upgrade.sock".to_owned(),
             upstream_keepalive_pool_size: 128,
         }
+    }
+}
+
+/// `[limits]`: what a viewer may send before the request is routed or its token checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest request target (path and query) in bytes; longer ones get 414. Default 4096.
+    pub max_path_bytes: usize,
+    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    /// Default 32768.
+    pub max_header_bytes: usize,
+    /// Longest time to receive a whole request head, in milliseconds, counted from the
+    /// connection's start for its first request and from the first byte for later ones; past
+    /// it the connection gets 408 and is closed. Default 10000.
+    pub header_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_path_bytes: 4096,
+            max_header_bytes: 32 * 1024,
+            header_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The request head deadline.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
     }
 }
 
@@ -120,9 +161,17 @@ pub struct OriginConfig {
     /// Origin addresses (`host:port`). Each stream always goes to the same one (consistent
     /// hashing on the stream), skipping origins whose health check fails. Required.
     pub addresses: Vec<String>,
-    /// `Host` header sent to the origin. Default: the viewer's own `Host`.
+    /// The origin software: `srs`, `zlmediakit` or `nginx-rtmp`. It picks the default
+    /// `[routes]`. Default `srs`.
+    #[serde(default)]
+    pub flavour: Flavour,
+    /// `Host` header sent to the origin (an SRS vhost, say). Default: the origin's address.
     #[serde(default)]
     pub host: Option<String>,
+    /// Send the viewer's own `Host` to the origin instead (when `host` is unset). Default
+    /// false: a viewer must not pick the origin's vhost.
+    #[serde(default)]
+    pub forward_viewer_host: bool,
     /// `tcp` or `http`. Default `tcp`.
     #[serde(default)]
     pub health_check: HealthCheckKind,
@@ -155,44 +204,46 @@ pub struct TokenConfig {
     /// Query parameter that carries the token. Default `token`.
     #[serde(default = "default_token_param")]
     pub query_param: String,
-    /// Pass the token on to the origin (SRS `on_play` checks it there too). Default false:
-    /// the token is removed from the origin request.
-    #[serde(default)]
+    /// Pass the token on to the origin, whose play hook (SRS `on_play`, ZLMediaKit `on_play`)
+    /// checks it too: the shipped origin configs keep those hooks on, so that plays which
+    /// bypass the proxy (RTMP pulls, WebRTC) still need a token. Set false for an origin
+    /// without play hooks to keep tokens out of its logs. Default true.
+    #[serde(default = "default_true")]
     pub forward_to_origin: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_token_param() -> String {
     "token".to_owned()
 }
 
-/// `[routes]`: path patterns with `{app}`, `{stream}` and `{seq}` placeholders. `{stream}` is
-/// the room id.
-#[derive(Debug, Deserialize)]
+/// `[routes]`: path patterns with `{app}`, `{stream}` (the room id), `{seq}` (part of one path
+/// segment) and `{rest}` (may span segments). A list left out takes `origin.flavour`'s
+/// defaults (see [`Flavour`]).
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutesConfig {
-    /// HTTP-FLV. Default `["/{app}/{stream}.flv"]`.
-    pub flv: Vec<String>,
+    /// HTTP-FLV. SRS default `["/{app}/{stream}.flv"]`.
+    pub flv: Option<Vec<String>>,
     /// HLS playlists (media, master, and variants named after the room).
-    /// Default `["/{app}/{stream}.m3u8", "/{app}/{stream}-{seq}.m3u8"]`.
-    pub playlist: Vec<String>,
-    /// HLS media: `.ts`, `.m4s`, `.aac` and `.mp4` init segments.
-    pub segment: Vec<String>,
+    /// SRS default `["/{app}/{stream}.m3u8", "/{app}/{stream}-{seq}.m3u8"]`.
+    pub playlist: Option<Vec<String>>,
+    /// HLS media: SRS default `.ts`, `.m4s`, `.aac` and `.mp4` as `/{app}/{stream}-{seq}.EXT`.
+    pub segment: Option<Vec<String>>,
 }
 
-impl Default for RoutesConfig {
-    fn default() -> Self {
-        Self {
-            flv: vec!["/{app}/{stream}.flv".to_owned()],
-            playlist: vec![
-                "/{app}/{stream}.m3u8".to_owned(),
-                "/{app}/{stream}-{seq}.m3u8".to_owned(),
-            ],
-            segment: ["ts", "m4s", "aac", "mp4"]
-                .iter()
-                .map(|ext| format!("/{{app}}/{{stream}}-{{seq}}.{ext}"))
-                .collect(),
-        }
-    }
+/// The route lists in effect: configured, or the flavour's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveRoutes {
+    /// HTTP-FLV patterns.
+    pub flv: Vec<String>,
+    /// Playlist patterns.
+    pub playlist: Vec<String>,
+    /// Segment patterns.
+    pub segment: Vec<String>,
 }
 
 /// `[timeouts]`
@@ -263,12 +314,20 @@ pub struct PlaylistConfig {
     /// Largest playlist the proxy rewrites, in bytes; a larger one is answered with 502.
     /// Default 1048576 (1 MiB).
     pub max_bytes: usize,
+    /// Largest rewritten playlist, in bytes (every URI gains the token, so many short URIs
+    /// grow a playlist many times over); past it the viewer gets 502. Default 4194304 (4 MiB).
+    pub max_output_bytes: usize,
+    /// Longest line of a playlist, in bytes; a playlist with a longer one gets 502.
+    /// Default 16384.
+    pub max_line_bytes: usize,
 }
 
 impl Default for PlaylistConfig {
     fn default() -> Self {
         Self {
             max_bytes: 1024 * 1024,
+            max_output_bytes: 4 * 1024 * 1024,
+            max_line_bytes: 16 * 1024,
         }
     }
 }
@@ -324,13 +383,28 @@ impl Config {
         ))
     }
 
+    /// The route lists in effect.
+    pub fn routes(&self) -> EffectiveRoutes {
+        let flavour = self.origin.flavour;
+        EffectiveRoutes {
+            flv: self.routes.flv.clone().unwrap_or_else(|| flavour.flv()),
+            playlist: self
+                .routes
+                .playlist
+                .clone()
+                .unwrap_or_else(|| flavour.playlist()),
+            segment: self
+                .routes
+                .segment
+                .clone()
+                .unwrap_or_else(|| flavour.segment()),
+        }
+    }
+
     /// The compiled route table.
     pub fn route_table(&self) -> Result<RouteTable, PatternError> {
-        RouteTable::new(
-            &self.routes.flv,
-            &self.routes.playlist,
-            &self.routes.segment,
-        )
+        let routes = self.routes();
+        RouteTable::new(&routes.flv, &routes.playlist, &routes.segment)
     }
 }
 
@@ -366,6 +440,41 @@ impl Validate for Config {
                 );
             }
         }
+        if let Some(host) = &self.origin.host {
+            problems.check(
+                !host.is_empty() && http::HeaderValue::from_str(host).is_ok(),
+                "origin.host",
+                "must be a non-empty header value (visible ASCII, no CR or LF)",
+            );
+        }
+        for (i, name) in self.server.hostnames.iter().enumerate() {
+            let ok = !name.is_empty()
+                && name.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                });
+            if !ok {
+                problems.add(
+                    format!("server.hostnames[{i}]"),
+                    "must be a host or host:port, without scheme or path",
+                );
+            }
+        }
+        problems.check(
+            self.limits.max_path_bytes >= 256,
+            "limits.max_path_bytes",
+            "must be at least 256",
+        );
+        problems.check(
+            self.limits.max_header_bytes >= 1024
+                && self.limits.max_header_bytes >= self.limits.max_path_bytes,
+            "limits.max_header_bytes",
+            "must be at least 1024 and at least limits.max_path_bytes",
+        );
+        problems.check(
+            self.limits.header_timeout_ms >= 100,
+            "limits.header_timeout_ms",
+            "must be at least 100",
+        );
         problems.check(
             self.origin.health_check_path.starts_with('/'),
             "origin.health_check_path",
@@ -389,10 +498,11 @@ impl Validate for Config {
             "token.query_param",
             "must be a non-empty name of letters, digits, `_` or `-`",
         );
+        let routes = self.routes();
         for (key, patterns) in [
-            ("routes.flv", &self.routes.flv),
-            ("routes.playlist", &self.routes.playlist),
-            ("routes.segment", &self.routes.segment),
+            ("routes.flv", &routes.flv),
+            ("routes.playlist", &routes.playlist),
+            ("routes.segment", &routes.segment),
         ] {
             for (i, pattern) in patterns.iter().enumerate() {
                 if let Err(err) = crate::route::Pattern::parse(pattern) {
@@ -401,7 +511,7 @@ impl Validate for Config {
             }
         }
         problems.check(
-            !self.routes.flv.is_empty() || !self.routes.playlist.is_empty(),
+            !routes.flv.is_empty() || !routes.playlist.is_empty(),
             "routes",
             "at least one FLV or playlist pattern is required",
         );
@@ -425,6 +535,16 @@ impl Validate for Config {
             self.playlist.max_bytes >= 1024,
             "playlist.max_bytes",
             "must be at least 1024",
+        );
+        problems.check(
+            self.playlist.max_output_bytes >= self.playlist.max_bytes,
+            "playlist.max_output_bytes",
+            "must be at least playlist.max_bytes",
+        );
+        problems.check(
+            self.playlist.max_line_bytes >= 256,
+            "playlist.max_line_bytes",
+            "must be at least 256",
         );
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
             let ok = origin == "*"
@@ -456,11 +576,26 @@ mod tests {
     fn minimal_config_gets_defaults() {
         let config = Config::from_toml(MINIMAL).unwrap();
         assert_eq!(config.token.query_param, "token");
-        assert!(!config.token.forward_to_origin);
+        assert!(config.token.forward_to_origin);
         assert_eq!(config.playlist.max_bytes, 1024 * 1024);
-        assert_eq!(config.routes.segment.len(), 4);
+        assert_eq!(config.routes().segment.len(), 4);
         assert!(config.route_table().is_ok());
         assert!(config.verifier().is_ok());
+    }
+
+    #[test]
+    fn the_flavour_picks_default_routes_and_explicit_lists_win() {
+        let text = MINIMAL.replace("[token]", "flavour = \"zlmediakit\"\n[token]");
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.routes().flv, vec!["/{app}/{stream}.live.flv"]);
+        assert_eq!(config.routes().playlist[0], "/{app}/{stream}/hls.m3u8");
+        let text = format!("{text}\n[routes]\nflv = [\"/{{app}}/{{stream}}.flv\"]\n");
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.routes().flv, vec!["/{app}/{stream}.flv"]);
+        assert_eq!(config.routes().playlist[0], "/{app}/{stream}/hls.m3u8");
+        let text = MINIMAL.replace("[token]", "flavour = \"wowza\"\n[token]");
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("flavour"), "{err}");
     }
 
     #[test]

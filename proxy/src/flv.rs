@@ -38,9 +38,12 @@ const HOP_BY_HOP: [HeaderName; 5] = [
 /// Why a relay ended early.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// Connecting to the origin failed or timed out.
+    /// Connecting to the origin failed.
     #[error("connecting to the origin: {0}")]
-    Connect(String),
+    Connect(std::io::Error),
+    /// Connecting to the origin took longer than the connect timeout.
+    #[error("connecting to the origin timed out")]
+    ConnectTimeout,
     /// The origin sent nothing for longer than the read timeout.
     #[error("the origin went silent")]
     OriginTimeout,
@@ -56,6 +59,13 @@ pub enum RelayError {
     /// The play token expired (with `flv.end_at_token_expiry`).
     #[error("play token expired")]
     TokenExpired,
+}
+
+impl RelayError {
+    /// Whether the origin was too slow (504) rather than broken or refusing (502).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RelayError::ConnectTimeout | RelayError::OriginTimeout)
+    }
 }
 
 /// The request sent to the origin.
@@ -104,8 +114,8 @@ pub async fn relay(
 ) -> Result<(), RelayError> {
     let mut origin = tokio::time::timeout(limits.connect, TcpStream::connect(request.addr))
         .await
-        .map_err(|_| RelayError::Connect("timed out".to_owned()))?
-        .map_err(|e| RelayError::Connect(e.to_string()))?;
+        .map_err(|_| RelayError::ConnectTimeout)?
+        .map_err(RelayError::Connect)?;
     let _ = origin.set_nodelay(true);
 
     let mut head = format!("{} {} HTTP/1.1\r\n", request.method, request.target);
@@ -123,7 +133,12 @@ pub async fn relay(
 
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let (response, mut body) = loop {
-        if read_some(&mut origin, &mut buf, limits.read).await? == 0 {
+        let read = tokio::select! {
+            read = read_some(&mut origin, &mut buf, limits.read) => read?,
+            // A viewer that gives up while the origin thinks is gone; the origin is let go.
+            gone = session.read_body_or_idle(true) => return Err(viewer_gone(gone)),
+        };
+        if read == 0 {
             // SRS closes without a word when its on_play hook refuses the viewer.
             return Err(RelayError::OriginProtocol(
                 "origin closed the connection before the response head",
@@ -169,15 +184,7 @@ pub async fn relay(
         let read = tokio::select! {
             read = read_some(&mut origin, &mut buf, limits.read) => read?,
             // A viewer that closes its side ends the relay now, not at the next write.
-            gone = session.read_body_or_idle(true) => {
-                return Err(RelayError::Viewer(match gone {
-                    Err(e) => e,
-                    Ok(_) => pingora::Error::explain(
-                        pingora::ErrorType::ConnectionClosed,
-                        "viewer sent data on an FLV response",
-                    ),
-                }));
-            }
+            gone = session.read_body_or_idle(true) => return Err(viewer_gone(gone)),
         };
         if read == 0 {
             if body.ends_at_close() {
@@ -191,6 +198,18 @@ pub async fn relay(
         .await
         .map_err(RelayError::Viewer)?;
     Ok(())
+}
+
+/// The relay's error for a viewer whose side of the connection ended (or sent data, which an
+/// FLV viewer never does).
+fn viewer_gone(read: pingora::Result<Option<Bytes>>) -> RelayError {
+    RelayError::Viewer(match read {
+        Err(e) => e,
+        Ok(_) => pingora::Error::explain(
+            pingora::ErrorType::ConnectionClosed,
+            "viewer closed or sent data on an FLV response",
+        ),
+    })
 }
 
 /// Reads at most [`READ_CHUNK`] more bytes, within the read timeout. `Ok(0)` is end of stream.

@@ -8,17 +8,24 @@
 
 pub mod admin;
 pub mod config;
+pub mod cors;
+pub mod downstream;
+pub mod drain;
 pub mod flv;
+pub mod forwarding;
 pub mod gate;
 pub mod metrics;
 pub mod origin;
+pub mod path;
 pub mod playlist;
 pub mod route;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use prometheus_client::registry::Registry;
@@ -41,14 +48,42 @@ pub enum StartError {
     /// A setting that validation accepted turned out unusable.
     #[error("{0}")]
     Setting(String),
-    /// Pingora refused to start.
-    #[error("server: {0}")]
-    Server(#[from] Box<pingora::Error>),
+    /// A listen address is taken or cannot be bound.
+    #[error("{key} {addr}: {source}")]
+    Bind {
+        /// The configuration key of the address.
+        key: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why it cannot be bound.
+        source: std::io::Error,
+    },
+    /// The shutdown helper thread could not be started.
+    #[error("starting the drain watcher: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
-/// Assembles the Pingora server: the proxy service on the viewer listeners, the origin health
-/// checks, and the admin service.
-pub fn build_server(config: &Config, options: StartOptions) -> Result<Server, StartError> {
+/// Builds the server and runs it until shutdown. Everything that can fail runs before an
+/// upgrade takes the old process's listeners over, so a bad new configuration leaves the old
+/// process serving.
+pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
+    let verifier = config
+        .verifier()
+        .map_err(|e| StartError::Setting(format!("token.keys: {e}")))?;
+    let routes = config
+        .route_table()
+        .map_err(|e| StartError::Setting(format!("routes: {e}")))?;
+    let pool = origin::origin_pool(&config.origin)
+        .map_err(|e| StartError::Setting(format!("origin.addresses: {e}")))?;
+    if !options.upgrade {
+        // Pingora retries a taken address for half a minute, logging each attempt; say so at
+        // once instead. (An upgrade inherits the old process's sockets and binds nothing.)
+        for addr in &config.server.listen {
+            check_bindable("server.listen", *addr)?;
+        }
+        check_bindable("admin.listen", config.admin.listen)?;
+    }
+
     let server_conf = ServerConf {
         threads: config.server.threads,
         grace_period_seconds: Some(config.server.grace_period_s),
@@ -65,25 +100,32 @@ pub fn build_server(config: &Config, options: StartOptions) -> Result<Server, St
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
-    server.bootstrap();
 
-    let verifier = config
-        .verifier()
-        .map_err(|e| StartError::Setting(format!("token.keys: {e}")))?;
-    let routes = config
-        .route_table()
-        .map_err(|e| StartError::Setting(format!("routes: {e}")))?;
-    let pool = origin::origin_pool(&config.origin)
-        .map_err(|e| StartError::Setting(format!("origin.addresses: {e}")))?;
     let health = background_service("origin health checks", pool);
     let origins = health.task();
-
     let mut registry = Registry::default();
     let metrics = Arc::new(metrics::Metrics::register(&mut registry));
+    let in_flight = Arc::new(drain::InFlight::default());
 
-    let gate = gate::Gate::new(verifier, routes, origins.clone(), config, metrics);
-    let mut proxy =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gate, "livegate proxy");
+    let gate = gate::Gate::new(
+        verifier,
+        routes,
+        origins.clone(),
+        config,
+        metrics.clone(),
+        in_flight.clone(),
+    );
+    let limits = downstream::HeadLimits {
+        max_target_bytes: config.limits.max_path_bytes,
+        max_head_bytes: config.limits.max_header_bytes,
+        timeout: config.limits.header_timeout(),
+    };
+    let guarded = downstream::Guarded::new(
+        pingora::proxy::http_proxy(&server.configuration, gate),
+        limits,
+        metrics,
+    );
+    let mut proxy = Service::new("livegate proxy".to_owned(), guarded);
     for addr in &config.server.listen {
         proxy.add_tcp(&addr.to_string());
     }
@@ -97,13 +139,29 @@ pub fn build_server(config: &Config, options: StartOptions) -> Result<Server, St
     server.add_service(proxy);
     server.add_service(health);
     server.add_service(admin);
+    drain::exit_when_drained(
+        server.watch_execution_phase(),
+        in_flight,
+        Duration::from_secs(config.server.grace_period_s),
+    )
+    .map_err(StartError::Thread)?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = ?config.server.listen,
         admin = %config.admin.listen,
         origins = ?config.origin.addresses,
+        flavour = ?config.origin.flavour,
         threads = config.server.threads,
         "livegate proxy starting"
     );
-    Ok(server)
+    // Last: with `--upgrade` this takes the old process's listeners.
+    server.bootstrap();
+    server.run(RunArgs::default());
+    Ok(())
+}
+
+fn check_bindable(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| StartError::Bind { key, addr, source })
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use livegate_proxy::{build_server, Config, StartOptions};
+use livegate_proxy::{Config, StartOptions};
 
 /// Token-checking edge proxy for HTTP-FLV and HLS.
 #[derive(Debug, Parser)]
@@ -45,8 +45,8 @@ fn main() -> ExitCode {
         upgrade: cli.upgrade,
         daemon: cli.daemon,
     };
-    match build_server(&config, options) {
-        Ok(server) => server.run_forever(),
+    match livegate_proxy::run(&config, options) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("livegate-proxy: {err}");
             ExitCode::FAILURE

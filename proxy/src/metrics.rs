@@ -48,12 +48,74 @@ impl RequestClass {
     ];
 }
 
-const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+/// Why a request head was refused before Pingora parsed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadRefusal {
+    /// The request target exceeded `limits.max_path_bytes` (414).
+    TargetTooLong,
+    /// The head exceeded `limits.max_header_bytes` (431).
+    TooLarge,
+    /// The head did not arrive within `limits.header_timeout_ms` (408).
+    Timeout,
+}
+
+impl HeadRefusal {
+    const ALL: [HeadRefusal; 3] = [
+        HeadRefusal::TargetTooLong,
+        HeadRefusal::TooLarge,
+        HeadRefusal::Timeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            HeadRefusal::TargetTooLong => "target_too_long",
+            HeadRefusal::TooLarge => "too_large",
+            HeadRefusal::Timeout => "timeout",
+        }
+    }
+}
+
+/// Why a playlist from the origin was not served (502).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaylistRefusal {
+    /// Over `playlist.max_bytes` as fetched.
+    InputTooLarge,
+    /// Over `playlist.max_output_bytes` once rewritten.
+    OutputTooLarge,
+    /// A line over `playlist.max_line_bytes`.
+    LineTooLong,
+    /// Not UTF-8 text.
+    NotUtf8,
+}
+
+impl PlaylistRefusal {
+    const ALL: [PlaylistRefusal; 4] = [
+        PlaylistRefusal::InputTooLarge,
+        PlaylistRefusal::OutputTooLarge,
+        PlaylistRefusal::LineTooLong,
+        PlaylistRefusal::NotUtf8,
+    ];
+
+    /// Label for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            PlaylistRefusal::InputTooLarge => "input_too_large",
+            PlaylistRefusal::OutputTooLarge => "output_too_large",
+            PlaylistRefusal::LineTooLong => "line_too_long",
+            PlaylistRefusal::NotUtf8 => "not_utf8",
+        }
+    }
+}
+
+/// Status classes; `client_closed` is nginx's 499, a viewer that left before its response was
+/// complete, kept apart so that closed tabs never look like server errors.
+const STATUS_CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "client_closed", "none"];
 
 fn status_class_index(status: u16) -> usize {
     match status {
+        crate::gate::CLIENT_CLOSED => 5,
         100..=599 => usize::from(status / 100) - 1,
-        _ => 5,
+        _ => 6,
     }
 }
 
@@ -66,8 +128,8 @@ pub struct Metrics {
     sent_bytes: [Counter; 4],
     /// HTTP-FLV responses currently streaming.
     pub flv_sessions_active: Gauge,
-    /// Playlists refused because they exceeded `playlist.max_bytes`.
-    pub playlists_too_large: Counter,
+    playlist_refusals: [Counter; PlaylistRefusal::ALL.len()],
+    head_refusals: [Counter; HeadRefusal::ALL.len()],
 }
 
 impl Metrics {
@@ -132,12 +194,29 @@ impl Metrics {
             "HTTP-FLV responses currently streaming",
             flv_sessions_active.clone(),
         );
-        let playlists_too_large = Counter::default();
+        let playlist_family = Family::<Labels, Counter>::default();
         registry.register(
-            "livegate_proxy_playlists_too_large",
-            "Playlists refused with 502 because they exceeded playlist.max_bytes",
-            playlists_too_large.clone(),
+            "livegate_proxy_playlists_refused",
+            "Origin playlists answered with 502 instead, by reason",
+            playlist_family.clone(),
         );
+        let playlist_refusals = PlaylistRefusal::ALL.map(|reason| {
+            playlist_family
+                .get_or_create(&vec![("reason", reason.label())])
+                .clone()
+        });
+
+        let head_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "livegate_proxy_request_heads_refused",
+            "Request heads refused before parsing: too long a target (414), too large (431), too slow (408)",
+            head_family.clone(),
+        );
+        let head_refusals = HeadRefusal::ALL.map(|reason| {
+            head_family
+                .get_or_create(&vec![("reason", reason.label())])
+                .clone()
+        });
 
         Metrics {
             requests,
@@ -145,8 +224,27 @@ impl Metrics {
             upstream_latency,
             sent_bytes,
             flv_sessions_active,
-            playlists_too_large,
+            playlist_refusals,
+            head_refusals,
         }
+    }
+
+    /// Counts one refused playlist.
+    pub fn playlist_refused(&self, reason: PlaylistRefusal) {
+        let index = PlaylistRefusal::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or_default();
+        self.playlist_refusals[index].inc();
+    }
+
+    /// Counts one refused request head.
+    pub fn head_refused(&self, reason: HeadRefusal) {
+        let index = HeadRefusal::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or_default();
+        self.head_refusals[index].inc();
     }
 
     /// Counts one finished request.

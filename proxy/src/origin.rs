@@ -46,12 +46,19 @@ pub fn origin_pool(config: &OriginConfig) -> std::io::Result<LoadBalancer<Consis
     Ok(pool)
 }
 
+/// One origin server, chosen for a stream.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// `ip:port`, the `Host` it is sent when nothing else is configured.
+    pub authority: String,
+    backend: pingora::lb::Backend,
+}
+
 /// Why a bounded fetch produced no response.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// Every origin is marked unhealthy.
-    #[error("no healthy origin")]
-    NoOrigin,
     /// The origin did not deliver the whole response in time.
     #[error("origin did not answer in time")]
     Timeout,
@@ -61,6 +68,27 @@ pub enum FetchError {
     /// Connecting, writing or reading failed.
     #[error("origin request failed: {0}")]
     Origin(Box<pingora::Error>),
+}
+
+impl FetchError {
+    /// Whether the origin was too slow (504) rather than broken or refusing (502).
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            FetchError::Timeout => true,
+            FetchError::Origin(err) => is_timeout(err.etype()),
+            FetchError::TooLarge => false,
+        }
+    }
+}
+
+/// Whether a Pingora error type means the origin did not answer in time.
+pub fn is_timeout(etype: &pingora::ErrorType) -> bool {
+    matches!(
+        etype,
+        pingora::ErrorType::ConnectTimedout
+            | pingora::ErrorType::ReadTimedout
+            | pingora::ErrorType::WriteTimedout
+    )
 }
 
 impl From<Box<pingora::Error>> for FetchError {
@@ -109,12 +137,17 @@ impl OriginClient {
         }
     }
 
-    /// The address of the origin for `stream_key` (see [`OriginClient::peer_for`]).
-    pub fn address_for(&self, stream_key: &str) -> Option<std::net::SocketAddr> {
+    /// The origin for `stream_key`: always the same one while it is healthy.
+    pub fn select(&self, stream_key: &str) -> Option<Origin> {
         let backend = self
             .pool
             .select(stream_key.as_bytes(), MAX_SELECTION_STEPS)?;
-        backend.addr.as_inet().copied()
+        let addr = backend.addr.as_inet().copied()?;
+        Some(Origin {
+            authority: addr.to_string(),
+            addr,
+            backend,
+        })
     }
 
     /// Connect, read and write timeouts for relays that talk to the origin directly.
@@ -122,12 +155,9 @@ impl OriginClient {
         (self.connect_timeout, self.read_timeout, self.write_timeout)
     }
 
-    /// The origin for `stream_key`: always the same one while it is healthy.
-    pub fn peer_for(&self, stream_key: &str) -> Option<Box<HttpPeer>> {
-        let backend = self
-            .pool
-            .select(stream_key.as_bytes(), MAX_SELECTION_STEPS)?;
-        let mut peer = HttpPeer::new(backend, false, String::new());
+    /// A Pingora peer for `origin`, with the configured timeouts.
+    pub fn peer(&self, origin: &Origin) -> Box<HttpPeer> {
+        let mut peer = HttpPeer::new(origin.backend.clone(), false, String::new());
         let options = &mut peer.options;
         options.connection_timeout = Some(self.connect_timeout);
         options.total_connection_timeout = Some(self.connect_timeout * 2);
@@ -135,19 +165,19 @@ impl OriginClient {
         options.read_timeout = Some(self.read_timeout);
         options.write_timeout = Some(self.write_timeout);
         options.idle_timeout = Some(self.idle_timeout);
-        Some(Box::new(peer))
+        Box::new(peer)
     }
 
-    /// Sends `request` to the origin of `stream_key` and reads the whole response within
-    /// `timeouts.fetch_ms`, refusing bodies over `max_bytes`. A pooled connection that turns out
-    /// to have been closed by the origin is replaced and the request sent again.
+    /// Sends `request` to `origin` and reads the whole response within `timeouts.fetch_ms`,
+    /// refusing bodies over `max_bytes`. A pooled connection that turns out to have been closed
+    /// by the origin is replaced and the request sent again.
     pub async fn fetch(
         &self,
-        stream_key: &str,
+        origin: &Origin,
         request: RequestHeader,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
-        let peer = self.peer_for(stream_key).ok_or(FetchError::NoOrigin)?;
+        let peer = self.peer(origin);
         tokio::time::timeout(
             self.fetch_timeout,
             self.fetch_from(&peer, request, max_bytes),

@@ -117,7 +117,7 @@ pub fn static_origin(dir: &Path) -> String {
 /// [`static_origin`] with extra directives inside its `server {}` (more `location`s, say).
 pub fn static_origin_with(dir: &Path, extra: &str) -> String {
     format!(
-        "log_format origin '$request_uri $status $body_bytes_sent xff=$http_x_forwarded_for real=$http_x_real_ip';\n\
+        "log_format origin '$request_uri $status $body_bytes_sent xff=$http_x_forwarded_for real=$http_x_real_ip host=$http_host';\n\
          server {{\n\
            listen {{listen}};\n\
            access_log {{prefix}}/logs/origin.log origin;\n\
@@ -145,7 +145,7 @@ impl Nginx {
         .await
     }
 
-    /// The `origin` log written by [`static_origin`]: one `uri status bytes xff=… real=…` line
+    /// The `origin` log written by [`static_origin`]: one `uri status bytes xff=… real=… host=…` line
     /// per request.
     pub fn origin_log(&self) -> String {
         std::fs::read_to_string(self.prefix.path().join("logs/origin.log")).unwrap_or_default()

@@ -298,7 +298,7 @@ async fn oversized_playlists_are_refused_with_502() {
     assert!(proxy
         .metrics()
         .await
-        .contains("livegate_proxy_playlists_too_large_total 1"));
+        .contains("livegate_proxy_playlists_refused_total{reason=\"input_too_large\"} 1"));
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@
 
 mod support;
 
+mod aborts;
 mod admin;
 mod flv;
 mod hls;
+mod limits;
 mod requests;
 mod shutdown;

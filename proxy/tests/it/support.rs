@@ -25,6 +25,9 @@ pub(crate) struct TestProxy {
 pub(crate) struct ProxyBuilder {
     origins: Vec<String>,
     leeway_s: u64,
+    forward_token: bool,
+    grace_period_s: u64,
+    origin_extra: String,
     extra: String,
 }
 
@@ -33,6 +36,10 @@ impl ProxyBuilder {
         ProxyBuilder {
             origins: vec![origin.to_string()],
             leeway_s: 0,
+            // Most tests check what reaches the origin without the token.
+            forward_token: false,
+            grace_period_s: 3,
+            origin_extra: String::new(),
             extra: String::new(),
         }
     }
@@ -44,6 +51,25 @@ impl ProxyBuilder {
 
     pub(crate) fn leeway(mut self, seconds: u64) -> ProxyBuilder {
         self.leeway_s = seconds;
+        self
+    }
+
+    /// Whether the token goes on to the origin (`token.forward_to_origin`).
+    pub(crate) fn forward_token(mut self, forward: bool) -> ProxyBuilder {
+        self.forward_token = forward;
+        self
+    }
+
+    /// Sets `server.grace_period_s` (3 s by default in tests).
+    pub(crate) fn grace(mut self, seconds: u64) -> ProxyBuilder {
+        self.grace_period_s = seconds;
+        self
+    }
+
+    /// Adds raw TOML lines to the `[origin]` section.
+    pub(crate) fn origin(mut self, lines: &str) -> ProxyBuilder {
+        self.origin_extra.push_str(lines);
+        self.origin_extra.push('\n');
         self
     }
 
@@ -67,14 +93,17 @@ impl ProxyBuilder {
             .collect::<Vec<_>>()
             .join(", ");
         let mut text = format!(
-            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace_period_s = 3\nshutdown_timeout_s = 1\n\
+            "[server]\nlisten = [\"{addr}\"]\nthreads = 2\ngrace_period_s = {grace}\nshutdown_timeout_s = 1\n\
              pid_file = \"{dir}/proxy.pid\"\nupgrade_sock = \"{dir}/upgrade.sock\"\n\
              [admin]\nlisten = \"{admin}\"\n\
-             [origin]\naddresses = [{origins}]\nhealth_check_interval_ms = 200\n\
-             [token]\nkeys = [\"{KEY}\"]\nleeway_s = {leeway}\n\
+             [origin]\naddresses = [{origins}]\nhealth_check_interval_ms = 200\n{origin_extra}\
+             [token]\nkeys = [\"{KEY}\"]\nleeway_s = {leeway}\nforward_to_origin = {forward}\n\
              [log]\nfilter = \"info\"\n",
             dir = dir.display(),
             leeway = self.leeway_s,
+            forward = self.forward_token,
+            origin_extra = self.origin_extra,
+            grace = self.grace_period_s,
         );
         if !self.extra.contains("[timeouts]") {
             text.push_str("[timeouts]\nupstream_read_s = 5\ndownstream_write_s = 5\n");
@@ -166,4 +195,38 @@ pub(crate) fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
+}
+
+/// Writes `request` as raw bytes on a new connection and reads the response head: its status
+/// (0 when the connection closed without one) and its text.
+pub(crate) async fn raw_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_response_head(&mut stream).await
+}
+
+/// Reads from `stream` until a response head is complete or the connection closes.
+pub(crate) async fn read_response_head(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt as _;
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => response.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(livegate_tests::patience(), read)
+        .await
+        .expect("the proxy neither answered nor closed the connection");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
 }

@@ -1,0 +1,355 @@
+//! The request path: Pingora's `ProxyHttp` phases wired to the admission checks, the origin
+//! selection, the playlist rewriter and the FLV relay. Decisions live in those modules; the
+//! phases here extract what they need from the request, call them and turn the answer into a
+//! response.
+
+mod admit;
+mod respond;
+mod serve_flv;
+mod serve_playlist;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{header, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::lb::selection::Consistent;
+use pingora::lb::LoadBalancer;
+use pingora::prelude::HttpPeer;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType, Result};
+use tracing::debug;
+
+use livegate_core::token::{Grant, Verifier};
+
+use crate::config::Config;
+use crate::cors::{self, Cors};
+use crate::drain::{InFlight, InFlightGuard};
+use crate::forwarding::{strip_query_param, Forwarding};
+use crate::metrics::{ActiveFlv, Metrics, RequestClass};
+use crate::origin::{self, Origin, OriginClient};
+use crate::playlist::{EdgeNames, RewriteLimits};
+use crate::route::{Kind, Matched, RouteTable};
+
+/// The status counted and logged for a viewer that went away before its response was complete
+/// (nginx's convention): never a server error.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Settings the request path reads, taken from [`Config`] once at start.
+#[derive(Debug, Clone)]
+pub struct GateSettings {
+    token_param: String,
+    forward_token: bool,
+    forwarding: Forwarding,
+    edge: EdgeNames,
+    downstream_write: Duration,
+    playlist_max_bytes: usize,
+    rewrite_limits: RewriteLimits,
+    /// Seconds past a token's expiry at which its FLV response ends: leeway plus grace.
+    flv_cutoff_after_expiry_s: Option<u64>,
+    cors: Cors,
+}
+
+impl GateSettings {
+    /// Extracts the request-path settings from the configuration.
+    pub fn from_config(config: &Config) -> GateSettings {
+        GateSettings {
+            token_param: config.token.query_param.clone(),
+            forward_token: config.token.forward_to_origin,
+            forwarding: Forwarding::from_config(config),
+            edge: EdgeNames::new(&config.server.hostnames),
+            downstream_write: config.timeouts.downstream_write(),
+            playlist_max_bytes: config.playlist.max_bytes,
+            rewrite_limits: RewriteLimits {
+                max_output_bytes: config.playlist.max_output_bytes,
+                max_line_bytes: config.playlist.max_line_bytes,
+            },
+            flv_cutoff_after_expiry_s: config.flv.end_at_token_expiry.then_some(
+                config
+                    .token
+                    .leeway_s
+                    .saturating_add(config.flv.expiry_grace_s),
+            ),
+            cors: Cors::from_config(&config.cors),
+        }
+    }
+}
+
+/// Per-request state, filled in as the phases run.
+#[derive(Debug)]
+pub struct RequestCtx {
+    class: RequestClass,
+    route: Option<Matched>,
+    grant: Option<Grant>,
+    allow_origin: Option<Bytes>,
+    /// The origin chosen for a proxied segment request.
+    origin: Option<Origin>,
+    upstream_sent_at: Option<Instant>,
+    flv: Option<ActiveFlv>,
+    /// Unix second after which this FLV response is ended (when configured).
+    flv_deadline: Option<u64>,
+    /// The FLV response was ended because its token expired.
+    flv_expired: bool,
+    /// The viewer went away before its response was complete.
+    aborted: bool,
+    local_body_bytes: u64,
+    _in_flight: InFlightGuard,
+}
+
+/// The proxy: verifies play tokens and forwards what they allow to the origin.
+pub struct Gate {
+    verifier: Verifier,
+    routes: RouteTable,
+    origin: OriginClient,
+    metrics: Arc<Metrics>,
+    settings: GateSettings,
+    in_flight: Arc<InFlight>,
+}
+
+impl Gate {
+    /// Assembles the request path.
+    pub fn new(
+        verifier: Verifier,
+        routes: RouteTable,
+        origins: Arc<LoadBalancer<Consistent>>,
+        config: &Config,
+        metrics: Arc<Metrics>,
+        in_flight: Arc<InFlight>,
+    ) -> Gate {
+        Gate {
+            verifier,
+            routes,
+            origin: OriginClient::new(origins, &config.timeouts),
+            metrics,
+            settings: GateSettings::from_config(config),
+            in_flight,
+        }
+    }
+
+    /// Removes the token from the request before it goes to the origin, unless configured to
+    /// forward it.
+    fn strip_token(&self, session: &mut Session) -> Result<()> {
+        if self.settings.forward_token {
+            return Ok(());
+        }
+        let uri = &session.req_header().uri;
+        let stripped = uri
+            .query()
+            .and_then(|q| strip_query_param(q, &self.settings.token_param));
+        let path_and_query = match stripped {
+            Some(query) => format!("{}?{query}", uri.path()),
+            None => uri.path().to_owned(),
+        };
+        let uri = path_and_query
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "rebuilding URI", e))?;
+        session.req_header_mut().set_uri(uri);
+        Ok(())
+    }
+}
+
+/// Whether `error` means the viewer went away (rather than the origin or the proxy failing).
+fn is_viewer_gone(error: &Error) -> bool {
+    error.esource() == &ErrorSource::Downstream
+        && matches!(
+            error.etype(),
+            ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::WriteTimedout
+                | ErrorType::ReadTimedout
+        )
+}
+
+#[async_trait]
+impl ProxyHttp for Gate {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            class: RequestClass::Other,
+            route: None,
+            grant: None,
+            allow_origin: None,
+            origin: None,
+            upstream_sent_at: None,
+            flv: None,
+            flv_deadline: None,
+            flv_expired: false,
+            aborted: false,
+            local_body_bytes: 0,
+            _in_flight: self.in_flight.start(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.allow_origin = self.settings.cors.allow(
+            session
+                .req_header()
+                .headers
+                .get(header::ORIGIN)
+                .map(|v| v.as_bytes()),
+        );
+        let Some((route, token)) = self.admit(session, ctx).await? else {
+            return Ok(true);
+        };
+        session.set_write_timeout(Some(self.settings.downstream_write));
+        self.strip_token(session)?;
+        match route.kind {
+            Kind::Playlist => {
+                self.serve_playlist(session, ctx, &route, &token).await?;
+                Ok(true)
+            }
+            Kind::Flv => {
+                ctx.flv = Some(ActiveFlv::start(&self.metrics.flv_sessions_active));
+                ctx.flv_deadline = self
+                    .settings
+                    .flv_cutoff_after_expiry_s
+                    .zip(ctx.grant)
+                    .map(|(after, grant)| grant.expires_at.saturating_add(after));
+                ctx.route = Some(route.clone());
+                self.serve_flv(session, ctx, &route).await?;
+                Ok(true)
+            }
+            Kind::Segment => {
+                ctx.route = Some(route);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let key = ctx.route.as_ref().map_or("", |r| r.stream_key.as_str());
+        let origin = self.origin.select(key).ok_or_else(|| {
+            Error::explain(ErrorType::HTTPStatus(502), "no healthy origin for stream")
+        })?;
+        let peer = self.origin.peer(&origin);
+        ctx.origin = Some(origin);
+        Ok(peer)
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let authority = ctx.origin.as_ref().map_or("", |o| o.authority.as_str());
+        self.settings
+            .forwarding
+            .apply(session, upstream_request, authority)?;
+        ctx.upstream_sent_at = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(sent), Some(route)) = (ctx.upstream_sent_at, &ctx.route) {
+            self.metrics
+                .upstream_latency(route.kind, sent.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        cors::apply(upstream_response, ctx.allow_origin.as_deref())
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        let written = session
+            .response_written()
+            .map_or(0, |response| response.status.as_u16());
+        let viewer_gone = ctx.aborted || error.is_some_and(is_viewer_gone);
+        // A response that went out whole keeps its status even if the viewer then left; one
+        // cut short (or never sent) by the viewer leaving is the viewer's doing.
+        let status = if viewer_gone && !ctx.flv_expired && (written == 0 || error.is_some()) {
+            CLIENT_CLOSED
+        } else {
+            written
+        };
+        let body_bytes = (session.body_bytes_sent() as u64).max(ctx.local_body_bytes);
+        self.metrics.request_done(ctx.class, status, body_bytes);
+        // Dropping the guard now, not when the context is freed, keeps the gauge exact.
+        ctx.flv = None;
+        debug!(
+            method = %session.req_header().method,
+            path = session.req_header().uri.path(),
+            status,
+            body_bytes,
+            room = ctx.grant.map(|g| g.room_id),
+            error = error.map(|e| e.to_string()),
+            "request done"
+        );
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        // Pingora's default summary includes the query string, which holds the play token.
+        format!(
+            "{} {}",
+            session.req_header().method,
+            session.req_header().uri.path()
+        )
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, error: &Error) -> bool {
+        // Viewers leaving, or an FLV token running out, are normal ends: `logging` records them
+        // (as 499) without an error line per closed tab.
+        ctx.flv_expired || ctx.aborted || is_viewer_gone(error)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let error_code = if ctx.flv_expired {
+            // The response header went out long ago: nothing more to write.
+            0
+        } else if ctx.aborted || is_viewer_gone(error) {
+            CLIENT_CLOSED
+        } else {
+            match error.etype() {
+                ErrorType::HTTPStatus(code) => *code,
+                etype => match error.esource() {
+                    ErrorSource::Upstream if origin::is_timeout(etype) => 504,
+                    ErrorSource::Upstream => 502,
+                    ErrorSource::Downstream => 400,
+                    ErrorSource::Internal | ErrorSource::Unset => 500,
+                },
+            }
+        };
+        // Nobody is listening for a 499.
+        if error_code > 0 && error_code != CLIENT_CLOSED && session.response_written().is_none() {
+            let _ = session.respond_error(error_code).await;
+        }
+        FailToProxy {
+            error_code,
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+/// Writes a status line for an origin failure that happened before any response header.
+fn origin_failure(timed_out: bool) -> (StatusCode, &'static [u8]) {
+    if timed_out {
+        (StatusCode::GATEWAY_TIMEOUT, b"origin timed out\n")
+    } else {
+        (StatusCode::BAD_GATEWAY, b"origin unavailable\n")
+    }
+}
