@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod admin;
+mod binary;
 mod bus_sync;
 mod failures;
 mod nginx;
