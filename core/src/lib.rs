@@ -1,6 +1,7 @@
 //! Shared building blocks of the livegate services.
 //!
 //! - [`token`]: play token v1, minted by the room API and verified by the proxy and the hooks.
+//! - `origin` (feature `origin`): the origins' HTTP APIs behind one control trait.
 //! - [`config`]: TOML plus environment overrides, validated with errors that name the key.
 //! - [`secret`]: secrets that stay out of logs.
 //! - [`telemetry`]: logging set-up and Prometheus rendering.
@@ -10,6 +11,8 @@ pub mod bus;
 pub mod config;
 #[cfg(feature = "db")]
 pub mod db;
+#[cfg(feature = "origin")]
+pub mod origin;
 pub mod secret;
 pub mod telemetry;
 pub mod token;

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use percent_encoding::percent_decode_str;
 use sha2::Sha256;
 
 use crate::secret::Secret;
@@ -273,6 +274,28 @@ pub fn parse_room_id(segment: &str) -> Option<u64> {
     parse_canonical_u64(segment.as_bytes())
 }
 
+/// The value of query parameter `name` as the viewer (or publisher) wrote it: the first
+/// occurrence, percent-decoded, with `+` kept as `+`. Tolerates a leading `?` and a trailing
+/// `#fragment` (SRS appends one to its `param`).
+///
+/// Form decoding would turn `+` into a space, which breaks a standard-alphabet token pasted
+/// unencoded; tokens and stream keys never contain spaces, so a `+` is taken literally. Every
+/// component that reads a token (or stream key) from a query uses this one function, so they
+/// all agree on what the token is. `None` when the parameter is absent or its value does not
+/// decode to UTF-8.
+pub fn token_from_query(query: &str, name: &str) -> Option<String> {
+    let query = query.strip_prefix('?').unwrap_or(query);
+    let query = query.split_once('#').map_or(query, |(before, _)| before);
+    let value = query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode_str(key).decode_utf8().ok()? == name).then_some(value)
+    })?;
+    percent_decode_str(value)
+        .decode_utf8()
+        .ok()
+        .map(|value| value.into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +368,31 @@ mod tests {
     fn debug_does_not_print_keys() {
         let printed = format!("{:?}", keys(&["super-secret"]));
         assert!(!printed.contains("super-secret"));
+    }
+
+    #[test]
+    fn tokens_come_from_the_first_occurrence_with_plus_kept() {
+        assert_eq!(
+            token_from_query("token=a+b/c=", "token").as_deref(),
+            Some("a+b/c=")
+        );
+        assert_eq!(
+            token_from_query("?token=a%2Bb%2F", "token").as_deref(),
+            Some("a+b/")
+        );
+        assert_eq!(
+            token_from_query("x=1&token=first&token=second", "token").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            token_from_query("?key=abc#frag", "key").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(token_from_query("token", "token").as_deref(), Some(""));
+        assert_eq!(token_from_query("tok%65n=v", "token").as_deref(), Some("v"));
+        assert_eq!(token_from_query("tokens=x&xtoken=y", "token"), None);
+        assert_eq!(token_from_query("", "token"), None);
+        assert_eq!(token_from_query("#token=x", "token"), None);
+        assert_eq!(token_from_query("token=%FF", "token"), None);
     }
 }

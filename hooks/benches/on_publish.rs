@@ -224,7 +224,7 @@ async fn bench() {
         Deps {
             db,
             bus: bus.clone(),
-            srs_api: None,
+            origins: Default::default(),
         },
     )
     .unwrap();

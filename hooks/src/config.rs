@@ -1,5 +1,6 @@
 //! The hooks service's configuration: `[server]`, `[callers]`, `[database]`, `[bus]`,
-//! `[publish]`, `[play]`, `[outbox]`, `[reconcile]`, `[nginx_rtmp]` and `[log]`.
+//! `[publish]`, `[play]`, `[outbox]`, `[reconcile]`, `[zlmediakit]`, `[nginx_rtmp]` and
+//! `[log]`.
 //! Loaded from TOML with `LIVEGATE_HOOKS__SECTION__KEY` overrides.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -35,8 +36,10 @@ pub struct Config {
     pub play: PlayConfig,
     /// Retrying bus writes while Redis is unreachable.
     pub outbox: OutboxConfig,
-    /// Reconciliation against the SRS HTTP API.
+    /// Reconciliation against the SRS HTTP API (its timings apply to ZLMediaKit's too).
     pub reconcile: ReconcileConfig,
+    /// ZLMediaKit's HTTP API and keepalives.
+    pub zlmediakit: ZlmConfig,
     /// Settings for nginx-rtmp, which identifies itself in no callback.
     pub nginx_rtmp: NginxRtmpConfig,
     /// Logging.
@@ -219,6 +222,47 @@ impl Default for ReconcileConfig {
     }
 }
 
+/// `[zlmediakit]`: ZLMediaKit's HTTP API (reconciliation, viewer counts, kicks, confirming a
+/// start notice) and its keepalives (closing the streams of a server that went silent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ZlmConfig {
+    /// Base URL of ZLMediaKit's HTTP server, which serves its API, e.g.
+    /// `http://127.0.0.1:8081`; unset disables the API. Default: unset.
+    pub api_url: Option<String>,
+    /// ZLMediaKit's `[api] secret`. May be `env:NAME` or `file:PATH`. Required with `api_url`.
+    pub api_secret: Option<Secret>,
+    /// The `general.mediaServerId` of the server at `api_url`. Required with `api_url`.
+    pub server_id: Option<String>,
+    /// ZLMediaKit's `hook.alive_interval`, in milliseconds. Default: 10000.
+    pub keepalive_interval_ms: u64,
+    /// Keepalive intervals a server may stay silent before its streams are closed (counted
+    /// from its last keepalive; a server never heard from is not watched); 0 turns the watch
+    /// off. Default: 3.
+    pub keepalive_misses: u32,
+}
+
+impl Default for ZlmConfig {
+    fn default() -> Self {
+        Self {
+            api_url: None,
+            api_secret: None,
+            server_id: None,
+            keepalive_interval_ms: 10_000,
+            keepalive_misses: 3,
+        }
+    }
+}
+
+impl ZlmConfig {
+    /// How long a keepalive may be late before the server counts as silent; also the longest
+    /// a callback can plausibly take to arrive (ZLMediaKit's timeout plus one retry).
+    pub fn silence_ms(&self) -> i64 {
+        let misses = u64::from(self.keepalive_misses.max(1));
+        i64::try_from(self.keepalive_interval_ms.saturating_mul(misses)).unwrap_or(i64::MAX)
+    }
+}
+
 /// `[nginx_rtmp]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -240,6 +284,55 @@ impl Config {
     /// The hook deadline.
     pub fn deadline(&self) -> Duration {
         Duration::from_millis(self.server.deadline_ms)
+    }
+}
+
+impl Config {
+    fn validate_zlmediakit(&self, problems: &mut Problems) {
+        let zlm = &self.zlmediakit;
+        if let Some(url) = &zlm.api_url {
+            problems.check(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "zlmediakit.api_url",
+                "must be an http:// or https:// URL",
+            );
+            problems.check(
+                zlm.api_secret
+                    .as_ref()
+                    .is_some_and(|secret| !secret.expose().is_empty()),
+                "zlmediakit.api_secret",
+                "must be set when zlmediakit.api_url is (ZLMediaKit's [api] secret)",
+            );
+            problems.check(
+                zlm.server_id.as_ref().is_some_and(|id| {
+                    !id.is_empty()
+                        && livegate_core::db::columns::check_text(
+                            id,
+                            livegate_core::db::columns::ORIGIN_SERVER_ID,
+                        )
+                        .is_ok()
+                }),
+                "zlmediakit.server_id",
+                "must be set when zlmediakit.api_url is (the server's general.mediaServerId, \
+                 at most 128 characters)",
+            );
+        }
+        problems.check(
+            zlm.keepalive_interval_ms >= 100,
+            "zlmediakit.keepalive_interval_ms",
+            "must be at least 100",
+        );
+        // The reconciler also runs the keepalive watch, API or not.
+        problems.check(
+            self.reconcile.interval_ms >= 100,
+            "reconcile.interval_ms",
+            "must be at least 100",
+        );
+        problems.check(
+            self.reconcile.api_timeout_ms > 0,
+            "reconcile.api_timeout_ms",
+            "must be positive",
+        );
     }
 }
 
@@ -304,26 +397,22 @@ impl Validate for Config {
                 "reconcile.srs_api_url",
                 "must be an http:// or https:// URL",
             );
-            problems.check(
-                self.reconcile.interval_ms >= 100,
-                "reconcile.interval_ms",
-                "must be at least 100",
-            );
-            problems.check(
-                self.reconcile.api_timeout_ms > 0,
-                "reconcile.api_timeout_ms",
-                "must be positive",
-            );
         }
         problems.check(
             self.reconcile.password.is_none() || self.reconcile.username.is_some(),
             "reconcile.username",
             "must be set when reconcile.password is",
         );
+        self.validate_zlmediakit(problems);
         problems.check(
-            !self.nginx_rtmp.server_id.is_empty(),
+            !self.nginx_rtmp.server_id.is_empty()
+                && livegate_core::db::columns::check_text(
+                    &self.nginx_rtmp.server_id,
+                    livegate_core::db::columns::ORIGIN_SERVER_ID,
+                )
+                .is_ok(),
             "nginx_rtmp.server_id",
-            "must not be empty",
+            "must be 1 to 128 characters without control characters",
         );
         self.log.validate(problems);
     }

@@ -3,7 +3,7 @@
 //! It authorises publishers (room id from the stream name, stream key from the query), keeps
 //! the rooms' live state in the database and on the bus, queues finished recordings for the
 //! recorder, verifies play tokens for pulls that bypass the proxy, and reconciles with the SRS
-//! HTTP API. [`App::build`] wires it from a [`Config`]; [`App::run`] serves until shutdown.
+//! and ZLMediaKit HTTP APIs (and ZLMediaKit's keepalives). [`App::build`] wires it from a [`Config`]; [`App::run`] serves until shutdown.
 
 pub mod admin;
 pub mod config;
@@ -14,8 +14,8 @@ pub mod outbox;
 pub mod reconcile;
 pub mod reply;
 pub mod resync;
-pub mod srs_api;
 pub mod state;
+pub mod zlm;
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
@@ -32,8 +32,11 @@ pub use config::Config;
 
 use crate::metrics::Metrics;
 use crate::outbox::OutboxWorker;
-use crate::srs_api::{HttpSrsApi, SrsApi, SrsApiError};
-use crate::state::{AppState, KeysError};
+use livegate_core::origin::srs::SrsApi;
+use livegate_core::origin::zlm::ZlmApi;
+use livegate_core::origin::{OriginControl, OriginError};
+
+use crate::state::{AppState, KeysError, Origins};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +50,9 @@ pub enum StartError {
     /// The play token keys are unusable.
     #[error(transparent)]
     Keys(#[from] KeysError),
-    /// The SRS API client could not be built.
-    #[error("reconcile: {0}")]
-    SrsApi(#[from] SrsApiError),
+    /// An origin API client could not be built.
+    #[error("origin API client: {0}")]
+    OriginApi(#[from] OriginError),
 }
 
 /// The external parts the service talks to, injectable for tests.
@@ -59,8 +62,8 @@ pub struct Deps {
     pub db: Database,
     /// The bus.
     pub bus: Bus,
-    /// The SRS HTTP API, for reconciliation and kicks.
-    pub srs_api: Option<Arc<dyn SrsApi>>,
+    /// The origins' HTTP APIs, for reconciliation and kicks.
+    pub origins: Origins,
 }
 
 /// A built, not yet running service.
@@ -88,16 +91,38 @@ impl App {
             tracing::warn!(error = %err, "could not open the database connections ahead of use");
         }
         let bus = Bus::connect(&config.bus)?;
-        let srs_api = match &config.reconcile.srs_api_url {
-            Some(url) => Some(Arc::new(HttpSrsApi::new(
+        let timeout = Duration::from_millis(config.reconcile.api_timeout_ms);
+        let srs = match &config.reconcile.srs_api_url {
+            Some(url) => Some(Arc::new(SrsApi::new(
                 url,
                 config.reconcile.username.as_deref(),
                 config.reconcile.password.as_ref(),
-                Duration::from_millis(config.reconcile.api_timeout_ms),
-            )?) as Arc<dyn SrsApi>),
+                timeout,
+            )?) as Arc<dyn OriginControl>),
             None => None,
         };
-        Self::build_with(config, Deps { db, bus, srs_api })
+        let zlm_config = &config.zlmediakit;
+        let zlm = match (
+            &zlm_config.api_url,
+            &zlm_config.api_secret,
+            &zlm_config.server_id,
+        ) {
+            (Some(url), Some(secret), Some(server_id)) => {
+                Some(
+                    Arc::new(ZlmApi::new(url, secret.clone(), server_id, timeout)?)
+                        as Arc<dyn OriginControl>,
+                )
+            }
+            _ => None,
+        };
+        Self::build_with(
+            config,
+            Deps {
+                db,
+                bus,
+                origins: Origins { srs, zlm },
+            },
+        )
     }
 
     /// Builds the service around given dependencies.
@@ -110,7 +135,7 @@ impl App {
             &config.outbox,
             metrics.clone(),
         );
-        let state = AppState::new(config, deps.db, deps.bus, outbox, metrics, deps.srs_api)?;
+        let state = AppState::new(config, deps.db, deps.bus, outbox, metrics, deps.origins)?;
         Ok(App {
             state,
             registry: Arc::new(registry),
@@ -148,9 +173,7 @@ impl App {
 
         let worker_stop = CancellationToken::new();
         let worker = tokio::spawn(worker.run(worker_stop.clone()));
-        let reconciler = state
-            .srs_api()
-            .is_some()
+        let reconciler = reconcile::wanted(&state)
             .then(|| tokio::spawn(reconcile::run(state.clone(), shutdown.child_token())));
         let resyncer = (state.config().outbox.resync_interval_ms > 0)
             .then(|| tokio::spawn(resync::run(state.clone(), shutdown.child_token())));

@@ -1,5 +1,6 @@
 //! The `livegate-hooks` binary: CLI, configuration, logging, then the library's `App`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -72,8 +73,8 @@ async fn serve(command: Option<Command>, config: Config) -> Result<(), Box<dyn s
         tracing::info!("migrations applied");
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(config.server.listen).await?;
-    let admin = tokio::net::TcpListener::bind(config.server.admin_listen).await?;
+    let listener = bind("server.listen", config.server.listen).await?;
+    let admin = bind("server.admin_listen", config.server.admin_listen).await?;
     let app = App::build(config).await?;
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
@@ -89,6 +90,21 @@ async fn serve(command: Option<Command>, config: Config) -> Result<(), Box<dyn s
         }
     });
     Ok(served?)
+}
+
+/// A listener that could not be opened, naming its address and configuration key.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({key}): {source}")]
+struct BindError {
+    key: &'static str,
+    addr: SocketAddr,
+    source: std::io::Error,
+}
+
+async fn bind(key: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, BindError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| BindError { key, addr, source })
 }
 
 #[cfg(test)]

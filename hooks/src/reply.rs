@@ -22,6 +22,11 @@ pub const ACCEPT_TEXT: &str = "OK\n";
 pub enum Decision {
     /// Go ahead.
     Accept,
+    /// Go ahead, and the answer holds for `seconds` (ZLMediaKit's `on_http_access` caches it).
+    Granted {
+        /// How long the grant holds.
+        seconds: u64,
+    },
     /// Refused for a reason the caller may know.
     Refuse(Refusal),
     /// The service could not decide (database unreachable or too slow): refused, retryable.
@@ -119,10 +124,12 @@ fn code_body(code: i64, msg: &str) -> String {
 pub fn render(dialect: Dialect, decision: &Decision) -> Response {
     const UNAVAILABLE: &str = "service unavailable, try again";
     match (dialect, decision) {
-        (Dialect::Srs | Dialect::Zlm, Decision::Accept) => {
+        (Dialect::Srs | Dialect::Zlm, Decision::Accept | Decision::Granted { .. }) => {
             json(StatusCode::OK, ACCEPT_JSON.to_owned())
         }
-        (Dialect::NginxRtmp, Decision::Accept) => text(StatusCode::OK, ACCEPT_TEXT.to_owned()),
+        (Dialect::NginxRtmp, Decision::Accept | Decision::Granted { .. }) => {
+            text(StatusCode::OK, ACCEPT_TEXT.to_owned())
+        }
         (Dialect::Srs, Decision::Refuse(refusal)) => {
             json(StatusCode::FORBIDDEN, code_body(403, refusal.message()))
         }
@@ -142,22 +149,37 @@ pub fn render(dialect: Dialect, decision: &Decision) -> Response {
     }
 }
 
-/// How long ZLMediaKit lets a client read the granted directory (by cookie) before asking
-/// again: the HLS segments beside a playlist carry no token of their own.
+/// How long ZLMediaKit may cache a grant that no token bounds (`play.require_token` off).
 const HTTP_ACCESS_SECONDS: u64 = 600;
 
-/// Renders the reply to ZLMediaKit's `on_http_access`: a non-empty `err` denies, otherwise
-/// the file's directory (`path` empty) is granted for `second` seconds.
+/// Renders the reply to ZLMediaKit's `on_http_access`. The code is always 0: a non-zero code
+/// puts ZLMediaKit on its hook-error path (it logs a failure and answers the client with no
+/// reason); a non-empty `err` is the refusal. A grant covers the file's directory (`path`
+/// empty) for `second` seconds, by cookie.
 pub fn render_http_access(decision: &Decision) -> Response {
-    let (code, err, second) = match decision {
-        Decision::Accept => (0, "", HTTP_ACCESS_SECONDS),
-        Decision::Refuse(refusal) => (-1, refusal.message(), 0),
-        Decision::Unavailable => (-1, "service unavailable, try again", 0),
+    let (err, second) = match decision {
+        Decision::Granted { seconds } => ("", *seconds),
+        Decision::Accept => ("", HTTP_ACCESS_SECONDS),
+        Decision::Refuse(refusal) => (refusal.message(), 0),
+        Decision::Unavailable => ("service unavailable, try again", 0),
     };
     json(
         StatusCode::OK,
-        serde_json::json!({ "code": code, "err": err, "path": "", "second": second }).to_string(),
+        serde_json::json!({ "code": 0, "err": err, "path": "", "second": second }).to_string(),
     )
+}
+
+/// The reply to ZLMediaKit's `on_rtsp_realm`: an empty realm turns RTSP's own
+/// authentication off, since RTSP plays are authorised by their token in `on_play`.
+pub fn rtsp_realm() -> Response {
+    json(StatusCode::OK, r#"{"code":0,"realm":""}"#.to_owned())
+}
+
+/// The reply to ZLMediaKit's `on_stream_none_reader`: keep the stream. A room is live while
+/// its publisher publishes, watched or not; closing it would cut the publisher off (and its
+/// recording) until a viewer came back, and viewers arrive through the proxy at any time.
+pub fn keep_stream() -> Response {
+    json(StatusCode::OK, r#"{"code":0,"close":false}"#.to_owned())
 }
 
 /// A body the service could not understand: 400 with the reason.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use livegate_core::bus::Bus;
 use livegate_core::db::Database;
+use livegate_core::origin::OriginControl;
 use livegate_core::token::{TokenKeys, Verifier};
 use subtle::ConstantTimeEq as _;
 use tokio_util::task::TaskTracker;
@@ -14,11 +15,20 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
-use crate::srs_api::SrsApi;
+use crate::zlm::ZlmServers;
 
 /// Origin servers whose service id is remembered; beyond it the memory starts over (which
 /// only costs one indexed query per server).
 const MAX_ORIGIN_SERVERS: usize = 10_000;
+
+/// The origins' control APIs the service may call.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    /// The SRS API (`[reconcile] srs_api_url`).
+    pub srs: Option<Arc<dyn OriginControl>>,
+    /// The ZLMediaKit API (`[zlmediakit] api_url`) of server `[zlmediakit] server_id`.
+    pub zlm: Option<Arc<dyn OriginControl>>,
+}
 
 /// Shared, cheaply cloned application state.
 #[derive(Debug, Clone)]
@@ -34,7 +44,8 @@ struct Inner {
     outbox: Outbox,
     metrics: Metrics,
     verifier: Option<Verifier>,
-    srs_api: Option<Arc<dyn SrsApi>>,
+    origins: Origins,
+    zlm_servers: ZlmServers,
     // The SRS service id last seen per server id. A std mutex: lookups are short and never
     // await. Bounded by the number of origin servers, which the operator controls.
     services: Mutex<HashMap<String, String>>,
@@ -55,7 +66,7 @@ impl AppState {
         bus: Bus,
         outbox: Outbox,
         metrics: Metrics,
-        srs_api: Option<Arc<dyn SrsApi>>,
+        origins: Origins,
     ) -> Result<Self, KeysError> {
         let verifier = if config.play.token_keys.is_empty() {
             None
@@ -73,7 +84,8 @@ impl AppState {
                 outbox,
                 metrics,
                 verifier,
-                srs_api,
+                origins,
+                zlm_servers: ZlmServers::default(),
                 services: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
             }),
@@ -116,8 +128,18 @@ impl AppState {
     }
 
     /// The SRS API, when configured.
-    pub fn srs_api(&self) -> Option<&Arc<dyn SrsApi>> {
-        self.inner.srs_api.as_ref()
+    pub fn srs_api(&self) -> Option<&Arc<dyn OriginControl>> {
+        self.inner.origins.srs.as_ref()
+    }
+
+    /// The ZLMediaKit API, when configured.
+    pub fn zlm_api(&self) -> Option<&Arc<dyn OriginControl>> {
+        self.inner.origins.zlm.as_ref()
+    }
+
+    /// What is known about each ZLMediaKit server.
+    pub fn zlm_servers(&self) -> &ZlmServers {
+        &self.inner.zlm_servers
     }
 
     /// Whether `service_id` is the run of `server_id` this process already reconciled.

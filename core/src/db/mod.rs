@@ -4,6 +4,8 @@
 //! Every time is unix milliseconds. The schema lives in versioned migrations per backend under
 //! `core/migrations/{mysql,sqlite}/`, applied by [`Database::migrate`].
 
+pub mod columns;
+mod recordings;
 mod rooms;
 mod streams;
 pub mod testing;
@@ -18,6 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::config::Problems;
 use crate::secret::Secret;
 
+pub use recordings::{InterruptedRecording, NewInterruptedRecording};
 pub use rooms::{NewRoom, Room};
 pub use streams::{NewStream, OriginIds, StartOutcome, Stream};
 

@@ -4,6 +4,7 @@
 mod play;
 mod publish;
 mod recording;
+mod server;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -16,11 +17,12 @@ use axum::Router;
 use livegate_core::db::DbError;
 
 use crate::config::DbDownPolicy;
-use crate::dialect::{self, query_param, Event, Hook, ParseOptions};
+use crate::dialect::{self, query_param, Dialect, Event, Hook, ParseOptions};
 use crate::metrics::HookLabels;
 use crate::reply::{self, Decision, Refusal};
 use crate::state::AppState;
 
+pub(crate) use publish::announce_closed;
 pub use publish::close_streams;
 
 /// Every route, `/api/v1/hook/<event>`: SRS (`on_publish` … `on_hls`), ZLMediaKit
@@ -91,7 +93,10 @@ fn event_label(hook: &Hook) -> &'static str {
         Event::PlayStop(_) => "play_stop",
         Event::HttpAccess(_) => "http_access",
         Event::Recording(_) => "recording",
-        Event::ServerStarted { .. } => "server_started",
+        Event::ServerStarted(_) => "server_started",
+        Event::Keepalive(_) => "keepalive",
+        Event::RtspRealm => "rtsp_realm",
+        Event::NoneReader => "none_reader",
         Event::Acknowledge => "acknowledge",
         Event::Deny => "deny",
     }
@@ -156,16 +161,17 @@ async fn handle(
         Some(Ok(decision)) => decision,
         Some(Err(err)) => {
             tracing::error!(dialect = hook.dialect.as_str(), hook = %hook.name, error = %err, cause = ?std::error::Error::source(&err), "database failed while handling a callback");
-            on_database_failure(&state, &hook)
+            on_database_failure(&state, &hook, err.is_unavailable())
         }
         None => {
             tracing::error!(dialect = hook.dialect.as_str(), hook = %hook.name, deadline_ms = config.server.deadline_ms, "callback not handled within the deadline");
-            on_database_failure(&state, &hook)
+            // Too slow to answer in time counts as unreachable.
+            on_database_failure(&state, &hook, true)
         }
     };
 
     let outcome = match &decision {
-        Decision::Accept => "accepted",
+        Decision::Accept | Decision::Granted { .. } => "accepted",
         Decision::Refuse(_) => "refused",
         Decision::Unavailable => "unavailable",
     };
@@ -190,6 +196,8 @@ async fn handle(
     count(hook.dialect.as_str(), event_label(&hook), outcome);
     match hook.event {
         Event::HttpAccess(_) => reply::render_http_access(&decision),
+        Event::RtspRealm if decision == Decision::Accept => reply::rtsp_realm(),
+        Event::NoneReader if decision == Decision::Accept => reply::keep_stream(),
         _ => reply::render(hook.dialect, &decision),
     }
 }
@@ -206,11 +214,16 @@ fn split_query(query: Option<&str>) -> (Option<&str>, Option<&str>) {
     }
 }
 
-/// The failure policy: a publish follows `publish.when_db_down`; every other callback is a
-/// notification or a play (which needs no database) and is answered "unavailable".
-fn on_database_failure(state: &AppState, hook: &Hook) -> Decision {
+/// The failure policy: a publish follows `publish.when_db_down` when the database cannot be
+/// reached (or not in time); a query that failed is refused whatever the policy, since
+/// letting the publisher through would leave it live and unrecorded for a fault that is not
+/// an outage. Every other callback is a notification or a play (which needs no database) and
+/// is answered "unavailable".
+fn on_database_failure(state: &AppState, hook: &Hook, unreachable: bool) -> Decision {
     match hook.event {
-        Event::PublishStart(_) if state.config().publish.when_db_down == DbDownPolicy::Allow => {
+        Event::PublishStart(_)
+            if unreachable && state.config().publish.when_db_down == DbDownPolicy::Allow =>
+        {
             tracing::warn!(hook = %hook.name, "database down: publish let through unrecorded (publish.when_db_down = allow)");
             Decision::Accept
         }
@@ -226,12 +239,16 @@ async fn process(state: &AppState, hook: &Hook) -> Result<Decision, DbError> {
                 .unwrap_or(Ok(Decision::Unavailable))
         }
         Event::PublishStop(stop) => publish::stop(state, stop).await,
-        Event::ServerStarted { server_id } => publish::server_started(state, server_id).await,
-        Event::PlayStart(play) => Ok(play::start(state, play)),
+        Event::ServerStarted(started) => server::started(state, started).await,
+        Event::Keepalive(keepalive) => server::keepalive(state, keepalive).await,
+        // ZLMediaKit reports no viewer stops below `flowThreshold`: its viewers are counted
+        // from its API's reader counts instead (reconcile::zlm).
+        Event::PlayStart(play) => Ok(play::start(state, play, hook.dialect != Dialect::Zlm)),
+        Event::PlayStop(_) if hook.dialect == Dialect::Zlm => Ok(Decision::Accept),
         Event::PlayStop(play) => Ok(play::stop(state, play)),
         Event::HttpAccess(play) => Ok(play::http_access(state, play)),
         Event::Recording(recording) => recording::finished(state, hook.dialect, recording).await,
-        Event::Acknowledge => Ok(Decision::Accept),
+        Event::RtspRealm | Event::NoneReader | Event::Acknowledge => Ok(Decision::Accept),
         Event::Deny => Ok(Decision::Refuse(Refusal::NotSupported)),
     }
 }

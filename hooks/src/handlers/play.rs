@@ -28,8 +28,8 @@ fn refuse(state: &AppState, reason: &'static str) -> Decision {
     Decision::Refuse(Refusal::PlayNotAllowed)
 }
 
-/// Checks the viewer's play token and counts the viewer.
-pub(super) fn start(state: &AppState, play: &Play) -> Decision {
+/// Checks the viewer's play token and, when `count`, counts the viewer.
+pub(super) fn start(state: &AppState, play: &Play, count: bool) -> Decision {
     let room = room_id(&play.stream);
     if state.config().play.require_token {
         let Some(room) = room else {
@@ -53,15 +53,18 @@ pub(super) fn start(state: &AppState, play: &Play) -> Decision {
             return refuse(state, rejection.as_str());
         }
     }
-    if let (Some(room_id), Some(session)) = (room, session(play)) {
+    if let (true, Some(room_id), Some(session)) = (count, room, session(play)) {
         state.outbox().push(BusOp::ViewerJoin { room_id, session });
     }
     Decision::Accept
 }
 
-/// ZLMediaKit's HTTP server asks whether a client may read a path: stream paths need the
-/// play token of that room (counted as no viewer: the stream's on_play does that), any other
-/// path is refused.
+/// ZLMediaKit's HTTP server asks whether a client may read a file of its root. Only a
+/// stream's own files (HLS segments fetched without ZLMediaKit's HLS cookie) are granted,
+/// with a valid play token of that room in the query, for as long as the token lives (the
+/// segments beside them carry no token of their own); everything else — pages, directory
+/// listings, the `record/` tree — is refused. The playlist and `.live.flv` never come here:
+/// they go through `on_play`.
 pub(super) fn http_access(state: &AppState, play: &Play) -> Decision {
     if play.stream.is_empty() {
         return refuse(state, "not_a_stream");
@@ -76,12 +79,18 @@ pub(super) fn http_access(state: &AppState, play: &Play) -> Decision {
         return refuse(state, Rejection::Malformed.as_str());
     };
     let room_u64 = u64::try_from(room).unwrap_or(u64::MAX);
+    let now = unix_now();
     match verifier.verify_for_room(
         play.token.as_ref().map(livegate_core::Secret::expose),
         room_u64,
-        unix_now(),
+        now,
     ) {
-        Ok(_) => Decision::Accept,
+        Ok(grant) => Decision::Granted {
+            // Inclusive expiry: a token valid through second `exp` has `exp - now + 1` left.
+            seconds: (grant.expires_at + verifier.leeway().as_secs())
+                .saturating_sub(now)
+                .saturating_add(1),
+        },
         Err(rejection) => {
             tracing::info!(
                 room.id = room,

@@ -174,15 +174,23 @@ async fn start(
             }
             // ZLMediaKit lets a publisher resume its session (`continue_push_ms`) and reports
             // no stop for the old connection: a valid publish from the same server replaces
-            // the open stream, unless the open one was published after this callback was sent.
-            let resumed = open.as_ref().filter(|open| {
-                dialect == Dialect::Zlm
-                    && open.origin_server_id == origin.server_id
-                    && match (open.origin_hook_index, origin.hook_index) {
-                        (Some(open_index), Some(index)) => open_index < index,
+            // the open stream, unless the open one was published after this callback was sent
+            // — and a higher index of the open stream proves that only within one process,
+            // since every process counts from 0 again.
+            let resumed = match open.as_ref() {
+                Some(open)
+                    if dialect == Dialect::Zlm && open.origin_server_id == origin.server_id =>
+                {
+                    let replaceable = match (open.origin_hook_index, origin.hook_index) {
+                        (Some(open_index), Some(index)) if open_index >= index => {
+                            crate::reconcile::zlm::is_from_earlier_process(state, open).await
+                        }
                         _ => true,
-                    }
-            });
+                    };
+                    replaceable.then_some(open)
+                }
+                _ => None,
+            };
             if let Some(old) = resumed {
                 if let Some(closed) = state.db().close_stream(old.id, now).await? {
                     announce_closed(state, &closed, now);
@@ -338,16 +346,6 @@ pub(super) async fn stop(state: &AppState, stop: &PublishStop) -> Result<Decisio
     Ok(Decision::Accept)
 }
 
-/// The origin restarted: every stream it had open is over.
-pub(super) async fn server_started(state: &AppState, server_id: &str) -> Result<Decision, DbError> {
-    let open = state.db().open_streams_of_server(server_id).await?;
-    let closed = close_streams(state, &open).await?;
-    if closed > 0 {
-        tracing::info!(origin = %server_id, streams.closed = closed, "origin restarted, closed its streams");
-    }
-    Ok(Decision::Accept)
-}
-
 /// Closes SRS streams opened under another `service_id` of the same server: SRS restarted
 /// without sending their stops. Runs once per (server, service) seen by this process.
 async fn close_restarted(
@@ -383,7 +381,8 @@ pub async fn close_streams(state: &AppState, streams: &[Stream]) -> Result<usize
     Ok(closed)
 }
 
-fn announce_closed(state: &AppState, stream: &Stream, now: i64) {
+/// Queues the offline announcement of a closed stream.
+pub(crate) fn announce_closed(state: &AppState, stream: &Stream, now: i64) {
     state.outbox().push(BusOp::Offline {
         room_id: stream.room_id,
         stream_id: stream.id,

@@ -4,12 +4,17 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod admin;
+mod binary;
 mod bus_sync;
+mod configs;
 mod failures;
+mod input;
 mod nginx;
 mod reconcile;
 mod rtmp;
+mod secrets;
 mod srs;
 mod srs_api;
 mod support;
 mod zlm;
+mod zlm_origin;

@@ -24,8 +24,18 @@ async fn nginx_rtmp_publish_done_and_late_record_done() {
         );
         assert!(app.streams(42).await.is_empty());
 
-        // The publisher's query repeats `name`: the module's own (first) one counts.
+        // The publisher's query repeats `name`: readers would disagree on which counts, so the
+        // body is refused and nothing written.
         let body = format!("{SESSION}&call=publish&name=42&type=live&key=abc&name=evil");
+        let (status, reply) = app.form("on_publish?origin=edge-a", &body).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(
+            reply.contains("field `name` appears more than once"),
+            "{reply}"
+        );
+        assert!(app.streams(42).await.is_empty());
+
+        let body = format!("{SESSION}&call=publish&name=42&type=live&key=abc");
         assert_eq!(
             app.form("on_publish?origin=edge-a", &body).await,
             (200, "OK\n".to_owned())

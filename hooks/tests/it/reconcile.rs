@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use livegate_core::db::testing::backends;
+use livegate_core::origin::srs::{SrsPublish, SrsStream, SrsStreams};
 use livegate_hooks::reconcile::{kick, reconcile_once, KickOutcome};
-use livegate_hooks::srs_api::{SrsPublish, SrsStream, SrsStreams};
 use serde_json::json;
 
 use crate::support::{fixture, fixture_with, test_config, FakeSrs, Options, TestApp, FIXTURE_KEY};

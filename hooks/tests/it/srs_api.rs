@@ -7,8 +7,9 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{delete, get};
 use axum::Router;
+use livegate_core::origin::srs::SrsApi;
+use livegate_core::origin::{OriginControl as _, OriginError, StreamRef};
 use livegate_core::Secret;
-use livegate_hooks::srs_api::{HttpSrsApi, SrsApi, SrsApiError};
 
 const STREAMS: &str = r#"{"code":0,"server":"vid-0xk989d","service":"8f2a1b3c","pid":"12345",
  "streams":[{"id":"vid-124q9y3","name":"42","vhost":"vid-k21d7y2","app":"live",
@@ -62,7 +63,7 @@ async fn the_http_client_lists_streams_and_kicks() {
     let kicked = Arc::new(Mutex::new(Vec::new()));
     let (base, server) = fake_srs(kicked.clone()).await;
     let password = Secret::new("admin");
-    let api = HttpSrsApi::new(
+    let api = SrsApi::new(
         &base,
         Some("admin"),
         Some(&password),
@@ -70,7 +71,7 @@ async fn the_http_client_lists_streams_and_kicks() {
     )
     .unwrap();
 
-    let listed = api.streams().await.unwrap();
+    let listed = api.list().await.unwrap();
     assert_eq!(
         (listed.server.as_str(), listed.service.as_str()),
         ("vid-0xk989d", "8f2a1b3c")
@@ -81,17 +82,29 @@ async fn the_http_client_lists_streams_and_kicks() {
     assert!(!listed.streams[1].publish.active);
     assert_eq!(listed.streams[1].publish.cid, None);
 
-    api.kick("341w361a").await.unwrap();
+    // Through the origin-control trait: only active publishers are listed.
+    let streams = api.streams().await.unwrap();
+    assert_eq!(streams.process_id.as_deref(), Some("8f2a1b3c"));
+    assert_eq!(streams.streams.len(), 1);
+    assert_eq!(streams.streams[0].publisher.as_deref(), Some("341w361a"));
+
+    let publisher = |id| StreamRef {
+        vhost: None,
+        app: Some("live"),
+        name: "42",
+        publisher: Some(id),
+    };
+    api.kick(&publisher("341w361a")).await.unwrap();
     assert_eq!(*kicked.lock().unwrap(), vec!["341w361a".to_owned()]);
     assert!(matches!(
-        api.kick("nobody").await,
-        Err(SrsApiError::Code(2049))
+        api.kick(&publisher("nobody")).await,
+        Err(OriginError::Code { code: 2049 })
     ));
 
-    let anonymous = HttpSrsApi::new(&base, None, None, Duration::from_secs(5)).unwrap();
+    let anonymous = SrsApi::new(&base, None, None, Duration::from_secs(5)).unwrap();
     assert!(matches!(
         anonymous.streams().await,
-        Err(SrsApiError::Http(_))
+        Err(OriginError::Http(_))
     ));
     server.abort();
 }

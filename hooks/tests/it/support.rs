@@ -7,10 +7,11 @@ use async_trait::async_trait;
 use livegate_core::bus::{Bus, BusConfig};
 use livegate_core::db::testing::TestDatabase;
 use livegate_core::db::{Backend, Database, Stream};
+use livegate_core::origin::srs::SrsStreams;
+use livegate_core::origin::{OriginControl, OriginError, OriginStreams, StreamRef};
 use livegate_core::Secret;
 use livegate_hooks::config::Config;
-use livegate_hooks::srs_api::{SrsApi, SrsApiError, SrsStreams};
-use livegate_hooks::state::AppState;
+use livegate_hooks::state::{AppState, Origins};
 use livegate_hooks::{App, Deps};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -105,12 +106,13 @@ pub(crate) struct FakeSrs {
 }
 
 #[async_trait]
-impl SrsApi for FakeSrs {
-    async fn streams(&self) -> Result<SrsStreams, SrsApiError> {
-        Ok(self.streams.lock().unwrap().clone())
+impl OriginControl for FakeSrs {
+    async fn streams(&self) -> Result<OriginStreams, OriginError> {
+        Ok(self.streams.lock().unwrap().clone().into())
     }
 
-    async fn kick(&self, client_id: &str) -> Result<(), SrsApiError> {
+    async fn kick(&self, stream: &StreamRef<'_>) -> Result<(), OriginError> {
+        let client_id = stream.publisher.unwrap_or_default();
         self.kicked.lock().unwrap().push(client_id.to_owned());
         Ok(())
     }
@@ -122,6 +124,8 @@ pub(crate) struct Options {
     pub(crate) config: Config,
     pub(crate) bus: Option<BusConfig>,
     pub(crate) srs: Option<Arc<FakeSrs>>,
+    /// A ZLMediaKit API (e.g. the real client against a fake server).
+    pub(crate) zlm: Option<Arc<dyn OriginControl>>,
     /// A database to use instead of a fresh test database (e.g. an unreachable one).
     pub(crate) db: Option<Database>,
 }
@@ -133,6 +137,7 @@ impl Options {
             config: test_config(),
             bus: None,
             srs: None,
+            zlm: None,
             db: None,
         }
     }
@@ -174,7 +179,10 @@ impl TestApp {
             Deps {
                 db: db.clone(),
                 bus: bus.clone(),
-                srs_api: options.srs.map(|srs| srs as Arc<dyn SrsApi>),
+                origins: Origins {
+                    srs: options.srs.map(|srs| srs as Arc<dyn OriginControl>),
+                    zlm: options.zlm,
+                },
             },
         )
         .unwrap();
@@ -351,3 +359,165 @@ impl Drop for TestApp {
 
 /// The accept body both JSON dialects get.
 pub(crate) const ACCEPT: &str = r#"{"code":0,"msg":"success"}"#;
+
+/// The body of a ZLMediaKit fixture's sample whose `variant` is `variant` (`""` for the first).
+pub(crate) fn zlm_fixture(name: &str, variant: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/fixtures/zlmediakit/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {path}: {err}"));
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let samples = file["samples"].as_array().unwrap();
+    let sample = samples
+        .iter()
+        .find(|s| variant.is_empty() || s["variant"] == variant)
+        .unwrap_or_else(|| panic!("{name}: no sample {variant:?}"));
+    sample["body"].clone()
+}
+
+/// A ZLMediaKit fixture body with some top-level fields replaced, as a string.
+pub(crate) fn zlm_body(name: &str, variant: &str, changes: &[(&str, serde_json::Value)]) -> String {
+    let mut body = zlm_fixture(name, variant);
+    for (key, value) in changes {
+        body[*key] = value.clone();
+    }
+    body.to_string()
+}
+
+/// A play token for `room` valid for `seconds` more, signed with [`PLAY_KEY`].
+pub(crate) fn play_token(room: u64, seconds: u64) -> String {
+    livegate_core::token::TokenKeys::new(&[Secret::new(PLAY_KEY)])
+        .unwrap()
+        .mint(room, livegate_core::unix_now() + seconds)
+}
+
+/// What a fake ZLMediaKit API has been asked, and what it answers.
+#[derive(Debug, Default)]
+pub(crate) struct ZlmApiState {
+    /// The media sources `getMediaList` lists (entries shaped like `makeMediaSourceJson`).
+    pub(crate) media: Vec<serde_json::Value>,
+    /// Every call: the API name and its form fields.
+    pub(crate) calls: Vec<(String, Vec<(String, String)>)>,
+    /// The raw query strings the calls came with.
+    pub(crate) queries: Vec<String>,
+}
+
+/// The `api.secret` the fake ZLMediaKit API expects.
+pub(crate) const ZLM_SECRET: &str = "zlm-api-secret-4711";
+
+/// A ZLMediaKit HTTP API on 127.0.0.1:0 answering `getMediaList` and `close_streams` the way
+/// ZLMediaKit does (a wrong secret gets code -100).
+pub(crate) struct FakeZlm {
+    pub(crate) base: String,
+    pub(crate) state: Arc<Mutex<ZlmApiState>>,
+    server: JoinHandle<()>,
+}
+
+impl FakeZlm {
+    pub(crate) async fn start() -> FakeZlm {
+        use axum::extract::{Path, RawQuery, State};
+        use axum::routing::post;
+        let state = Arc::new(Mutex::new(ZlmApiState::default()));
+        let app = axum::Router::new()
+            .route(
+                "/index/api/{api}",
+                post(
+                    |State(state): State<Arc<Mutex<ZlmApiState>>>,
+                     Path(api): Path<String>,
+                     RawQuery(query): RawQuery,
+                     body: String| async move {
+                        let form: Vec<(String, String)> =
+                            form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+                        let mut state = state.lock().unwrap();
+                        state.calls.push((api.clone(), form.clone()));
+                        state.queries.push(query.unwrap_or_default());
+                        let field = |name: &str| {
+                            form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+                        };
+                        if field("secret").as_deref() != Some(ZLM_SECRET) {
+                            return serde_json::json!({"code": -100, "msg": "Incorrect secret"})
+                                .to_string();
+                        }
+                        match api.as_str() {
+                            "getMediaList" => {
+                                serde_json::json!({"code": 0, "data": state.media}).to_string()
+                            }
+                            "close_streams" => {
+                                let before = state.media.len();
+                                let stream = field("stream");
+                                state.media.retain(|m| m["stream"].as_str() != stream.as_deref());
+                                let hit = before - state.media.len();
+                                serde_json::json!({"code": 0, "count_hit": hit, "count_closed": hit})
+                                    .to_string()
+                            }
+                            _ => serde_json::json!({"code": -500, "msg": "not found"}).to_string(),
+                        }
+                    },
+                ),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        FakeZlm {
+            base,
+            state,
+            server,
+        }
+    }
+
+    /// The real client for this server, as server `zlm-1`.
+    pub(crate) fn client(&self) -> Arc<dyn OriginControl> {
+        Arc::new(
+            livegate_core::origin::zlm::ZlmApi::new(
+                &self.base,
+                Secret::new(ZLM_SECRET),
+                "zlm-1",
+                Duration::from_secs(5),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Lists `stream` of `live` with a publisher `publisher` and `readers` viewers, in the
+    /// schemas rtmp, rtsp and hls, shaped like the fixture's `regist:true` body.
+    pub(crate) fn publish(&self, stream: &str, publisher: &str, readers: u64) {
+        let mut state = self.state.lock().unwrap();
+        for schema in ["rtmp", "rtsp", "hls"] {
+            let mut source = zlm_fixture("on_stream_changed", "regist=True");
+            let object = source.as_object_mut().unwrap();
+            for key in ["regist", "mediaServerId", "hook_index"] {
+                object.remove(key);
+            }
+            source["schema"] = schema.into();
+            source["stream"] = stream.into();
+            source["originSock"]["identifier"] = publisher.into();
+            source["readerCount"] = (if schema == "hls" { readers } else { 0 }).into();
+            source["totalReaderCount"] = readers.into();
+            state.media.push(source);
+        }
+    }
+
+    /// Lists nothing any more.
+    pub(crate) fn clear(&self) {
+        self.state.lock().unwrap().media.clear();
+    }
+}
+
+impl Drop for FakeZlm {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The test configuration with ZLMediaKit's API set up for server `zlm-1`.
+pub(crate) fn zlm_config(fake: &FakeZlm) -> Config {
+    let mut config = test_config();
+    config.zlmediakit.api_url = Some(fake.base.clone());
+    config.zlmediakit.api_secret = Some(Secret::new(ZLM_SECRET));
+    config.zlmediakit.server_id = Some("zlm-1".to_owned());
+    config
+}

@@ -3,7 +3,7 @@
 use livegate_core::db::testing::backends;
 use serde_json::{json, Value};
 
-use crate::support::{wait_until, TestApp, ACCEPT, PLAY_KEY};
+use crate::support::{play_token, wait_until, zlm_body, TestApp, ACCEPT};
 
 fn publish(params: &str, id: &str) -> String {
     publish_at(params, id, 12)
@@ -123,44 +123,62 @@ async fn zlmediakit_server_events() {
         app.room(42, "zk").await;
         assert_eq!(app.json("on_publish", publish("key=zk", "1")).await.0, 200);
 
-        // A restart report ends every stream of that server.
-        let started =
-            json!({"mediaServerId": "zlm-1", "hook_index": 0, "general.mediaServerId": "zlm-1"});
+        // A start notice alone (no API to confirm it) closes nothing: ZLMediaKit sends it
+        // before binding its ports, so it may come from an instance that then fails.
         assert_eq!(
-            app.json("on_server_started", started.to_string()).await,
+            app.json("on_server_started", zlm_body("on_server_started", "", &[]))
+                .await,
             (200, ACCEPT.to_owned())
         );
-        assert!(!app.is_live(42).await);
+        assert!(app.is_live(42).await);
 
-        let keepalive =
-            json!({"mediaServerId": "zlm-1", "hook_index": 3, "data": {"MediaSource": 0}});
         assert_eq!(
-            app.json("on_server_keepalive", keepalive.to_string()).await,
+            app.json(
+                "on_server_keepalive",
+                zlm_body("on_server_keepalive", "", &[])
+            )
+            .await,
             (200, ACCEPT.to_owned())
         );
-        // on_server_exited has an empty body.
+        assert_eq!(
+            app.json("on_server_exited", zlm_body("on_server_exited", "", &[]))
+                .await,
+            (200, ACCEPT.to_owned())
+        );
+        // It may also come with an empty body.
         assert_eq!(
             app.json("on_server_exited", String::new()).await,
             (200, ACCEPT.to_owned())
         );
-
-        let none_reader = json!({"mediaServerId": "zlm-1", "hook_index": 4, "schema": "rtmp",
-            "vhost": "__defaultVhost__", "app": "live", "stream": "42", "params": ""});
-        let (status, body) = app
-            .json("on_stream_none_reader", none_reader.to_string())
-            .await;
-        assert_eq!(status, 200);
-        let reply: Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(reply["code"], 0);
-
-        let shell = json!({"mediaServerId": "zlm-1", "hook_index": 5, "user_name": "admin",
-            "passwd": "x", "ip": "10.0.0.1", "port": 1, "id": "9"});
-        assert_eq!(
-            app.json("on_shell_login", shell.to_string()).await,
-            (200, r#"{"code":-1,"msg":"not supported"}"#.to_owned())
-        );
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn zlmediakit_realm_and_none_reader_get_their_own_answers() {
+    let app = TestApp::spawn(livegate_core::db::Backend::Sqlite).await;
+    // An empty realm: no RTSP authentication of its own (on_play checks the token).
+    assert_eq!(
+        app.json("on_rtsp_realm", zlm_body("on_rtsp_realm", "", &[]))
+            .await,
+        (200, r#"{"code":0,"realm":""}"#.to_owned())
+    );
+    // A live room with nobody watching stays live.
+    assert_eq!(
+        app.json(
+            "on_stream_none_reader",
+            zlm_body("on_stream_none_reader", "", &[])
+        )
+        .await,
+        (200, r#"{"code":0,"close":false}"#.to_owned())
+    );
+    let shell = json!({"mediaServerId": "zlm-1", "hook_index": 5, "user_name": "admin",
+        "passwd": "x", "ip": "10.0.0.1", "port": 1, "id": "9"});
+    assert_eq!(
+        app.json("on_shell_login", shell.to_string()).await,
+        (200, r#"{"code":-1,"msg":"not supported"}"#.to_owned())
+    );
+    app.stop().await;
 }
 
 #[tokio::test]
@@ -218,45 +236,54 @@ async fn zlmediakit_late_stops_cannot_close_a_resumed_session() {
 }
 
 fn http_access(path: &str, params: &str) -> String {
-    json!({
-        "mediaServerId": "zlm-1", "hook_index": 50, "header.Host": "127.0.0.1", "id": "7",
-        "ip": "203.0.113.9", "is_dir": false, "params": params, "path": path, "port": 50000
-    })
-    .to_string()
+    zlm_body(
+        "on_http_access",
+        "",
+        &[("path", path.into()), ("params", params.into())],
+    )
+}
+
+fn reply(body: &str) -> Value {
+    serde_json::from_str(body).unwrap()
 }
 
 #[tokio::test]
-async fn zlmediakit_http_access_needs_the_rooms_play_token() {
+async fn zlmediakit_http_access_grants_stream_files_for_the_tokens_life() {
     let app = TestApp::spawn(livegate_core::db::Backend::Sqlite).await;
-    let token = |room| {
-        livegate_core::token::TokenKeys::new(&[livegate_core::Secret::new(PLAY_KEY)])
-            .unwrap()
-            .mint(room, livegate_core::unix_now() + 600)
-    };
-    let granted = r#"{"code":0,"err":"","path":"","second":600}"#.to_owned();
-    let denied = r#"{"code":-1,"err":"play not allowed","path":"","second":0}"#.to_owned();
-    let ok = format!("token={}", token(42));
-    assert_eq!(
-        app.json("on_http_access", http_access("/live/42/hls.m3u8", &ok))
-            .await,
-        (200, granted.clone())
-    );
-    assert_eq!(
-        app.json("on_http_access", http_access("/live/42.live.flv", &ok))
-            .await,
-        (200, granted)
-    );
-    // No token, another room's token, and paths that are no stream are all refused.
-    let other = format!("token={}", token(43));
+    let ok = format!("token={}", play_token(42, 300));
+    for path in ["/live/42/2026-12-01/09/32-33_0.ts", "/live/42/hls.m3u8"] {
+        let (status, body) = app.json("on_http_access", http_access(path, &ok)).await;
+        assert_eq!(status, 200);
+        let granted = reply(&body);
+        assert_eq!(
+            (granted["code"].clone(), granted["err"].clone()),
+            (json!(0), json!(""))
+        );
+        // The grant lasts as long as the token, not a fixed 600 s.
+        let second = granted["second"].as_u64().unwrap();
+        assert!((290..=301).contains(&second), "{body}");
+    }
+    // Refusals are code 0 with a reason in `err`: a non-zero code is ZLMediaKit's hook error.
+    let other = format!("token={}", play_token(43, 300));
     for (path, params) in [
-        ("/live/42/hls.m3u8", ""),
-        ("/live/42/hls.m3u8", other.as_str()),
+        ("/live/42/2026-12-01/09/32-33_0.ts", ""),
+        ("/live/42/2026-12-01/09/32-33_0.ts", other.as_str()),
+        // The fixture's own request: a page of the HTTP root.
         ("/index.html", ok.as_str()),
-        ("/record/live/42/a.mp4", ok.as_str()),
+        // Recordings are never served around the proxy, whatever the token.
+        (
+            "/record/live/42/2026-12-01/2026-12-01-09-28-42-0.mp4",
+            ok.as_str(),
+        ),
+        ("/record/live/42/", ok.as_str()),
+        ("/live/../record/live/42/a.mp4", ok.as_str()),
     ] {
         assert_eq!(
             app.json("on_http_access", http_access(path, params)).await,
-            (200, denied.clone()),
+            (
+                200,
+                r#"{"code":0,"err":"play not allowed","path":"","second":0}"#.to_owned()
+            ),
             "{path} {params}"
         );
     }

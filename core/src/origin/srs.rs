@@ -1,10 +1,12 @@
-//! The SRS HTTP API, behind a trait so that reconciliation can be tested without an SRS.
+//! SRS 5/6: `GET /api/v1/streams` and `DELETE /api/v1/clients/{id}`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use livegate_core::Secret;
 use serde::Deserialize;
+
+use super::{OriginControl, OriginError, OriginStream, OriginStreams, StreamRef};
+use crate::secret::Secret;
 
 /// What `GET /api/v1/streams` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -51,29 +53,31 @@ pub struct SrsPublish {
     pub cid: Option<String>,
 }
 
-/// Why an SRS API call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SrsApiError {
-    /// The request did not complete.
-    #[error("SRS API request failed")]
-    Http(#[from] reqwest::Error),
-    /// SRS answered with an error code.
-    #[error("SRS API answered code {0}")]
-    Code(i64),
+impl From<SrsStreams> for OriginStreams {
+    fn from(listed: SrsStreams) -> Self {
+        OriginStreams {
+            server_id: listed.server,
+            process_id: Some(listed.service),
+            streams: listed
+                .streams
+                .into_iter()
+                // An entry outlives its publisher while players remain.
+                .filter(|stream| stream.publish.active)
+                .map(|stream| OriginStream {
+                    vhost: None,
+                    app: stream.app,
+                    name: stream.name,
+                    publisher: stream.publish.cid,
+                    readers: None,
+                })
+                .collect(),
+        }
+    }
 }
 
-/// The parts of the SRS HTTP API livegate uses.
-#[async_trait]
-pub trait SrsApi: Send + Sync + std::fmt::Debug {
-    /// `GET /api/v1/streams?count=…`.
-    async fn streams(&self) -> Result<SrsStreams, SrsApiError>;
-    /// `DELETE /api/v1/clients/{id}`: disconnects a client.
-    async fn kick(&self, client_id: &str) -> Result<(), SrsApiError>;
-}
-
-/// The real API over HTTP.
+/// The SRS HTTP API.
 #[derive(Debug, Clone)]
-pub struct HttpSrsApi {
+pub struct SrsApi {
     client: reqwest::Client,
     base: String,
     auth: Option<(String, Secret)>,
@@ -87,14 +91,15 @@ struct CodeOnly {
     code: i64,
 }
 
-impl HttpSrsApi {
-    /// A client for the API at `base` (e.g. `http://127.0.0.1:1985`).
+impl SrsApi {
+    /// A client for the API at `base` (e.g. `http://127.0.0.1:1985`), with HTTP basic auth
+    /// when `username` is given.
     pub fn new(
         base: &str,
         username: Option<&str>,
         password: Option<&Secret>,
         timeout: Duration,
-    ) -> Result<Self, SrsApiError> {
+    ) -> Result<Self, OriginError> {
         let client = reqwest::Client::builder().timeout(timeout).build()?;
         let auth = username.map(|user| {
             (
@@ -116,11 +121,9 @@ impl HttpSrsApi {
             None => request,
         }
     }
-}
 
-#[async_trait]
-impl SrsApi for HttpSrsApi {
-    async fn streams(&self) -> Result<SrsStreams, SrsApiError> {
+    /// `GET /api/v1/streams` as SRS answers it.
+    pub async fn list(&self) -> Result<SrsStreams, OriginError> {
         let streams: SrsStreams = self
             .request(
                 reqwest::Method::GET,
@@ -132,15 +135,25 @@ impl SrsApi for HttpSrsApi {
             .json()
             .await?;
         if streams.code != 0 {
-            return Err(SrsApiError::Code(streams.code));
+            return Err(OriginError::Code { code: streams.code });
         }
         Ok(streams)
     }
+}
 
-    async fn kick(&self, client_id: &str) -> Result<(), SrsApiError> {
+#[async_trait]
+impl OriginControl for SrsApi {
+    async fn streams(&self) -> Result<OriginStreams, OriginError> {
+        Ok(self.list().await?.into())
+    }
+
+    async fn kick(&self, stream: &StreamRef<'_>) -> Result<(), OriginError> {
+        let client_id = stream
+            .publisher
+            .ok_or(OriginError::Incomplete("client id"))?;
         let path = format!(
             "/api/v1/clients/{}",
-            form_urlencoded::byte_serialize(client_id.as_bytes()).collect::<String>()
+            percent_encoding::utf8_percent_encode(client_id, percent_encoding::NON_ALPHANUMERIC)
         );
         let reply: CodeOnly = self
             .request(reqwest::Method::DELETE, &path)
@@ -150,7 +163,7 @@ impl SrsApi for HttpSrsApi {
             .json()
             .await?;
         if reply.code != 0 {
-            return Err(SrsApiError::Code(reply.code));
+            return Err(OriginError::Code { code: reply.code });
         }
         Ok(())
     }
