@@ -641,10 +641,17 @@ mod tests {
     }
 
     #[test]
-    fn shipped_example_parses() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/proxy.example.toml");
-        let text = std::fs::read_to_string(path).unwrap();
-        let config = Config::from_toml(&text).unwrap();
-        assert!(!config.origin.addresses.is_empty());
+    fn shipped_examples_parse_with_their_flavour() {
+        for (file, flavour) in [
+            ("proxy.example.toml", Flavour::Srs),
+            ("proxy.zlmediakit.example.toml", Flavour::Zlmediakit),
+            ("proxy.nginx-rtmp.example.toml", Flavour::NginxRtmp),
+        ] {
+            let path = format!("{}/../infra/{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            let config = Config::from_toml(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(config.origin.flavour, flavour, "{file}");
+            assert!(config.route_table().is_ok(), "{file}");
+        }
     }
 }

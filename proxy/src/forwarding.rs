@@ -98,11 +98,16 @@ pub fn client_ip(session: &Session) -> Option<String> {
         .map(|addr| addr.ip().to_string())
 }
 
-/// `query` without any `name` parameter; `None` when nothing is left.
+/// `query` without any `name` parameter (however its name is percent-encoded, as
+/// [`livegate_core::token::token_from_query`] reads it); `None` when nothing is left.
 pub fn strip_query_param(query: &str, name: &str) -> Option<String> {
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or_default();
+            !pair.is_empty()
+                && percent_encoding::percent_decode_str(key).decode_utf8_lossy() != name
+        })
         .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
 }
@@ -119,6 +124,10 @@ mod tests {
         );
         assert_eq!(strip_query_param("token=x", "token"), None);
         assert_eq!(strip_query_param("token=x&token=y", "token"), None);
+        assert_eq!(
+            strip_query_param("%74oken=x&a=1", "token").as_deref(),
+            Some("a=1")
+        );
         assert_eq!(
             strip_query_param("tokenx=1", "token").as_deref(),
             Some("tokenx=1")

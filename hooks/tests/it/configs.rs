@@ -69,18 +69,3 @@ fn the_zlmediakit_config_gates_plays_and_recordings_through_the_hooks() {
     assert_eq!(get("protocol.enable_mp4"), "1");
     assert_eq!(get("http.dirMenu"), "0");
 }
-
-#[test]
-fn the_other_origins_serve_http_on_8081_and_call_the_hooks_on_8085() {
-    let srs = infra("srs/livegate.conf");
-    let http_server = srs.split("http_server {").nth(1).unwrap();
-    let http_server = http_server.split('}').next().unwrap();
-    assert!(
-        http_server.contains("listen          8081;"),
-        "{http_server}"
-    );
-    assert!(srs.contains("on_play         http://127.0.0.1:8085/api/v1/hook/on_play;"));
-    let nginx = infra("nginx-rtmp/nginx.conf");
-    assert!(nginx.contains("listen 127.0.0.1:8081;"));
-    assert!(nginx.contains("http://127.0.0.1:8085/api/v1/hook/on_play?origin=rtmp-1"));
-}

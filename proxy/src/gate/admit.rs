@@ -7,7 +7,7 @@ use pingora::proxy::Session;
 use pingora::Result;
 use tracing::{debug, info};
 
-use livegate_core::token::Rejection;
+use livegate_core::token::{token_from_query, Rejection};
 use livegate_core::{unix_now, Secret};
 
 use super::{Gate, RequestCtx};
@@ -83,7 +83,7 @@ impl Gate {
         ctx.class = RequestClass::Routed(route.kind);
 
         let query = session.req_header().uri.query();
-        let token = query.and_then(|q| query_param(q, &self.settings.token_param));
+        let token = query.and_then(|q| token_from_query(q, &self.settings.token_param));
         let now = unix_now();
         let verdict = match route.room_id {
             Some(room_id) => self
@@ -147,36 +147,5 @@ impl Gate {
         response.insert_header(header::CONTENT_LENGTH, "0")?;
         self.write_local(session, ctx, response, bytes::Bytes::new())
             .await
-    }
-}
-
-/// The percent-decoded value of the first `name` parameter in `query`.
-///
-/// `+` stays `+`: tokens are base64, and a standard-alphabet token pasted into a URL unencoded
-/// must still verify.
-fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then(|| {
-            percent_encoding::percent_decode_str(value)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_is_taken_from_the_first_parameter_and_decoded() {
-        assert_eq!(
-            query_param("a=1&token=x%2By&token=z", "token").as_deref(),
-            Some("x+y")
-        );
-        assert_eq!(query_param("token=a+b", "token").as_deref(), Some("a+b"));
-        assert_eq!(query_param("tokens=a", "token"), None);
-        assert_eq!(query_param("token", "token").as_deref(), Some(""));
     }
 }

@@ -133,6 +133,37 @@ impl ProxyBuilder {
     }
 }
 
+/// Starts the proxy on `config` with environment overrides (`LIVEGATE_PROXY__…`).
+pub(crate) fn spawn_proxy_with_env(
+    config: &std::path::Path,
+    env: &[(&str, String)],
+    log: PathBuf,
+) -> ChildGuard {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_livegate-proxy"))
+        .arg("--config")
+        .arg(config)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    ChildGuard::new("livegate-proxy", child)
+}
+
+/// A token for `room` under the first key of the proxy configuration at `path`.
+pub(crate) fn token_for_example(path: &std::path::Path, room: u64) -> String {
+    let config = livegate_proxy::Config::load(Some(path)).unwrap();
+    TokenKeys::new(&config.token.keys)
+        .unwrap()
+        .mint(room, unix_now() + 3600)
+}
+
 pub(crate) fn spawn_proxy(config: &std::path::Path, args: &[&str], log: PathBuf) -> ChildGuard {
     let log = std::fs::OpenOptions::new()
         .create(true)
