@@ -12,6 +12,8 @@ pub mod config;
 pub mod db;
 pub mod secret;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;
 
 pub use secret::Secret;

@@ -195,4 +195,5 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
 }
 
 #[cfg(test)]
+#[expect(dead_code, reason = "the sample configurations' fields exist to be deserialized")]
 mod tests;

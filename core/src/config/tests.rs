@@ -80,7 +80,13 @@ fn type_errors_and_unknown_keys_and_checks_are_reported_together() {
     )
     .unwrap_err();
     let found = keys(&err);
-    for key in ["section.count", "section.cuont", "token.leeway_s", "extra", "section.name"] {
+    for key in [
+        "section.count",
+        "section.cuont",
+        "token.leeway_s",
+        "extra",
+        "section.name",
+    ] {
         assert!(found.contains(&key), "{key} missing: {err}");
     }
     // `section.count` is reported once: its type error, not also the "must be positive" check
@@ -91,8 +97,8 @@ fn type_errors_and_unknown_keys_and_checks_are_reported_together() {
 #[test]
 fn keys_have_one_spelling() {
     let env = EnvSource::from_pairs(PREFIX, [("LIVEGATE_SAMPLE__TOKEN__LEEWAY_S", "soon")]);
-    let err = from_toml_str_with_env::<Sample>("[section]\ncount = 1\nname = \"x\"\n", &env)
-        .unwrap_err();
+    let err =
+        from_toml_str_with_env::<Sample>("[section]\ncount = 1\nname = \"x\"\n", &env).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("token.leeway_s (from LIVEGATE_SAMPLE__TOKEN__LEEWAY_S): "),
@@ -114,8 +120,8 @@ fn environment_overrides_the_file_and_unknown_variables_are_named() {
             ("OTHER_VARIABLE", "ignored"),
         ],
     );
-    let err = from_toml_str_with_env::<Sample>("[section]\ncount = 1\nname = \"x\"\n", &env)
-        .unwrap_err();
+    let err =
+        from_toml_str_with_env::<Sample>("[section]\ncount = 1\nname = \"x\"\n", &env).unwrap_err();
     assert_eq!(err.problems().len(), 1, "{err}");
     let problem = &err.problems()[0];
     assert_eq!(problem.key, "section.countt");
@@ -165,7 +171,12 @@ fn a_file_that_is_not_toml_does_not_quote_its_lines() {
 
 #[test]
 fn secret_keys_are_recognised_by_their_own_name() {
-    for secret in ["database.url", "token.keys[0]", "callers.secret", "reconcile.password"] {
+    for secret in [
+        "database.url",
+        "token.keys[0]",
+        "callers.secret",
+        "reconcile.password",
+    ] {
         assert!(is_secret_key(secret), "{secret}");
     }
     for plain in ["token.leeway_s", "publish.key_param", "server.listen"] {
