@@ -484,3 +484,51 @@ async fn a_stream_started_in_a_dropped_transaction_never_happened() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_test_database_is_dropped_even_while_a_transaction_holds_it() {
+    let Some(server) = livegate_core::testing::mysql_url() else {
+        return;
+    };
+    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
+    let name = test_db
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let id = room(&test_db.db, "ana", "k").await;
+    // An open transaction holds the table's metadata lock, which DROP DATABASE waits for.
+    let mut tx = test_db.db.begin().await.unwrap();
+    rooms::set_disabled(&mut tx, id, true).await.unwrap();
+    // A thread of its own: were the drop to hang, the test fails instead of hanging with it.
+    let dropping = std::thread::spawn(move || drop(test_db));
+    livegate_tests::wait_until("the test database to be dropped", || {
+        let done = dropping.is_finished();
+        async move { done.then_some(()) }
+    })
+    .await;
+    drop(tx);
+    let admin = Database::connect(&livegate_core::db::DbConfig {
+        url: livegate_core::Secret::new(server),
+        max_connections: 1,
+        ..livegate_core::db::DbConfig::default()
+    })
+    .await
+    .unwrap();
+    let Database::Mysql(pool) = &admin else {
+        unreachable!()
+    };
+    let left: Option<String> = sqlx::query_scalar(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+    )
+    .bind(&name)
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    assert_eq!(left, None);
+    admin.close().await;
+}

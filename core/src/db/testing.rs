@@ -134,8 +134,11 @@ impl Drop for TestDatabase {
                         // The test's pool may still hold connections, some in the middle of a
                         // rollback that its (now blocked) runtime would have finished: end
                         // them, or DROP DATABASE waits for their metadata locks forever.
-                        let ids: Vec<u64> = sqlx::query_scalar(
-                            "SELECT id FROM information_schema.processlist WHERE db = ?",
+                        // The column is a signed BIGINT on MariaDB, unsigned on MySQL: read
+                        // it as one type on both, or the decode fails and nothing is ended.
+                        let ids: Vec<i64> = sqlx::query_scalar(
+                            "SELECT CAST(id AS SIGNED) FROM information_schema.processlist \
+                             WHERE db = ? AND id <> CONNECTION_ID()",
                         )
                         .bind(&name)
                         .fetch_all(&mut conn)
