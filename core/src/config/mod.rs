@@ -195,5 +195,8 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
 }
 
 #[cfg(test)]
-#[expect(dead_code, reason = "the sample configurations' fields exist to be deserialized")]
+#[expect(
+    dead_code,
+    reason = "the sample configurations' fields exist to be deserialized"
+)]
 mod tests;
