@@ -60,6 +60,7 @@ async fn pay(db: &Database, id: i64) -> Result<bool, DbError> {
 async fn second_pool(test_db: &TestDatabase) -> Database {
     Database::connect(&DbConfig {
         url: Secret::new(test_db.url.clone()),
+        max_connections: 4,
         acquire_timeout_ms: 10_000,
         migrate_on_start: false,
         ..DbConfig::default()

@@ -61,6 +61,9 @@ impl TestDatabase {
                 let url = format!("sqlite:{}", path.display());
                 let db = Database::connect(&DbConfig {
                     url: Secret::new(url.clone()),
+                    // A loaded machine running many tests at once can take longer than a
+                    // service's default to open and migrate a file.
+                    acquire_timeout_ms: 10_000,
                     ..DbConfig::default()
                 })
                 .await?;
