@@ -1,7 +1,7 @@
 //! `Channel<T>`: publish/subscribe, fanned out inside the process.
 //!
 //! On Redis, a process holds **one** subscriber connection per bus, whatever the number of
-//! channels and local subscribers (the hub, [`redis::Hub`]). Each message that arrives is
+//! channels and local subscribers (the hub, in `channel/redis.rs`). Each message that arrives is
 //! handed to every local subscriber of its channel through a bounded queue of
 //! [`BusConfig::events_capacity`](crate::bus::BusConfig::events_capacity) messages; a
 //! subscriber that falls further behind is told how many it missed
