@@ -6,6 +6,7 @@
 //! migrations per backend under `core/migrations/{mysql,sqlite}/`, applied by
 //! [`Database::migrate`].
 
+mod compat;
 pub(crate) mod exec;
 pub mod gifts;
 pub mod orders;
@@ -293,17 +294,6 @@ impl Database {
             Database::Mysql(pool) => pool.close().await,
             Database::Sqlite(pool) => pool.close().await,
         }
-    }
-
-    /// Creates a user and returns its id ([`users::create`] on the pool).
-    pub async fn create_user(
-        &self,
-        username: &str,
-        password_hash: &str,
-        role: &str,
-        now_ms: i64,
-    ) -> Result<i64, DbError> {
-        users::create(self, username, password_hash, role, now_ms).await
     }
 }
 

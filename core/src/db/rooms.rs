@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::exec::{on_conn, Target};
-use super::{mysql_insert_id, sqlite_insert_id, Conn, Database, DbError, Executor};
+use super::{mysql_insert_id, sqlite_insert_id, DbError, Executor};
 
 /// A row of `rooms`.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -164,45 +164,4 @@ pub async fn set_viewers_count(
             .map(drop)?
     });
     Ok(())
-}
-
-// === The pool-method spelling hooks uses today; each is the function above on the pool. ===
-
-impl Database {
-    /// [`create`] on the pool.
-    pub async fn create_room(&self, room: &NewRoom<'_>, now_ms: i64) -> Result<i64, DbError> {
-        create(self, room, now_ms).await
-    }
-
-    /// [`get`] on the pool.
-    pub async fn room(&self, id: i64) -> Result<Option<Room>, DbError> {
-        get(self, id).await
-    }
-
-    /// [`set_disabled`] on the pool.
-    pub async fn set_room_disabled(&self, id: i64, disabled: bool) -> Result<bool, DbError> {
-        set_disabled(self, id, disabled).await
-    }
-
-    /// [`set_stream_key`] on the pool.
-    pub async fn set_stream_key(
-        &self,
-        id: i64,
-        stream_key: &str,
-        expires_at: Option<i64>,
-    ) -> Result<bool, DbError> {
-        set_stream_key(self, id, stream_key, expires_at).await
-    }
-
-    /// [`set_viewers_count`] on the pool.
-    pub async fn set_viewers_count(&self, id: i64, viewers: i64) -> Result<(), DbError> {
-        set_viewers_count(self, id, viewers).await
-    }
-}
-
-impl Conn {
-    /// [`get`] on this connection.
-    pub async fn room(&mut self, id: i64) -> Result<Option<Room>, DbError> {
-        get(self, id).await
-    }
 }

@@ -17,6 +17,7 @@
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+mod scripts;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
