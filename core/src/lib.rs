@@ -1,10 +1,16 @@
-//! Shared building blocks of the livegate services.
+//! The kit every livegate service stands on (read `docs/kit.md` first).
 //!
 //! - [`token`]: play token v1, minted by the room API and verified by the proxy and the hooks.
 //! - `origin` (feature `origin`): the origins' HTTP APIs behind one control trait.
-//! - [`config`]: TOML plus environment overrides, validated with errors that name the key.
+//! - [`config`]: TOML plus environment overrides; every problem reported at once, by key.
 //! - [`secret`]: secrets that stay out of logs.
-//! - [`telemetry`]: logging set-up and Prometheus rendering.
+//! - [`telemetry`]: logging set-up and the metrics registry (`livegate_<service>_…`).
+//! - `service` (feature `service`): signals, one bounded drain, the admin server, listeners,
+//!   the shared command-line options.
+//! - `db` (feature `db`): MySQL/MariaDB and SQLite, transactions, repository functions by
+//!   domain.
+//! - `bus` (feature `bus`): `Queue`, `Channel` and `Log` on Redis and in process.
+//! - `testing` (feature `testing`, tests only): what a test needs from its surroundings.
 
 #[cfg(feature = "bus")]
 pub mod bus;
@@ -14,7 +20,11 @@ pub mod db;
 #[cfg(feature = "origin")]
 pub mod origin;
 pub mod secret;
+#[cfg(feature = "service")]
+pub mod service;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;
 
 pub use secret::Secret;

@@ -3,7 +3,7 @@
 use std::io::IsTerminal as _;
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry as PromRegistry};
 use serde::Deserialize;
 use tracing_subscriber::EnvFilter;
 
@@ -67,9 +67,73 @@ pub fn init_logging(config: &LogConfig) {
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Renders `registry` in the OpenMetrics text format.
-pub fn render_metrics(registry: &Registry) -> String {
+pub fn render_metrics(registry: &PromRegistry) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, registry);
     out
+}
+
+/// A service's one metrics registry, whose every metric is named `livegate_<service>_…`.
+///
+/// ```
+/// use prometheus_client::metrics::counter::Counter;
+/// let mut registry = livegate_core::telemetry::Registry::with_prefix("recorder");
+/// let uploads = Counter::<u64>::default();
+/// registry.register("uploads", "Recordings uploaded", uploads.clone());
+/// assert!(registry.render().contains("livegate_recorder_uploads_total"));
+/// ```
+#[derive(Debug)]
+pub struct Registry {
+    prefix: String,
+    inner: PromRegistry,
+}
+
+impl Registry {
+    /// A registry for `service` (`hooks`, `api`, …): metrics are named
+    /// `livegate_<service>_<name>`. Characters other than ASCII letters, digits and `_` in
+    /// the service name become `_`.
+    pub fn with_prefix(service: &str) -> Self {
+        let service: String = service
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let prefix = format!("livegate_{service}");
+        Self {
+            inner: PromRegistry::with_prefix(prefix.clone()),
+            prefix,
+        }
+    }
+
+    /// The prefix of every metric: `livegate_<service>`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Registers `metric` as `livegate_<service>_<name>` (counters get `_total`).
+    pub fn register(&mut self, name: &str, help: &str, metric: impl Metric) {
+        self.inner.register(name, help, metric);
+    }
+
+    /// A part of the registry whose metrics are named `livegate_<service>_<part>_…` (for a
+    /// component's own metrics: the bus, the database pool).
+    pub fn part(&mut self, part: &str) -> &mut PromRegistry {
+        self.inner.sub_registry_with_prefix(part)
+    }
+
+    /// The underlying registry, for code written against `prometheus_client`.
+    pub fn inner_mut(&mut self) -> &mut PromRegistry {
+        &mut self.inner
+    }
+
+    /// Everything in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        render_metrics(&self.inner)
+    }
 }

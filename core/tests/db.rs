@@ -1,10 +1,12 @@
-//! The repository layer against real databases: SQLite always, MariaDB/MySQL when
-//! `LIVEGATE_TEST_MYSQL_URL` is set. Each test gets its own freshly migrated database.
-#![cfg(feature = "db")]
+//! The repository layer against real databases: SQLite always, MariaDB/MySQL from
+//! `LIVEGATE_TEST_MYSQL_URL` (required under CI). Each test gets its own freshly migrated
+//! database.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 use livegate_core::db::testing::{backends, TestDatabase};
-use livegate_core::db::{Backend, Database, NewRoom, NewStream, OriginIds, StartOutcome};
+use livegate_core::db::{
+    rooms, streams, Backend, Database, NewRoom, NewStream, OriginIds, StartOutcome,
+};
 
 async fn room(db: &Database, owner_name: &str, key: &str) -> i64 {
     let owner = db
@@ -358,7 +360,7 @@ async fn unreachable_mysql_is_reported_as_unavailable() {
 async fn mysql_pools_keep_every_connection_open() {
     use livegate_core::db::DbConfig;
     use livegate_core::Secret;
-    if !backends().contains(&Backend::Mysql) {
+    if livegate_core::testing::mysql_url().is_none() {
         return;
     }
     let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
@@ -375,11 +377,10 @@ async fn mysql_pools_keep_every_connection_open() {
     };
     // Opened ahead of use, and kept, so no publish pays for a handshake.
     db.warm_up().await.unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while pool.num_idle() < 4 {
-        assert!(std::time::Instant::now() < deadline, "{}", pool.num_idle());
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    livegate_tests::wait_until("four idle connections", || async {
+        (pool.num_idle() >= 4).then_some(())
+    })
+    .await;
     // A publish's lookup and write share one checked-out connection.
     let id = room(&db, "ana", "k").await;
     let mut conn = db.acquire().await.unwrap();
@@ -400,4 +401,134 @@ async fn mysql_pools_keep_every_connection_open() {
     assert!(matches!(started, Some(StartOutcome::Started(_))));
     drop(conn);
     db.close().await;
+}
+
+#[tokio::test]
+async fn repository_functions_run_on_the_pool_a_connection_or_a_transaction() {
+    each_backend(|db, backend| async move {
+        let id = room(&db, "ana", "k").await;
+        assert_eq!(rooms::get(&db, id).await.unwrap().unwrap().id, id);
+        let mut conn = db.acquire().await.unwrap();
+        assert_eq!(rooms::get(&mut conn, id).await.unwrap().unwrap().id, id);
+        drop(conn);
+
+        // Dropped without commit: nothing happened.
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(tx.backend(), backend);
+        assert!(rooms::set_disabled(&mut tx, id, true).await.unwrap());
+        assert!(rooms::get(&mut tx, id).await.unwrap().unwrap().disabled);
+        drop(tx);
+        assert!(
+            !rooms::get(&db, id).await.unwrap().unwrap().disabled,
+            "{backend:?}"
+        );
+
+        let mut tx = db.begin().await.unwrap();
+        rooms::set_disabled(&mut tx, id, true).await.unwrap();
+        tx.rollback().await.unwrap();
+        assert!(
+            !rooms::get(&db, id).await.unwrap().unwrap().disabled,
+            "{backend:?}"
+        );
+
+        let mut tx = db.begin().await.unwrap();
+        rooms::set_disabled(&mut tx, id, true).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            rooms::get(&db, id).await.unwrap().unwrap().disabled,
+            "{backend:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_started_in_a_dropped_transaction_never_happened() {
+    each_backend(|db, backend| async move {
+        let id = room(&db, "ana", "k").await;
+        let origin = origin("c1");
+        let new = NewStream {
+            room_id: id,
+            origin: &origin,
+            publisher_ip: None,
+        };
+        // The publish gave up (its deadline passed) after the writes: the caller drops the
+        // transaction instead of committing.
+        let mut conn = db.acquire().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        let outcome = streams::start(&mut tx, &new, 1).await.unwrap();
+        assert!(matches!(outcome, StartOutcome::Started(_)), "{backend:?}");
+        drop(tx);
+        drop(conn);
+        assert!(!db.room(id).await.unwrap().unwrap().is_live, "{backend:?}");
+        assert!(
+            db.streams_of_room(id).await.unwrap().is_empty(),
+            "{backend:?}"
+        );
+
+        let mut tx = db.begin().await.unwrap();
+        let StartOutcome::Started(stream) = streams::start(&mut tx, &new, 2).await.unwrap() else {
+            panic!("{backend:?}: refused after a rollback");
+        };
+        tx.commit().await.unwrap();
+        assert_eq!(db.open_stream(id).await.unwrap().unwrap().id, stream);
+
+        // A refusal inside a transaction changes nothing, even when committed.
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(
+            streams::start(&mut tx, &new, 3).await.unwrap(),
+            StartOutcome::Refused
+        );
+        tx.commit().await.unwrap();
+        assert_eq!(db.streams_of_room(id).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_test_database_is_dropped_even_while_a_transaction_holds_it() {
+    let Some(server) = livegate_core::testing::mysql_url() else {
+        return;
+    };
+    let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
+    let name = test_db
+        .url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let id = room(&test_db.db, "ana", "k").await;
+    // An open transaction holds the table's metadata lock, which DROP DATABASE waits for.
+    let mut tx = test_db.db.begin().await.unwrap();
+    rooms::set_disabled(&mut tx, id, true).await.unwrap();
+    // A thread of its own: were the drop to hang, the test fails instead of hanging with it.
+    let dropping = std::thread::spawn(move || drop(test_db));
+    livegate_tests::wait_until("the test database to be dropped", || {
+        let done = dropping.is_finished();
+        async move { done.then_some(()) }
+    })
+    .await;
+    drop(tx);
+    let admin = Database::connect(&livegate_core::db::DbConfig {
+        url: livegate_core::Secret::new(server),
+        max_connections: 1,
+        ..livegate_core::db::DbConfig::default()
+    })
+    .await
+    .unwrap();
+    let Database::Mysql(pool) = &admin else {
+        unreachable!()
+    };
+    let left: Option<String> = sqlx::query_scalar(
+        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
+    )
+    .bind(&name)
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    assert_eq!(left, None);
+    admin.close().await;
 }

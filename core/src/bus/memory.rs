@@ -1,13 +1,16 @@
 //! The in-process bus: the embedded default, with the Redis backend's semantics within one
 //! process (a job survives the loss of a consumer task, not of the process).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{broadcast, Notify};
-
-use super::{BusConfig, BusError, Delivery, LiveState, RecordingJob, RoomEvent};
+use super::channel::Fanout;
+use super::log::memory::MemoryLog;
+use super::log::LogOptions;
+use super::queue::memory::MemoryQueue;
+use super::queue::QueueOptions;
+use super::{BusConfig, BusError, LiveState};
 
 /// Rate-limit windows kept before expired ones are swept.
 const MAX_RATE_KEYS: usize = 100_000;
@@ -22,9 +25,12 @@ pub struct MemoryBus {
 struct Inner {
     // A std mutex: every critical section is short and never awaits.
     state: Mutex<State>,
-    events: broadcast::Sender<RoomEvent>,
-    job_arrived: Notify,
-    jobs_capacity: usize,
+    fanout: Arc<Fanout>,
+    recordings: MemoryQueue,
+    /// Queues and logs by name, so that every handle to one name shares it. Std mutexes,
+    /// held for a lookup.
+    queues: Mutex<HashMap<String, MemoryQueue>>,
+    logs: Mutex<HashMap<String, MemoryLog>>,
 }
 
 #[derive(Debug, Default)]
@@ -32,58 +38,58 @@ struct State {
     live: HashMap<i64, LiveState>,
     viewers: HashMap<i64, HashSet<String>>,
     rates: HashMap<String, (Instant, u32)>,
-    queue: VecDeque<(String, RecordingJob)>,
-    in_flight: BTreeMap<String, InFlight>,
-    next_job: u64,
 }
 
-#[derive(Debug)]
-struct InFlight {
-    job: RecordingJob,
-    delivered_at: Instant,
-}
-
-/// A subscription to the in-process event fan-out.
-#[derive(Debug)]
-pub struct MemorySubscription {
-    receiver: broadcast::Receiver<RoomEvent>,
-}
-
-impl MemorySubscription {
-    pub(super) async fn next(&mut self) -> Option<RoomEvent> {
-        loop {
-            match self.receiver.recv().await {
-                Ok(event) => return Some(event),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(events.missed = missed, "event subscriber fell behind");
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the maps half-updated in a way that
+    // matters more than losing the bus, so a poisoned lock is used as is.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl MemoryBus {
     /// A fresh, empty bus.
     pub fn new(config: &BusConfig) -> Self {
-        let (events, _) = broadcast::channel(config.events_capacity.max(1));
+        let recordings = MemoryQueue::new(config.recordings_queue());
+        let queues = HashMap::from([(recordings.options().name.clone(), recordings.clone())]);
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
-                events,
-                job_arrived: Notify::new(),
-                jobs_capacity: config.jobs_capacity,
+                fanout: Arc::new(Fanout::new(config.events_capacity)),
+                recordings,
+                queues: Mutex::new(queues),
+                logs: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way that
-        // matters more than losing the bus, so a poisoned lock is used as is.
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner.state)
+    }
+
+    pub(crate) fn fanout(&self) -> &Arc<Fanout> {
+        &self.inner.fanout
+    }
+
+    pub(crate) fn recordings(&self) -> &MemoryQueue {
+        &self.inner.recordings
+    }
+
+    /// The queue named `options.name`, created with `options` on first use.
+    pub(crate) fn queue(&self, options: QueueOptions) -> MemoryQueue {
+        lock(&self.inner.queues)
+            .entry(options.name.clone())
+            .or_insert_with(|| MemoryQueue::new(options))
+            .clone()
+    }
+
+    /// The log named `options.name`, created with `options` on first use.
+    pub(crate) fn log(&self, options: LogOptions) -> MemoryLog {
+        lock(&self.inner.logs)
+            .entry(options.name.clone())
+            .or_insert_with(|| MemoryLog::new(options))
+            .clone()
     }
 
     pub(super) async fn ping(&self) -> Result<(), BusError> {
@@ -114,18 +120,6 @@ impl MemoryBus {
 
     pub(super) async fn live_rooms(&self, max: usize) -> Result<Vec<i64>, BusError> {
         Ok(self.state().live.keys().copied().take(max).collect())
-    }
-
-    pub(super) async fn publish(&self, event: &RoomEvent) -> Result<(), BusError> {
-        // No subscriber is not an error: events are not stored.
-        let _ = self.inner.events.send(event.clone());
-        Ok(())
-    }
-
-    pub(super) fn subscribe(&self) -> MemorySubscription {
-        MemorySubscription {
-            receiver: self.inner.events.subscribe(),
-        }
     }
 
     pub(super) async fn viewer_join(&self, room_id: i64, session: &str) -> Result<u64, BusError> {
@@ -177,102 +171,14 @@ impl MemoryBus {
         Ok(entry.1 <= limit)
     }
 
-    pub(super) async fn enqueue(&self, job: &RecordingJob) -> Result<String, BusError> {
-        let id = {
-            let mut state = self.state();
-            if state.queue.len() + state.in_flight.len() >= self.inner.jobs_capacity {
-                return Err(BusError::QueueFull);
-            }
-            state.next_job += 1;
-            // Zero-padded so that ids sort in queue order, like Redis stream ids.
-            let id = format!("{:020}", state.next_job);
-            state.queue.push_back((id.clone(), job.clone()));
-            id
-        };
-        self.inner.job_arrived.notify_waiters();
-        Ok(id)
-    }
-
-    fn take_new(&self, max: usize) -> Vec<Delivery> {
-        let mut state = self.state();
-        let mut taken = Vec::new();
-        while taken.len() < max {
-            let Some((id, job)) = state.queue.pop_front() else {
-                break;
-            };
-            state.in_flight.insert(
-                id.clone(),
-                InFlight {
-                    job: job.clone(),
-                    delivered_at: Instant::now(),
-                },
-            );
-            taken.push(Delivery { id, job });
-        }
-        taken
-    }
-
-    pub(super) async fn claim(
-        &self,
-        _consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, BusError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Register interest before looking, so an enqueue in between is not missed.
-            let arrived = self.inner.job_arrived.notified();
-            let taken = self.take_new(max);
-            if !taken.is_empty() {
-                return Ok(taken);
-            }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
-                return Ok(Vec::new());
-            }
-        }
-    }
-
-    pub(super) async fn claim_stale(
-        &self,
-        _consumer: &str,
-        min_idle: Duration,
-        max: usize,
-    ) -> Result<Vec<Delivery>, BusError> {
-        let now = Instant::now();
-        let mut state = self.state();
-        let mut taken = Vec::new();
-        for (id, in_flight) in state.in_flight.iter_mut() {
-            if taken.len() >= max {
-                break;
-            }
-            if now.duration_since(in_flight.delivered_at) >= min_idle {
-                in_flight.delivered_at = now;
-                taken.push(Delivery {
-                    id: id.clone(),
-                    job: in_flight.job.clone(),
-                });
-            }
-        }
-        Ok(taken)
-    }
-
-    pub(super) async fn ack(&self, id: &str) -> Result<(), BusError> {
-        self.state().in_flight.remove(id);
-        Ok(())
-    }
-
     pub(super) async fn clear(&self) -> Result<(), BusError> {
-        let mut state = self.state();
-        let next_job = state.next_job;
-        *state = State {
-            next_job,
-            ..State::default()
-        };
+        *self.state() = State::default();
+        for queue in lock(&self.inner.queues).values() {
+            queue.clear();
+        }
+        for log in lock(&self.inner.logs).values() {
+            log.clear();
+        }
         Ok(())
-    }
-
-    pub(super) async fn jobs_outstanding(&self) -> Result<u64, BusError> {
-        let state = self.state();
-        Ok((state.queue.len() + state.in_flight.len()) as u64)
     }
 }

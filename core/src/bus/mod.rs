@@ -1,30 +1,45 @@
-//! The bus: shared, fast-changing state next to the database, with two backends behind one API.
+//! The bus: what services share next to the database, with two backends behind one API.
 //!
+//! Building blocks, each on Redis and in process with the same semantics:
+//! - [`Queue<T>`]: durable jobs with leases, delivery counts and a dead-letter queue;
+//! - [`Channel<T>`]: publish/subscribe with one Redis subscription per process, fanned out to
+//!   local subscribers through bounded queues;
+//! - [`Log<T>`]: an append-only history per key with offsets and epochs, for recovery.
+//!
+//! And the state hooks keeps, expressed on them where it fits:
 //! - live state per room (`live:{room}`), set on publish and cleared on stop;
-//! - room events (went live / went offline) over publish/subscribe;
+//! - room events (went live / went offline): [`Bus::events`], a `Channel<RoomEvent>`;
 //! - viewer counters per room (a set of viewer sessions, so joins and leaves are idempotent);
 //! - fixed-window rate limits;
-//! - a durable job queue for finished recordings: a job stays pending until a consumer
-//!   acknowledges it, and a job whose consumer died is claimed by another after it has been
-//!   idle long enough.
+//! - finished recordings: [`Bus::recordings`], a `Queue<RecordingJob>`.
 //!
-//! [`Bus::Redis`] is the production backend (Redis Streams with a consumer group for the
-//! queue); [`Bus::Memory`] is the embedded default with the same semantics within one process.
-//! Every queue is bounded: event fan-out by [`BusConfig::events_capacity`], the job queue by
-//! [`BusConfig::jobs_capacity`].
+//! [`Bus::Redis`] is the production backend (Redis Streams and pub/sub); [`Bus::Memory`] is
+//! the embedded default. Everything is bounded: channel fan-out by
+//! [`BusConfig::events_capacity`], the recording queue by [`BusConfig::jobs_capacity`], other
+//! queues and logs by their options.
 
+pub mod channel;
+pub mod log;
 mod memory;
+pub mod queue;
 mod redis;
 
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problems;
 use crate::secret::Secret;
 
+pub use self::channel::{Channel, Received, Subscriber};
+pub use self::log::{Entry, History, Log, LogOptions, Position};
 pub use self::memory::MemoryBus;
+pub use self::queue::{Consumer, DeadLetter, Failed, Job, Queue, QueueOptions};
 pub use self::redis::RedisBus;
+
+/// The channel of room events.
+const EVENTS_CHANNEL: &str = "events";
 
 /// The `[bus]` section shared by the services.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,12 +51,20 @@ pub struct BusConfig {
     /// Prefix of every Redis key and channel, so that several deployments can share a server.
     /// Default: `livegate`.
     pub key_prefix: String,
-    /// How many events a slow in-process subscriber may fall behind before it misses some.
-    /// Default: 1024.
+    /// How many messages a slow local subscriber of a channel may fall behind before it
+    /// misses some (and is told how many). Default: 1024.
     pub events_capacity: usize,
     /// Most recording jobs that may wait in the queue (pending plus unacknowledged); enqueueing
     /// beyond that fails. Default: 100000.
     pub jobs_capacity: usize,
+    /// How long a recorder may go without extending its lease on a recording job before
+    /// another recorder takes it over, in milliseconds. Default: 60000.
+    pub jobs_lease_ms: u64,
+    /// Most deliveries of one recording job before it goes to the dead-letter queue.
+    /// Default: 5.
+    pub jobs_max_deliveries: u32,
+    /// Most dead recording jobs kept for inspection (the oldest are trimmed). Default: 10000.
+    pub jobs_dead_letter_capacity: usize,
     /// How long one Redis command may take before it counts as failed, in milliseconds.
     /// Default: 500.
     pub timeout_ms: u64,
@@ -53,7 +76,10 @@ impl Default for BusConfig {
             url: Secret::new("memory:"),
             key_prefix: "livegate".to_owned(),
             events_capacity: 1024,
-            jobs_capacity: 100_000,
+            jobs_capacity: queue::DEFAULT_CAPACITY,
+            jobs_lease_ms: 60_000,
+            jobs_max_deliveries: queue::DEFAULT_MAX_DELIVERIES,
+            jobs_dead_letter_capacity: queue::DEFAULT_DEAD_LETTER_CAPACITY,
             timeout_ms: 500,
         }
     }
@@ -84,11 +110,29 @@ impl BusConfig {
             &format!("{section}.jobs_capacity"),
             "must be at least 1",
         );
-        problems.check(
-            self.timeout_ms > 0,
-            &format!("{section}.timeout_ms"),
-            "must be at least 1",
-        );
+        for (key, ok) in [
+            ("jobs_lease_ms", self.jobs_lease_ms > 0),
+            ("jobs_max_deliveries", self.jobs_max_deliveries > 0),
+            (
+                "jobs_dead_letter_capacity",
+                self.jobs_dead_letter_capacity > 0,
+            ),
+            ("timeout_ms", self.timeout_ms > 0),
+        ] {
+            problems.check(ok, &format!("{section}.{key}"), "must be at least 1");
+        }
+    }
+
+    /// The settings of the recording queue.
+    pub(crate) fn recordings_queue(&self) -> QueueOptions {
+        QueueOptions {
+            name: "recordings".to_owned(),
+            group: "recorders".to_owned(),
+            capacity: self.jobs_capacity,
+            lease: Duration::from_millis(self.jobs_lease_ms),
+            max_deliveries: self.jobs_max_deliveries,
+            dead_letter_capacity: self.jobs_dead_letter_capacity,
+        }
     }
 }
 
@@ -107,6 +151,15 @@ pub enum BusError {
     /// The URL names no supported backend.
     #[error("unsupported bus URL: expected `memory:` or `redis://`")]
     UnsupportedUrl,
+    /// Redis did not answer in time.
+    #[error("redis did not answer in time")]
+    Timeout,
+    /// The bus was shut down.
+    #[error("the bus is closed")]
+    Closed,
+    /// The consumer no longer holds the job: its lease ran out and another consumer took it.
+    #[error("the job's lease was lost to another consumer")]
+    LeaseLost,
 }
 
 /// What the live key of a room holds while it is live.
@@ -164,7 +217,8 @@ pub struct RecordingJob {
     pub enqueued_at_ms: i64,
 }
 
-/// A job handed to a consumer; it stays pending until [`Bus::ack`].
+/// A recording job handed to a consumer by [`Bus::claim`]; it stays pending until
+/// [`Bus::ack`]. (New code uses [`Job`] from [`Bus::recordings`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// Queue id, for [`Bus::ack`].
@@ -182,24 +236,34 @@ pub enum Bus {
     Memory(MemoryBus),
 }
 
-/// A subscription to room events.
+/// A subscription to room events (a [`Subscriber`] of [`Bus::events`] that skips notices).
 #[derive(Debug)]
-pub enum Subscription {
-    /// From Redis pub/sub.
-    Redis(self::redis::RedisSubscription),
-    /// From the in-process fan-out.
-    Memory(self::memory::MemorySubscription),
-}
+pub struct Subscription(Subscriber<RoomEvent>);
 
 impl Subscription {
-    /// The next event; `None` when the bus is gone. Undecodable messages are skipped, and an
-    /// in-process subscriber that fell behind skips what it missed.
+    /// The next event; `None` when the bus is gone. Undecodable messages are skipped, and a
+    /// subscriber that fell behind skips what it missed.
     pub async fn next(&mut self) -> Option<RoomEvent> {
-        match self {
-            Subscription::Redis(sub) => sub.next().await,
-            Subscription::Memory(sub) => sub.next().await,
+        loop {
+            match self.0.recv().await? {
+                Received::Message(event) => return Some(event),
+                Received::Lagged(missed) => {
+                    tracing::warn!(events.missed = missed, "event subscriber fell behind");
+                }
+                Received::Reconnected => {
+                    tracing::warn!("event subscriber reconnected, events may have been missed");
+                }
+            }
         }
     }
+}
+
+/// Milliseconds since the unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 macro_rules! dispatch {
@@ -251,17 +315,14 @@ impl Bus {
         dispatch!(self, bus => bus.live_rooms(max).await)
     }
 
-    /// Publishes a room event to every current subscriber.
+    /// Publishes a room event to every current subscriber ([`Bus::events`]).
     pub async fn publish(&self, event: &RoomEvent) -> Result<(), BusError> {
-        dispatch!(self, bus => bus.publish(event).await)
+        self.events().publish(event).await
     }
 
     /// Subscribes to room events published from now on.
     pub async fn subscribe(&self) -> Result<Subscription, BusError> {
-        Ok(match self {
-            Bus::Redis(bus) => Subscription::Redis(bus.subscribe().await?),
-            Bus::Memory(bus) => Subscription::Memory(bus.subscribe()),
-        })
+        Ok(Subscription(self.events().subscribe().await?))
     }
 
     /// Records that viewer `session` watches `room_id`; returns the room's viewer count.
@@ -295,33 +356,40 @@ impl Bus {
     /// Queues a recording job; returns its queue id. Fails with [`BusError::QueueFull`] when
     /// [`BusConfig::jobs_capacity`] jobs are waiting.
     pub async fn enqueue(&self, job: &RecordingJob) -> Result<String, BusError> {
-        dispatch!(self, bus => bus.enqueue(job).await)
+        self.recordings().push(job).await
     }
 
-    /// Hands up to `max` new jobs to `consumer`, waiting up to `wait` for one to arrive.
+    /// Hands up to `max` new recording jobs to `consumer`, waiting up to `wait` for one to
+    /// arrive.
     pub async fn claim(
         &self,
         consumer: &str,
         max: usize,
         wait: Duration,
     ) -> Result<Vec<Delivery>, BusError> {
-        dispatch!(self, bus => bus.claim(consumer, max, wait).await)
+        let jobs = self.recordings().consumer(consumer).next(max, wait).await?;
+        Ok(jobs.into_iter().map(Delivery::from).collect())
     }
 
-    /// Takes over up to `max` jobs that another consumer received but has not acknowledged for
-    /// at least `min_idle` (it probably crashed).
+    /// Takes over up to `max` recording jobs that another consumer received but has not
+    /// touched for at least `min_idle` (it probably crashed).
     pub async fn claim_stale(
         &self,
         consumer: &str,
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<Delivery>, BusError> {
-        dispatch!(self, bus => bus.claim_stale(consumer, min_idle, max).await)
+        let jobs = self
+            .recordings()
+            .consumer(consumer)
+            .reclaim_idle(min_idle, max)
+            .await?;
+        Ok(jobs.into_iter().map(Delivery::from).collect())
     }
 
-    /// Acknowledges a job: it is done and leaves the queue. Acknowledging twice is harmless.
+    /// Acknowledges a recording job: it is done and leaves the queue. Twice is harmless.
     pub async fn ack(&self, id: &str) -> Result<(), BusError> {
-        dispatch!(self, bus => bus.ack(id).await)
+        self.recordings().ack_id(id).await
     }
 
     /// Deletes everything this bus holds (every key under the Redis prefix). For tests and for
@@ -330,17 +398,81 @@ impl Bus {
         dispatch!(self, bus => bus.clear().await)
     }
 
-    /// How many undecodable jobs this process acknowledged and deleted (Redis only: the
-    /// in-process queue holds typed jobs).
+    /// How many undecodable recording jobs this process moved to the dead-letter queue.
     pub fn discarded_jobs(&self) -> u64 {
+        self.recordings().undecodable()
+    }
+
+    /// How many recording jobs are queued or unacknowledged.
+    pub async fn jobs_outstanding(&self) -> Result<u64, BusError> {
+        self.recordings().outstanding().await
+    }
+
+    /// The recording job queue.
+    pub fn recordings(&self) -> Queue<RecordingJob> {
+        Queue::from_backend(match self {
+            Bus::Redis(bus) => queue::Backend::Redis(bus.recordings().clone()),
+            Bus::Memory(bus) => queue::Backend::Memory(bus.recordings().clone()),
+        })
+    }
+
+    /// The room events channel.
+    pub fn events(&self) -> Channel<RoomEvent> {
+        self.channel(EVENTS_CHANNEL)
+    }
+
+    /// The queue `options.name`. Every handle to one name shares the queue (in process, the
+    /// first handle's options win).
+    pub fn queue<T>(&self, options: QueueOptions) -> Queue<T>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        Queue::from_backend(match self {
+            Bus::Redis(bus) => queue::Backend::Redis(bus.queue(options)),
+            Bus::Memory(bus) => queue::Backend::Memory(bus.queue(options)),
+        })
+    }
+
+    /// The channel `name` (on Redis: `{prefix}:{name}`).
+    pub fn channel<T>(&self, name: &str) -> Channel<T>
+    where
+        T: Serialize + DeserializeOwned,
+    {
         match self {
-            Bus::Redis(bus) => bus.discarded_jobs(),
-            Bus::Memory(_) => 0,
+            Bus::Redis(bus) => Channel::new(
+                channel::Backend::Redis {
+                    hub: bus.hub().clone(),
+                    link: bus.link().clone(),
+                },
+                bus.link().key(name),
+            ),
+            Bus::Memory(bus) => Channel::new(
+                channel::Backend::Memory(bus.fanout().clone()),
+                name.to_owned(),
+            ),
         }
     }
 
-    /// How many jobs are queued or unacknowledged.
-    pub async fn jobs_outstanding(&self) -> Result<u64, BusError> {
-        dispatch!(self, bus => bus.jobs_outstanding().await)
+    /// The log `options.name`. Every handle to one name shares the log (in process, the
+    /// first handle's options win).
+    pub fn log<T>(&self, options: LogOptions) -> Log<T>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        Log::from_backend(match self {
+            Bus::Redis(bus) => {
+                log::Backend::Redis(log::redis::RedisLog::new(bus.link().clone(), options))
+            }
+            Bus::Memory(bus) => log::Backend::Memory(bus.log(options)),
+        })
+    }
+}
+
+impl From<Job<RecordingJob>> for Delivery {
+    fn from(job: Job<RecordingJob>) -> Self {
+        Delivery {
+            id: job.id,
+            job: job.payload,
+        }
     }
 }

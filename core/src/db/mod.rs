@@ -1,14 +1,23 @@
 //! The database layer: one API over MySQL/MariaDB (production) and SQLite (embedded default).
 //!
-//! Callers use the repository functions on [`Database`]; no SQL lives outside this module.
-//! Every time is unix milliseconds. The schema lives in versioned migrations per backend under
-//! `core/migrations/{mysql,sqlite}/`, applied by [`Database::migrate`].
+//! Repository functions are grouped by domain ([`rooms`], [`streams`], [`users`], [`gifts`],
+//! [`orders`]) and take any [`Executor`]: the pool, a held [`Conn`], or a [`Tx`]. No SQL lives
+//! outside this module. Every time is unix milliseconds. The schema lives in versioned
+//! migrations per backend under `core/migrations/{mysql,sqlite}/`, applied by
+//! [`Database::migrate`].
 
 pub mod columns;
+mod compat;
+pub(crate) mod exec;
+pub mod gifts;
+pub mod orders;
 mod recordings;
-mod rooms;
-mod streams;
+pub mod rooms;
+pub mod streams;
+#[cfg(feature = "testing")]
 pub mod testing;
+mod tx;
+pub mod users;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,9 +29,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::config::Problems;
 use crate::secret::Secret;
 
+pub use exec::Executor;
 pub use recordings::{InterruptedRecording, NewInterruptedRecording};
 pub use rooms::{NewRoom, Room};
 pub use streams::{NewStream, OriginIds, StartOutcome, Stream};
+pub use tx::Tx;
 
 static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -125,6 +136,9 @@ pub enum DbError {
     /// Any other database error (constraint violation, bad SQL, decoding).
     #[error("database error")]
     Query(#[source] sqlx::Error),
+    /// An insert succeeded but the database reported no usable id for the new row.
+    #[error("the database reported no id for the inserted row")]
+    NoInsertId,
 }
 
 impl DbError {
@@ -166,18 +180,6 @@ pub enum Conn {
     /// SQLite.
     Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
 }
-
-/// Runs `$body` with `$pool` bound to the concrete pool of whichever backend `$db` is.
-/// Placeholders (`?`) are the same in both dialects, so the SQL text is shared.
-macro_rules! with_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            $crate::db::Database::Mysql($pool) => $body,
-            $crate::db::Database::Sqlite($pool) => $body,
-        }
-    };
-}
-pub(crate) use with_pool;
 
 impl Database {
     /// Connects according to `config` (lazily for MySQL: the first query opens a connection,
@@ -282,48 +284,19 @@ impl Database {
 
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), DbError> {
-        with_pool!(self, pool => {
-            sqlx::query("SELECT 1").execute(pool).await?;
-        });
+        match self {
+            Database::Mysql(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+            Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop)?,
+        }
         Ok(())
     }
 
     /// Closes every pooled connection.
     pub async fn close(&self) {
-        with_pool!(self, pool => pool.close().await);
-    }
-
-    /// Creates a user and returns its id. Usernames are unique.
-    pub async fn create_user(
-        &self,
-        username: &str,
-        password_hash: &str,
-        role: &str,
-        now_ms: i64,
-    ) -> Result<i64, DbError> {
-        const SQL: &str =
-            "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)";
-        let id = match self {
-            Database::Mysql(pool) => {
-                let done = sqlx::query(SQL)
-                    .bind(username)
-                    .bind(password_hash)
-                    .bind(role)
-                    .bind(now_ms)
-                    .execute(pool)
-                    .await?;
-                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
-            }
-            Database::Sqlite(pool) => sqlx::query(SQL)
-                .bind(username)
-                .bind(password_hash)
-                .bind(role)
-                .bind(now_ms)
-                .execute(pool)
-                .await?
-                .last_insert_rowid(),
-        };
-        Ok(id)
+        match self {
+            Database::Mysql(pool) => pool.close().await,
+            Database::Sqlite(pool) => pool.close().await,
+        }
     }
 }
 
@@ -377,10 +350,45 @@ impl SessionLimits {
     }
 }
 
+/// The id MySQL reported for an inserted row: 0 means none was generated, and an id beyond
+/// `i64` cannot be stored back; both are errors, never a made-up id.
+pub(crate) fn mysql_insert_id(reported: u64) -> Result<i64, DbError> {
+    match i64::try_from(reported) {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(DbError::NoInsertId),
+    }
+}
+
+/// The rowid SQLite reported for an inserted row (0 when nothing was inserted).
+pub(crate) fn sqlite_insert_id(reported: i64) -> Result<i64, DbError> {
+    if reported > 0 {
+        Ok(reported)
+    } else {
+        Err(DbError::NoInsertId)
+    }
+}
+
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_insert_without_a_usable_id_is_an_error() {
+        assert!(matches!(mysql_insert_id(0), Err(DbError::NoInsertId)));
+        assert!(matches!(
+            mysql_insert_id(u64::MAX),
+            Err(DbError::NoInsertId)
+        ));
+        assert!(matches!(sqlite_insert_id(0), Err(DbError::NoInsertId)));
+        assert_eq!(mysql_insert_id(7).unwrap(), 7);
+        assert_eq!(sqlite_insert_id(7).unwrap(), 7);
+    }
 }

@@ -2,7 +2,8 @@
 //! was recording is closed by a restart, a reconciliation or lost keepalives, for a recorder
 //! to find and judge.
 
-use super::{with_pool, Database, DbError};
+use super::exec::on_conn;
+use super::{Database, DbError};
 
 /// A row of `interrupted_recordings`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -63,7 +64,7 @@ impl Database {
                  origin_server_id, directory, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
             }
         };
-        let written = with_pool!(self, pool => {
+        let written = on_conn!(self, pool => {
             sqlx::query(sql)
                 .bind(note.stream_id)
                 .bind(note.room_id)
@@ -89,7 +90,7 @@ impl Database {
             "SELECT {COLUMNS} FROM interrupted_recordings WHERE created_at >= ? \
              ORDER BY id LIMIT ?"
         );
-        let rows = with_pool!(self, pool => {
+        let rows = on_conn!(self, pool => {
             sqlx::query_as::<_, InterruptedRecording>(&sql)
                 .bind(since_ms)
                 .bind(limit)

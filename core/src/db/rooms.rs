@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use super::{with_pool, Conn, Database, DbError};
+use super::exec::{on_conn, Target};
+use super::{mysql_insert_id, sqlite_insert_id, DbError, Executor};
 
 /// A row of `rooms`.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -46,7 +47,7 @@ impl fmt::Debug for Room {
     }
 }
 
-/// What [`Database::create_room`] needs.
+/// What [`create`] needs.
 #[derive(Clone)]
 pub struct NewRoom<'a> {
     /// The owning user.
@@ -66,112 +67,101 @@ pub struct NewRoom<'a> {
 const ROOM_COLUMNS: &str = "id, owner_id, title, CAST(stream_key AS CHAR) AS stream_key, \
      stream_key_expires_at, publish_allow_cidrs, is_live, disabled, viewers_count, created_at";
 
-impl Database {
-    /// Creates a room and returns its id.
-    pub async fn create_room(&self, room: &NewRoom<'_>, now_ms: i64) -> Result<i64, DbError> {
-        const SQL: &str = "INSERT INTO rooms (owner_id, title, stream_key, stream_key_expires_at, \
-             publish_allow_cidrs, created_at) VALUES (?, ?, ?, ?, ?, ?)";
-        let id = match self {
-            Database::Mysql(pool) => {
-                let done = sqlx::query(SQL)
-                    .bind(room.owner_id)
-                    .bind(room.title)
-                    .bind(room.stream_key)
-                    .bind(room.stream_key_expires_at)
-                    .bind(room.publish_allow_cidrs)
-                    .bind(now_ms)
-                    .execute(pool)
-                    .await?;
-                i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX)
-            }
-            Database::Sqlite(pool) => sqlx::query(SQL)
+/// Creates a room and returns its id.
+pub async fn create(
+    exec: impl Executor<'_>,
+    room: &NewRoom<'_>,
+    now_ms: i64,
+) -> Result<i64, DbError> {
+    const SQL: &str = "INSERT INTO rooms (owner_id, title, stream_key, stream_key_expires_at, \
+         publish_allow_cidrs, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+    let mut handle = exec.connection().await?;
+    match handle.target() {
+        Target::Mysql(conn) => {
+            let done = sqlx::query(SQL)
                 .bind(room.owner_id)
                 .bind(room.title)
                 .bind(room.stream_key)
                 .bind(room.stream_key_expires_at)
                 .bind(room.publish_allow_cidrs)
                 .bind(now_ms)
-                .execute(pool)
-                .await?
-                .last_insert_rowid(),
-        };
-        Ok(id)
-    }
-
-    /// The room with `id`, if it exists.
-    pub async fn room(&self, id: i64) -> Result<Option<Room>, DbError> {
-        let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?");
-        let room = with_pool!(self, pool => {
-            sqlx::query_as::<_, Room>(&sql).bind(id).fetch_optional(pool).await?
-        });
-        Ok(room)
-    }
-}
-
-impl Conn {
-    /// [`Database::room`] on this connection.
-    pub async fn room(&mut self, id: i64) -> Result<Option<Room>, DbError> {
-        let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?");
-        let room = match self {
-            Conn::Mysql(conn) => {
-                sqlx::query_as::<_, Room>(&sql)
-                    .bind(id)
-                    .fetch_optional(&mut **conn)
-                    .await?
-            }
-            Conn::Sqlite(conn) => {
-                sqlx::query_as::<_, Room>(&sql)
-                    .bind(id)
-                    .fetch_optional(&mut **conn)
-                    .await?
-            }
-        };
-        Ok(room)
-    }
-}
-
-impl Database {
-    /// Enables or disables a room; `false` when the room does not exist.
-    pub async fn set_room_disabled(&self, id: i64, disabled: bool) -> Result<bool, DbError> {
-        let done = with_pool!(self, pool => {
-            sqlx::query("UPDATE rooms SET disabled = ? WHERE id = ?")
-                .bind(disabled)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(done == 1)
-    }
-
-    /// Replaces a room's stream key and its expiry.
-    pub async fn set_stream_key(
-        &self,
-        id: i64,
-        stream_key: &str,
-        expires_at: Option<i64>,
-    ) -> Result<bool, DbError> {
-        let done = with_pool!(self, pool => {
-            sqlx::query("UPDATE rooms SET stream_key = ?, stream_key_expires_at = ? WHERE id = ?")
-                .bind(stream_key)
-                .bind(expires_at)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(done == 1)
-    }
-
-    /// Records the room's current number of viewers.
-    pub async fn set_viewers_count(&self, id: i64, viewers: i64) -> Result<(), DbError> {
-        with_pool!(self, pool => {
-            sqlx::query("UPDATE rooms SET viewers_count = ? WHERE id = ?")
-                .bind(viewers)
-                .bind(id)
-                .execute(pool)
+                .execute(conn)
                 .await?;
-        });
-        Ok(())
+            mysql_insert_id(done.last_insert_id())
+        }
+        Target::Sqlite(conn) => {
+            let done = sqlx::query(SQL)
+                .bind(room.owner_id)
+                .bind(room.title)
+                .bind(room.stream_key)
+                .bind(room.stream_key_expires_at)
+                .bind(room.publish_allow_cidrs)
+                .bind(now_ms)
+                .execute(conn)
+                .await?;
+            sqlite_insert_id(done.last_insert_rowid())
+        }
     }
+}
+
+/// The room with `id`, if it exists.
+pub async fn get(exec: impl Executor<'_>, id: i64) -> Result<Option<Room>, DbError> {
+    let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?");
+    let room = on_conn!(exec, conn => {
+        sqlx::query_as::<_, Room>(&sql).bind(id).fetch_optional(conn).await?
+    });
+    Ok(room)
+}
+
+/// Enables or disables a room; `false` when the room does not exist.
+pub async fn set_disabled(
+    exec: impl Executor<'_>,
+    id: i64,
+    disabled: bool,
+) -> Result<bool, DbError> {
+    let matched = on_conn!(exec, conn => {
+        sqlx::query("UPDATE rooms SET disabled = ? WHERE id = ?")
+            .bind(disabled)
+            .bind(id)
+            .execute(conn)
+            .await?
+            .rows_affected()
+    });
+    Ok(matched == 1)
+}
+
+/// Replaces a room's stream key and its expiry; `false` when the room does not exist.
+pub async fn set_stream_key(
+    exec: impl Executor<'_>,
+    id: i64,
+    stream_key: &str,
+    expires_at: Option<i64>,
+) -> Result<bool, DbError> {
+    let matched = on_conn!(exec, conn => {
+        sqlx::query("UPDATE rooms SET stream_key = ?, stream_key_expires_at = ? WHERE id = ?")
+            .bind(stream_key)
+            .bind(expires_at)
+            .bind(id)
+            .execute(conn)
+            .await?
+            .rows_affected()
+    });
+    Ok(matched == 1)
+}
+
+/// Records the room's current number of viewers.
+pub async fn set_viewers_count(
+    exec: impl Executor<'_>,
+    id: i64,
+    viewers: i64,
+) -> Result<(), DbError> {
+    on_conn!(exec, conn => {
+        sqlx::query("UPDATE rooms SET viewers_count = ? WHERE id = ?")
+            .bind(viewers)
+            .bind(id)
+            .execute(conn)
+            .await
+            .map(drop)?
+    });
+    Ok(())
 }

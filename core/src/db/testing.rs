@@ -1,5 +1,6 @@
 //! Throw-away databases for tests: an in-memory SQLite one, or a fresh MariaDB/MySQL database
 //! (`lg_test_<random>`) on the server named by `LIVEGATE_TEST_MYSQL_URL`, dropped afterwards.
+//! Only compiled with the `testing` feature.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,13 +12,14 @@ use sqlx::{ConnectOptions, Connection};
 use super::{Backend, Database, DbConfig, DbError};
 use crate::secret::Secret;
 
-/// Environment variable naming the MariaDB/MySQL server for tests.
-pub const MYSQL_URL_VAR: &str = "LIVEGATE_TEST_MYSQL_URL";
+pub use crate::testing::MYSQL_URL_VAR;
 
-/// The backends to run a test suite against: SQLite always, MySQL when configured.
+/// The backends to run a test suite against: SQLite always, and MySQL/MariaDB, which must be
+/// configured under CI (see [`crate::testing`]: missing, it fails the test there and is
+/// reported as skipped elsewhere).
 pub fn backends() -> Vec<Backend> {
     let mut backends = vec![Backend::Sqlite];
-    if std::env::var(MYSQL_URL_VAR).is_ok_and(|url| !url.is_empty()) {
+    if crate::testing::mysql_url().is_some() {
         backends.push(Backend::Mysql);
     }
     backends
@@ -59,6 +61,9 @@ impl TestDatabase {
                 let url = format!("sqlite:{}", path.display());
                 let db = Database::connect(&DbConfig {
                     url: Secret::new(url.clone()),
+                    // A loaded machine running many tests at once can take longer than a
+                    // service's default to open and migrate a file.
+                    acquire_timeout_ms: 10_000,
                     ..DbConfig::default()
                 })
                 .await?;
@@ -70,7 +75,7 @@ impl TestDatabase {
                 })
             }
             Backend::Mysql => {
-                let server = std::env::var(MYSQL_URL_VAR).map_err(|_| DbError::UnsupportedUrl)?;
+                let server = crate::testing::mysql_url().ok_or(DbError::UnsupportedUrl)?;
                 let server = server.replacen("mariadb://", "mysql://", 1);
                 let admin = MySqlConnectOptions::from_str(&server)?;
                 let name = unique_name();
@@ -132,8 +137,11 @@ impl Drop for TestDatabase {
                         // The test's pool may still hold connections, some in the middle of a
                         // rollback that its (now blocked) runtime would have finished: end
                         // them, or DROP DATABASE waits for their metadata locks forever.
-                        let ids: Vec<u64> = sqlx::query_scalar(
-                            "SELECT id FROM information_schema.processlist WHERE db = ?",
+                        // The column is a signed BIGINT on MariaDB, unsigned on MySQL: read
+                        // it as one type on both, or the decode fails and nothing is ended.
+                        let ids: Vec<i64> = sqlx::query_scalar(
+                            "SELECT CAST(id AS SIGNED) FROM information_schema.processlist \
+                             WHERE db = ? AND id <> CONNECTION_ID()",
                         )
                         .bind(&name)
                         .fetch_all(&mut conn)

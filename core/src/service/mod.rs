@@ -1,0 +1,22 @@
+//! The runtime every service shares, so that each tells one story:
+//!
+//! - [`Shutdown`]: one cancellation token and one task tracker for the whole process.
+//!   SIGTERM asks for a drain, SIGINT for an immediate stop ([`Signals`]).
+//! - [`Drain`]: the shutdown sequence, steps that share **one** deadline (the grace period):
+//!   each step gets what the steps before it left.
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz` with named checks).
+//! - [`bind`]: listeners whose errors name the configuration key and the address.
+//! - [`ConfigArgs`]: `-c/--config` and `LIVEGATE_<SERVICE>_CONFIG`, the same for every binary,
+//!   with the exit code 64 (`EX_USAGE`) for an unusable configuration.
+
+pub mod admin;
+mod cli;
+mod listen;
+mod shutdown;
+
+pub use self::admin::{Check, Readiness, ReadyReport};
+pub use self::cli::{ConfigArgs, ConfigFailure, OnDefaults, EX_USAGE};
+pub use self::listen::{bind, bind_std, BindError};
+pub use self::shutdown::{Drain, Shutdown, Signals, Stop};
+pub use tokio_util::sync::CancellationToken;
+pub use tokio_util::task::TaskTracker;
