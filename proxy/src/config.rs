@@ -613,6 +613,8 @@ mod tests {
             upstream_read_s = 0
             [cors]
             allowed_origins = ["player.example.com"]
+            [limits]
+            max_path_bytes = 10
         "#;
         let err = Config::from_toml(text).unwrap_err().to_string();
         for key in [
@@ -622,9 +624,20 @@ mod tests {
             "routes.flv[0]",
             "timeouts.upstream_read_s",
             "cors.allowed_origins[0]",
+            "limits.max_path_bytes",
         ] {
             assert!(err.contains(key), "missing {key} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn origin_host_and_hostnames_are_checked_at_start() {
+        let text = MINIMAL.replace("[token]", "host = \"srs.internal\\r\\nX-Evil: 1\"\n[token]");
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("origin.host"), "{err}");
+        let text = format!("[server]\nhostnames = [\"https://edge.example/\"]\n{MINIMAL}");
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("server.hostnames[0]"), "{err}");
     }
 
     #[test]

@@ -106,7 +106,11 @@ async fn the_start_notices_secrets_are_neither_logged_nor_stored() {
             (!app.is_live(42).await).then_some(())
         })
         .await;
-        assert_eq!(app.db.interrupted_recordings(0, 10).await.unwrap().len(), 1);
+        // The recording is noted just after the stream is closed.
+        crate::support::wait_until("the unfinished recording to be noted", || async {
+            (app.db.interrupted_recordings(0, 10).await.unwrap().len() == 1).then_some(())
+        })
+        .await;
 
         let stored = dump(&app.db).await;
         assert!(stored.contains("zlm-1"), "{stored}");

@@ -261,7 +261,12 @@ async fn a_silent_server_loses_its_streams_and_their_recordings_are_noted() {
         .await;
         app.wait_bus_live(42, false).await;
 
-        let noted = app.db.interrupted_recordings(0, 10).await.unwrap();
+        // Each stream's recording is noted just after the stream is closed.
+        let noted = wait_until("both unfinished recordings to be noted", || async {
+            let noted = app.db.interrupted_recordings(0, 10).await.unwrap();
+            (noted.len() == 2).then_some(noted)
+        })
+        .await;
         let dirs: Vec<_> = noted
             .iter()
             .map(|n| (n.room_id, n.directory.as_str(), n.reason.as_str()))
