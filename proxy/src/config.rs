@@ -332,8 +332,8 @@ impl Default for PlaylistConfig {
     }
 }
 
-/// `[flv]`
-#[derive(Debug, Default, Deserialize)]
+/// `[flv]`: one origin pull per stream, fanned out to every viewer.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FlvConfig {
     /// End an FLV response once its token has expired (plus the grace below). Default false:
@@ -342,6 +342,31 @@ pub struct FlvConfig {
     /// Seconds an FLV response may run past its token's expiry when the option above is on.
     /// Default 0.
     pub expiry_grace_s: u64,
+    /// How long a stream's origin pull outlives its last viewer, in milliseconds (a viewer
+    /// that reconnects finds it running). Default 5000.
+    pub linger_ms: u64,
+    /// Most bytes of the current GOP kept so that a joining viewer starts on a keyframe at
+    /// once; a longer GOP is not kept (joiners then wait for the next keyframe).
+    /// Default 8388608 (8 MiB).
+    pub gop_cache_bytes: usize,
+    /// Most bytes waiting for one viewer; past it the viewer's backlog is dropped and it
+    /// resumes at the next keyframe. Default 1048576 (1 MiB).
+    pub viewer_queue_bytes: usize,
+    /// A viewer that stays behind longer than this, in milliseconds, is cut. Default 10000.
+    pub max_lag_ms: u64,
+}
+
+impl Default for FlvConfig {
+    fn default() -> Self {
+        Self {
+            end_at_token_expiry: false,
+            expiry_grace_s: 0,
+            linger_ms: 5000,
+            gop_cache_bytes: 8 * 1024 * 1024,
+            viewer_queue_bytes: 1024 * 1024,
+            max_lag_ms: 10_000,
+        }
+    }
 }
 
 /// `[cors]`
@@ -540,6 +565,16 @@ impl Validate for Config {
             self.playlist.max_output_bytes >= self.playlist.max_bytes,
             "playlist.max_output_bytes",
             "must be at least playlist.max_bytes",
+        );
+        problems.check(
+            self.flv.viewer_queue_bytes >= 64 * 1024,
+            "flv.viewer_queue_bytes",
+            "must be at least 65536",
+        );
+        problems.check(
+            self.flv.max_lag_ms >= 100,
+            "flv.max_lag_ms",
+            "must be at least 100",
         );
         problems.check(
             self.playlist.max_line_bytes >= 256,

@@ -40,14 +40,7 @@ impl Forwarding {
         request: &mut RequestHeader,
         origin_authority: &str,
     ) -> pingora::Result<()> {
-        let viewer_host = session.req_header().headers.get(header::HOST).cloned();
-        match (&self.origin_host, viewer_host) {
-            (Some(host), _) => request.insert_header(header::HOST, host.as_str())?,
-            (None, Some(host)) if self.forward_viewer_host => {
-                request.insert_header(header::HOST, host)?
-            }
-            (None, _) => request.insert_header(header::HOST, origin_authority)?,
-        }
+        self.apply_to_pull(session, request, origin_authority)?;
         if let Some(ip) = client_ip(session) {
             let forwarded_for = match session
                 .req_header()
@@ -63,6 +56,25 @@ impl Forwarding {
         } else {
             // Never pass on a client's own claim about its address.
             request.remove_header("X-Real-IP");
+        }
+        Ok(())
+    }
+
+    /// Sets only `Host`, as [`Forwarding::apply`] does: for a stream pull the proxy makes on
+    /// behalf of every viewer of a stream, which no single viewer's address describes.
+    pub fn apply_to_pull(
+        &self,
+        session: &Session,
+        request: &mut RequestHeader,
+        origin_authority: &str,
+    ) -> pingora::Result<()> {
+        let viewer_host = session.req_header().headers.get(header::HOST).cloned();
+        match (&self.origin_host, viewer_host) {
+            (Some(host), _) => request.insert_header(header::HOST, host.as_str())?,
+            (None, Some(host)) if self.forward_viewer_host => {
+                request.insert_header(header::HOST, host)?
+            }
+            (None, _) => request.insert_header(header::HOST, origin_authority)?,
         }
         Ok(())
     }

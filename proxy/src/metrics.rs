@@ -128,6 +128,14 @@ pub struct Metrics {
     sent_bytes: [Counter; 4],
     /// HTTP-FLV responses currently streaming.
     pub flv_sessions_active: Gauge,
+    /// HTTP-FLV origin pulls running (one per stream being watched).
+    pub flv_pulls_active: Gauge,
+    /// Viewers of a pull, observed as each viewer joins.
+    pub flv_viewers_per_pull: Histogram,
+    /// FLV tags slow viewers skipped (they resumed at the next keyframe).
+    pub flv_tags_dropped: Counter,
+    /// FLV viewers cut for staying behind longer than `flv.max_lag_ms`.
+    pub flv_viewers_cut: Counter,
     playlist_refusals: [Counter; PlaylistRefusal::ALL.len()],
     head_refusals: [Counter; HeadRefusal::ALL.len()],
 }
@@ -194,6 +202,30 @@ impl Metrics {
             "HTTP-FLV responses currently streaming",
             flv_sessions_active.clone(),
         );
+        let flv_pulls_active = Gauge::default();
+        registry.register(
+            "livegate_proxy_flv_pulls_active",
+            "HTTP-FLV origin pulls running, one per stream being watched",
+            flv_pulls_active.clone(),
+        );
+        let flv_viewers_per_pull = Histogram::new(exponential_buckets(1.0, 4.0, 9));
+        registry.register(
+            "livegate_proxy_flv_viewers_per_pull",
+            "Viewers of a pull, observed as each viewer joins",
+            flv_viewers_per_pull.clone(),
+        );
+        let flv_tags_dropped = Counter::default();
+        registry.register(
+            "livegate_proxy_flv_tags_dropped",
+            "FLV tags slow viewers skipped to resume at the next keyframe",
+            flv_tags_dropped.clone(),
+        );
+        let flv_viewers_cut = Counter::default();
+        registry.register(
+            "livegate_proxy_flv_viewers_cut",
+            "FLV viewers cut for staying behind longer than flv.max_lag_ms",
+            flv_viewers_cut.clone(),
+        );
         let playlist_family = Family::<Labels, Counter>::default();
         registry.register(
             "livegate_proxy_playlists_refused",
@@ -224,6 +256,10 @@ impl Metrics {
             upstream_latency,
             sent_bytes,
             flv_sessions_active,
+            flv_pulls_active,
+            flv_viewers_per_pull,
+            flv_tags_dropped,
+            flv_viewers_cut,
             playlist_refusals,
             head_refusals,
         }
@@ -274,19 +310,19 @@ impl Metrics {
     }
 }
 
-/// Keeps `flv_sessions_active` right however a stream ends: it is decremented on drop.
+/// Keeps a gauge of running things right however they end: it is decremented on drop.
 #[derive(Debug)]
-pub struct ActiveFlv(Gauge);
+pub struct ActiveGauge(Gauge);
 
-impl ActiveFlv {
-    /// Counts a stream as active until the guard is dropped.
-    pub fn start(gauge: &Gauge) -> ActiveFlv {
+impl ActiveGauge {
+    /// Counts one more until the guard is dropped.
+    pub fn start(gauge: &Gauge) -> ActiveGauge {
         gauge.inc();
-        ActiveFlv(gauge.clone())
+        ActiveGauge(gauge.clone())
     }
 }
 
-impl Drop for ActiveFlv {
+impl Drop for ActiveGauge {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -304,7 +340,7 @@ mod tests {
         metrics.rejected(Rejection::Expired);
         metrics.upstream_latency(Kind::Segment, 0.002);
         {
-            let _active = ActiveFlv::start(&metrics.flv_sessions_active);
+            let _active = ActiveGauge::start(&metrics.flv_sessions_active);
             assert_eq!(metrics.flv_sessions_active.get(), 1);
         }
         assert_eq!(metrics.flv_sessions_active.get(), 0);

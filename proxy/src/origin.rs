@@ -150,11 +150,6 @@ impl OriginClient {
         })
     }
 
-    /// Connect, read and write timeouts for relays that talk to the origin directly.
-    pub fn relay_timeouts(&self) -> (Duration, Duration, Duration) {
-        (self.connect_timeout, self.read_timeout, self.write_timeout)
-    }
-
     /// A Pingora peer for `origin`, with the configured timeouts.
     pub fn peer(&self, origin: &Origin) -> Box<HttpPeer> {
         let mut peer = HttpPeer::new(origin.backend.clone(), false, String::new());

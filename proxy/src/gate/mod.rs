@@ -27,8 +27,11 @@ use livegate_core::token::{Grant, Verifier};
 use crate::config::Config;
 use crate::cors::{self, Cors};
 use crate::drain::{InFlight, InFlightGuard};
+use crate::flv::hub::{HubSettings, Hubs};
+use crate::flv::origin::OriginTimeouts;
+use crate::flv::queue::QueueLimits;
 use crate::forwarding::{strip_query_param, Forwarding};
-use crate::metrics::{ActiveFlv, Metrics, RequestClass};
+use crate::metrics::{ActiveGauge, Metrics, RequestClass};
 use crate::origin::{self, Origin, OriginClient};
 use crate::playlist::{EdgeNames, RewriteLimits};
 use crate::route::{Kind, Matched, RouteTable};
@@ -87,7 +90,7 @@ pub struct RequestCtx {
     /// The origin chosen for a proxied segment request.
     origin: Option<Origin>,
     upstream_sent_at: Option<Instant>,
-    flv: Option<ActiveFlv>,
+    flv: Option<ActiveGauge>,
     /// Unix second after which this FLV response is ended (when configured).
     flv_deadline: Option<u64>,
     /// The FLV response was ended because its token expired.
@@ -106,6 +109,7 @@ pub struct Gate {
     metrics: Arc<Metrics>,
     settings: GateSettings,
     in_flight: Arc<InFlight>,
+    hubs: Arc<Hubs>,
 }
 
 impl Gate {
@@ -118,6 +122,22 @@ impl Gate {
         metrics: Arc<Metrics>,
         in_flight: Arc<InFlight>,
     ) -> Gate {
+        let hubs = Arc::new(Hubs::new(
+            HubSettings {
+                linger: Duration::from_millis(config.flv.linger_ms),
+                gop_max_bytes: config.flv.gop_cache_bytes,
+                queue: QueueLimits {
+                    max_bytes: config.flv.viewer_queue_bytes,
+                    max_lag: Duration::from_millis(config.flv.max_lag_ms),
+                },
+                timeouts: OriginTimeouts {
+                    connect: config.timeouts.connect(),
+                    read: config.timeouts.upstream_read(),
+                    write: config.timeouts.upstream_write(),
+                },
+            },
+            metrics.clone(),
+        ));
         Gate {
             verifier,
             routes,
@@ -125,6 +145,7 @@ impl Gate {
             metrics,
             settings: GateSettings::from_config(config),
             in_flight,
+            hubs,
         }
     }
 
@@ -203,7 +224,7 @@ impl ProxyHttp for Gate {
                 Ok(true)
             }
             Kind::Flv => {
-                ctx.flv = Some(ActiveFlv::start(&self.metrics.flv_sessions_active));
+                ctx.flv = Some(ActiveGauge::start(&self.metrics.flv_sessions_active));
                 ctx.flv_deadline = self
                     .settings
                     .flv_cutoff_after_expiry_s

@@ -60,7 +60,12 @@ async fn viewers_leaving_before_the_response_head_are_499() {
 async fn viewers_leaving_mid_body_are_499() {
     // A live FLV origin sends an endless close-delimited body; a segment has a length.
     let mut flv = b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\n\r\n".to_vec();
-    flv.extend_from_slice(&[0u8; 1000]);
+    flv.extend_from_slice(&livegate_proxy::flv::tags::FILE_HEADER);
+    flv.extend(livegate_proxy::flv::tags::encode_tag(
+        9,
+        0,
+        &[0x17, 0x01, 0, 0, 0, 9],
+    ));
     let mut segment =
         b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: 10000000\r\n\r\n".to_vec();
     segment.extend_from_slice(&vec![0u8; 256 * 1024]);

@@ -112,14 +112,32 @@ async fn flv_streams_through(framing: Framing) {
     .await;
 }
 
+/// FLV tags after the 13-byte header: (type, first data byte) of each complete tag.
+fn tag_heads(data: &[u8]) -> Vec<(u8, u8)> {
+    let mut at = 13;
+    let mut heads = Vec::new();
+    while at + 11 < data.len() {
+        let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        if at + 11 + size + 4 > data.len() {
+            break;
+        }
+        heads.push((data[at], data[at + 11]));
+        at += 11 + size + 4;
+    }
+    heads
+}
+
 #[tokio::test]
-async fn many_viewers_each_get_their_own_stream() {
+async fn many_viewers_share_one_origin_pull() {
     let origin = paced_origin().await;
-    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .with("[flv]\nlinger_ms = 200")
+        .start()
+        .await;
     let mut bodies = Vec::new();
-    for room in [42u64; 8] {
+    for _ in 0..8 {
         let response = streaming_client()
-            .get(proxy.url(&format!("/live/{room}.flv?token={}", token(room))))
+            .get(proxy.url(&format!("/live/42.flv?token={}", token(42))))
             .send()
             .await
             .unwrap();
@@ -129,13 +147,93 @@ async fn many_viewers_each_get_their_own_stream() {
     for body in &mut bodies {
         let received = read_at_least(body, 16 * 1024).await;
         assert_eq!(&received[..3], b"FLV");
+        assert!(count_tags(&received) > 3);
     }
-    assert_eq!(origin.open_connections(), 8);
+    assert_eq!(origin.open_connections(), 1, "one pull for every viewer");
+    assert_eq!(origin.targets().len(), 1);
+    let metrics = proxy.metrics().await;
+    assert!(
+        metrics.contains("livegate_proxy_flv_pulls_active 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("livegate_proxy_flv_sessions_active 8"),
+        "{metrics}"
+    );
     drop(bodies);
-    wait_until("every origin connection to close", || async {
+    wait_until("the pull to end after its last viewer left", || async {
         (origin.open_connections() == 0).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_viewer_joining_a_running_stream_starts_on_a_keyframe() {
+    let origin = paced_origin().await;
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let url = proxy.url(&format!("/live/42.flv?token={}", token(42)));
+    let first = streaming_client().get(&url).send().await.unwrap();
+    let mut first = first.bytes_stream();
+    // Well into the stream: past its first GOP.
+    read_at_least(&mut first, 256 * 1024).await;
+    let joiner = streaming_client().get(&url).send().await.unwrap();
+    let mut joiner = joiner.bytes_stream();
+    let received = read_at_least(&mut joiner, 64 * 1024).await;
+    assert_eq!(&received[..3], b"FLV");
+    let heads = tag_heads(&received);
+    // Metadata and codec configuration first, then video starts on a keyframe.
+    let first_video = heads.iter().find(|(kind, _)| *kind == 9).copied().unwrap();
+    assert_eq!(
+        first_video.1 >> 4,
+        1,
+        "first video tag is a keyframe or its config: {heads:?}"
+    );
+    assert!(
+        heads
+            .iter()
+            .take_while(|(kind, _)| *kind != 9)
+            .all(|(kind, _)| *kind == 18 || *kind == 8),
+        "{heads:?}"
+    );
+    assert_eq!(origin.open_connections(), 1);
+}
+
+#[tokio::test]
+async fn the_end_of_the_origin_stream_ends_every_viewer_cleanly() {
+    use livegate_proxy::flv::tags::{encode_tag, FILE_HEADER};
+    let mut body = FILE_HEADER.to_vec();
+    body.extend(encode_tag(9, 0, &[0x17, 0x01, 0, 0, 0, 1, 2, 3]));
+    body.extend(encode_tag(9, 40, &[0x27, 0x01, 0, 0, 0, 4]));
+    let mut response =
+        b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nConnection: close\r\n\r\n".to_vec();
+    response.extend(body.clone());
+    // An origin whose publisher stops: the body ends when it closes.
+    let origin = ScriptedOrigin::start(Script::Send(response)).await;
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let received = client()
+        .get(proxy.url(&format!("/live/42.flv?token={}", token(42))))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .expect("the response ends cleanly");
+    assert_eq!(&received[..], &body[..]);
+    let missing = ScriptedOrigin::start(Script::Send(
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    ))
+    .await;
+    let proxy = ProxyBuilder::new(missing.addr).start().await;
+    let response = client()
+        .get(proxy.url(&format!("/live/42.flv?token={}", token(42))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        404,
+        "a stream that is off is a 404, as at the origin"
+    );
 }
 
 #[tokio::test]

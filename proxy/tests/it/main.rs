@@ -11,6 +11,7 @@ mod aborts;
 mod admin;
 mod flv;
 mod hls;
+mod hub;
 mod layouts;
 mod limits;
 mod requests;

@@ -1,0 +1,8 @@
+//! HTTP-FLV: one origin pull per stream ([`hub`]), read by a small HTTP/1 client
+//! ([`origin`]), split into tags ([`tags`]) and fanned out to every viewer through a bounded
+//! queue of its own ([`queue`]).
+
+pub mod hub;
+pub mod origin;
+pub mod queue;
+pub mod tags;
