@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use livegate_core::bus::{Bus, BusConfig};
 use livegate_core::db::testing::TestDatabase;
 use livegate_core::db::{Backend, Database, DbConfig};
+use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
 use livegate_hooks::{App, Config, Deps};
-use tokio_util::sync::CancellationToken;
 
 /// Concurrent callers; `LIVEGATE_BENCH_CALLERS` changes it (to see latency without queueing).
 const CALLERS: usize = 64;
@@ -234,7 +234,7 @@ async fn bench() {
         "http://{}/api/v1/hook/on_publish",
         listener.local_addr().unwrap()
     );
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::new();
     let server = tokio::spawn(app.run(listener, admin, shutdown.clone()));
 
     let client = reqwest::Client::builder()
@@ -288,7 +288,7 @@ async fn bench() {
     );
     println!("  refused     {failures}");
 
-    shutdown.cancel();
+    shutdown.request(Stop::Drain);
     server.await.unwrap().unwrap();
     bus.clear().await.unwrap();
     assert_eq!(failures, 0, "publishes were refused during the measurement");

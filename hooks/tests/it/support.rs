@@ -9,12 +9,12 @@ use livegate_core::db::testing::TestDatabase;
 use livegate_core::db::{Backend, Database, Stream};
 use livegate_core::origin::srs::SrsStreams;
 use livegate_core::origin::{OriginControl, OriginError, OriginStreams, StreamRef};
+use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
 use livegate_hooks::config::Config;
 use livegate_hooks::state::{AppState, Origins};
 use livegate_hooks::{App, Deps};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub(crate) use livegate_tests::wait_until;
 
@@ -151,7 +151,7 @@ pub(crate) struct TestApp {
     pub(crate) bus: Bus,
     pub(crate) state: AppState,
     pub(crate) client: reqwest::Client,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     handle: Option<JoinHandle<std::io::Result<()>>>,
     // Dropped last: the database outlives the service.
     _test_db: Option<TestDatabase>,
@@ -191,7 +191,7 @@ impl TestApp {
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let admin_base = format!("http://{}", admin.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
+        let shutdown = Shutdown::new();
         let handle = tokio::spawn(app.run(listener, admin, shutdown.clone()));
         TestApp {
             base,
@@ -313,6 +313,18 @@ impl TestApp {
         .await;
     }
 
+    /// `GET /readyz`: status and body.
+    pub(crate) async fn ready(&self) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.admin))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
     /// Polls `/metrics` until a line starting with `prefix` reads at least `min`.
     pub(crate) async fn wait_metric(&self, prefix: &str, min: f64) {
         let url = format!("{}/metrics", self.admin);
@@ -335,12 +347,18 @@ impl TestApp {
     }
 
     /// Shuts the service down and checks it stopped cleanly.
-    pub(crate) async fn stop(mut self) {
-        self.shutdown.cancel();
+    pub(crate) async fn stop(self) {
+        self.stop_as(Stop::Drain).await;
+    }
+
+    /// Asks the service to stop as `stop` says and checks it stopped cleanly, within the
+    /// patience.
+    pub(crate) async fn stop_as(mut self, stop: Stop) {
+        self.shutdown.request(stop);
         if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(10), handle)
+            tokio::time::timeout(livegate_tests::patience(), handle)
                 .await
-                .expect("service stops within 10 s")
+                .expect("the service stops")
                 .unwrap()
                 .unwrap();
         }
@@ -353,7 +371,7 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.shutdown.request(Stop::Now);
     }
 }
 
