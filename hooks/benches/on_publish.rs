@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use livegate_core::bus::{Bus, BusConfig};
 use livegate_core::db::testing::TestDatabase;
-use livegate_core::db::{Backend, Database, DbConfig};
+use livegate_core::db::{users, Backend, Database, DbConfig};
 use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
 use livegate_hooks::{App, Config, Deps};
@@ -34,7 +34,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 async fn create_rooms(db: &Database, count: usize) {
-    let owner = db.create_user("bench", "x", "streamer", 1).await.unwrap();
+    let owner = users::create(db, "bench", "x", "streamer", 1)
+        .await
+        .unwrap();
     for chunk in (1..=count).collect::<Vec<_>>().chunks(500) {
         let values: Vec<String> = chunk
             .iter()

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use livegate_core::db::Database;
+use livegate_core::db::{rooms, streams, Database};
 use sqlx::Connection as _;
 
 use support::{fixture, mysql_app_with_deadline, wait_until};
@@ -50,8 +50,8 @@ async fn a_publish_committed_after_its_deadline_is_closed_again() {
     wait_until("the late stream to be closed", || {
         let db = db.clone();
         async move {
-            let streams = db.streams_of_room(42).await.ok()?;
-            let room = db.room(42).await.ok()??;
+            let streams = streams::of_room(&db, 42).await.ok()?;
+            let room = rooms::get(&db, 42).await.ok()??;
             (streams.len() == 1 && streams[0].stop_at.is_some() && !room.is_live).then_some(())
         }
     })

@@ -159,7 +159,10 @@ async fn app_build_wires_the_embedded_defaults() {
         livegate_core::bus::Bus::Memory(_)
     ));
     // Migrated at start: the tables exist.
-    assert!(app.state().db().room(1).await.unwrap().is_none());
+    assert!(livegate_core::db::rooms::get(app.state().db(), 1)
+        .await
+        .unwrap()
+        .is_none());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_url = format!("http://{}/healthz", admin.local_addr().unwrap());

@@ -4,9 +4,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use livegate_core::bus::{Bus, BusConfig};
+use livegate_core::bus::{Bus, BusConfig, Job, Received, RecordingJob, RoomEvent, Subscriber};
 use livegate_core::db::testing::TestDatabase;
-use livegate_core::db::{Backend, Database, Stream};
+use livegate_core::db::{rooms, streams, users, Backend, Database, Stream};
 use livegate_core::origin::srs::SrsStreams;
 use livegate_core::origin::{OriginControl, OriginError, OriginStreams, StreamRef};
 use livegate_core::service::{Shutdown, Stop};
@@ -65,7 +65,6 @@ pub(crate) fn unique(prefix: &str) -> String {
     )
 }
 
-/// The configuration tests start from: loopback callers, one play key, no rate limit.
 /// The service on a fresh MariaDB database answering within `deadline_ms`, with room 42 keyed
 /// [`FIXTURE_KEY`]; the test database is returned too, for holding locks from another
 /// connection. `None` when the MariaDB suite is not enabled.
@@ -86,6 +85,7 @@ pub(crate) async fn mysql_app_with_deadline(deadline_ms: u64) -> Option<(TestDat
     Some((test_db, app))
 }
 
+/// The configuration tests start from: loopback callers, one play key, no rate limit.
 pub(crate) fn test_config() -> Config {
     let mut config = Config::default();
     config.play.token_keys = vec![Secret::new(PLAY_KEY)];
@@ -259,9 +259,7 @@ impl TestApp {
         expires_at: Option<i64>,
     ) {
         let user = format!("user{id}");
-        let owner = self
-            .db
-            .create_user(&user, "hash", "streamer", 1)
+        let owner = users::create(&self.db, &user, "hash", "streamer", 1)
             .await
             .unwrap();
         let sql = "INSERT INTO rooms (id, owner_id, title, stream_key, stream_key_expires_at, \
@@ -293,11 +291,34 @@ impl TestApp {
     }
 
     pub(crate) async fn is_live(&self, room: i64) -> bool {
-        self.db.room(room).await.unwrap().unwrap().is_live
+        rooms::get(&self.db, room).await.unwrap().unwrap().is_live
     }
 
     pub(crate) async fn streams(&self, room: i64) -> Vec<Stream> {
-        self.db.streams_of_room(room).await.unwrap()
+        streams::of_room(&self.db, room).await.unwrap()
+    }
+
+    /// The open stream of `room`, which must be live.
+    pub(crate) async fn open_stream(&self, room: i64) -> Stream {
+        streams::open(&self.db, room).await.unwrap().unwrap()
+    }
+
+    /// Subscribes to the room events.
+    pub(crate) async fn events(&self) -> Subscriber<RoomEvent> {
+        self.bus.events().subscribe().await.unwrap()
+    }
+
+    /// Waits for the recording jobs queued so far, as consumer `consumer` of the queue.
+    pub(crate) async fn recording_jobs(&self, consumer: &str) -> Vec<Job<RecordingJob>> {
+        let jobs = self.bus.recordings().consumer(consumer);
+        wait_until("a recording job", || {
+            let jobs = jobs.clone();
+            async move {
+                let got = jobs.next(10, Duration::ZERO).await.ok()?;
+                (!got.is_empty()).then_some(got)
+            }
+        })
+        .await
     }
 
     /// Waits until the bus's live key of `room` is `live`.
@@ -372,6 +393,19 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.request(Stop::Now);
+    }
+}
+
+/// The next room event of `events` (within the patience), past notices of missed ones.
+pub(crate) async fn next_event(events: &mut Subscriber<RoomEvent>) -> RoomEvent {
+    loop {
+        let received = tokio::time::timeout(livegate_tests::patience(), events.recv())
+            .await
+            .expect("a room event")
+            .expect("the bus is open");
+        if let Received::Message(event) = received {
+            return event;
+        }
     }
 }
 
