@@ -11,6 +11,8 @@ use crate::support::{next_event, redis_config, wait_until, Options, TestApp};
 #[tokio::test]
 async fn nginx_rtmp_publish_with_right_and_wrong_key() {
     for backend in backends() {
+        // Redis when there is one (required under CI); the end-to-end path is the same on
+        // the in-process bus.
         let app = TestApp::start(Options {
             bus: redis_config(),
             ..Options::new(backend)

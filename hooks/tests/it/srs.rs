@@ -10,17 +10,9 @@ use livegate_core::{unix_now, Secret};
 use serde_json::json;
 
 use crate::support::{
-    fixture, fixture_with, next_event, redis_config, wait_until, Options, TestApp, ACCEPT,
-    FIXTURE_KEY, PLAY_KEY,
+    buses, fixture, fixture_with, next_event, wait_until, Options, TestApp, ACCEPT, FIXTURE_KEY,
+    PLAY_KEY,
 };
-
-fn buses() -> Vec<Option<BusConfig>> {
-    let mut buses = vec![None];
-    if let Some(redis) = redis_config() {
-        buses.push(Some(redis));
-    }
-    buses
-}
 
 fn token(room: u64) -> String {
     TokenKeys::new(&[Secret::new(PLAY_KEY)])

@@ -38,11 +38,10 @@ pub(crate) fn fixture_with(name: &str, changes: &[(&str, serde_json::Value)]) ->
     body.to_string()
 }
 
-/// A Redis bus config with a key prefix of its own, when `LIVEGATE_TEST_REDIS_URL` is set.
+/// A Redis bus config with a key prefix of its own. Redis is required under CI (see
+/// `livegate_core::testing`); elsewhere, without it, the skip is reported and `None` returned.
 pub(crate) fn redis_config() -> Option<BusConfig> {
-    let url = std::env::var("LIVEGATE_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())?;
+    let url = livegate_core::testing::redis_url()?;
     Some(BusConfig {
         url: Secret::new(url),
         key_prefix: unique("lgtest"),
@@ -65,13 +64,22 @@ pub(crate) fn unique(prefix: &str) -> String {
     )
 }
 
+/// The buses to run a suite against: the in-process one always, and Redis (required under
+/// CI, see [`redis_config`]).
+pub(crate) fn buses() -> Vec<Option<BusConfig>> {
+    let mut buses = vec![None];
+    if let Some(redis) = redis_config() {
+        buses.push(Some(redis));
+    }
+    buses
+}
+
 /// The service on a fresh MariaDB database answering within `deadline_ms`, with room 42 keyed
 /// [`FIXTURE_KEY`]; the test database is returned too, for holding locks from another
-/// connection. `None` when the MariaDB suite is not enabled.
+/// connection. MariaDB is required under CI (see `livegate_core::testing`); elsewhere,
+/// without it, the skip is reported and `None` returned.
 pub(crate) async fn mysql_app_with_deadline(deadline_ms: u64) -> Option<(TestDatabase, TestApp)> {
-    if !livegate_core::db::testing::backends().contains(&Backend::Mysql) {
-        return None;
-    }
+    livegate_core::testing::mysql_url()?;
     let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
     let mut config = test_config();
     config.server.deadline_ms = deadline_ms;
