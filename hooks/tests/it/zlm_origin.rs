@@ -265,7 +265,16 @@ async fn a_silent_server_loses_its_streams_and_their_recordings_are_noted() {
         .await;
         app.wait_bus_live(42, false).await;
 
-        let noted = app.db.interrupted_recordings(0, 10).await.unwrap();
+        // Each note follows its stream's close.
+        let db = app.db.clone();
+        let noted = wait_until("both interrupted recordings to be noted", || {
+            let db = db.clone();
+            async move {
+                let noted = db.interrupted_recordings(0, 10).await.ok()?;
+                (noted.len() >= 2).then_some(noted)
+            }
+        })
+        .await;
         let dirs: Vec<_> = noted
             .iter()
             .map(|n| (n.room_id, n.directory.as_str(), n.reason.as_str()))
