@@ -6,7 +6,8 @@
 //! - [`secret`]: secrets that stay out of logs.
 //! - [`telemetry`]: logging set-up and the metrics registry (`livegate_<service>_…`).
 //! - `service` (feature `service`): signals, one bounded drain, the admin server, listeners,
-//!   the shared command-line options.
+//!   readiness checks, the shared command-line options (feature `service-parts`: only the
+//!   last three, for a binary on another runtime).
 //! - `db` (feature `db`): MySQL/MariaDB and SQLite, transactions, repository functions by
 //!   domain.
 //! - `bus` (feature `bus`): `Queue`, `Channel` and `Log` on Redis and in process.
@@ -20,7 +21,7 @@ pub mod db;
 #[cfg(feature = "origin")]
 pub mod origin;
 pub mod secret;
-#[cfg(feature = "service")]
+#[cfg(feature = "service-parts")]
 pub mod service;
 pub mod telemetry;
 #[cfg(feature = "testing")]

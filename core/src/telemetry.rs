@@ -66,14 +66,6 @@ pub fn init_logging(config: &LogConfig) {
 /// Content type of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Renders `registry` in the OpenMetrics text format.
-pub fn render_metrics(registry: &PromRegistry) -> String {
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = encode(&mut out, registry);
-    out
-}
-
 /// A service's one metrics registry, whose every metric is named `livegate_<service>_…`.
 ///
 /// ```
@@ -134,6 +126,9 @@ impl Registry {
 
     /// Everything in the OpenMetrics text format.
     pub fn render(&self) -> String {
-        render_metrics(&self.inner)
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.inner);
+        out
     }
 }

@@ -8,7 +8,8 @@ mod support;
 use std::time::Duration;
 
 use livegate_core::bus::{
-    Bus, BusConfig, BusError, LiveState, RecordingJob, RoomEvent, RoomEventKind,
+    Bus, BusConfig, BusError, LiveState, Received, RecordingJob, RoomEvent, RoomEventKind,
+    Subscriber,
 };
 use livegate_core::Secret;
 use livegate_tests::wait_until;
@@ -30,6 +31,19 @@ fn job(room_id: i64) -> RecordingJob {
     }
 }
 
+/// The next message of `sub` (within the patience), past any notice.
+async fn next_message(sub: &mut Subscriber<RoomEvent>) -> RoomEvent {
+    loop {
+        let received = tokio::time::timeout(livegate_tests::patience(), sub.recv())
+            .await
+            .expect("a message within the patience")
+            .expect("the bus is open");
+        if let Received::Message(event) = received {
+            return event;
+        }
+    }
+}
+
 #[tokio::test]
 async fn clear_removes_everything_under_the_prefix() {
     for (name, config) in configs(100) {
@@ -45,15 +59,20 @@ async fn clear_removes_everything_under_the_prefix() {
         .await
         .unwrap();
         bus.viewer_join(1, "a").await.unwrap();
-        bus.enqueue(&job(1)).await.unwrap();
+        bus.recordings().push(&job(1)).await.unwrap();
         bus.clear().await.unwrap();
         assert_eq!(bus.live(1).await.unwrap(), None, "{name}");
         assert_eq!(bus.viewers(1).await.unwrap(), 0, "{name}");
-        assert_eq!(bus.jobs_outstanding().await.unwrap(), 0, "{name}");
+        assert_eq!(bus.recordings().outstanding().await.unwrap(), 0, "{name}");
         // The queue works again afterwards (the consumer group is recreated).
-        bus.enqueue(&job(2)).await.unwrap();
+        bus.recordings().push(&job(2)).await.unwrap();
         assert_eq!(
-            bus.claim("w", 1, Duration::ZERO).await.unwrap().len(),
+            bus.recordings()
+                .consumer("w")
+                .next(1, Duration::ZERO)
+                .await
+                .unwrap()
+                .len(),
             1,
             "{name}"
         );
@@ -90,28 +109,23 @@ async fn live_state_is_cleared_only_by_its_own_stream() {
 async fn events_reach_subscribers_in_order() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();
-        let mut sub = bus.subscribe().await.unwrap();
+        let mut sub = bus.events().subscribe().await.unwrap();
         for (i, kind) in [RoomEventKind::Live, RoomEventKind::Offline]
             .into_iter()
             .enumerate()
         {
-            bus.publish(&RoomEvent {
-                kind,
-                room_id: 3,
-                stream_id: 9,
-                at_ms: i as i64,
-            })
-            .await
-            .unwrap();
+            bus.events()
+                .publish(&RoomEvent {
+                    kind,
+                    room_id: 3,
+                    stream_id: 9,
+                    at_ms: i as i64,
+                })
+                .await
+                .unwrap();
         }
-        let first = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let second = tokio::time::timeout(Duration::from_secs(5), sub.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let first = next_message(&mut sub).await;
+        let second = next_message(&mut sub).await;
         assert_eq!(
             (first.kind, second.kind),
             (RoomEventKind::Live, RoomEventKind::Offline),
@@ -169,28 +183,40 @@ async fn rate_limit_counts_within_a_window() {
 async fn jobs_are_delivered_once_and_acked() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();
-        let id = bus.enqueue(&job(1)).await.unwrap();
-        bus.enqueue(&job(2)).await.unwrap();
-        assert_eq!(bus.jobs_outstanding().await.unwrap(), 2, "{name}");
-        let got = bus.claim("w1", 1, Duration::ZERO).await.unwrap();
+        let id = bus.recordings().push(&job(1)).await.unwrap();
+        bus.recordings().push(&job(2)).await.unwrap();
+        assert_eq!(bus.recordings().outstanding().await.unwrap(), 2, "{name}");
+        let got = bus
+            .recordings()
+            .consumer("w1")
+            .next(1, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(got.len(), 1, "{name}");
         assert_eq!(
-            (got[0].id.as_str(), &got[0].job),
+            (got[0].id.as_str(), &got[0].payload),
             (id.as_str(), &job(1)),
             "{name}"
         );
-        let got2 = bus.claim("w2", 10, Duration::ZERO).await.unwrap();
+        let got2 = bus
+            .recordings()
+            .consumer("w2")
+            .next(10, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(got2.len(), 1, "{name}");
-        assert_eq!(got2[0].job.room_id, 2, "{name}");
+        assert_eq!(got2[0].payload.room_id, 2, "{name}");
         assert!(bus
-            .claim("w3", 10, Duration::ZERO)
+            .recordings()
+            .consumer("w3")
+            .next(10, Duration::ZERO)
             .await
             .unwrap()
             .is_empty());
-        bus.ack(&got[0].id).await.unwrap();
-        bus.ack(&got[0].id).await.unwrap();
-        bus.ack(&got2[0].id).await.unwrap();
-        assert_eq!(bus.jobs_outstanding().await.unwrap(), 0, "{name}");
+        bus.recordings().ack(&got[0]).await.unwrap();
+        bus.recordings().ack(&got[0]).await.unwrap();
+        bus.recordings().ack(&got2[0]).await.unwrap();
+        assert_eq!(bus.recordings().outstanding().await.unwrap(), 0, "{name}");
         // Redis keeps nothing from this test.
         bus.clear().await.unwrap();
     }
@@ -201,15 +227,26 @@ async fn a_waiting_consumer_gets_a_job_enqueued_later() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();
         // Create the group first, as a running recorder would have.
-        assert!(bus.claim("w", 1, Duration::ZERO).await.unwrap().is_empty());
+        assert!(bus
+            .recordings()
+            .consumer("w")
+            .next(1, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty());
         let consumer = {
             let bus = bus.clone();
-            tokio::spawn(async move { bus.claim("w", 1, Duration::from_secs(10)).await })
+            tokio::spawn(async move {
+                bus.recordings()
+                    .consumer("w")
+                    .next(1, Duration::from_secs(10))
+                    .await
+            })
         };
-        bus.enqueue(&job(4)).await.unwrap();
+        bus.recordings().push(&job(4)).await.unwrap();
         let got = consumer.await.unwrap().unwrap();
         assert_eq!(got.len(), 1, "{name}");
-        assert_eq!(got[0].job.room_id, 4, "{name}");
+        assert_eq!(got[0].payload.room_id, 4, "{name}");
         // Redis keeps nothing from this test.
         bus.clear().await.unwrap();
     }
@@ -219,31 +256,42 @@ async fn a_waiting_consumer_gets_a_job_enqueued_later() {
 async fn a_job_survives_its_consumer_crashing() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();
-        bus.enqueue(&job(5)).await.unwrap();
+        bus.recordings().push(&job(5)).await.unwrap();
         // Consumer A takes the job and dies without acknowledging it.
-        let taken = bus.claim("a", 1, Duration::ZERO).await.unwrap();
+        let taken = bus
+            .recordings()
+            .consumer("a")
+            .next(1, Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(taken.len(), 1, "{name}");
         drop(taken);
         // Not stale yet for a long idle threshold.
         assert!(bus
-            .claim_stale("b", Duration::from_secs(3600), 10)
+            .recordings()
+            .consumer("b")
+            .reclaim_idle(Duration::from_secs(3600), 10)
             .await
             .unwrap()
             .is_empty());
         // Consumer B takes it over once it has been idle long enough.
         let rescued = wait_until("the job to be reclaimed", || async {
             let got = bus
-                .claim_stale("b", Duration::from_millis(100), 10)
+                .recordings()
+                .consumer("b")
+                .reclaim_idle(Duration::from_millis(100), 10)
                 .await
                 .unwrap();
             (!got.is_empty()).then_some(got)
         })
         .await;
-        assert_eq!(rescued[0].job, job(5), "{name}");
-        bus.ack(&rescued[0].id).await.unwrap();
-        assert_eq!(bus.jobs_outstanding().await.unwrap(), 0, "{name}");
+        assert_eq!(rescued[0].payload, job(5), "{name}");
+        bus.recordings().ack(&rescued[0]).await.unwrap();
+        assert_eq!(bus.recordings().outstanding().await.unwrap(), 0, "{name}");
         assert!(bus
-            .claim_stale("c", Duration::ZERO, 10)
+            .recordings()
+            .consumer("c")
+            .reclaim_idle(Duration::ZERO, 10)
             .await
             .unwrap()
             .is_empty());
@@ -256,20 +304,28 @@ async fn a_job_survives_its_consumer_crashing() {
 async fn the_job_queue_is_bounded() {
     for (name, config) in configs(2) {
         let bus = Bus::connect(&config).unwrap();
-        bus.enqueue(&job(1)).await.unwrap();
-        bus.enqueue(&job(2)).await.unwrap();
+        bus.recordings().push(&job(1)).await.unwrap();
+        bus.recordings().push(&job(2)).await.unwrap();
         assert!(
-            matches!(bus.enqueue(&job(3)).await, Err(BusError::QueueFull)),
+            matches!(
+                bus.recordings().push(&job(3)).await,
+                Err(BusError::QueueFull)
+            ),
             "{name}"
         );
-        let got = bus.claim("w", 1, Duration::ZERO).await.unwrap();
+        let got = bus
+            .recordings()
+            .consumer("w")
+            .next(1, Duration::ZERO)
+            .await
+            .unwrap();
         // Delivered but unacknowledged still counts.
         assert!(matches!(
-            bus.enqueue(&job(3)).await,
+            bus.recordings().push(&job(3)).await,
             Err(BusError::QueueFull)
         ));
-        bus.ack(&got[0].id).await.unwrap();
-        bus.enqueue(&job(3)).await.unwrap();
+        bus.recordings().ack(&got[0]).await.unwrap();
+        bus.recordings().push(&job(3)).await.unwrap();
         // Redis keeps nothing from this test.
         bus.clear().await.unwrap();
     }
@@ -302,9 +358,17 @@ async fn stale_jobs_behind_fresh_ones_are_reclaimed() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();
         for room in 0..15 {
-            bus.enqueue(&job(room)).await.unwrap();
+            bus.recordings().push(&job(room)).await.unwrap();
         }
-        assert_eq!(bus.claim("a", 15, Duration::ZERO).await.unwrap().len(), 15);
+        assert_eq!(
+            bus.recordings()
+                .consumer("a")
+                .next(15, Duration::ZERO)
+                .await
+                .unwrap()
+                .len(),
+            15
+        );
         let delivered = std::time::Instant::now();
         let idle = Duration::from_millis(100);
         // The condition is time itself: every job idle past the threshold.
@@ -313,13 +377,34 @@ async fn stale_jobs_behind_fresh_ones_are_reclaimed() {
         })
         .await;
         // B takes over the first ten: they are fresh again, at the head of the pending list.
-        assert_eq!(bus.claim_stale("b", idle, 10).await.unwrap().len(), 10);
+        assert_eq!(
+            bus.recordings()
+                .consumer("b")
+                .reclaim_idle(idle, 10)
+                .await
+                .unwrap()
+                .len(),
+            10
+        );
         // Redis scans ten pending entries per claimed one: C must follow the cursor past the
         // fresh ones to find the stale ones behind them.
-        let rescued = bus.claim_stale("c", idle, 1).await.unwrap();
+        let rescued = bus
+            .recordings()
+            .consumer("c")
+            .reclaim_idle(idle, 1)
+            .await
+            .unwrap();
         assert_eq!(rescued.len(), 1, "{name}");
-        assert_eq!(rescued[0].job, job(10), "{name}");
-        assert_eq!(bus.claim_stale("c", idle, 10).await.unwrap().len(), 4);
+        assert_eq!(rescued[0].payload, job(10), "{name}");
+        assert_eq!(
+            bus.recordings()
+                .consumer("c")
+                .reclaim_idle(idle, 10)
+                .await
+                .unwrap()
+                .len(),
+            4
+        );
         bus.clear().await.unwrap();
     }
 }
@@ -337,14 +422,22 @@ async fn undecodable_jobs_are_discarded_and_a_lost_group_is_recreated() {
 
     // The group is created; then Redis loses the stream (FLUSHALL, failover to an empty
     // replica): taking over stale jobs recreates it instead of failing.
-    assert!(bus.claim("a", 1, Duration::ZERO).await.unwrap().is_empty());
+    assert!(bus
+        .recordings()
+        .consumer("a")
+        .next(1, Duration::ZERO)
+        .await
+        .unwrap()
+        .is_empty());
     redis::cmd("DEL")
         .arg(&key)
         .query_async::<()>(&mut conn)
         .await
         .unwrap();
     assert!(bus
-        .claim_stale("b", Duration::ZERO, 10)
+        .recordings()
+        .consumer("b")
+        .reclaim_idle(Duration::ZERO, 10)
         .await
         .unwrap()
         .is_empty());
@@ -360,15 +453,20 @@ async fn undecodable_jobs_are_discarded_and_a_lost_group_is_recreated() {
             .await
             .unwrap();
     }
-    bus.enqueue(&job(3)).await.unwrap();
-    let taken = bus.claim("a", 10, Duration::ZERO).await.unwrap();
+    bus.recordings().push(&job(3)).await.unwrap();
+    let taken = bus
+        .recordings()
+        .consumer("a")
+        .next(10, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(taken.len(), 1);
-    assert_eq!(taken[0].job, job(3));
-    assert_eq!(bus.discarded_jobs(), 2);
+    assert_eq!(taken[0].payload, job(3));
+    assert_eq!(bus.recordings().undecodable(), 2);
     // Not lost: dead-lettered, for someone to look at.
     assert_eq!(bus.recordings().dead_letter_count().await.unwrap(), 2);
-    assert_eq!(bus.jobs_outstanding().await.unwrap(), 1);
-    bus.ack(&taken[0].id).await.unwrap();
-    assert_eq!(bus.jobs_outstanding().await.unwrap(), 0);
+    assert_eq!(bus.recordings().outstanding().await.unwrap(), 1);
+    bus.recordings().ack(&taken[0]).await.unwrap();
+    assert_eq!(bus.recordings().outstanding().await.unwrap(), 0);
     bus.clear().await.unwrap();
 }

@@ -5,15 +5,15 @@
 
 use livegate_core::db::testing::{backends, TestDatabase};
 use livegate_core::db::{
-    rooms, streams, Backend, Database, NewRoom, NewStream, OriginIds, StartOutcome,
+    rooms, streams, users, Backend, Database, NewRoom, NewStream, OriginIds, StartOutcome, Stream,
 };
 
 async fn room(db: &Database, owner_name: &str, key: &str) -> i64 {
-    let owner = db
-        .create_user(owner_name, "hash", "streamer", 1)
+    let owner = users::create(db, owner_name, "hash", "streamer", 1)
         .await
         .unwrap();
-    db.create_room(
+    rooms::create(
+        db,
         &NewRoom {
             owner_id: owner,
             title: "t",
@@ -38,18 +38,42 @@ fn origin(client: &str) -> OriginIds {
     }
 }
 
+/// A publish start, committed unless refused.
 async fn start(db: &Database, room_id: i64, client: &str, at: i64) -> StartOutcome {
     let origin = origin(client);
-    db.start_stream(
-        &NewStream {
-            room_id,
-            origin: &origin,
-            publisher_ip: Some("127.0.0.1"),
-        },
-        at,
-    )
-    .await
-    .unwrap()
+    let mut tx = db.begin().await.unwrap();
+    let new = NewStream {
+        room_id,
+        origin: &origin,
+        publisher_ip: Some("127.0.0.1"),
+    };
+    let outcome = streams::start(&mut tx, &new, at).await.unwrap();
+    tx.commit().await.unwrap();
+    outcome
+}
+
+/// A publish stop in a transaction of its own.
+async fn stop(
+    db: &Database,
+    room_id: i64,
+    server: &str,
+    client: Option<&str>,
+    at: i64,
+) -> Option<Stream> {
+    let mut tx = db.begin().await.unwrap();
+    let stopped = streams::stop(&mut tx, room_id, server, client, at)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    stopped
+}
+
+/// Closes a stream by id in a transaction of its own.
+async fn close(db: &Database, id: i64, at: i64) -> Option<Stream> {
+    let mut tx = db.begin().await.unwrap();
+    let closed = streams::close(&mut tx, id, at).await.unwrap();
+    tx.commit().await.unwrap();
+    closed
 }
 
 async fn each_backend<F, Fut>(test: F)
@@ -78,36 +102,36 @@ async fn usernames_and_stream_keys_are_unique() {
         let id = room(&db, "ana", "key-1").await;
         assert!(id > 0);
         assert!(
-            db.create_user("ana", "h", "viewer", 1).await.is_err(),
+            users::create(&db, "ana", "h", "viewer", 1).await.is_err(),
             "{backend:?}"
         );
-        let owner = db.create_user("bo", "h", "viewer", 1).await.unwrap();
-        let dup = db
-            .create_room(
-                &NewRoom {
-                    owner_id: owner,
-                    title: "x",
-                    stream_key: "key-1",
-                    stream_key_expires_at: None,
-                    publish_allow_cidrs: None,
-                },
-                1,
-            )
-            .await;
+        let owner = users::create(&db, "bo", "h", "viewer", 1).await.unwrap();
+        let dup = rooms::create(
+            &db,
+            &NewRoom {
+                owner_id: owner,
+                title: "x",
+                stream_key: "key-1",
+                stream_key_expires_at: None,
+                publish_allow_cidrs: None,
+            },
+            1,
+        )
+        .await;
         assert!(dup.is_err(), "{backend:?}: duplicate stream key accepted");
         // Keys are case-sensitive on every backend: `KEY-1` is another key.
-        let other = db
-            .create_room(
-                &NewRoom {
-                    owner_id: owner,
-                    title: "y",
-                    stream_key: "KEY-1",
-                    stream_key_expires_at: None,
-                    publish_allow_cidrs: None,
-                },
-                1,
-            )
-            .await;
+        let other = rooms::create(
+            &db,
+            &NewRoom {
+                owner_id: owner,
+                title: "y",
+                stream_key: "KEY-1",
+                stream_key_expires_at: None,
+                publish_allow_cidrs: None,
+            },
+            1,
+        )
+        .await;
         assert!(other.is_ok(), "{backend:?}: keys differing in case collide");
     })
     .await;
@@ -128,18 +152,18 @@ async fn the_mysql_schema_uses_portable_generated_columns() {
 #[tokio::test]
 async fn foreign_keys_are_enforced() {
     each_backend(|db, backend| async move {
-        let orphan = db
-            .create_room(
-                &NewRoom {
-                    owner_id: 999_999,
-                    title: "x",
-                    stream_key: "k",
-                    stream_key_expires_at: None,
-                    publish_allow_cidrs: None,
-                },
-                1,
-            )
-            .await;
+        let orphan = rooms::create(
+            &db,
+            &NewRoom {
+                owner_id: 999_999,
+                title: "x",
+                stream_key: "k",
+                stream_key_expires_at: None,
+                publish_allow_cidrs: None,
+            },
+            1,
+        )
+        .await;
         assert!(orphan.is_err(), "{backend:?}: room without owner accepted");
     })
     .await;
@@ -149,13 +173,13 @@ async fn foreign_keys_are_enforced() {
 async fn room_round_trip_and_debug_hides_the_key() {
     each_backend(|db, _| async move {
         let id = room(&db, "ana", "very-secret-key").await;
-        let room = db.room(id).await.unwrap().unwrap();
+        let room = rooms::get(&db, id).await.unwrap().unwrap();
         assert_eq!(room.stream_key, "very-secret-key");
         assert!(!room.is_live && !room.disabled);
         assert!(!format!("{room:?}").contains("very-secret-key"));
-        db.set_room_disabled(id, true).await.unwrap();
-        assert!(db.room(id).await.unwrap().unwrap().disabled);
-        assert!(db.room(id + 1000).await.unwrap().is_none());
+        rooms::set_disabled(&db, id, true).await.unwrap();
+        assert!(rooms::get(&db, id).await.unwrap().unwrap().disabled);
+        assert!(rooms::get(&db, id + 1000).await.unwrap().is_none());
     })
     .await;
 }
@@ -167,13 +191,13 @@ async fn start_marks_live_and_refuses_a_second_publisher() {
         let StartOutcome::Started(stream) = start(&db, id, "c1", 100).await else {
             panic!("first start refused");
         };
-        assert!(db.room(id).await.unwrap().unwrap().is_live);
+        assert!(rooms::get(&db, id).await.unwrap().unwrap().is_live);
         assert_eq!(start(&db, id, "c2", 101).await, StartOutcome::Refused);
-        let open = db.open_stream(id).await.unwrap().unwrap();
+        let open = streams::open(&db, id).await.unwrap().unwrap();
         assert_eq!(open.id, stream);
         assert_eq!(open.origin_client_id.as_deref(), Some("c1"));
         assert_eq!(open.start_at, 100);
-        assert_eq!(db.streams_of_room(id).await.unwrap().len(), 1);
+        assert_eq!(streams::of_room(&db, id).await.unwrap().len(), 1);
     })
     .await;
 }
@@ -192,7 +216,7 @@ async fn concurrent_publishers_exactly_one_wins() {
             .filter(|o| matches!(o, StartOutcome::Started(_)))
             .count();
         assert_eq!(started, 1, "{outcomes:?}");
-        assert_eq!(db.streams_of_room(id).await.unwrap().len(), 1);
+        assert_eq!(streams::of_room(&db, id).await.unwrap().len(), 1);
     })
     .await;
 }
@@ -214,9 +238,9 @@ where
 async fn disabled_rooms_cannot_start() {
     each_backend(|db, _| async move {
         let id = room(&db, "ana", "k").await;
-        db.set_room_disabled(id, true).await.unwrap();
+        rooms::set_disabled(&db, id, true).await.unwrap();
         assert_eq!(start(&db, id, "c1", 1).await, StartOutcome::Refused);
-        assert!(db.streams_of_room(id).await.unwrap().is_empty());
+        assert!(streams::of_room(&db, id).await.unwrap().is_empty());
     })
     .await;
 }
@@ -226,52 +250,32 @@ async fn stops_are_idempotent_and_keyed_on_the_client() {
     each_backend(|db, _| async move {
         let id = room(&db, "ana", "k").await;
         // A stop without a start changes nothing.
-        assert!(db
-            .stop_stream(id, "srv", Some("c0"), 5)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(stop(&db, id, "srv", Some("c0"), 5).await.is_none());
 
         let StartOutcome::Started(first) = start(&db, id, "c1", 10).await else {
             panic!("start refused");
         };
-        let closed = db
-            .stop_stream(id, "srv", Some("c1"), 20)
-            .await
-            .unwrap()
-            .unwrap();
+        let closed = stop(&db, id, "srv", Some("c1"), 20).await.unwrap();
         assert_eq!((closed.id, closed.stop_at), (first, Some(20)));
-        assert!(!db.room(id).await.unwrap().unwrap().is_live);
+        assert!(!rooms::get(&db, id).await.unwrap().unwrap().is_live);
         // A duplicate stop finds nothing.
-        assert!(db
-            .stop_stream(id, "srv", Some("c1"), 21)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(stop(&db, id, "srv", Some("c1"), 21).await.is_none());
 
         // A new session; the old session's late stop must not end it.
         let StartOutcome::Started(second) = start(&db, id, "c2", 30).await else {
             panic!("restart refused");
         };
-        assert!(db
-            .stop_stream(id, "srv", Some("c1"), 31)
-            .await
-            .unwrap()
-            .is_none());
-        assert!(db.room(id).await.unwrap().unwrap().is_live);
-        assert_eq!(db.open_stream(id).await.unwrap().unwrap().id, second);
+        assert!(stop(&db, id, "srv", Some("c1"), 31).await.is_none());
+        assert!(rooms::get(&db, id).await.unwrap().unwrap().is_live);
+        assert_eq!(streams::open(&db, id).await.unwrap().unwrap().id, second);
         // A stop from another origin server does not end it either.
-        assert!(db
-            .stop_stream(id, "other", None, 32)
-            .await
-            .unwrap()
-            .is_none());
+        assert!(stop(&db, id, "other", None, 32).await.is_none());
 
         // A stop that names no client (ZLMediaKit) closes whatever that origin has open.
-        let closed = db.stop_stream(id, "srv", None, 40).await.unwrap().unwrap();
+        let closed = stop(&db, id, "srv", None, 40).await.unwrap();
         assert_eq!(closed.id, second);
-        assert!(!db.room(id).await.unwrap().unwrap().is_live);
-        let rows = db.streams_of_room(id).await.unwrap();
+        assert!(!rooms::get(&db, id).await.unwrap().unwrap().is_live);
+        let rows = streams::of_room(&db, id).await.unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].stop_at, Some(20));
         assert_eq!(rows[1].stop_at, Some(40));
@@ -286,30 +290,28 @@ async fn close_by_id_and_open_streams_of_server() {
         let b = room(&db, "bo", "kb").await;
         start(&db, a, "c1", 1).await;
         start(&db, b, "c2", 1).await;
-        let open = db.open_streams_of_server("srv").await.unwrap();
+        let open = streams::open_of_server(&db, "srv").await.unwrap();
         assert_eq!(open.len(), 2);
-        assert!(db
-            .open_streams_of_other_service("srv", "svc1")
+        assert!(streams::open_of_other_service(&db, "srv", "svc1")
             .await
             .unwrap()
             .is_empty());
         assert_eq!(
-            db.open_streams_of_other_service("srv", "svc2")
+            streams::open_of_other_service(&db, "srv", "svc2")
                 .await
                 .unwrap()
                 .len(),
             2
         );
-        assert!(db
-            .open_streams_of_server("elsewhere")
+        assert!(streams::open_of_server(&db, "elsewhere")
             .await
             .unwrap()
             .is_empty());
-        let closed = db.close_stream(open[0].id, 9).await.unwrap().unwrap();
+        let closed = close(&db, open[0].id, 9).await.unwrap();
         assert_eq!(closed.room_id, a);
-        assert!(db.close_stream(open[0].id, 10).await.unwrap().is_none());
-        assert!(!db.room(a).await.unwrap().unwrap().is_live);
-        assert!(db.room(b).await.unwrap().unwrap().is_live);
+        assert!(close(&db, open[0].id, 10).await.is_none());
+        assert!(!rooms::get(&db, a).await.unwrap().unwrap().is_live);
+        assert!(rooms::get(&db, b).await.unwrap().unwrap().is_live);
     })
     .await;
 }
@@ -321,18 +323,18 @@ async fn recordings_find_their_stream_after_it_closed() {
         let StartOutcome::Started(stream) = start(&db, id, "c1", 1).await else {
             panic!("start refused");
         };
-        db.stop_stream(id, "srv", Some("c1"), 2).await.unwrap();
-        let found = db
-            .latest_stream(id, "srv", Some("c1"))
+        stop(&db, id, "srv", Some("c1"), 2).await;
+        let found = streams::latest(&db, id, "srv", Some("c1"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(found.id, stream);
-        db.set_record_url(stream, "/rec/1.flv").await.unwrap();
-        let rows = db.streams_of_room(id).await.unwrap();
+        streams::set_record_url(&db, stream, "/rec/1.flv")
+            .await
+            .unwrap();
+        let rows = streams::of_room(&db, id).await.unwrap();
         assert_eq!(rows[0].record_url.as_deref(), Some("/rec/1.flv"));
-        assert!(db
-            .latest_stream(id, "srv", Some("zz"))
+        assert!(streams::latest(&db, id, "srv", Some("zz"))
             .await
             .unwrap()
             .is_none());
@@ -352,7 +354,7 @@ async fn unreachable_mysql_is_reported_as_unavailable() {
     })
     .await
     .unwrap();
-    let err = db.room(1).await.unwrap_err();
+    let err = rooms::get(&db, 1).await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
 }
 
@@ -384,21 +386,17 @@ async fn mysql_pools_keep_every_connection_open() {
     // A publish's lookup and write share one checked-out connection.
     let id = room(&db, "ana", "k").await;
     let mut conn = db.acquire().await.unwrap();
-    assert_eq!(conn.room(id).await.unwrap().unwrap().id, id);
+    assert_eq!(rooms::get(&mut conn, id).await.unwrap().unwrap().id, id);
     let origin = origin("c1");
-    let started = conn
-        .start_stream_unless(
-            &NewStream {
-                room_id: id,
-                origin: &origin,
-                publisher_ip: None,
-            },
-            1,
-            || false,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(started, Some(StartOutcome::Started(_))));
+    let mut tx = conn.begin().await.unwrap();
+    let new = NewStream {
+        room_id: id,
+        origin: &origin,
+        publisher_ip: None,
+    };
+    let started = streams::start(&mut tx, &new, 1).await.unwrap();
+    assert!(matches!(started, StartOutcome::Started(_)));
+    tx.commit().await.unwrap();
     drop(conn);
     db.close().await;
 }
@@ -460,9 +458,12 @@ async fn a_stream_started_in_a_dropped_transaction_never_happened() {
         assert!(matches!(outcome, StartOutcome::Started(_)), "{backend:?}");
         drop(tx);
         drop(conn);
-        assert!(!db.room(id).await.unwrap().unwrap().is_live, "{backend:?}");
         assert!(
-            db.streams_of_room(id).await.unwrap().is_empty(),
+            !rooms::get(&db, id).await.unwrap().unwrap().is_live,
+            "{backend:?}"
+        );
+        assert!(
+            streams::of_room(&db, id).await.unwrap().is_empty(),
             "{backend:?}"
         );
 
@@ -471,7 +472,7 @@ async fn a_stream_started_in_a_dropped_transaction_never_happened() {
             panic!("{backend:?}: refused after a rollback");
         };
         tx.commit().await.unwrap();
-        assert_eq!(db.open_stream(id).await.unwrap().unwrap().id, stream);
+        assert_eq!(streams::open(&db, id).await.unwrap().unwrap().id, stream);
 
         // A refusal inside a transaction changes nothing, even when committed.
         let mut tx = db.begin().await.unwrap();
@@ -480,7 +481,7 @@ async fn a_stream_started_in_a_dropped_transaction_never_happened() {
             StartOutcome::Refused
         );
         tx.commit().await.unwrap();
-        assert_eq!(db.streams_of_room(id).await.unwrap().len(), 1);
+        assert_eq!(streams::of_room(&db, id).await.unwrap().len(), 1);
     })
     .await;
 }

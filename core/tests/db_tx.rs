@@ -7,25 +7,25 @@ use std::sync::Arc;
 
 use livegate_core::db::orders::{self, NewOrder};
 use livegate_core::db::testing::{backends, TestDatabase};
-use livegate_core::db::{gifts, users, Backend, Database, DbConfig, DbError, NewRoom};
+use livegate_core::db::{gifts, rooms, users, Backend, Database, DbConfig, DbError, NewRoom};
 use livegate_core::Secret;
 
 /// A user, a room, a gift and an order for it in status `created`; returns the order id.
 async fn order(db: &Database) -> i64 {
     let user = users::create(db, "ana", "hash", "viewer", 1).await.unwrap();
-    let room = db
-        .create_room(
-            &NewRoom {
-                owner_id: user,
-                title: "t",
-                stream_key: "k",
-                stream_key_expires_at: None,
-                publish_allow_cidrs: None,
-            },
-            1,
-        )
-        .await
-        .unwrap();
+    let room = rooms::create(
+        db,
+        &NewRoom {
+            owner_id: user,
+            title: "t",
+            stream_key: "k",
+            stream_key_expires_at: None,
+            publish_allow_cidrs: None,
+        },
+        1,
+    )
+    .await
+    .unwrap();
     let gift = gifts::create(db, "rose", 100, 1).await.unwrap();
     orders::create(
         db,

@@ -276,6 +276,23 @@ fn every_binary_takes_its_configuration_the_same_way() {
         .config
         .load_with::<Sample>("api", OnDefaults::Run, None, &none)
         .unwrap_err();
-    assert!(err.to_string().contains("port: must be set"), "{err}");
+    // Defaults that do not make a configuration: what is wrong, and how to give a file.
+    assert!(
+        matches!(err, ConfigFailure::DefaultsInvalid { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("port: must be set"), "{text}");
+    assert!(text.contains("-c/--config FILE"), "{text}");
+    assert!(text.contains("LIVEGATE_API_CONFIG=FILE"), "{text}");
     assert_eq!(err.exit_code(), 64);
+    // A file with problems needs no such hint.
+    std::fs::write(&file, "port = 0\n").unwrap();
+    let cli = Cli::parse_from(["api", "-c", file.to_str().unwrap()]);
+    let err = cli
+        .config
+        .load_with::<Sample>("api", OnDefaults::Run, None, &none)
+        .unwrap_err();
+    assert!(matches!(err, ConfigFailure::Invalid { .. }), "{err:?}");
+    assert!(!err.to_string().contains("no configuration file"), "{err}");
 }

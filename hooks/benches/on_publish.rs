@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use livegate_core::bus::{Bus, BusConfig};
 use livegate_core::db::testing::TestDatabase;
-use livegate_core::db::{Backend, Database, DbConfig};
+use livegate_core::db::{users, Backend, Database, DbConfig};
+use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
 use livegate_hooks::{App, Config, Deps};
-use tokio_util::sync::CancellationToken;
 
 /// Concurrent callers; `LIVEGATE_BENCH_CALLERS` changes it (to see latency without queueing).
 const CALLERS: usize = 64;
@@ -34,7 +34,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 async fn create_rooms(db: &Database, count: usize) {
-    let owner = db.create_user("bench", "x", "streamer", 1).await.unwrap();
+    let owner = users::create(db, "bench", "x", "streamer", 1)
+        .await
+        .unwrap();
     for chunk in (1..=count).collect::<Vec<_>>().chunks(500) {
         let values: Vec<String> = chunk
             .iter()
@@ -234,7 +236,7 @@ async fn bench() {
         "http://{}/api/v1/hook/on_publish",
         listener.local_addr().unwrap()
     );
-    let shutdown = CancellationToken::new();
+    let shutdown = Shutdown::new();
     let server = tokio::spawn(app.run(listener, admin, shutdown.clone()));
 
     let client = reqwest::Client::builder()
@@ -288,7 +290,7 @@ async fn bench() {
     );
     println!("  refused     {failures}");
 
-    shutdown.cancel();
+    shutdown.request(Stop::Drain);
     server.await.unwrap().unwrap();
     bus.clear().await.unwrap();
     assert_eq!(failures, 0, "publishes were refused during the measurement");

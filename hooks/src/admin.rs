@@ -1,58 +1,37 @@
-//! The admin listener: `/metrics`, `/healthz` (the process runs) and `/readyz` (the database
-//! answers; the bus is reported but, being optional for correctness, does not fail it).
+//! What the admin listener reports on `/readyz`: the database decides (without it no publish
+//! can be authorised); the bus and the origins' APIs are reported but do not decide, since
+//! the service works around them (bus writes are retried, reconciliation waits for its next
+//! pass).
 
-use std::sync::Arc;
-
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
-use livegate_core::telemetry::{render_metrics, METRICS_CONTENT_TYPE};
-use prometheus_client::registry::Registry;
+use livegate_core::service::Readiness;
 
 use crate::state::AppState;
 
-#[derive(Clone)]
-struct Admin {
-    state: AppState,
-    registry: Arc<Registry>,
-}
-
-/// The admin router.
-pub fn router(state: AppState, registry: Arc<Registry>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(Admin { state, registry })
-}
-
-async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
-        render_metrics(&admin.registry),
-    )
-}
-
-async fn ready(State(admin): State<Admin>) -> impl IntoResponse {
-    let deadline = admin.state.config().deadline();
-    let db = matches!(
-        tokio::time::timeout(deadline, admin.state.db().ping()).await,
-        Ok(Ok(()))
-    );
-    let bus = matches!(
-        tokio::time::timeout(deadline, admin.state.bus().ping()).await,
-        Ok(Ok(()))
-    );
-    let status = if db {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let word = |ok: bool| if ok { "ok" } else { "down" };
-    (
-        status,
-        format!("database {}\nbus {}\n", word(db), word(bus)),
-    )
+/// The readiness checks of the service: `database`, `bus`, and `origin.srs` /
+/// `origin.zlmediakit` for each origin API configured. Each check gets the hook deadline.
+pub fn readiness(state: &AppState) -> Readiness {
+    let db = state.db().clone();
+    let bus = state.bus().clone();
+    let mut readiness = Readiness::new(state.config().deadline())
+        .check("database", move || {
+            let db = db.clone();
+            async move { db.ping().await }
+        })
+        .report_only("bus", move || {
+            let bus = bus.clone();
+            async move { bus.ping().await }
+        });
+    for (name, api) in [
+        ("origin.srs", state.srs_api()),
+        ("origin.zlmediakit", state.zlm_api()),
+    ] {
+        if let Some(api) = api.cloned() {
+            // Listing the streams is the cheapest call both APIs have.
+            readiness = readiness.report_only(name, move || {
+                let api = api.clone();
+                async move { api.streams().await.map(drop) }
+            });
+        }
+    }
+    readiness
 }

@@ -1,7 +1,10 @@
 //! The hooks service's configuration: `[server]`, `[callers]`, `[database]`, `[bus]`,
 //! `[publish]`, `[play]`, `[outbox]`, `[reconcile]`, `[zlmediakit]`, `[nginx_rtmp]` and
 //! `[log]`.
-//! Loaded from TOML with `LIVEGATE_HOOKS__SECTION__KEY` overrides.
+//! Loaded from TOML (`-c/--config` or `LIVEGATE_HOOKS_CONFIG`) with
+//! `LIVEGATE_HOOKS__SECTION__KEY` overrides. Without a file the service runs on these
+//! defaults plus the overrides: SQLite, the in-process bus, and play tokens required (so at
+//! least `play.token_keys`, or `play.require_token = false`, must be given).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -14,9 +17,6 @@ use livegate_core::telemetry::LogConfig;
 use livegate_core::token::TokenKeys;
 use livegate_core::Secret;
 use serde::Deserialize;
-
-/// Prefix of the environment variables that override the file.
-pub const ENV_PREFIX: &str = "LIVEGATE_HOOKS__";
 
 /// The whole configuration.
 #[derive(Debug, Clone, Default, Deserialize)]

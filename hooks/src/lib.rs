@@ -24,18 +24,17 @@ use std::time::Duration;
 
 use livegate_core::bus::{Bus, BusError};
 use livegate_core::db::{Database, DbError};
-use prometheus_client::registry::Registry;
+use livegate_core::origin::srs::SrsApi;
+use livegate_core::origin::zlm::ZlmApi;
+use livegate_core::origin::{OriginControl, OriginError};
+use livegate_core::service::{self, bind, BindError, CancellationToken, Shutdown, Signals, Stop};
+use livegate_core::telemetry::Registry;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
 use crate::metrics::Metrics;
 use crate::outbox::OutboxWorker;
-use livegate_core::origin::srs::SrsApi;
-use livegate_core::origin::zlm::ZlmApi;
-use livegate_core::origin::{OriginControl, OriginError};
-
 use crate::state::{AppState, KeysError, Origins};
 
 /// Why the service could not start.
@@ -127,7 +126,7 @@ impl App {
 
     /// Builds the service around given dependencies.
     pub fn build_with(config: Config, deps: Deps) -> Result<App, StartError> {
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix("hooks");
         let metrics = Metrics::register(&mut registry);
         let (outbox, worker) = outbox::outbox(
             deps.bus.clone(),
@@ -148,13 +147,16 @@ impl App {
         &self.state
     }
 
-    /// Serves hooks on `listener` and the admin endpoints on `admin` until `shutdown` fires,
-    /// then drains requests and pending bus writes within `server.shutdown_grace_ms`.
+    /// Serves hooks on `listener` and the admin endpoints on `admin_listener` until `shutdown` is
+    /// requested, then drains, all within one `server.shutdown_grace_ms`: the requests in
+    /// flight, the publishes still finishing past their deadline, the bus writes they
+    /// queued, the admin listener and the background tasks. An immediate stop
+    /// ([`Stop::Now`]) abandons all of that.
     pub async fn run(
         self,
         listener: TcpListener,
-        admin: TcpListener,
-        shutdown: CancellationToken,
+        admin_listener: TcpListener,
+        shutdown: Shutdown,
     ) -> std::io::Result<()> {
         let App {
             state,
@@ -165,88 +167,100 @@ impl App {
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             hooks.addr = %listener.local_addr()?,
-            admin.addr = %admin.local_addr()?,
+            admin.addr = %admin_listener.local_addr()?,
             database = ?state.db().backend(),
             bus = match state.bus() { Bus::Redis(_) => "redis", Bus::Memory(_) => "memory" },
             "livegate-hooks listening"
         );
 
+        let stop = shutdown.token().clone();
+        // The outbox outlives the requests: it applies what they queue while they drain.
         let worker_stop = CancellationToken::new();
-        let worker = tokio::spawn(worker.run(worker_stop.clone()));
-        let reconciler = reconcile::wanted(&state)
-            .then(|| tokio::spawn(reconcile::run(state.clone(), shutdown.child_token())));
-        let resyncer = (state.config().outbox.resync_interval_ms > 0)
-            .then(|| tokio::spawn(resync::run(state.clone(), shutdown.child_token())));
-        let admin_server = tokio::spawn(
-            axum::serve(admin, admin::router(state.clone(), registry))
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .into_future(),
-        );
+        let worker = shutdown.spawn(worker.run(worker_stop.clone()));
+        if reconcile::wanted(&state) {
+            shutdown.spawn(reconcile::run(state.clone(), stop.clone()));
+        }
+        if state.config().outbox.resync_interval_ms > 0 {
+            shutdown.spawn(resync::run(state.clone(), stop.clone()));
+        }
+        let admin_server = shutdown.spawn(service::admin::serve(
+            admin_listener,
+            service::admin::router(registry, admin::readiness(&state)),
+            stop.clone(),
+        ));
 
         let app =
             handlers::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .with_graceful_shutdown(stop.cancelled_owned())
             .into_future();
         let mut serve = std::pin::pin!(serve);
-        let served = tokio::select! {
-            result = &mut serve => result,
-            () = shutdown.cancelled() => match tokio::time::timeout(grace, &mut serve).await {
-                Ok(result) => result,
-                Err(_) => {
-                    tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period, abandoning them");
-                    Ok(())
-                }
-            },
+        let ended = tokio::select! {
+            result = &mut serve => Some(result),
+            _ = shutdown.requested() => None,
         };
-        // Also on a listener error: stop everything else before returning.
-        shutdown.cancel();
+        if ended.is_some() {
+            // The hook listener failed: stop everything else before returning.
+            shutdown.request(Stop::Drain);
+        }
+        let mut drain = shutdown.drain(grace);
+        let served = match ended {
+            Some(result) => result,
+            None => drain.step("requests", serve).await.unwrap_or(Ok(())),
+        };
         // Publishes still finishing past their deadline (bounded by the statement timeout).
         state.tasks().close();
-        if tokio::time::timeout(grace, state.tasks().wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("request work still running after the grace period, abandoning it");
-        }
-
+        drain
+            .step("publishes past their deadline", state.tasks().wait())
+            .await;
         worker_stop.cancel();
-        if tokio::time::timeout(grace, worker).await.is_err() {
-            tracing::warn!("bus writes still pending after the grace period, abandoning them");
-        }
-        if let Some(reconciler) = reconciler {
-            let _ = reconciler.await;
-        }
-        if let Some(resyncer) = resyncer {
-            let _ = resyncer.await;
-        }
-        if tokio::time::timeout(grace, admin_server).await.is_err() {
-            tracing::warn!("admin listener did not stop within the grace period");
-        }
+        drain.step("bus writes", worker).await;
+        drain.step("admin listener", admin_server).await;
+        drain.tasks().await;
+        drain.finish();
         tracing::info!("livegate-hooks stopped");
         served
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+/// Why the process ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The async runtime could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A listener could not be opened.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The service could not be built.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The signal handlers could not be installed.
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+    /// The hook listener failed while serving.
+    #[error("hook listener failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The process: binds the listeners, builds the service and serves until SIGTERM (drain) or
+/// SIGINT (stop at once).
+pub async fn serve(config: Config) -> Result<(), RunError> {
+    // First, so that a signal arriving while the service starts is not lost.
+    let signals = Signals::install().map_err(RunError::Signals)?;
+    let listener = bind(config.server.listen, "server.listen").await?;
+    let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
+    let app = App::build(config).await?;
+    let shutdown = Shutdown::new();
+    shutdown
+        .run_with_signals(signals, app.run(listener, admin, shutdown.clone()))
+        .await
+        .map_err(RunError::Serve)
+}
+
+/// `livegate-hooks migrate`: applies the pending database migrations.
+pub async fn migrate(config: &Config) -> Result<(), StartError> {
+    Database::connect(&config.database).await?.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
 }

@@ -5,7 +5,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+
+use livegate_core::telemetry::Registry;
 
 /// Labels of a handled callback.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -51,7 +52,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them in `registry`.
+    /// Creates the metrics and registers them in `registry` (`livegate_hooks_…`).
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = Self {
             hooks: Family::default(),
@@ -67,53 +68,52 @@ impl Metrics {
             reconcile_closed: Counter::default(),
             reconcile_errors: Counter::default(),
         };
-        let sub = registry.sub_registry_with_prefix("livegate_hooks");
-        sub.register(
+        registry.register(
             "callbacks",
             "Callbacks handled, by dialect, event and outcome",
             metrics.hooks.clone(),
         );
-        sub.register(
+        registry.register(
             "callback_duration_seconds",
             "Time to answer a callback",
             metrics.hook_duration.clone(),
         );
-        sub.register(
+        registry.register(
             "publish_refused",
             "Publishes refused, by reason",
             metrics.publish_refused.clone(),
         );
-        sub.register(
+        registry.register(
             "play_refused",
             "Plays refused, by reason",
             metrics.play_refused.clone(),
         );
-        sub.register(
+        registry.register(
             "bus_retries",
             "Bus writes that failed and will be retried",
             metrics.bus_retries.clone(),
         );
-        sub.register(
+        registry.register(
             "bus_dropped",
             "Bus writes dropped because the outbox was full or shutting down",
             metrics.bus_dropped.clone(),
         );
-        sub.register(
+        registry.register(
             "outbox_depth",
             "Bus writes waiting in the outbox",
             metrics.outbox_depth.clone(),
         );
-        sub.register(
+        registry.register(
             "bus_resynced",
             "Live keys repaired by the resync from the database",
             metrics.bus_resynced.clone(),
         );
-        sub.register(
+        registry.register(
             "reconcile_closed_streams",
             "Streams closed by reconciliation",
             metrics.reconcile_closed.clone(),
         );
-        sub.register(
+        registry.register(
             "reconcile_errors",
             "Reconciliation passes that failed to reach the origin's API",
             metrics.reconcile_errors.clone(),

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use livegate_core::bus::{Bus, LiveState, RecordingJob, RoomEvent, RoomEventKind};
-use livegate_core::db::Database;
+use livegate_core::bus::{Bus, Channel, LiveState, Queue, RecordingJob, RoomEvent, RoomEventKind};
+use livegate_core::db::{rooms, Database};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -94,6 +94,8 @@ impl Outbox {
 pub struct OutboxWorker {
     receiver: mpsc::Receiver<BusOp>,
     bus: Bus,
+    events: Channel<RoomEvent>,
+    recordings: Queue<RecordingJob>,
     db: Database,
     config: OutboxConfig,
     metrics: Metrics,
@@ -114,6 +116,8 @@ pub fn outbox(
         },
         OutboxWorker {
             receiver,
+            events: bus.events(),
+            recordings: bus.recordings(),
             bus,
             db,
             config: config.clone(),
@@ -173,7 +177,7 @@ impl OutboxWorker {
         match op {
             BusOp::Live { room_id, state } => {
                 self.bus.set_live(*room_id, state).await?;
-                self.bus
+                self.events
                     .publish(&RoomEvent {
                         kind: RoomEventKind::Live,
                         room_id: *room_id,
@@ -188,7 +192,7 @@ impl OutboxWorker {
                 at_ms,
             } => {
                 self.bus.clear_live(*room_id, *stream_id).await?;
-                self.bus
+                self.events
                     .publish(&RoomEvent {
                         kind: RoomEventKind::Offline,
                         room_id: *room_id,
@@ -198,7 +202,7 @@ impl OutboxWorker {
                     .await
             }
             BusOp::Job(job) => {
-                let id = self.bus.enqueue(job).await?;
+                let id = self.recordings.push(job).await?;
                 tracing::info!(room.id = job.room_id, job.id = %id, "recording job queued");
                 Ok(())
             }
@@ -222,7 +226,7 @@ impl OutboxWorker {
     /// Copies the bus's viewer count into `rooms.viewers_count` (best effort).
     async fn record_viewers(&self, room_id: i64, viewers: u64) {
         let viewers = i64::try_from(viewers).unwrap_or(i64::MAX);
-        if let Err(err) = self.db.set_viewers_count(room_id, viewers).await {
+        if let Err(err) = rooms::set_viewers_count(&self.db, room_id, viewers).await {
             tracing::warn!(room.id = room_id, error = %err, "could not store the viewer count");
         }
     }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use livegate_core::bus::{BusError, LiveState};
-use livegate_core::db::DbError;
+use livegate_core::db::{streams, DbError};
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::BusOp;
@@ -29,9 +29,7 @@ pub enum ResyncError {
 /// One pass: queues the writes that make the live keys match the open streams; returns how
 /// many keys were repaired. The writes go through the outbox, in order with the callbacks'.
 pub async fn resync_once(state: &AppState) -> Result<usize, ResyncError> {
-    let open: HashMap<i64, LiveState> = state
-        .db()
-        .open_streams(MAX_ROOMS)
+    let open: HashMap<i64, LiveState> = streams::open_all(state.db(), MAX_ROOMS)
         .await?
         .into_iter()
         .map(|stream| {

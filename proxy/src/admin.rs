@@ -1,36 +1,53 @@
-//! The admin listener: Prometheus metrics and health, kept off the viewer-facing port.
+//! The admin listener: Prometheus metrics and health, kept off the viewer-facing port. It is
+//! a Pingora service (the proxy runs on Pingora's runtime), answering like the kit's admin
+//! router: `/metrics` from the kit's [`Registry`], `/healthz`, and `/readyz` with the kit's
+//! [`Readiness`] report, here one named check: `origin` (at least one origin is healthy).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{header, Response, StatusCode};
+use livegate_core::service::Readiness;
+use livegate_core::telemetry::{Registry, METRICS_CONTENT_TYPE};
 use pingora::apps::http_app::ServeHttp;
 use pingora::lb::selection::Consistent;
 use pingora::lb::LoadBalancer;
 use pingora::protocols::http::ServerSession;
-use prometheus_client::registry::Registry;
 
-use livegate_core::telemetry::{render_metrics, METRICS_CONTENT_TYPE};
+/// Longest a readiness check may take; the origin check only reads the health checks' results.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (an origin is healthy).
 pub struct AdminApp {
     registry: Arc<Registry>,
-    origins: Arc<LoadBalancer<Consistent>>,
+    readiness: Readiness,
 }
 
 impl AdminApp {
     /// Serves `registry` and reports readiness from `origins`.
     pub fn new(registry: Arc<Registry>, origins: Arc<LoadBalancer<Consistent>>) -> AdminApp {
-        AdminApp { registry, origins }
+        let readiness = Readiness::new(CHECK_TIMEOUT).check("origin", move || {
+            let healthy = any_origin_healthy(&origins);
+            std::future::ready(if healthy {
+                Ok(())
+            } else {
+                Err("no healthy origin")
+            })
+        });
+        AdminApp {
+            registry,
+            readiness,
+        }
     }
+}
 
-    fn any_origin_healthy(&self) -> bool {
-        let backends = self.origins.backends();
-        backends
-            .get_backend()
-            .iter()
-            .any(|backend| backends.ready(backend))
-    }
+fn any_origin_healthy(origins: &LoadBalancer<Consistent>) -> bool {
+    let backends = origins.backends();
+    backends
+        .get_backend()
+        .iter()
+        .any(|backend| backends.ready(backend))
 }
 
 fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Response<Vec<u8>> {
@@ -50,18 +67,14 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Res
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
-            "/metrics" => text(
-                StatusCode::OK,
-                METRICS_CONTENT_TYPE,
-                render_metrics(&self.registry),
-            ),
+            "/metrics" => text(StatusCode::OK, METRICS_CONTENT_TYPE, self.registry.render()),
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
-            "/readyz" if self.any_origin_healthy() => text(StatusCode::OK, "text/plain", "ready\n"),
-            "/readyz" => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                "no healthy origin\n",
-            ),
+            "/readyz" => {
+                let report = self.readiness.evaluate().await;
+                let status = StatusCode::from_u16(report.status_code())
+                    .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                text(status, "application/json", report.to_json())
+            }
             _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
         }
     }

@@ -2,7 +2,6 @@
 //! environment variables, validated as a whole before anything starts.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
 use std::time::Duration;
 
 use livegate_core::config::{self, ConfigError, Problems, Validate};
@@ -12,9 +11,6 @@ use livegate_core::Secret;
 use serde::Deserialize;
 
 use crate::route::{Flavour, PatternError, RouteTable};
-
-/// Prefix of environment variables that override file settings.
-pub const ENV_PREFIX: &str = "LIVEGATE_PROXY__";
 
 /// Everything the proxy can be told.
 #[derive(Debug, Deserialize)]
@@ -390,11 +386,6 @@ impl Default for CorsConfig {
 }
 
 impl Config {
-    /// Loads the file at `path` (if any) with environment overrides and validates it.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        config::load(path, ENV_PREFIX)
-    }
-
     /// Parses TOML text alone (tests and examples).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         config::from_toml_str(text)

@@ -20,15 +20,15 @@ pub mod path;
 pub mod playlist;
 pub mod route;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use livegate_core::service::{bind_std, BindError};
+use livegate_core::telemetry::Registry;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
-use prometheus_client::registry::Registry;
 use tracing::info;
 
 pub use config::Config;
@@ -49,15 +49,8 @@ pub enum StartError {
     #[error("{0}")]
     Setting(String),
     /// A listen address is taken or cannot be bound.
-    #[error("{key} {addr}: {source}")]
-    Bind {
-        /// The configuration key of the address.
-        key: &'static str,
-        /// The address.
-        addr: SocketAddr,
-        /// Why it cannot be bound.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     /// The shutdown helper thread could not be started.
     #[error("starting the drain watcher: {0}")]
     Thread(#[source] std::io::Error),
@@ -79,9 +72,9 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
         // Pingora retries a taken address for half a minute, logging each attempt; say so at
         // once instead. (An upgrade inherits the old process's sockets and binds nothing.)
         for addr in &config.server.listen {
-            check_bindable("server.listen", *addr)?;
+            drop(bind_std(*addr, "server.listen")?);
         }
-        check_bindable("admin.listen", config.admin.listen)?;
+        drop(bind_std(config.admin.listen, "admin.listen")?);
     }
 
     let server_conf = ServerConf {
@@ -103,7 +96,7 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
 
     let health = background_service("origin health checks", pool);
     let origins = health.task();
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_prefix("proxy");
     let metrics = Arc::new(metrics::Metrics::register(&mut registry));
     let in_flight = Arc::new(drain::InFlight::default());
 
@@ -158,10 +151,4 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
     server.bootstrap();
     server.run(RunArgs::default());
     Ok(())
-}
-
-fn check_bindable(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|source| StartError::Bind { key, addr, source })
 }

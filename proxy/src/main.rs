@@ -1,21 +1,17 @@
 //! The `livegate-proxy` binary: parse the command line, load the configuration, run.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use livegate_core::service::{ConfigArgs, OnDefaults};
 use livegate_proxy::{Config, StartOptions};
 
 /// Token-checking edge proxy for HTTP-FLV and HLS.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Configuration file (TOML). `LIVEGATE_PROXY__SECTION__KEY` variables override it.
-    #[arg(short, long, env = "LIVEGATE_PROXY_CONFIG")]
-    config: Option<PathBuf>,
-    /// Validate the configuration, print `ok` and exit.
-    #[arg(long)]
-    check_config: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Take over the listeners of a running instance (send it SIGQUIT right after).
     #[arg(short, long)]
     upgrade: bool,
@@ -24,19 +20,18 @@ struct Cli {
     daemon: bool,
 }
 
-/// `EX_USAGE`: the configuration is wrong.
-const EXIT_CONFIG: u8 = 64;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    // A proxy has no useful defaults (origins, token keys): without a file it says how to
+    // give one.
+    let config: Config = match cli.config.load("proxy", OnDefaults::Refuse) {
         Ok(config) => config,
         Err(err) => {
-            eprintln!("livegate-proxy: {err}");
-            return ExitCode::from(EXIT_CONFIG);
+            eprintln!("{err}");
+            return ExitCode::from(err.exit_code());
         }
     };
-    if cli.check_config {
+    if cli.config.check_config {
         println!("ok");
         return ExitCode::SUCCESS;
     }

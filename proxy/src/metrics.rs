@@ -1,13 +1,12 @@
 //! The proxy's Prometheus metrics. Every label combination is created up front, so the request
 //! path only bumps atomics and never takes the registry's lock.
 
+use livegate_core::telemetry::Registry;
+use livegate_core::token::Rejection;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
-
-use livegate_core::token::Rejection;
 
 use crate::route::Kind;
 
@@ -141,11 +140,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates the metrics and registers them in `registry`.
+    /// Creates the metrics and registers them in `registry` (`livegate_proxy_…`).
     pub fn register(registry: &mut Registry) -> Metrics {
         let requests_family = Family::<Labels, Counter>::default();
         registry.register(
-            "livegate_proxy_requests",
+            "requests",
             "Requests answered, by kind (flv, playlist, segment, other) and status class",
             requests_family.clone(),
         );
@@ -159,7 +158,7 @@ impl Metrics {
 
         let rejections_family = Family::<Labels, Counter>::default();
         registry.register(
-            "livegate_proxy_token_rejections",
+            "token_rejections",
             "Requests refused for their play token, by reason",
             rejections_family.clone(),
         );
@@ -174,7 +173,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         registry.register(
-            "livegate_proxy_upstream_latency_seconds",
+            "upstream_latency_seconds",
             "Time from sending a request to the origin to receiving its response header",
             latency_family.clone(),
         );
@@ -186,7 +185,7 @@ impl Metrics {
 
         let sent_family = Family::<Labels, Counter>::default();
         registry.register(
-            "livegate_proxy_sent_bytes",
+            "sent_bytes",
             "Response body bytes sent to viewers, by kind",
             sent_family.clone(),
         );
@@ -198,37 +197,37 @@ impl Metrics {
 
         let flv_sessions_active = Gauge::default();
         registry.register(
-            "livegate_proxy_flv_sessions_active",
+            "flv_sessions_active",
             "HTTP-FLV responses currently streaming",
             flv_sessions_active.clone(),
         );
         let flv_pulls_active = Gauge::default();
         registry.register(
-            "livegate_proxy_flv_pulls_active",
+            "flv_pulls_active",
             "HTTP-FLV origin pulls running, one per stream being watched",
             flv_pulls_active.clone(),
         );
         let flv_viewers_per_pull = Histogram::new(exponential_buckets(1.0, 4.0, 9));
         registry.register(
-            "livegate_proxy_flv_viewers_per_pull",
+            "flv_viewers_per_pull",
             "Viewers of a pull, observed as each viewer joins",
             flv_viewers_per_pull.clone(),
         );
         let flv_tags_dropped = Counter::default();
         registry.register(
-            "livegate_proxy_flv_tags_dropped",
+            "flv_tags_dropped",
             "FLV tags slow viewers skipped to resume at the next keyframe",
             flv_tags_dropped.clone(),
         );
         let flv_viewers_cut = Counter::default();
         registry.register(
-            "livegate_proxy_flv_viewers_cut",
+            "flv_viewers_cut",
             "FLV viewers cut for staying behind longer than flv.max_lag_ms",
             flv_viewers_cut.clone(),
         );
         let playlist_family = Family::<Labels, Counter>::default();
         registry.register(
-            "livegate_proxy_playlists_refused",
+            "playlists_refused",
             "Origin playlists answered with 502 instead, by reason",
             playlist_family.clone(),
         );
@@ -240,7 +239,7 @@ impl Metrics {
 
         let head_family = Family::<Labels, Counter>::default();
         registry.register(
-            "livegate_proxy_request_heads_refused",
+            "request_heads_refused",
             "Request heads refused before parsing: too long a target (414), too large (431), too slow (408)",
             head_family.clone(),
         );
@@ -334,7 +333,7 @@ mod tests {
 
     #[test]
     fn metrics_render_with_their_names() {
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix("proxy");
         let metrics = Metrics::register(&mut registry);
         metrics.request_done(RequestClass::Routed(Kind::Playlist), 200, 120);
         metrics.rejected(Rejection::Expired);
@@ -344,7 +343,7 @@ mod tests {
             assert_eq!(metrics.flv_sessions_active.get(), 1);
         }
         assert_eq!(metrics.flv_sessions_active.get(), 0);
-        let text = livegate_core::telemetry::render_metrics(&registry);
+        let text = registry.render();
         assert!(
             text.contains("livegate_proxy_requests_total{kind=\"playlist\",status=\"2xx\"} 1"),
             "{text}"

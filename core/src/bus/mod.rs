@@ -217,16 +217,6 @@ pub struct RecordingJob {
     pub enqueued_at_ms: i64,
 }
 
-/// A recording job handed to a consumer by [`Bus::claim`]; it stays pending until
-/// [`Bus::ack`]. (New code uses [`Job`] from [`Bus::recordings`].)
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Queue id, for [`Bus::ack`].
-    pub id: String,
-    /// The job.
-    pub job: RecordingJob,
-}
-
 /// A bus backend.
 #[derive(Debug, Clone)]
 pub enum Bus {
@@ -234,28 +224,6 @@ pub enum Bus {
     Redis(RedisBus),
     /// In-process (embedded default, tests).
     Memory(MemoryBus),
-}
-
-/// A subscription to room events (a [`Subscriber`] of [`Bus::events`] that skips notices).
-#[derive(Debug)]
-pub struct Subscription(Subscriber<RoomEvent>);
-
-impl Subscription {
-    /// The next event; `None` when the bus is gone. Undecodable messages are skipped, and a
-    /// subscriber that fell behind skips what it missed.
-    pub async fn next(&mut self) -> Option<RoomEvent> {
-        loop {
-            match self.0.recv().await? {
-                Received::Message(event) => return Some(event),
-                Received::Lagged(missed) => {
-                    tracing::warn!(events.missed = missed, "event subscriber fell behind");
-                }
-                Received::Reconnected => {
-                    tracing::warn!("event subscriber reconnected, events may have been missed");
-                }
-            }
-        }
-    }
 }
 
 /// Milliseconds since the unix epoch.
@@ -315,16 +283,6 @@ impl Bus {
         dispatch!(self, bus => bus.live_rooms(max).await)
     }
 
-    /// Publishes a room event to every current subscriber ([`Bus::events`]).
-    pub async fn publish(&self, event: &RoomEvent) -> Result<(), BusError> {
-        self.events().publish(event).await
-    }
-
-    /// Subscribes to room events published from now on.
-    pub async fn subscribe(&self) -> Result<Subscription, BusError> {
-        Ok(Subscription(self.events().subscribe().await?))
-    }
-
     /// Records that viewer `session` watches `room_id`; returns the room's viewer count.
     /// Joining twice counts once.
     pub async fn viewer_join(&self, room_id: i64, session: &str) -> Result<u64, BusError> {
@@ -353,59 +311,10 @@ impl Bus {
         dispatch!(self, bus => bus.rate_limit(key, limit, window).await)
     }
 
-    /// Queues a recording job; returns its queue id. Fails with [`BusError::QueueFull`] when
-    /// [`BusConfig::jobs_capacity`] jobs are waiting.
-    pub async fn enqueue(&self, job: &RecordingJob) -> Result<String, BusError> {
-        self.recordings().push(job).await
-    }
-
-    /// Hands up to `max` new recording jobs to `consumer`, waiting up to `wait` for one to
-    /// arrive.
-    pub async fn claim(
-        &self,
-        consumer: &str,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<Delivery>, BusError> {
-        let jobs = self.recordings().consumer(consumer).next(max, wait).await?;
-        Ok(jobs.into_iter().map(Delivery::from).collect())
-    }
-
-    /// Takes over up to `max` recording jobs that another consumer received but has not
-    /// touched for at least `min_idle` (it probably crashed).
-    pub async fn claim_stale(
-        &self,
-        consumer: &str,
-        min_idle: Duration,
-        max: usize,
-    ) -> Result<Vec<Delivery>, BusError> {
-        let jobs = self
-            .recordings()
-            .consumer(consumer)
-            .reclaim_idle(min_idle, max)
-            .await?;
-        Ok(jobs.into_iter().map(Delivery::from).collect())
-    }
-
-    /// Acknowledges a recording job: it is done and leaves the queue. Twice is harmless.
-    pub async fn ack(&self, id: &str) -> Result<(), BusError> {
-        self.recordings().ack_id(id).await
-    }
-
     /// Deletes everything this bus holds (every key under the Redis prefix). For tests and for
     /// retiring a deployment's prefix; never called by the services.
     pub async fn clear(&self) -> Result<(), BusError> {
         dispatch!(self, bus => bus.clear().await)
-    }
-
-    /// How many undecodable recording jobs this process moved to the dead-letter queue.
-    pub fn discarded_jobs(&self) -> u64 {
-        self.recordings().undecodable()
-    }
-
-    /// How many recording jobs are queued or unacknowledged.
-    pub async fn jobs_outstanding(&self) -> Result<u64, BusError> {
-        self.recordings().outstanding().await
     }
 
     /// The recording job queue.
@@ -465,14 +374,5 @@ impl Bus {
             }
             Bus::Memory(bus) => log::Backend::Memory(bus.log(options)),
         })
-    }
-}
-
-impl From<Job<RecordingJob>> for Delivery {
-    fn from(job: Job<RecordingJob>) -> Self {
-        Delivery {
-            id: job.id,
-            job: job.payload,
-        }
     }
 }

@@ -129,19 +129,12 @@ pub trait Validate {
     fn validate(&self, problems: &mut Problems);
 }
 
-/// Loads `T` from `path` (if any) with overrides from environment variables named
-/// `{env_prefix}SECTION__KEY` (for example `LIVEGATE_PROXY__TOKEN__LEEWAY_S=5`).
+/// Loads `T` from `path` (if any) with the overrides in `env` (variables named
+/// `LIVEGATE_<SERVICE>__SECTION__KEY`, for example `LIVEGATE_PROXY__TOKEN__LEEWAY_S=5`).
+/// Binaries load through `service::ConfigArgs`, which finds the file and reads the process
+/// environment; tests pass an [`EnvSource`] of their own.
 ///
 /// Unknown keys are refused so that a typo in a key does not silently fall back to a default.
-pub fn load<T>(path: Option<&Path>, env_prefix: &str) -> Result<T, ConfigError>
-where
-    T: DeserializeOwned + Validate,
-{
-    load_from(path, &EnvSource::from_process(env_prefix))
-}
-
-/// [`load`] with the environment given as a value, so that tests never touch the process
-/// environment.
 pub fn load_from<T>(path: Option<&Path>, env: &EnvSource) -> Result<T, ConfigError>
 where
     T: DeserializeOwned + Validate,
@@ -169,7 +162,7 @@ where
     collect::extract(&Figment::from(Toml::string(text)), None)
 }
 
-/// Loads `T` from TOML text with `env` over it, as [`load`] does with a file.
+/// Loads `T` from TOML text with `env` over it, as [`load_from`] does with a file.
 pub fn from_toml_str_with_env<T>(text: &str, env: &EnvSource) -> Result<T, ConfigError>
 where
     T: DeserializeOwned + Validate,

@@ -7,7 +7,6 @@
 //! [`Database::migrate`].
 
 pub mod columns;
-mod compat;
 pub(crate) mod exec;
 pub mod gifts;
 pub mod orders;

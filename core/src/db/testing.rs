@@ -12,8 +12,6 @@ use sqlx::{ConnectOptions, Connection};
 use super::{Backend, Database, DbConfig, DbError};
 use crate::secret::Secret;
 
-pub use crate::testing::MYSQL_URL_VAR;
-
 /// The backends to run a test suite against: SQLite always, and MySQL/MariaDB, which must be
 /// configured under CI (see [`crate::testing`]: missing, it fails the test there and is
 /// reported as skipped elsewhere).

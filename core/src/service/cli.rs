@@ -26,7 +26,9 @@ pub struct ConfigArgs {
 pub enum OnDefaults {
     /// Without a file the binary says how to give one and exits 64.
     Refuse,
-    /// The service documents that it runs on its defaults (plus environment overrides).
+    /// The service documents that it runs on its defaults (plus environment overrides). When
+    /// those are not a usable configuration, the problems are reported together with how to
+    /// give a file, and the binary exits 64.
     Run,
 }
 
@@ -43,6 +45,20 @@ pub enum ConfigFailure {
         service: String,
         /// The variable that names a file, e.g. `LIVEGATE_HOOKS_CONFIG`.
         variable: String,
+    },
+    /// No file was given, and the defaults with the environment's overrides have problems.
+    #[error(
+        "livegate-{service}: {source}\nno configuration file was given: pass `-c/--config FILE` \
+         or set {variable}=FILE (see infra/{service}.example.toml)"
+    )]
+    DefaultsInvalid {
+        /// The service.
+        service: String,
+        /// The variable that names a file.
+        variable: String,
+        /// What is wrong with the defaults.
+        #[source]
+        source: ConfigError,
     },
     /// The configuration has problems.
     #[error("livegate-{service}: {source}")]
@@ -110,9 +126,16 @@ impl ConfigArgs {
                 variable: Self::config_variable(service),
             });
         }
-        config::load_from(path.as_deref(), env).map_err(|source| ConfigFailure::Invalid {
-            service: service.to_owned(),
-            source,
+        config::load_from(path.as_deref(), env).map_err(|source| match path {
+            Some(_) => ConfigFailure::Invalid {
+                service: service.to_owned(),
+                source,
+            },
+            None => ConfigFailure::DefaultsInvalid {
+                service: service.to_owned(),
+                variable: Self::config_variable(service),
+                source,
+            },
         })
     }
 }

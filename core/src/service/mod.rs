@@ -8,15 +8,26 @@
 //! - [`bind`]: listeners whose errors name the configuration key and the address.
 //! - [`ConfigArgs`]: `-c/--config` and `LIVEGATE_<SERVICE>_CONFIG`, the same for every binary,
 //!   with the exit code 64 (`EX_USAGE`) for an unusable configuration.
+//! - [`Readiness`]: the named checks behind `/readyz`, and their [`ReadyReport`].
+//!
+//! With the `service-parts` feature alone (a binary whose servers run on a runtime of their
+//! own, like the proxy on Pingora's) only [`ConfigArgs`], [`Readiness`] and [`bind`] are
+//! here; `service` adds the rest.
 
+#[cfg(feature = "service")]
 pub mod admin;
 mod cli;
 mod listen;
+mod ready;
+#[cfg(feature = "service")]
 mod shutdown;
 
-pub use self::admin::{Check, Readiness, ReadyReport};
 pub use self::cli::{ConfigArgs, ConfigFailure, OnDefaults, EX_USAGE};
 pub use self::listen::{bind, bind_std, BindError};
+pub use self::ready::{Check, CheckFuture, Readiness, ReadyReport};
+#[cfg(feature = "service")]
 pub use self::shutdown::{Drain, Shutdown, Signals, Stop};
+#[cfg(feature = "service")]
 pub use tokio_util::sync::CancellationToken;
+#[cfg(feature = "service")]
 pub use tokio_util::task::TaskTracker;

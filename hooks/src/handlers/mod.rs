@@ -22,8 +22,8 @@ use crate::metrics::HookLabels;
 use crate::reply::{self, Decision, Refusal};
 use crate::state::AppState;
 
-pub(crate) use publish::announce_closed;
 pub use publish::close_streams;
+pub(crate) use publish::{announce_closed, close_stream};
 
 /// Every route, `/api/v1/hook/<event>`: SRS (`on_publish` … `on_hls`), ZLMediaKit
 /// (`on_publish` … `on_server_keepalive`), nginx-rtmp (`on_publish` … `on_record_done`), and the

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use livegate_core::bus::LiveState;
-use livegate_core::db::{now_ms, DbError, NewStream, OriginIds, Room, StartOutcome, Stream};
+use livegate_core::db::{
+    now_ms, rooms, streams, Database, DbError, NewStream, OriginIds, Room, StartOutcome, Stream, Tx,
+};
 use subtle::ConstantTimeEq as _;
 
 use super::room_id;
@@ -114,7 +116,7 @@ async fn start(
     // is kept for the write, so a publish checks out one connection.
     let lookup = async {
         let mut conn = state.db().acquire().await?;
-        let room = conn.room(room_id).await?;
+        let room = rooms::get(&mut conn, room_id).await?;
         Ok::<_, DbError>((conn, room))
     };
     let (allowed, looked_up) = tokio::join!(within_rate(state, start.ip.as_deref()), lookup);
@@ -148,11 +150,7 @@ async fn start(
         origin,
         publisher_ip: start.ip.as_deref(),
     };
-    // Past the deadline the origin has been refused: roll back rather than commit.
-    let Some(outcome) = conn
-        .start_stream_unless(&new, now, || fate.abandoned())
-        .await?
-    else {
+    let Some(outcome) = start_stream(conn.begin().await?, &new, now, fate).await? else {
         return Ok(Decision::Unavailable);
     };
     drop(conn);
@@ -163,7 +161,7 @@ async fn start(
         StartOutcome::Refused => {
             // The same session asking again (ZLMediaKit retries a callback whose answer it
             // missed) is not a second publisher.
-            let open = state.db().open_stream(room_id).await?;
+            let open = streams::open(state.db(), room_id).await?;
             let same_session = open.as_ref().is_some_and(|open| {
                 origin.client_id.is_some()
                     && open.origin_server_id == origin.server_id
@@ -192,13 +190,11 @@ async fn start(
                 _ => None,
             };
             if let Some(old) = resumed {
-                if let Some(closed) = state.db().close_stream(old.id, now).await? {
+                if let Some(closed) = close_stream(state.db(), old.id, now).await? {
                     announce_closed(state, &closed, now);
                 }
-                if let Some(StartOutcome::Started(stream_id)) = state
-                    .db()
-                    .start_stream_unless(&new, now, || fate.abandoned())
-                    .await?
+                if let Some(StartOutcome::Started(stream_id)) =
+                    start_stream(state.db().begin().await?, &new, now, fate).await?
                 {
                     tracing::debug!(room.id = room_id, stream.id = stream_id, replaced.id = old.id, origin = %origin.server_id, "publish resumed, replaced the open stream");
                     return opened(state, fate, room_id, stream_id, origin, now).await;
@@ -207,6 +203,45 @@ async fn start(
             refuse(state, Refusal::AlreadyLive)
         }
     }
+}
+
+/// Opens the publish's stream in `tx` and commits it only while the answer can still reach
+/// the origin: past the deadline the origin has been refused, so the transaction is rolled
+/// back instead and `None` returned. (A commit that itself lands after the deadline is
+/// undone by [`opened`].)
+async fn start_stream(
+    mut tx: Tx<'_>,
+    new: &NewStream<'_>,
+    now: i64,
+    fate: &Fate,
+) -> Result<Option<StartOutcome>, DbError> {
+    let outcome = streams::start(&mut tx, new, now).await?;
+    match outcome {
+        StartOutcome::Started(_) if fate.abandoned() => {
+            tx.rollback().await?;
+            Ok(None)
+        }
+        StartOutcome::Started(_) => {
+            tx.commit().await?;
+            Ok(Some(outcome))
+        }
+        StartOutcome::Refused => {
+            tx.rollback().await?;
+            Ok(Some(outcome))
+        }
+    }
+}
+
+/// Closes stream `id` (if open) and releases its room, in a transaction of its own.
+pub(crate) async fn close_stream(
+    db: &Database,
+    id: i64,
+    now: i64,
+) -> Result<Option<Stream>, DbError> {
+    let mut tx = db.begin().await?;
+    let closed = streams::close(&mut tx, id, now).await?;
+    tx.commit().await?;
+    Ok(closed)
 }
 
 /// Whether a publish's answer still reaches the origin. The request and the task that does
@@ -286,7 +321,7 @@ async fn opened(
         stream.id = stream_id,
         "publish committed after its deadline, closing the stream the origin was refused"
     );
-    state.db().close_stream(stream_id, now_ms()).await?;
+    close_stream(state.db(), stream_id, now_ms()).await?;
     Ok(Decision::Unavailable)
 }
 
@@ -316,26 +351,31 @@ pub(super) async fn stop(state: &AppState, stop: &PublishStop) -> Result<Decisio
         return Ok(Decision::Accept);
     };
     let now = now_ms();
+    let mut tx = state.db().begin().await?;
     let closed = match &stop.unregistered {
         Some(unregistered) => {
-            state
-                .db()
-                .stop_unregistered_stream(
-                    room_id,
-                    &stop.server_id,
-                    unregistered.schema.as_deref(),
-                    unregistered.hook_index,
-                    now,
-                )
-                .await?
+            streams::stop_unregistered(
+                &mut tx,
+                room_id,
+                &stop.server_id,
+                unregistered.schema.as_deref(),
+                unregistered.hook_index,
+                now,
+            )
+            .await?
         }
         None => {
-            state
-                .db()
-                .stop_stream(room_id, &stop.server_id, stop.client_id.as_deref(), now)
-                .await?
+            streams::stop(
+                &mut tx,
+                room_id,
+                &stop.server_id,
+                stop.client_id.as_deref(),
+                now,
+            )
+            .await?
         }
     };
+    tx.commit().await?;
     match closed {
         Some(closed) => {
             announce_closed(state, &closed, now);
@@ -356,10 +396,7 @@ async fn close_restarted(
     if state.service_known(server_id, service_id) {
         return Ok(());
     }
-    let stale = state
-        .db()
-        .open_streams_of_other_service(server_id, service_id)
-        .await?;
+    let stale = streams::open_of_other_service(state.db(), server_id, service_id).await?;
     let closed = close_streams(state, &stale).await?;
     if closed > 0 {
         tracing::info!(origin = %server_id, streams.closed = closed, "origin restarted, closed its old streams");
@@ -373,7 +410,7 @@ pub async fn close_streams(state: &AppState, streams: &[Stream]) -> Result<usize
     let mut closed = 0;
     for stream in streams {
         let now = now_ms();
-        if let Some(row) = state.db().close_stream(stream.id, now).await? {
+        if let Some(row) = close_stream(state.db(), stream.id, now).await? {
             announce_closed(state, &row, now);
             closed += 1;
         }

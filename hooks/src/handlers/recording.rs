@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use livegate_core::bus::RecordingJob;
-use livegate_core::db::{now_ms, DbError};
+use livegate_core::db::{now_ms, streams, DbError};
 
 use super::room_id;
 use crate::dialect::{Dialect, Recording};
@@ -24,19 +24,15 @@ pub(super) async fn finished(
     };
     // nginx-rtmp reports the last file after the publish stopped: the newest stream of that
     // publisher (open or closed) is the one it belongs to.
-    let stream = state
-        .db()
-        .latest_stream(
-            room_id,
-            &recording.server_id,
-            recording.client_id.as_deref(),
-        )
-        .await?;
+    let stream = streams::latest(
+        state.db(),
+        room_id,
+        &recording.server_id,
+        recording.client_id.as_deref(),
+    )
+    .await?;
     if let Some(stream) = &stream {
-        state
-            .db()
-            .set_record_url(stream.id, &recording.path)
-            .await?;
+        streams::set_record_url(state.db(), stream.id, &recording.path).await?;
     }
     let job = RecordingJob {
         room_id,
@@ -54,7 +50,7 @@ pub(super) async fn finished(
     // error (it only logs it, but the loss is in its log and in ours).
     let budget =
         Duration::from_millis(state.config().bus.timeout_ms).min(state.config().deadline() / 2);
-    let queued = match tokio::time::timeout(budget, state.bus().enqueue(&job)).await {
+    let queued = match tokio::time::timeout(budget, state.bus().recordings().push(&job)).await {
         Ok(Ok(id)) => {
             tracing::info!(room.id = room_id, stream.id = job.stream_id.unwrap_or(0), job.id = %id, path = %job.path, "recording job queued");
             return Ok(Decision::Accept);

@@ -12,7 +12,7 @@ pub mod zlm;
 
 use std::time::Duration;
 
-use livegate_core::db::DbError;
+use livegate_core::db::{streams, DbError};
 use livegate_core::origin::{OriginError, StreamRef};
 use tokio_util::sync::CancellationToken;
 
@@ -94,7 +94,7 @@ pub enum KickOutcome {
 /// /api/v1/clients/{id}`, ZLMediaKit `close_streams`). Its stop callback then closes the
 /// stream as usual.
 pub async fn kick(state: &AppState, room_id: i64) -> Result<KickOutcome, ReconcileError> {
-    let Some(stream) = state.db().open_stream(room_id).await? else {
+    let Some(stream) = streams::open(state.db(), room_id).await? else {
         return Ok(KickOutcome::NotLive);
     };
     let api = match stream.origin_kind.as_str() {

@@ -1,7 +1,7 @@
 //! SRS: a stream whose publisher `GET /api/v1/streams` no longer lists is over, and a changed
 //! `service_id` means SRS restarted and every stream opened before is over.
 
-use livegate_core::db::{now_ms, Stream};
+use livegate_core::db::{now_ms, streams, Stream};
 use livegate_core::origin::{OriginControl, OriginStreams};
 
 use super::ReconcileError;
@@ -41,7 +41,7 @@ pub(super) async fn pass(
     api: &dyn OriginControl,
 ) -> Result<usize, ReconcileError> {
     let listed = api.streams().await?;
-    let open = state.db().open_streams_of_server(&listed.server_id).await?;
+    let open = streams::open_of_server(state.db(), &listed.server_id).await?;
     let grace = i64::try_from(state.config().reconcile.grace_ms).unwrap_or(i64::MAX);
     let dropped: Vec<_> = dropped_streams(&open, &listed, now_ms(), grace)
         .into_iter()

@@ -17,13 +17,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use livegate_core::db::columns::{check_text, RECORD_URL};
-use livegate_core::db::{now_ms, DbError, NewInterruptedRecording, Stream};
+use livegate_core::db::{now_ms, rooms, streams, DbError, NewInterruptedRecording, Stream};
 use livegate_core::origin::zlm::DEFAULT_VHOST;
 use livegate_core::origin::{OriginControl, OriginStream, OriginStreams};
 
 use super::ReconcileError;
 use crate::dialect::{Dialect, Keepalive, RecordLayout};
-use crate::handlers::announce_closed;
+use crate::handlers::{announce_closed, close_stream};
 use crate::state::AppState;
 
 /// Why the service closed a stream its origin never stopped.
@@ -98,7 +98,7 @@ fn listing<'a>(stream: &Stream, listed: &'a OriginStreams) -> Option<&'a OriginS
 }
 
 async fn open_streams_of(state: &AppState, server_id: &str) -> Result<Vec<Stream>, DbError> {
-    let mut open = state.db().open_streams_of_server(server_id).await?;
+    let mut open = streams::open_of_server(state.db(), server_id).await?;
     open.retain(|stream| stream.origin_kind == Dialect::Zlm.as_str());
     Ok(open)
 }
@@ -251,10 +251,12 @@ pub async fn is_from_earlier_process(state: &AppState, open: &Stream) -> bool {
 }
 
 async fn set_viewers(state: &AppState, room_id: i64, readers: u64) -> Result<(), DbError> {
-    state
-        .db()
-        .set_viewers_count(room_id, i64::try_from(readers).unwrap_or(i64::MAX))
-        .await
+    rooms::set_viewers_count(
+        state.db(),
+        room_id,
+        i64::try_from(readers).unwrap_or(i64::MAX),
+    )
+    .await
 }
 
 /// Closes `streams` (those still open), announces each, zeroes its room's viewers and notes
@@ -267,7 +269,7 @@ pub(crate) async fn close(
     let mut closed = 0;
     for stream in streams {
         let now = now_ms();
-        let Some(row) = state.db().close_stream(stream.id, now).await? else {
+        let Some(row) = close_stream(state.db(), stream.id, now).await? else {
             continue;
         };
         announce_closed(state, &row, now);

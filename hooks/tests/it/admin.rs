@@ -25,7 +25,10 @@ async fn health_readiness_and_metrics() {
     assert_eq!(get("/healthz").await, (200, "ok\n".to_owned()));
     assert_eq!(
         get("/readyz").await,
-        (200, "database ok\nbus ok\n".to_owned())
+        (
+            200,
+            r#"{"ready":true,"checks":{"bus":"ok","database":"ok"}}"#.to_owned()
+        )
     );
     let (status, metrics) = get("/metrics").await;
     assert_eq!(status, 200);
@@ -156,14 +159,66 @@ async fn app_build_wires_the_embedded_defaults() {
         livegate_core::bus::Bus::Memory(_)
     ));
     // Migrated at start: the tables exist.
-    assert!(app.state().db().room(1).await.unwrap().is_none());
+    assert!(livegate_core::db::rooms::get(app.state().db(), 1)
+        .await
+        .unwrap()
+        .is_none());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_url = format!("http://{}/healthz", admin.local_addr().unwrap());
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let shutdown = livegate_core::service::Shutdown::new();
     let server = tokio::spawn(app.run(listener, admin, shutdown.clone()));
     let body = reqwest::get(admin_url).await.unwrap().text().await.unwrap();
     assert_eq!(body, "ok\n");
-    shutdown.cancel();
+    shutdown.request(livegate_core::service::Stop::Drain);
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn readiness_names_each_dependency_and_only_the_database_decides() {
+    use livegate_core::bus::BusConfig;
+    use livegate_core::Secret;
+
+    use crate::support::{FakeSrs, Options};
+
+    // An origin API configured: reported under its name.
+    let app = TestApp::start(Options {
+        srs: Some(std::sync::Arc::new(FakeSrs::default())),
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    let body = app.ready().await;
+    assert_eq!(
+        body,
+        (
+            200,
+            r#"{"ready":true,"checks":{"bus":"ok","database":"ok","origin.srs":"ok"}}"#.to_owned()
+        )
+    );
+    app.stop().await;
+
+    // A bus that cannot be reached is reported, and the service stays ready: its writes wait
+    // in the outbox.
+    let app = TestApp::start(Options {
+        bus: Some(BusConfig {
+            url: Secret::new("redis://127.0.0.1:1"),
+            timeout_ms: 200,
+            ..BusConfig::default()
+        }),
+        ..Options::new(Backend::Sqlite)
+    })
+    .await;
+    let (status, body) = app.ready().await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["checks"]["database"], "ok", "{body}");
+    assert!(
+        report["checks"]["bus"]
+            .as_str()
+            .unwrap()
+            .starts_with("unavailable: "),
+        "{body}"
+    );
+    // Dropped rather than stopped: there is no Redis to clean up after.
+    drop(app);
 }

@@ -25,7 +25,7 @@ async fn recording_jobs_reach_the_bus_within_the_request_or_fail_loudly() {
     let dvr = || app.json("on_dvr", fixture("on_dvr.json"));
     // Queued on the bus before the answer.
     assert_eq!(dvr().await, (200, ACCEPT.to_owned()));
-    assert_eq!(app.bus.jobs_outstanding().await.unwrap(), 1);
+    assert_eq!(app.bus.recordings().outstanding().await.unwrap(), 1);
     // The bus is full: the job waits in the outbox, whose worker keeps retrying it.
     assert_eq!(dvr().await, (200, ACCEPT.to_owned()));
     app.wait_metric("livegate_hooks_bus_retries_total", 1.0)

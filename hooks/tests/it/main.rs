@@ -13,6 +13,7 @@ mod nginx;
 mod reconcile;
 mod rtmp;
 mod secrets;
+mod shutdown;
 mod srs;
 mod srs_api;
 mod support;

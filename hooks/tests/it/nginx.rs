@@ -6,7 +6,7 @@ use livegate_core::db::testing::backends;
 use livegate_core::Secret;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::{test_config, wait_until, Options, TestApp};
+use crate::support::{test_config, Options, TestApp};
 
 const SESSION: &str = "app=live&flashver=FMLE/3.0%20(compatible%3B%20Lavf59.27&swfurl=&tcurl=rtmp://127.0.0.1:19351/live&pageurl=&addr=127.0.0.1&clientid=2";
 
@@ -40,7 +40,7 @@ async fn nginx_rtmp_publish_done_and_late_record_done() {
             app.form("on_publish?origin=edge-a", &body).await,
             (200, "OK\n".to_owned())
         );
-        let stream = app.db.open_stream(42).await.unwrap().unwrap();
+        let stream = app.open_stream(42).await;
         assert_eq!(stream.origin_kind, "nginx-rtmp");
         assert_eq!(stream.origin_server_id, "edge-a");
         assert_eq!(stream.origin_client_id.as_deref(), Some("2"));
@@ -73,17 +73,9 @@ async fn nginx_rtmp_publish_done_and_late_record_done() {
             app.form("on_record_done?origin=edge-a", &record).await.0,
             200
         );
-        let bus = app.bus.clone();
-        let jobs = wait_until("recording job", || {
-            let bus = bus.clone();
-            async move {
-                let got = bus.claim("t", 10, std::time::Duration::ZERO).await.ok()?;
-                (!got.is_empty()).then_some(got)
-            }
-        })
-        .await;
-        assert_eq!(jobs[0].job.path, "/var/rec/42-1795647795.flv");
-        assert_eq!(jobs[0].job.stream_id, Some(stream.id));
+        let jobs = app.recording_jobs("t").await;
+        assert_eq!(jobs[0].payload.path, "/var/rec/42-1795647795.flv");
+        assert_eq!(jobs[0].payload.stream_id, Some(stream.id));
         app.stop().await;
     }
 }
@@ -153,7 +145,7 @@ async fn nginx_rtmp_get_mode_with_a_hook_url_query() {
         );
         let right = format!("{hook}?{SESSION}&call=publish&name=42&type=live&key=abc");
         assert_eq!(nginx_get(&app, &right).await, (200, "OK\n".to_owned()));
-        let stream = app.db.open_stream(42).await.unwrap().unwrap();
+        let stream = app.open_stream(42).await;
         assert_eq!(stream.origin_server_id, "edge-a");
         assert_eq!(stream.origin_client_id.as_deref(), Some("2"));
 

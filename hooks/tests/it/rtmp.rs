@@ -6,11 +6,13 @@ use livegate_core::bus::RoomEventKind;
 use livegate_core::db::testing::backends;
 use livegate_tests::rtmp::{Publisher, RtmpOrigin};
 
-use crate::support::{redis_config, wait_until, Options, TestApp};
+use crate::support::{next_event, redis_config, wait_until, Options, TestApp};
 
 #[tokio::test]
 async fn nginx_rtmp_publish_with_right_and_wrong_key() {
     for backend in backends() {
+        // Redis when there is one (required under CI); the end-to-end path is the same on
+        // the in-process bus.
         let app = TestApp::start(Options {
             bus: redis_config(),
             ..Options::new(backend)
@@ -20,7 +22,7 @@ async fn nginx_rtmp_publish_with_right_and_wrong_key() {
         app.room(43, "def").await;
         let origin = RtmpOrigin::start(&app.base, "?origin=rtmp-e2e");
         origin.ready().await;
-        let mut events = app.bus.subscribe().await.unwrap();
+        let mut events = app.events().await;
 
         // The right key: accepted, live while it pushes, a stream row, a live event.
         let publisher = Publisher::start(&origin.url("42?key=abc"), 4);
@@ -28,13 +30,10 @@ async fn nginx_rtmp_publish_with_right_and_wrong_key() {
             app.is_live(42).await.then_some(())
         })
         .await;
-        let stream = app.db.open_stream(42).await.unwrap().unwrap();
+        let stream = app.open_stream(42).await;
         assert_eq!(stream.origin_kind, "nginx-rtmp");
         assert_eq!(stream.origin_server_id, "rtmp-e2e");
-        let event = tokio::time::timeout(livegate_tests::patience(), events.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let event = next_event(&mut events).await;
         assert_eq!(
             (event.kind, event.room_id, event.stream_id),
             (RoomEventKind::Live, 42, stream.id)
@@ -53,16 +52,8 @@ async fn nginx_rtmp_publish_with_right_and_wrong_key() {
         })
         .await;
         app.wait_bus_live(42, false).await;
-        let bus = app.bus.clone();
-        let jobs = wait_until("the recording job", || {
-            let bus = bus.clone();
-            async move {
-                let got = bus.claim("e2e", 10, Duration::ZERO).await.ok()?;
-                (!got.is_empty()).then_some(got)
-            }
-        })
-        .await;
-        let job = &jobs[0].job;
+        let jobs = app.recording_jobs("e2e").await;
+        let job = &jobs[0].payload;
         assert_eq!((job.room_id, job.stream_id), (42, Some(stream.id)));
         assert_eq!(job.origin_kind, "nginx-rtmp");
         assert!(
@@ -73,7 +64,7 @@ async fn nginx_rtmp_publish_with_right_and_wrong_key() {
         );
         let size = std::fs::metadata(&job.path).unwrap().len();
         assert!(size > 0, "{} is empty", job.path);
-        app.bus.ack(&jobs[0].id).await.unwrap();
+        app.bus.recordings().ack(&jobs[0]).await.unwrap();
         assert_eq!(
             app.streams(42).await[0].record_url.as_deref(),
             Some(job.path.as_str())

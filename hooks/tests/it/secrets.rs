@@ -102,15 +102,14 @@ async fn the_start_notices_secrets_are_neither_logged_nor_stored() {
             zlm_body("on_server_keepalive", "", &[("hook_index", 3.into())]),
         )
         .await;
-        crate::support::wait_until("the stream to close", || async {
-            (!app.is_live(42).await).then_some(())
+        // The note follows the close: wait for it, not for the room to go offline.
+        crate::support::wait_until("the interrupted recording to be noted", || async {
+            let noted = app.db.interrupted_recordings(0, 10).await.ok()?;
+            (!noted.is_empty()).then_some(noted)
         })
         .await;
-        // The recording is noted just after the stream is closed.
-        crate::support::wait_until("the unfinished recording to be noted", || async {
-            (app.db.interrupted_recordings(0, 10).await.unwrap().len() == 1).then_some(())
-        })
-        .await;
+        assert!(!app.is_live(42).await);
+        assert_eq!(app.db.interrupted_recordings(0, 10).await.unwrap().len(), 1);
 
         let stored = dump(&app.db).await;
         assert!(stored.contains("zlm-1"), "{stored}");

@@ -2,6 +2,7 @@
 //! Redis as well as the in-process bus.
 
 use livegate_core::bus::{BusConfig, RoomEventKind};
+use livegate_core::db::rooms;
 use livegate_core::db::testing::backends;
 use livegate_core::db::Backend;
 use livegate_core::token::TokenKeys;
@@ -9,17 +10,9 @@ use livegate_core::{unix_now, Secret};
 use serde_json::json;
 
 use crate::support::{
-    fixture, fixture_with, redis_config, wait_until, Options, TestApp, ACCEPT, FIXTURE_KEY,
+    buses, fixture, fixture_with, next_event, wait_until, Options, TestApp, ACCEPT, FIXTURE_KEY,
     PLAY_KEY,
 };
-
-fn buses() -> Vec<Option<BusConfig>> {
-    let mut buses = vec![None];
-    if let Some(redis) = redis_config() {
-        buses.push(Some(redis));
-    }
-    buses
-}
 
 fn token(room: u64) -> String {
     TokenKeys::new(&[Secret::new(PLAY_KEY)])
@@ -34,7 +27,7 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
     })
     .await;
     app.room(42, FIXTURE_KEY).await;
-    let mut events = app.bus.subscribe().await.unwrap();
+    let mut events = app.events().await;
 
     // on_publish: accepted, room live, stream row with the origin's ids, live key, live event.
     assert_eq!(
@@ -55,10 +48,7 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
     app.wait_bus_live(42, true).await;
     let live = app.bus.live(42).await.unwrap().unwrap();
     assert_eq!(live.stream_id, stream.id);
-    let event = tokio::time::timeout(livegate_tests::patience(), events.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = next_event(&mut events).await;
     assert_eq!(
         (event.kind, event.room_id, event.stream_id),
         (RoomEventKind::Live, 42, stream.id)
@@ -117,27 +107,16 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
         app.json("on_dvr", fixture("on_dvr.json")).await,
         (200, ACCEPT.to_owned())
     );
-    let bus = app.bus.clone();
-    let jobs = wait_until("recording job", || {
-        let bus = bus.clone();
-        async move {
-            let got = bus
-                .claim("test", 10, std::time::Duration::ZERO)
-                .await
-                .ok()?;
-            (!got.is_empty()).then_some(got)
-        }
-    })
-    .await;
+    let jobs = app.recording_jobs("test").await;
     assert_eq!(jobs.len(), 1);
-    let job = &jobs[0].job;
+    let job = &jobs[0].payload;
     assert_eq!(job.path, "/data/dvr/live/42.1795648139942.flv");
     assert_eq!((job.room_id, job.stream_id), (42, Some(stream.id)));
     assert_eq!(
         (job.origin_kind.as_str(), job.origin_server_id.as_str()),
         ("srs", "srs-livegate-test")
     );
-    app.bus.ack(&jobs[0].id).await.unwrap();
+    app.bus.recordings().ack(&jobs[0]).await.unwrap();
     assert_eq!(
         app.streams(42).await[0].record_url.as_deref(),
         Some("/data/dvr/live/42.1795648139942.flv")
@@ -152,10 +131,7 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
     let closed = app.streams(42).await.remove(0);
     let stop_at = closed.stop_at.expect("stream closed");
     app.wait_bus_live(42, false).await;
-    let event = tokio::time::timeout(livegate_tests::patience(), events.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let event = next_event(&mut events).await;
     assert_eq!(
         (event.kind, event.stream_id),
         (RoomEventKind::Offline, stream.id)
@@ -175,21 +151,10 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
         &[("file", json!("./objs/nginx/html/live/42.1795648199999.flv"))],
     );
     assert_eq!(app.json("on_dvr", late_dvr).await.0, 200);
-    let bus = app.bus.clone();
-    let late = wait_until("late recording job", || {
-        let bus = bus.clone();
-        async move {
-            let got = bus
-                .claim("test", 10, std::time::Duration::ZERO)
-                .await
-                .ok()?;
-            (!got.is_empty()).then_some(got)
-        }
-    })
-    .await;
-    assert_eq!(late[0].job.stream_id, Some(stream.id));
+    let late = app.recording_jobs("test").await;
+    assert_eq!(late[0].payload.stream_id, Some(stream.id));
     assert_eq!(
-        late[0].job.path,
+        late[0].payload.path,
         "/usr/local/srs/objs/nginx/html/live/42.1795648199999.flv"
     );
     app.stop().await;
@@ -215,7 +180,7 @@ async fn srs_publish_refusals_write_nothing() {
             .await;
         app.room_with(46, "k46", None, Some(1000)).await;
         app.room(47, "k47").await;
-        app.db.set_room_disabled(47, true).await.unwrap();
+        rooms::set_disabled(&app.db, 47, true).await.unwrap();
 
         let cases: [(&str, &str, &str); 7] = [
             ("42", "?key=wrong", "wrong stream key"),
@@ -341,7 +306,7 @@ async fn reordered_and_orphan_stops_leave_the_right_state() {
             app.is_live(42).await,
             "{backend:?}: a stale stop ended the new session"
         );
-        let open = app.db.open_stream(42).await.unwrap().unwrap();
+        let open = app.open_stream(42).await;
         assert_eq!(open.origin_client_id.as_deref(), Some("second1"));
         let bus = app.bus.clone();
         wait_until("the live key names session 2", || {

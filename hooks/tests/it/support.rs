@@ -4,17 +4,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use livegate_core::bus::{Bus, BusConfig};
+use livegate_core::bus::{Bus, BusConfig, Job, Received, RecordingJob, RoomEvent, Subscriber};
 use livegate_core::db::testing::TestDatabase;
-use livegate_core::db::{Backend, Database, Stream};
+use livegate_core::db::{rooms, streams, users, Backend, Database, Stream};
 use livegate_core::origin::srs::SrsStreams;
 use livegate_core::origin::{OriginControl, OriginError, OriginStreams, StreamRef};
+use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
 use livegate_hooks::config::Config;
 use livegate_hooks::state::{AppState, Origins};
 use livegate_hooks::{App, Deps};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 pub(crate) use livegate_tests::wait_until;
 
@@ -38,11 +38,10 @@ pub(crate) fn fixture_with(name: &str, changes: &[(&str, serde_json::Value)]) ->
     body.to_string()
 }
 
-/// A Redis bus config with a key prefix of its own, when `LIVEGATE_TEST_REDIS_URL` is set.
+/// A Redis bus config with a key prefix of its own. Redis is required under CI (see
+/// `livegate_core::testing`); elsewhere, without it, the skip is reported and `None` returned.
 pub(crate) fn redis_config() -> Option<BusConfig> {
-    let url = std::env::var("LIVEGATE_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())?;
+    let url = livegate_core::testing::redis_url()?;
     Some(BusConfig {
         url: Secret::new(url),
         key_prefix: unique("lgtest"),
@@ -65,14 +64,22 @@ pub(crate) fn unique(prefix: &str) -> String {
     )
 }
 
-/// The configuration tests start from: loopback callers, one play key, no rate limit.
+/// The buses to run a suite against: the in-process one always, and Redis (required under
+/// CI, see [`redis_config`]).
+pub(crate) fn buses() -> Vec<Option<BusConfig>> {
+    let mut buses = vec![None];
+    if let Some(redis) = redis_config() {
+        buses.push(Some(redis));
+    }
+    buses
+}
+
 /// The service on a fresh MariaDB database answering within `deadline_ms`, with room 42 keyed
 /// [`FIXTURE_KEY`]; the test database is returned too, for holding locks from another
-/// connection. `None` when the MariaDB suite is not enabled.
+/// connection. MariaDB is required under CI (see `livegate_core::testing`); elsewhere,
+/// without it, the skip is reported and `None` returned.
 pub(crate) async fn mysql_app_with_deadline(deadline_ms: u64) -> Option<(TestDatabase, TestApp)> {
-    if !livegate_core::db::testing::backends().contains(&Backend::Mysql) {
-        return None;
-    }
+    livegate_core::testing::mysql_url()?;
     let test_db = TestDatabase::create(Backend::Mysql).await.unwrap();
     let mut config = test_config();
     config.server.deadline_ms = deadline_ms;
@@ -86,6 +93,7 @@ pub(crate) async fn mysql_app_with_deadline(deadline_ms: u64) -> Option<(TestDat
     Some((test_db, app))
 }
 
+/// The configuration tests start from: loopback callers, one play key, no rate limit.
 pub(crate) fn test_config() -> Config {
     let mut config = Config::default();
     config.play.token_keys = vec![Secret::new(PLAY_KEY)];
@@ -151,7 +159,7 @@ pub(crate) struct TestApp {
     pub(crate) bus: Bus,
     pub(crate) state: AppState,
     pub(crate) client: reqwest::Client,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     handle: Option<JoinHandle<std::io::Result<()>>>,
     // Dropped last: the database outlives the service.
     _test_db: Option<TestDatabase>,
@@ -191,7 +199,7 @@ impl TestApp {
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let admin_base = format!("http://{}", admin.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
+        let shutdown = Shutdown::new();
         let handle = tokio::spawn(app.run(listener, admin, shutdown.clone()));
         TestApp {
             base,
@@ -259,9 +267,7 @@ impl TestApp {
         expires_at: Option<i64>,
     ) {
         let user = format!("user{id}");
-        let owner = self
-            .db
-            .create_user(&user, "hash", "streamer", 1)
+        let owner = users::create(&self.db, &user, "hash", "streamer", 1)
             .await
             .unwrap();
         let sql = "INSERT INTO rooms (id, owner_id, title, stream_key, stream_key_expires_at, \
@@ -293,11 +299,34 @@ impl TestApp {
     }
 
     pub(crate) async fn is_live(&self, room: i64) -> bool {
-        self.db.room(room).await.unwrap().unwrap().is_live
+        rooms::get(&self.db, room).await.unwrap().unwrap().is_live
     }
 
     pub(crate) async fn streams(&self, room: i64) -> Vec<Stream> {
-        self.db.streams_of_room(room).await.unwrap()
+        streams::of_room(&self.db, room).await.unwrap()
+    }
+
+    /// The open stream of `room`, which must be live.
+    pub(crate) async fn open_stream(&self, room: i64) -> Stream {
+        streams::open(&self.db, room).await.unwrap().unwrap()
+    }
+
+    /// Subscribes to the room events.
+    pub(crate) async fn events(&self) -> Subscriber<RoomEvent> {
+        self.bus.events().subscribe().await.unwrap()
+    }
+
+    /// Waits for the recording jobs queued so far, as consumer `consumer` of the queue.
+    pub(crate) async fn recording_jobs(&self, consumer: &str) -> Vec<Job<RecordingJob>> {
+        let jobs = self.bus.recordings().consumer(consumer);
+        wait_until("a recording job", || {
+            let jobs = jobs.clone();
+            async move {
+                let got = jobs.next(10, Duration::ZERO).await.ok()?;
+                (!got.is_empty()).then_some(got)
+            }
+        })
+        .await
     }
 
     /// Waits until the bus's live key of `room` is `live`.
@@ -311,6 +340,18 @@ impl TestApp {
             }
         })
         .await;
+    }
+
+    /// `GET /readyz`: status and body.
+    pub(crate) async fn ready(&self) -> (u16, String) {
+        let response = self
+            .client
+            .get(format!("{}/readyz", self.admin))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
     }
 
     /// Polls `/metrics` until a line starting with `prefix` reads at least `min`.
@@ -335,12 +376,18 @@ impl TestApp {
     }
 
     /// Shuts the service down and checks it stopped cleanly.
-    pub(crate) async fn stop(mut self) {
-        self.shutdown.cancel();
+    pub(crate) async fn stop(self) {
+        self.stop_as(Stop::Drain).await;
+    }
+
+    /// Asks the service to stop as `stop` says and checks it stopped cleanly, within the
+    /// patience.
+    pub(crate) async fn stop_as(mut self, stop: Stop) {
+        self.shutdown.request(stop);
         if let Some(handle) = self.handle.take() {
-            tokio::time::timeout(Duration::from_secs(10), handle)
+            tokio::time::timeout(livegate_tests::patience(), handle)
                 .await
-                .expect("service stops within 10 s")
+                .expect("the service stops")
                 .unwrap()
                 .unwrap();
         }
@@ -353,7 +400,20 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.shutdown.request(Stop::Now);
+    }
+}
+
+/// The next room event of `events` (within the patience), past notices of missed ones.
+pub(crate) async fn next_event(events: &mut Subscriber<RoomEvent>) -> RoomEvent {
+    loop {
+        let received = tokio::time::timeout(livegate_tests::patience(), events.recv())
+            .await
+            .expect("a room event")
+            .expect("the bus is open");
+        if let Received::Message(event) = received {
+            return event;
+        }
     }
 }
 

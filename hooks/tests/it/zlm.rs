@@ -3,7 +3,7 @@
 use livegate_core::db::testing::backends;
 use serde_json::{json, Value};
 
-use crate::support::{play_token, wait_until, zlm_body, TestApp, ACCEPT};
+use crate::support::{play_token, zlm_body, TestApp, ACCEPT};
 
 fn publish(params: &str, id: &str) -> String {
     publish_at(params, id, 12)
@@ -49,7 +49,7 @@ async fn zlmediakit_publish_record_and_unregister() {
                 .await,
             (200, ACCEPT.to_owned())
         );
-        let stream = app.db.open_stream(42).await.unwrap().unwrap();
+        let stream = app.open_stream(42).await;
         assert_eq!(
             (
                 stream.origin_kind.as_str(),
@@ -78,16 +78,8 @@ async fn zlmediakit_publish_record_and_unregister() {
             app.json("on_record_mp4", record.to_string()).await,
             (200, ACCEPT.to_owned())
         );
-        let bus = app.bus.clone();
-        let jobs = wait_until("recording job", || {
-            let bus = bus.clone();
-            async move {
-                let got = bus.claim("t", 10, std::time::Duration::ZERO).await.ok()?;
-                (!got.is_empty()).then_some(got)
-            }
-        })
-        .await;
-        let job = &jobs[0].job;
+        let jobs = app.recording_jobs("t").await;
+        let job = &jobs[0].payload;
         assert_eq!(
             job.path,
             "/opt/media/record/live/42/2024-12-24/00-00-00.mp4"
@@ -190,14 +182,14 @@ async fn zlmediakit_late_stops_cannot_close_a_resumed_session() {
             app.json("on_publish", publish_at("key=zk", "1", 10)).await,
             (200, ACCEPT.to_owned())
         );
-        let first = app.db.open_stream(42).await.unwrap().unwrap();
+        let first = app.open_stream(42).await;
         // The publisher comes back before ZLMediaKit's stops of the first session arrive: a
         // valid key from the same server replaces the open stream.
         assert_eq!(
             app.json("on_publish", publish_at("key=zk", "2", 20)).await,
             (200, ACCEPT.to_owned())
         );
-        let second = app.db.open_stream(42).await.unwrap().unwrap();
+        let second = app.open_stream(42).await;
         assert_ne!(second.id, first.id);
         assert_eq!(second.origin_client_id.as_deref(), Some("2"));
         // The first session's stops, one per schema, sent before the second publish.
@@ -215,7 +207,7 @@ async fn zlmediakit_late_stops_cannot_close_a_resumed_session() {
             );
         }
         assert!(app.is_live(42).await);
-        assert_eq!(app.db.open_stream(42).await.unwrap().unwrap().id, second.id);
+        assert_eq!(app.open_stream(42).await.id, second.id);
         // The second session's stops: other schemas change nothing, its own closes it.
         for (i, schema) in ["rtsp", "hls", "ts"].into_iter().enumerate() {
             app.json(

@@ -3,7 +3,7 @@
 //! [`FakeZlm`] answering like the real one, called through the real client.
 
 use livegate_core::db::testing::backends;
-use livegate_core::db::Backend;
+use livegate_core::db::{rooms, Backend};
 use livegate_hooks::reconcile::{kick, reconcile_once, KickOutcome};
 
 use crate::support::{
@@ -45,7 +45,11 @@ async fn start_with_api(backend: Backend, fake: &FakeZlm) -> TestApp {
 }
 
 async fn viewers(app: &TestApp, room: i64) -> i64 {
-    app.db.room(room).await.unwrap().unwrap().viewers_count
+    rooms::get(&app.db, room)
+        .await
+        .unwrap()
+        .unwrap()
+        .viewers_count
 }
 
 #[tokio::test]
@@ -170,7 +174,7 @@ async fn a_lost_start_notice_does_not_keep_refusing_the_new_process() {
             app.json("on_server_keepalive", keepalive(510)).await,
             (200, ACCEPT.to_owned())
         );
-        let old = app.db.open_stream(42).await.unwrap().unwrap();
+        let old = app.open_stream(42).await;
 
         // It is killed and restarts; its on_server_started is lost. The new process's
         // keepalives count from 0 again: below the open stream's publish index.
@@ -184,7 +188,7 @@ async fn a_lost_start_notice_does_not_keep_refusing_the_new_process() {
             app.json("on_publish", publish("42", "k42", "3-1", 4)).await,
             (200, ACCEPT.to_owned())
         );
-        let new = app.db.open_stream(42).await.unwrap().unwrap();
+        let new = app.open_stream(42).await;
         assert_ne!(new.id, old.id);
         assert_eq!(new.origin_hook_index, Some(4));
         app.stop().await;
@@ -219,7 +223,7 @@ async fn the_api_decides_whether_a_lower_index_publish_is_a_new_process() {
             app.json("on_publish", publish("42", "k42", "3-1", 4)).await,
             (200, ACCEPT.to_owned())
         );
-        let open = app.db.open_stream(42).await.unwrap().unwrap();
+        let open = app.open_stream(42).await;
         assert_eq!(open.origin_client_id.as_deref(), Some("3-1"));
         app.stop().await;
     }
@@ -261,10 +265,14 @@ async fn a_silent_server_loses_its_streams_and_their_recordings_are_noted() {
         .await;
         app.wait_bus_live(42, false).await;
 
-        // Each stream's recording is noted just after the stream is closed.
-        let noted = wait_until("both unfinished recordings to be noted", || async {
-            let noted = app.db.interrupted_recordings(0, 10).await.unwrap();
-            (noted.len() == 2).then_some(noted)
+        // Each note follows its stream's close.
+        let db = app.db.clone();
+        let noted = wait_until("both interrupted recordings to be noted", || {
+            let db = db.clone();
+            async move {
+                let noted = db.interrupted_recordings(0, 10).await.ok()?;
+                (noted.len() >= 2).then_some(noted)
+            }
         })
         .await;
         let dirs: Vec<_> = noted
@@ -289,7 +297,7 @@ async fn a_start_notice_resets_viewer_counts() {
     app.room(42, "k42").await;
     app.json("on_publish", publish("42", "k42", "10-11", 1))
         .await;
-    app.db.set_viewers_count(42, 5).await.unwrap();
+    rooms::set_viewers_count(&app.db, 42, 5).await.unwrap();
     app.json("on_server_started", zlm_body("on_server_started", "", &[]))
         .await;
     assert_eq!(viewers(&app, 42).await, 0);

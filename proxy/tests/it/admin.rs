@@ -19,7 +19,16 @@ async fn health_readiness_and_metrics() {
         async move { client().get(url).send().await.unwrap() }
     };
     assert_eq!(get("/healthz").await.status(), 200);
-    assert_eq!(get("/readyz").await.status(), 200);
+    let ready = get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.headers()["content-type"].to_str().unwrap(),
+        "application/json"
+    );
+    assert_eq!(
+        ready.text().await.unwrap(),
+        r#"{"ready":true,"checks":{"origin":"ok"}}"#
+    );
     let metrics = get("/metrics").await.text().await.unwrap();
     for name in [
         "livegate_proxy_requests_total",
@@ -31,6 +40,35 @@ async fn health_readiness_and_metrics() {
         assert!(metrics.contains(name), "{name} missing");
     }
     assert_eq!(get("/nope").await.status(), 404);
+}
+
+#[test]
+fn the_configuration_comes_from_the_flag_or_the_variable_and_is_required() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/proxy.example.toml");
+    let run = |args: &[&str], variable: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_livegate-proxy"));
+        command.args(args).arg("--check-config");
+        match variable {
+            Some(path) => command.env("LIVEGATE_PROXY_CONFIG", path),
+            None => command.env_remove("LIVEGATE_PROXY_CONFIG"),
+        };
+        command.output().unwrap()
+    };
+    for (args, variable) in [
+        (&["-c", example][..], None),
+        (&["--config", example][..], None),
+        (&[][..], Some(example)),
+    ] {
+        let out = run(args, variable);
+        assert!(out.status.success(), "{args:?} {variable:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    }
+    // Neither: the proxy says how to give one.
+    let out = run(&[], None);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("-c/--config FILE"), "{stderr}");
+    assert!(stderr.contains("LIVEGATE_PROXY_CONFIG=FILE"), "{stderr}");
 }
 
 fn check_config(text: &str) -> std::process::Output {

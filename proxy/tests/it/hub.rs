@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{header, Method};
+use livegate_core::telemetry::Registry;
 use livegate_proxy::flv::hub::{HubSettings, Hubs};
 use livegate_proxy::flv::origin::{OriginRequest, OriginTimeouts};
 use livegate_proxy::flv::queue::{End, Next, QueueLimits};
 use livegate_proxy::metrics::Metrics;
-use prometheus_client::registry::Registry;
 
 use crate::flv::paced_origin;
 
@@ -38,7 +38,7 @@ fn video_timestamps(data: &[u8]) -> Vec<u32> {
 #[tokio::test]
 async fn a_slow_viewer_skips_then_is_cut_while_a_fast_one_gets_every_frame() {
     let origin = paced_origin().await;
-    let mut registry = Registry::default();
+    let mut registry = Registry::with_prefix("proxy");
     let metrics = Arc::new(Metrics::register(&mut registry));
     let hubs = Arc::new(Hubs::new(
         HubSettings {

@@ -308,6 +308,10 @@ async fn a_refusing_origin_is_a_502_for_every_kind() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.text().await.unwrap(),
+        r#"{"ready":false,"checks":{"origin":"unavailable: no healthy origin"}}"#
+    );
 }
 
 #[tokio::test]
