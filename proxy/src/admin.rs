@@ -1,32 +1,45 @@
 //! The admin listener: Prometheus metrics and health, kept off the viewer-facing port. It is
 //! a Pingora service (the proxy runs on Pingora's runtime), answering like the kit's admin
 //! router: `/metrics` from the kit's [`Registry`], `/healthz`, and `/readyz` with the kit's
-//! [`Readiness`] report, here one named check: `origin` (at least one origin is healthy).
+//! [`Readiness`] report, here one named check: `origin` (at least one origin is healthy); and
+//! `POST /cache/purge` (`?room=ID` for one room) to drop cached HLS answers.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use http::{header, Response, StatusCode};
+use http::{header, Method, Response, StatusCode};
 use livegate_core::service::Readiness;
 use livegate_core::telemetry::{Registry, METRICS_CONTENT_TYPE};
 use pingora::apps::http_app::ServeHttp;
 use pingora::lb::selection::Consistent;
 use pingora::lb::LoadBalancer;
 use pingora::protocols::http::ServerSession;
+use tracing::info;
+
+use crate::cache::HlsCache;
+use crate::metrics::Metrics;
 
 /// Longest a readiness check may take; the origin check only reads the health checks' results.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Serves `/metrics`, `/healthz` (the process answers) and `/readyz` (an origin is healthy).
+/// Serves `/metrics`, `/healthz` (the process answers), `/readyz` (an origin is healthy) and
+/// the cache purge.
 pub struct AdminApp {
     registry: Arc<Registry>,
     readiness: Readiness,
+    cache: Option<Arc<HlsCache>>,
+    metrics: Arc<Metrics>,
 }
 
 impl AdminApp {
-    /// Serves `registry` and reports readiness from `origins`.
-    pub fn new(registry: Arc<Registry>, origins: Arc<LoadBalancer<Consistent>>) -> AdminApp {
+    /// Serves `registry`, reports readiness from `origins` and purges `cache`.
+    pub fn new(
+        registry: Arc<Registry>,
+        origins: Arc<LoadBalancer<Consistent>>,
+        cache: Option<Arc<HlsCache>>,
+        metrics: Arc<Metrics>,
+    ) -> AdminApp {
         let readiness = Readiness::new(CHECK_TIMEOUT).check("origin", move || {
             let healthy = any_origin_healthy(&origins);
             std::future::ready(if healthy {
@@ -38,7 +51,38 @@ impl AdminApp {
         AdminApp {
             registry,
             readiness,
+            cache,
+            metrics,
         }
+    }
+
+    /// `POST /cache/purge[?room=ID]`: drops the room's cached answers, or every one.
+    fn purge(&self, method: &Method, query: Option<&str>) -> Response<Vec<u8>> {
+        if method != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use POST\n");
+        }
+        let mut room = None;
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            match (name.as_ref(), value.parse::<u64>()) {
+                ("room", Ok(id)) => room = Some(id),
+                ("room", Err(_)) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        "room: must be a room id (an unsigned integer)\n",
+                    )
+                }
+                _ => {}
+            }
+        }
+        let purged = self.cache.as_ref().map_or(0, |cache| cache.purge(room));
+        self.metrics.cache_purged.inc_by(purged as u64);
+        info!(room, purged, "cache purged");
+        text(
+            StatusCode::OK,
+            "application/json",
+            format!("{{\"purged\":{purged}}}\n"),
+        )
     }
 }
 
@@ -66,6 +110,10 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Res
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let request = session.req_header();
+        if request.uri.path() == "/cache/purge" {
+            return self.purge(&request.method, request.uri.query());
+        }
         match session.req_header().uri.path() {
             "/metrics" => text(StatusCode::OK, METRICS_CONTENT_TYPE, self.registry.render()),
             "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),

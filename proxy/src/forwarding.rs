@@ -79,6 +79,11 @@ impl Forwarding {
         Ok(())
     }
 
+    /// Whether the origin is told the viewer's `Host` (so answers may differ by it).
+    pub fn forwards_viewer_host(&self) -> bool {
+        self.origin_host.is_none() && self.forward_viewer_host
+    }
+
     /// An absolute redirect target on the origin becomes a path on this edge; anything else is
     /// returned unchanged (and treated like any playlist URI afterwards).
     pub fn localize<'l>(&self, location: &'l str) -> &'l str {

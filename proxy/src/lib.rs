@@ -7,6 +7,7 @@
 //! the command line.
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod cors;
 pub mod downstream;
@@ -100,6 +101,12 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
     let metrics = Arc::new(metrics::Metrics::register(&mut registry));
     let in_flight = Arc::new(drain::InFlight::default());
 
+    let cache = config.cache.enabled.then(|| {
+        Arc::new(cache::HlsCache::new(cache::CacheSettings {
+            max_bytes: config.cache.max_bytes,
+            lock_timeout: Duration::from_millis(config.cache.lock_timeout_ms),
+        }))
+    });
     let gate = gate::Gate::new(
         verifier,
         routes,
@@ -107,12 +114,14 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
         config,
         metrics.clone(),
         in_flight.clone(),
+        cache.clone(),
     );
     let limits = downstream::HeadLimits {
         max_target_bytes: config.limits.max_path_bytes,
         max_head_bytes: config.limits.max_header_bytes,
         timeout: config.limits.header_timeout(),
     };
+    let metrics_for_admin = metrics.clone();
     let guarded = downstream::Guarded::new(
         pingora::proxy::http_proxy(&server.configuration, gate),
         limits,
@@ -125,7 +134,7 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
 
     let mut admin = Service::new(
         "livegate admin".to_owned(),
-        admin::AdminApp::new(Arc::new(registry), origins),
+        admin::AdminApp::new(Arc::new(registry), origins, cache, metrics_for_admin),
     );
     admin.add_tcp(&config.admin.listen.to_string());
 

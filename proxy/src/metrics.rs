@@ -137,9 +137,24 @@ pub struct Metrics {
     pub flv_viewers_cut: Counter,
     playlist_refusals: [Counter; PlaylistRefusal::ALL.len()],
     head_refusals: [Counter; HeadRefusal::ALL.len()],
+    /// Cache answers for playlists (first) and segments, by source.
+    cache_lookups: [[Counter; 3]; 2],
+    /// Cache entries dropped by purges.
+    pub cache_purged: Counter,
 }
 
 impl Metrics {
+    /// Counts an HLS answer given through the cache.
+    pub fn cache_lookup(&self, kind: Kind, source: crate::cache::Source) {
+        let kind = usize::from(kind == Kind::Segment);
+        let source = match source {
+            crate::cache::Source::Hit => 0,
+            crate::cache::Source::Miss => 1,
+            crate::cache::Source::Coalesced => 2,
+        };
+        self.cache_lookups[kind][source].inc();
+    }
+
     /// Creates the metrics and registers them in `registry` (`livegate_proxy_…`).
     pub fn register(registry: &mut Registry) -> Metrics {
         let requests_family = Family::<Labels, Counter>::default();
@@ -249,7 +264,29 @@ impl Metrics {
                 .clone()
         });
 
+        let cache_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "HLS requests answered through the cache, by kind and result (hit, miss, coalesced: waited for another request's fetch)",
+            cache_family.clone(),
+        );
+        let cache_lookups = [Kind::Playlist, Kind::Segment].map(|kind| {
+            ["hit", "miss", "coalesced"].map(|result| {
+                cache_family
+                    .get_or_create(&vec![("kind", kind.as_str()), ("result", result)])
+                    .clone()
+            })
+        });
+        let cache_purged = Counter::default();
+        registry.register(
+            "cache_purged",
+            "Cache entries dropped by purges",
+            cache_purged.clone(),
+        );
+
         Metrics {
+            cache_lookups,
+            cache_purged,
             requests,
             rejections,
             upstream_latency,

@@ -106,6 +106,8 @@ pub struct Fetched {
     pub content_type: Option<String>,
     /// The origin's `Location`, for redirects.
     pub location: Option<String>,
+    /// The origin's `Cache-Control`.
+    pub cache_control: Option<String>,
     /// The body (at most the limit asked for).
     pub body: Bytes,
     /// Time from sending the request to reading the response header.
@@ -238,6 +240,7 @@ impl OriginClient {
         };
         let content_type = text_header(header::CONTENT_TYPE);
         let location = text_header(header::LOCATION);
+        let cache_control = text_header(header::CACHE_CONTROL);
         let declared_len = header
             .headers
             .get(header::CONTENT_LENGTH)
@@ -263,6 +266,7 @@ impl OriginClient {
             status,
             content_type,
             location,
+            cache_control,
             body: body.freeze(),
             header_latency,
         })

@@ -19,6 +19,8 @@ pub enum Script {
     Send(Vec<u8>),
     /// Send these bytes, then keep the connection open without sending more.
     SendAndHang(Vec<u8>),
+    /// Hold every request until [`ScriptedOrigin::release`], then send these bytes and close.
+    SendWhenReleased(Vec<u8>),
 }
 
 /// A running scripted origin; stops (closing every connection) when dropped.
@@ -28,6 +30,7 @@ pub struct ScriptedOrigin {
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
+    released: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -40,13 +43,26 @@ impl ScriptedOrigin {
         let addr = listener.local_addr().expect("bound address");
         let requests = Arc::new(AtomicUsize::new(0));
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(serve(listener, script, requests.clone(), heads.clone()));
+        let (released, release) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(serve(
+            listener,
+            script,
+            requests.clone(),
+            heads.clone(),
+            release,
+        ));
         ScriptedOrigin {
             addr,
             requests,
             heads,
+            released,
             task,
         }
+    }
+
+    /// Lets held requests ([`Script::SendWhenReleased`]) be answered, and later ones at once.
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 
     /// Request heads read so far.
@@ -71,6 +87,7 @@ async fn serve(
     script: Script,
     requests: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
+    release: tokio::sync::watch::Receiver<bool>,
 ) {
     // Connections live in the set, so aborting the accept task closes them all.
     let mut connections = JoinSet::new();
@@ -78,7 +95,13 @@ async fn serve(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { return };
-                connections.spawn(answer(stream, script.clone(), requests.clone(), heads.clone()));
+                connections.spawn(answer(
+                    stream,
+                    script.clone(),
+                    requests.clone(),
+                    heads.clone(),
+                    release.clone(),
+                ));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -90,6 +113,7 @@ async fn answer(
     script: Script,
     requests: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
+    mut release: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
@@ -108,6 +132,11 @@ async fn answer(
         Script::Close => {}
         Script::Send(bytes) => {
             let _ = stream.write_all(&bytes).await;
+        }
+        Script::SendWhenReleased(bytes) => {
+            if release.wait_for(|released| *released).await.is_ok() {
+                let _ = stream.write_all(&bytes).await;
+            }
         }
         Script::SendAndHang(bytes) => {
             let _ = stream.write_all(&bytes).await;

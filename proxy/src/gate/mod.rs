@@ -4,9 +4,11 @@
 //! response.
 
 mod admit;
+mod hls_fetch;
 mod respond;
 mod serve_flv;
 mod serve_playlist;
+mod serve_segment;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use tracing::debug;
 
 use livegate_core::token::{Grant, Verifier};
 
+use crate::cache::{Freshness, HlsCache};
 use crate::config::Config;
 use crate::cors::{self, Cors};
 use crate::drain::{InFlight, InFlightGuard};
@@ -40,6 +43,10 @@ use crate::route::{Kind, Matched, RouteTable};
 /// (nginx's convention): never a server error.
 pub const CLIENT_CLOSED: u16 = 499;
 
+/// Says whether an HLS answer came from the cache (`HIT`), from this request's origin fetch
+/// (`MISS`) or from another request's (`COALESCED`).
+const X_CACHE: &str = "x-cache";
+
 /// Settings the request path reads, taken from [`Config`] once at start.
 #[derive(Debug, Clone)]
 pub struct GateSettings {
@@ -53,6 +60,8 @@ pub struct GateSettings {
     /// Seconds past a token's expiry at which its FLV response ends: leeway plus grace.
     flv_cutoff_after_expiry_s: Option<u64>,
     cors: Cors,
+    freshness: Freshness,
+    cache_max_object_bytes: usize,
 }
 
 impl GateSettings {
@@ -76,6 +85,12 @@ impl GateSettings {
                     .saturating_add(config.flv.expiry_grace_s),
             ),
             cors: Cors::from_config(&config.cors),
+            freshness: Freshness {
+                playlist: config.cache.playlist_ttl_ms.map(Duration::from_millis),
+                segment: Duration::from_secs(config.cache.segment_ttl_s),
+                honor_no_cache: config.cache.honor_no_cache,
+            },
+            cache_max_object_bytes: config.cache.max_object_bytes,
         }
     }
 }
@@ -105,15 +120,16 @@ pub struct RequestCtx {
 pub struct Gate {
     verifier: Verifier,
     routes: RouteTable,
-    origin: OriginClient,
+    origin: Arc<OriginClient>,
     metrics: Arc<Metrics>,
     settings: GateSettings,
     in_flight: Arc<InFlight>,
     hubs: Arc<Hubs>,
+    cache: Option<Arc<HlsCache>>,
 }
 
 impl Gate {
-    /// Assembles the request path.
+    /// Assembles the request path; `cache` is the HLS cache when it is on.
     pub fn new(
         verifier: Verifier,
         routes: RouteTable,
@@ -121,6 +137,7 @@ impl Gate {
         config: &Config,
         metrics: Arc<Metrics>,
         in_flight: Arc<InFlight>,
+        cache: Option<Arc<HlsCache>>,
     ) -> Gate {
         let hubs = Arc::new(Hubs::new(
             HubSettings {
@@ -141,11 +158,12 @@ impl Gate {
         Gate {
             verifier,
             routes,
-            origin: OriginClient::new(origins, &config.timeouts),
+            origin: Arc::new(OriginClient::new(origins, &config.timeouts)),
             metrics,
             settings: GateSettings::from_config(config),
             in_flight,
             hubs,
+            cache,
         }
     }
 
@@ -235,6 +253,9 @@ impl ProxyHttp for Gate {
                 Ok(true)
             }
             Kind::Segment => {
+                if self.serve_segment(session, ctx, &route, &token).await? {
+                    return Ok(true);
+                }
                 ctx.route = Some(route);
                 Ok(false)
             }

@@ -7,7 +7,9 @@ use pingora::proxy::Session;
 use pingora::{Error, Result};
 
 use super::{Gate, RequestCtx};
+use crate::cache::Cached;
 use crate::cors;
+use crate::playlist::{self, TokenParam};
 
 impl Gate {
     /// Writes a short plain-text answer, keeping the connection open for the next request.
@@ -28,6 +30,30 @@ impl Gate {
         cors::apply(&mut response, ctx.allow_origin.as_deref())?;
         self.write_local(session, ctx, response, Bytes::from_static(body))
             .await
+    }
+
+    /// Passes on an origin answer other than 200 (404 before the stream starts, say) without
+    /// its body. A redirect (SRS's `hls_ctx` session) keeps its target, brought back to the edge
+    /// with the token added so that the player's next request is admitted too.
+    pub(super) async fn pass_origin_status(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        upstream: &Cached,
+        token: &TokenParam,
+    ) -> Result<()> {
+        let mut response = ResponseHeader::build(upstream.status, Some(5))?;
+        if upstream.status.is_redirection() {
+            if let Some(location) = &upstream.location {
+                let location = self.settings.forwarding.localize(location);
+                let location = playlist::with_token(location, token, &self.settings.edge);
+                response.insert_header(header::LOCATION, location)?;
+            }
+        }
+        response.insert_header(header::CONTENT_LENGTH, "0")?;
+        response.insert_header(header::CACHE_CONTROL, "no-store")?;
+        cors::apply(&mut response, ctx.allow_origin.as_deref())?;
+        self.write_local(session, ctx, response, Bytes::new()).await
     }
 
     /// Writes `response` and `body` (not for HEAD). A failure to write is the viewer's: it is

@@ -2,15 +2,15 @@
 //! exact length.
 
 use bytes::Bytes;
-use http::{header, Method, StatusCode};
-use pingora::http::{RequestHeader, ResponseHeader};
+use http::{header, StatusCode};
+use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
 use tracing::{debug, warn};
 
 use livegate_core::Secret;
 
-use super::{origin_failure, Gate, RequestCtx};
+use super::{origin_failure, Gate, RequestCtx, X_CACHE};
 use crate::cors;
 use crate::metrics::PlaylistRefusal;
 use crate::origin::FetchError;
@@ -32,26 +32,10 @@ impl Gate {
             let (status, body) = origin_failure(false);
             return self.respond(session, ctx, status, body).await;
         };
-        let mut request = RequestHeader::build(
-            Method::GET,
-            session
-                .req_header()
-                .uri
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .as_bytes(),
-            Some(6),
-        )?;
-        self.settings
-            .forwarding
-            .apply(session, &mut request, &origin.authority)?;
-        // The body is rewritten here, so it must arrive uncompressed.
-        request.insert_header(header::ACCEPT_ENCODING, "identity")?;
-
-        let fetch = self
-            .origin
-            .fetch(&origin, request, self.settings.playlist_max_bytes);
-        let fetched = tokio::select! {
+        let request = self.hls_request(session, ctx, &origin)?;
+        let max_bytes = self.settings.playlist_max_bytes;
+        let fetch = self.fetch_hls(Kind::Playlist, request, max_bytes);
+        let (fetched, source) = tokio::select! {
             fetched = fetch => fetched,
             // A viewer that leaves while the origin is asked need not wait for the answer.
             _ = session.read_body_or_idle(true) => {
@@ -62,40 +46,25 @@ impl Gate {
         let upstream = match fetched {
             Ok(upstream) => upstream,
             Err(err) => {
-                if matches!(err, FetchError::TooLarge) {
+                if matches!(*err, FetchError::TooLarge) {
                     self.metrics
                         .playlist_refused(PlaylistRefusal::InputTooLarge);
                 }
                 warn!(stream = %route.stream_key, error = %err, "playlist fetch failed");
-                let (status, body) = match err {
+                let (status, body) = match *err {
                     FetchError::TooLarge => (StatusCode::BAD_GATEWAY, &b"playlist too large\n"[..]),
-                    other => origin_failure(other.is_timeout()),
+                    ref other => origin_failure(other.is_timeout()),
                 };
                 return self.respond(session, ctx, status, body).await;
             }
         };
-        self.metrics
-            .upstream_latency(Kind::Playlist, upstream.header_latency.as_secs_f64());
 
         let edge = &self.settings.edge;
         let token = TokenParam::new(&self.settings.token_param, token.expose());
         if upstream.status != StatusCode::OK {
-            // Pass the origin's verdict (404 before the stream starts, say) without its body. A
-            // redirect (SRS's `hls_ctx` session) keeps its target, with the token added so the
-            // player's next request is admitted too.
-            let mut response = ResponseHeader::build(upstream.status, Some(5))?;
-            if upstream.status.is_redirection() {
-                if let Some(location) = &upstream.location {
-                    // The viewer must come back through the edge, never go to the origin itself.
-                    let location = self.settings.forwarding.localize(location);
-                    let location = playlist::with_token(location, &token, edge);
-                    response.insert_header(header::LOCATION, location)?;
-                }
-            }
-            response.insert_header(header::CONTENT_LENGTH, "0")?;
-            response.insert_header(header::CACHE_CONTROL, "no-store")?;
-            cors::apply(&mut response, ctx.allow_origin.as_deref())?;
-            return self.write_local(session, ctx, response, Bytes::new()).await;
+            return self
+                .pass_origin_status(session, ctx, &upstream, &token)
+                .await;
         }
         let rewritten = std::str::from_utf8(&upstream.body)
             .map_err(|_| PlaylistRefusal::NotUtf8)
@@ -130,6 +99,9 @@ impl Gate {
         response.insert_header(header::CONTENT_LENGTH, rewritten.len().to_string())?;
         // Each copy carries one viewer's token: no shared or client cache may keep it.
         response.insert_header(header::CACHE_CONTROL, "private, no-store")?;
+        if let Some(source) = source {
+            response.insert_header(X_CACHE, source.as_str())?;
+        }
         cors::apply(&mut response, ctx.allow_origin.as_deref())?;
         self.write_local(session, ctx, response, Bytes::from(rewritten))
             .await

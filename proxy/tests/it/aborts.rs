@@ -69,14 +69,23 @@ async fn viewers_leaving_mid_body_are_499() {
     let mut segment =
         b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: 10000000\r\n\r\n".to_vec();
     segment.extend_from_slice(&vec![0u8; 256 * 1024]);
-    abort_mid_body("flv", "/live/42.flv", Script::SendAndHang(flv)).await;
-    abort_mid_body("segment", "/live/42-0.ts", Script::SendAndHang(segment)).await;
+    abort_mid_body("flv", "/live/42.flv", Script::SendAndHang(flv), "").await;
+    // The cache answers only once it has the whole segment; segments it does not keep are
+    // relayed as they arrive.
+    let uncached = "[cache]\nenabled = false";
+    abort_mid_body(
+        "segment",
+        "/live/42-0.ts",
+        Script::SendAndHang(segment),
+        uncached,
+    )
+    .await;
 }
 
 /// A viewer that leaves while `path`'s body is still coming.
-async fn abort_mid_body(kind: &str, path: &str, script: Script) {
+async fn abort_mid_body(kind: &str, path: &str, script: Script, config: &str) {
     let origin = ScriptedOrigin::start(script).await;
-    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let proxy = ProxyBuilder::new(origin.addr).with(config).start().await;
     let mut viewer = TcpStream::connect(proxy.addr).await.unwrap();
     let request = format!(
         "GET {path}?token={} HTTP/1.1\r\nHost: edge\r\n\r\n",

@@ -127,11 +127,12 @@ async fn a_connection_that_sends_nothing_is_closed() {
 async fn keep_alive_requests_each_get_their_own_budget() {
     let (proxy, origin) = proxy_with("").await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
-    let request = format!(
-        "GET /live/42-0.ts?token={} HTTP/1.1\r\nHost: e\r\n\r\n",
-        token(42)
-    );
     for round in 1..=3 {
+        // A segment each time: the same one again would be answered from the cache.
+        let request = format!(
+            "GET /live/42-{round}.ts?token={} HTTP/1.1\r\nHost: e\r\n\r\n",
+            token(42)
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let (status, mut text) = read_response_head(&mut stream).await;
         assert_eq!(status, 200, "round {round}: {text}");

@@ -9,6 +9,7 @@ mod support;
 
 mod aborts;
 mod admin;
+mod cache;
 mod flv;
 mod hls;
 mod hub;

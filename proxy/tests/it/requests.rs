@@ -322,8 +322,10 @@ async fn a_stream_sticks_to_one_origin_and_fails_over_when_it_dies() {
     let second = Nginx::start("", &static_origin(media.path()));
     first.ready().await;
     second.ready().await;
+    // Every request must reach an origin to show which one serves the stream.
     let proxy = ProxyBuilder::new(first.addr)
         .origins(&[first.addr, second.addr])
+        .with("[cache]\nenabled = false")
         .start()
         .await;
     let url = proxy.url(&format!("/live/42-0.ts?token={}", token(42)));

@@ -1,0 +1,127 @@
+//! Origin requests for HLS: built from the viewer's request, answered through the cache when it
+//! is on (one origin request per key, however many viewers ask at once), directly otherwise.
+
+use std::sync::Arc;
+
+use http::{header, Method};
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::Result;
+
+use super::{Gate, RequestCtx};
+use crate::cache::{self, Cached, Source};
+use crate::origin::{FetchError, Origin};
+use crate::route::Kind;
+
+/// An HLS request for the origin, and where its answer is kept.
+pub(super) struct HlsRequest {
+    key: String,
+    room: Option<u64>,
+    origin: Origin,
+    request: RequestHeader,
+}
+
+/// An origin answer for an HLS request, and where it came from (`None`: the cache is off).
+pub(super) type HlsAnswer = (Result<Arc<Cached>, Arc<FetchError>>, Option<Source>);
+
+impl Gate {
+    /// The origin request for this viewer's HLS request: its path and query (without the
+    /// token unless it is forwarded), the forwarding headers, and an uncompressed body (the
+    /// cache keeps bytes every viewer can be sent, and playlists are rewritten); with the
+    /// cache key and room it is kept under.
+    pub(super) fn hls_request(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        origin: &Origin,
+    ) -> Result<HlsRequest> {
+        let path = session
+            .req_header()
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str());
+        let mut request = RequestHeader::build(Method::GET, path.as_bytes(), Some(6))?;
+        self.settings
+            .forwarding
+            .apply(session, &mut request, &origin.authority)?;
+        request.insert_header(header::ACCEPT_ENCODING, "identity")?;
+        let uri = &session.req_header().uri;
+        let host = self
+            .settings
+            .forwarding
+            .forwards_viewer_host()
+            .then(|| session.req_header().headers.get(header::HOST))
+            .flatten()
+            .and_then(|host| host.to_str().ok());
+        Ok(HlsRequest {
+            key: cache::key(host, uri.path(), uri.query(), &self.settings.token_param),
+            room: ctx.grant.map(|grant| grant.room_id),
+            origin: origin.clone(),
+            request,
+        })
+    }
+
+    /// Fetches `request` from `origin` whole (at most `max_bytes`), through the cache.
+    pub(super) async fn fetch_hls(
+        &self,
+        kind: Kind,
+        hls: HlsRequest,
+        max_bytes: usize,
+    ) -> HlsAnswer {
+        let HlsRequest {
+            key,
+            room,
+            origin,
+            request,
+        } = hls;
+        let Some(store) = &self.cache else {
+            let fetched = self.origin.fetch(&origin, request, max_bytes).await;
+            if let Ok(fetched) = &fetched {
+                self.metrics
+                    .upstream_latency(kind, fetched.header_latency.as_secs_f64());
+            }
+            let cached = fetched.map(|fetched| Arc::new(Cached::uncached("", room, fetched)));
+            return (cached.map_err(Arc::new), None);
+        };
+        let freshness = self.settings.freshness;
+        // An LL-HLS blocking reload waits at the origin for a part that does not exist yet:
+        // viewers asking for the same one share the wait, but its answer is not kept (the next
+        // reload asks for a later part anyway).
+        let blocking = kind == Kind::Playlist && is_blocking_reload(&key);
+        let ttl_for = move |fetched: &crate::origin::Fetched| match kind {
+            _ if blocking => std::time::Duration::ZERO,
+            Kind::Playlist => freshness.playlist(fetched),
+            _ => freshness.segment(fetched),
+        };
+        let client = self.origin.clone();
+        let metrics = self.metrics.clone();
+        let fill = move || -> cache::Fill {
+            let (client, metrics, origin, request) = (
+                client.clone(),
+                metrics.clone(),
+                origin.clone(),
+                request.clone(),
+            );
+            Box::pin(async move {
+                let fetched = client.fetch(&origin, request, max_bytes).await;
+                if let Ok(fetched) = &fetched {
+                    metrics.upstream_latency(kind, fetched.header_latency.as_secs_f64());
+                }
+                fetched
+            })
+        };
+        let (answer, source) = store.get_or_fetch(&key, room, ttl_for, fill).await;
+        self.metrics.cache_lookup(kind, source);
+        (answer, Some(source))
+    }
+}
+
+/// Whether a playlist key asks for an LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`).
+fn is_blocking_reload(key: &str) -> bool {
+    key.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            name == "_HLS_msn" || name == "_HLS_part"
+        })
+    })
+}
