@@ -2,7 +2,8 @@
 //! a Pingora service (the proxy runs on Pingora's runtime), answering like the kit's admin
 //! router: `/metrics` from the kit's [`Registry`], `/healthz`, and `/readyz` with the kit's
 //! [`Readiness`] report, here one named check: `origin` (at least one origin is healthy); and
-//! `POST /cache/purge` (`?room=ID` for one room) to drop cached HLS answers.
+//! `POST /cache/purge` (`?room=ID` for one room) to drop cached HLS answers, and
+//! `/revocations` to refuse a room's tokens in this process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +18,16 @@ use pingora::lb::LoadBalancer;
 use pingora::protocols::http::ServerSession;
 use tracing::info;
 
+use livegate_core::bus::Revocation;
+use livegate_core::unix_now;
+
 use crate::cache::HlsCache;
 use crate::metrics::Metrics;
+use crate::revocation::RevocationList;
+
+/// How far ahead an admin revocation without a time reaches: past the longest play token the
+/// API issues (24 hours).
+const DEFAULT_REVOCATION_S: u64 = 24 * 3600;
 
 /// Longest a readiness check may take; the origin check only reads the health checks' results.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -29,6 +38,7 @@ pub struct AdminApp {
     registry: Arc<Registry>,
     readiness: Readiness,
     cache: Option<Arc<HlsCache>>,
+    revocations: Arc<RevocationList>,
     metrics: Arc<Metrics>,
 }
 
@@ -38,6 +48,7 @@ impl AdminApp {
         registry: Arc<Registry>,
         origins: Arc<LoadBalancer<Consistent>>,
         cache: Option<Arc<HlsCache>>,
+        revocations: Arc<RevocationList>,
         metrics: Arc<Metrics>,
     ) -> AdminApp {
         let readiness = Readiness::new(CHECK_TIMEOUT).check("origin", move || {
@@ -52,8 +63,77 @@ impl AdminApp {
             registry,
             readiness,
             cache,
+            revocations,
             metrics,
         }
+    }
+
+    /// `POST /revocations?room=ID[&tokens_expiring_by=UNIX]`: refuses the room's tokens that
+    /// expire by then (default: a day from now, past any token the API issues) in this process;
+    /// `GET /revocations` lists the entries in force.
+    fn revocations(&self, method: &Method, query: Option<&str>) -> Response<Vec<u8>> {
+        if method == Method::GET {
+            let entries: Vec<String> = self
+                .revocations
+                .entries()
+                .iter()
+                .map(|entry| {
+                    format!(
+                        "{{\"room_id\":{},\"tokens_expiring_by\":{}}}",
+                        entry.room_id, entry.tokens_expiring_by
+                    )
+                })
+                .collect();
+            return text(
+                StatusCode::OK,
+                "application/json",
+                format!("[{}]\n", entries.join(",")),
+            );
+        }
+        if method != Method::POST {
+            return text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "use GET or POST\n",
+            );
+        }
+        let (mut room, mut until) = (None, None);
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            let slot = match name.as_ref() {
+                "room" => &mut room,
+                "tokens_expiring_by" => &mut until,
+                _ => continue,
+            };
+            match value.parse::<u64>() {
+                Ok(number) => *slot = Some(number),
+                Err(_) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain",
+                        format!("{name}: must be an unsigned integer\n"),
+                    )
+                }
+            }
+        }
+        let Some(room_id) = room else {
+            return text(StatusCode::BAD_REQUEST, "text/plain", "room: required\n");
+        };
+        let tokens_expiring_by = until.unwrap_or_else(|| unix_now() + DEFAULT_REVOCATION_S);
+        let applied = self.revocations.apply(Revocation {
+            room_id,
+            tokens_expiring_by,
+        });
+        info!(
+            room = room_id,
+            tokens_expiring_by, applied, "room revoked from the admin port"
+        );
+        text(
+            StatusCode::OK,
+            "application/json",
+            format!(
+                "{{\"room_id\":{room_id},\"tokens_expiring_by\":{tokens_expiring_by},\"applied\":{applied}}}\n"
+            ),
+        )
     }
 
     /// `POST /cache/purge[?room=ID]`: drops the room's cached answers, or every one.
@@ -111,8 +191,10 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Res
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let request = session.req_header();
-        if request.uri.path() == "/cache/purge" {
-            return self.purge(&request.method, request.uri.query());
+        match request.uri.path() {
+            "/cache/purge" => return self.purge(&request.method, request.uri.query()),
+            "/revocations" => return self.revocations(&request.method, request.uri.query()),
+            _ => {}
         }
         match session.req_header().uri.path() {
             "/metrics" => text(StatusCode::OK, METRICS_CONTENT_TYPE, self.registry.render()),

@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use livegate_core::bus::BusConfig;
 use livegate_core::config::{self, ConfigError, Problems, Validate};
 use livegate_core::telemetry::LogConfig;
 use livegate_core::token::{TokenKeys, Verifier};
@@ -44,6 +45,10 @@ pub struct Config {
     /// The HLS cache in front of the origin.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// The bus room revocations arrive on (Redis, shared with the API). Without it,
+    /// revocations come only from the admin port.
+    #[serde(default)]
+    pub bus: Option<BusConfig>,
     /// Cross-origin access for web players.
     #[serde(default)]
     pub cors: CorsConfig,
@@ -593,6 +598,9 @@ impl Validate for Config {
                 key,
                 "must be greater than 0 (no timeout is not allowed)",
             );
+        }
+        if let Some(bus) = &self.bus {
+            bus.validate("bus", problems);
         }
         problems.check(
             self.cache.max_bytes >= 1024 * 1024,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod origin;
 pub mod path;
 pub mod playlist;
+pub mod revocation;
 pub mod route;
 
 use std::sync::Arc;
@@ -107,6 +108,7 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
             lock_timeout: Duration::from_millis(config.cache.lock_timeout_ms),
         }))
     });
+    let revocations = Arc::new(revocation::RevocationList::new(config.token.leeway_s));
     let gate = gate::Gate::new(
         verifier,
         routes,
@@ -115,6 +117,7 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
         metrics.clone(),
         in_flight.clone(),
         cache.clone(),
+        revocations.clone(),
     );
     let limits = downstream::HeadLimits {
         max_target_bytes: config.limits.max_path_bytes,
@@ -134,13 +137,25 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
 
     let mut admin = Service::new(
         "livegate admin".to_owned(),
-        admin::AdminApp::new(Arc::new(registry), origins, cache, metrics_for_admin),
+        admin::AdminApp::new(
+            Arc::new(registry),
+            origins,
+            cache,
+            revocations.clone(),
+            metrics_for_admin,
+        ),
     );
     admin.add_tcp(&config.admin.listen.to_string());
 
     server.add_service(proxy);
     server.add_service(health);
     server.add_service(admin);
+    if let Some(bus) = &config.bus {
+        server.add_service(background_service(
+            "room revocations",
+            revocation::RevocationFeed::new(bus.clone(), revocations),
+        ));
+    }
     drain::exit_when_drained(
         server.watch_execution_phase(),
         in_flight,

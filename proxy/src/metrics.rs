@@ -123,6 +123,9 @@ fn status_class_index(status: u16) -> usize {
 pub struct Metrics {
     requests: [[Counter; STATUS_CLASSES.len()]; 4],
     rejections: [Counter; Rejection::ALL.len()],
+    revoked: Counter,
+    /// FLV responses ended because their room revoked the token.
+    pub flv_viewers_revoked: Counter,
     upstream_latency: [Histogram; 3],
     sent_bytes: [Counter; 4],
     /// HTTP-FLV responses currently streaming.
@@ -182,6 +185,16 @@ impl Metrics {
                 .get_or_create(&vec![("reason", reason.as_str())])
                 .clone()
         });
+
+        let revoked = rejections_family
+            .get_or_create(&vec![("reason", "revoked")])
+            .clone();
+        let flv_viewers_revoked = Counter::default();
+        registry.register(
+            "flv_viewers_revoked",
+            "FLV responses ended because their room revoked their token",
+            flv_viewers_revoked.clone(),
+        );
 
         let latency_family = Family::<Labels, Histogram>::new_with_constructor(|| {
             // 0.5 ms … ~16 s
@@ -289,6 +302,8 @@ impl Metrics {
             cache_purged,
             requests,
             rejections,
+            revoked,
+            flv_viewers_revoked,
             upstream_latency,
             sent_bytes,
             flv_sessions_active,
@@ -327,7 +342,12 @@ impl Metrics {
         }
     }
 
-    /// Counts one token rejection.
+    /// Counts a request refused because its room revoked the token.
+    pub fn revoked(&self) {
+        self.revoked.inc();
+    }
+
+    /// Counts a request refused for its token.
     pub fn rejected(&self, reason: Rejection) {
         let index = Rejection::ALL
             .iter()

@@ -23,6 +23,7 @@ pub mod log;
 mod memory;
 pub mod queue;
 mod redis;
+pub mod revocation;
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub use self::log::{Entry, History, Log, LogOptions, Position};
 pub use self::memory::MemoryBus;
 pub use self::queue::{Consumer, DeadLetter, Failed, Job, Queue, QueueOptions};
 pub use self::redis::RedisBus;
+pub use self::revocation::{Revocation, Revocations};
 
 /// The channel of room events.
 const EVENTS_CHANNEL: &str = "events";
@@ -328,6 +330,14 @@ impl Bus {
     /// The room events channel.
     pub fn events(&self) -> Channel<RoomEvent> {
         self.channel(EVENTS_CHANNEL)
+    }
+
+    /// The room revocation feed.
+    pub fn revocations(&self) -> Revocations {
+        Revocations::new(
+            self.channel(revocation::REVOCATIONS),
+            self.log(LogOptions::new(revocation::REVOCATIONS)),
+        )
     }
 
     /// The queue `options.name`. Every handle to one name shares the queue (in process, the

@@ -101,6 +101,18 @@ impl Gate {
             },
         };
         match verdict {
+            Ok(grant) if self.revocations.is_revoked(grant.room_id, grant.expires_at) => {
+                self.metrics.revoked();
+                info!(
+                    kind = route.kind.as_str(),
+                    room = grant.room_id,
+                    client = %client_ip(session).unwrap_or_default(),
+                    "play token refused: the room revoked it"
+                );
+                self.respond(session, ctx, StatusCode::FORBIDDEN, FORBIDDEN_BODY)
+                    .await?;
+                Ok(None)
+            }
             Ok(grant) => {
                 ctx.grant = Some(grant);
                 Ok(Some((route, Secret::new(token.unwrap_or_default()))))

@@ -37,6 +37,7 @@ use crate::forwarding::{strip_query_param, Forwarding};
 use crate::metrics::{ActiveGauge, Metrics, RequestClass};
 use crate::origin::{self, Origin, OriginClient};
 use crate::playlist::{EdgeNames, RewriteLimits};
+use crate::revocation::RevocationList;
 use crate::route::{Kind, Matched, RouteTable};
 
 /// The status counted and logged for a viewer that went away before its response was complete
@@ -126,10 +127,12 @@ pub struct Gate {
     in_flight: Arc<InFlight>,
     hubs: Arc<Hubs>,
     cache: Option<Arc<HlsCache>>,
+    revocations: Arc<RevocationList>,
 }
 
 impl Gate {
     /// Assembles the request path; `cache` is the HLS cache when it is on.
+    #[allow(clippy::too_many_arguments, reason = "each is a distinct shared part")]
     pub fn new(
         verifier: Verifier,
         routes: RouteTable,
@@ -138,6 +141,7 @@ impl Gate {
         metrics: Arc<Metrics>,
         in_flight: Arc<InFlight>,
         cache: Option<Arc<HlsCache>>,
+        revocations: Arc<RevocationList>,
     ) -> Gate {
         let hubs = Arc::new(Hubs::new(
             HubSettings {
@@ -164,6 +168,7 @@ impl Gate {
             in_flight,
             hubs,
             cache,
+            revocations,
         }
     }
 

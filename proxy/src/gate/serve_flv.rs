@@ -26,6 +26,7 @@ const PULL_TOKEN_TTL_S: u64 = 300;
 enum Cut {
     Viewer(Box<Error>),
     Expired,
+    Revoked,
     Lagged,
     Origin,
 }
@@ -97,12 +98,23 @@ impl Gate {
         }
 
         let deadline = ctx.flv_deadline.map(instant_after_second);
+        let mut revocations = self.revocations.watch();
+        let grant = ctx.grant;
         let cut = loop {
             let next = tokio::select! {
                 next = subscription.next() => next,
                 // A viewer that closes its side ends the response now, not at the next write.
                 gone = session.read_body_or_idle(true) => break Cut::Viewer(viewer_gone(gone)),
                 () = sleep_until(deadline) => break Cut::Expired,
+                Ok(()) = revocations.changed() => {
+                    let revoked = grant.is_some_and(|grant| {
+                        self.revocations.is_revoked(grant.room_id, grant.expires_at)
+                    });
+                    if revoked {
+                        break Cut::Revoked;
+                    }
+                    continue;
+                }
             };
             match next {
                 Next::Data(bytes) => {
@@ -134,6 +146,16 @@ impl Gate {
                 info!(
                     room = ctx.grant.map(|g| g.room_id),
                     "ending FLV response: play token expired"
+                );
+                ended
+            }
+            Cut::Revoked => {
+                // Like an expired token: the proxy's decision, not a failure.
+                ctx.flv_expired = true;
+                self.metrics.flv_viewers_revoked.inc();
+                info!(
+                    room = ctx.grant.map(|g| g.room_id),
+                    "ending FLV response: the room revoked its token"
                 );
                 ended
             }

@@ -16,4 +16,5 @@ mod hub;
 mod layouts;
 mod limits;
 mod requests;
+mod revocation;
 mod shutdown;
