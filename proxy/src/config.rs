@@ -11,6 +11,7 @@ use livegate_core::token::{TokenKeys, Verifier};
 use livegate_core::Secret;
 use serde::Deserialize;
 
+use crate::cdn::CdnConfig;
 use crate::route::{Flavour, PatternError, RouteTable};
 
 /// Everything the proxy can be told.
@@ -45,6 +46,10 @@ pub struct Config {
     /// The HLS cache in front of the origin.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// CDN pullers, for a CDN that verifies viewers' tokens itself. Without it, every request
+    /// needs a token.
+    #[serde(default)]
+    pub cdn: Option<CdnConfig>,
     /// The bus room revocations arrive on (Redis, shared with the API). Without it,
     /// revocations come only from the admin port.
     #[serde(default)]
@@ -598,6 +603,9 @@ impl Validate for Config {
                 key,
                 "must be greater than 0 (no timeout is not allowed)",
             );
+        }
+        if let Some(cdn) = &self.cdn {
+            cdn.validate(problems);
         }
         if let Some(bus) = &self.bus {
             bus.validate("bus", problems);

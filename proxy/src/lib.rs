@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cdn;
 pub mod config;
 pub mod cors;
 pub mod downstream;

@@ -82,6 +82,18 @@ impl Gate {
         };
         ctx.class = RequestClass::Routed(route.kind);
 
+        if let Some(pullers) = &self.settings.pullers {
+            let client = session
+                .client_addr()
+                .and_then(|addr| addr.as_inet())
+                .map(|addr| addr.ip());
+            if pullers.is_puller(client, &session.req_header().headers) {
+                // The CDN verified its viewer's token at its own edge.
+                ctx.puller = true;
+                return Ok(Some((route, Secret::new(String::new()))));
+            }
+        }
+
         let query = session.req_header().uri.query();
         let token = query.and_then(|q| token_from_query(q, &self.settings.token_param));
         let now = unix_now();

@@ -8,10 +8,12 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 
-use super::{Gate, RequestCtx};
+use livegate_core::unix_now;
+
+use super::{Gate, RequestCtx, PULL_TOKEN_TTL_S};
 use crate::cache::{self, Cached, Source};
 use crate::origin::{FetchError, Origin};
-use crate::route::Kind;
+use crate::route::{Kind, Matched};
 
 /// An HLS request for the origin, and where its answer is kept.
 pub(super) struct HlsRequest {
@@ -33,6 +35,7 @@ impl Gate {
         &self,
         session: &Session,
         ctx: &RequestCtx,
+        route: &Matched,
         origin: &Origin,
     ) -> Result<HlsRequest> {
         let path = session
@@ -40,6 +43,22 @@ impl Gate {
             .uri
             .path_and_query()
             .map_or("/", |pq| pq.as_str());
+        let path = match route.room_id {
+            // A CDN puller brings no viewer token; an origin that checks tokens gets the
+            // proxy's own, as for an FLV pull.
+            Some(room) if ctx.puller && self.settings.forward_token => {
+                let token = self
+                    .verifier
+                    .keys()
+                    .mint(room, unix_now() + PULL_TOKEN_TTL_S);
+                let separator = if path.contains('?') { '&' } else { '?' };
+                std::borrow::Cow::Owned(format!(
+                    "{path}{separator}{}={token}",
+                    self.settings.token_param
+                ))
+            }
+            _ => std::borrow::Cow::Borrowed(path),
+        };
         let mut request = RequestHeader::build(Method::GET, path.as_bytes(), Some(6))?;
         self.settings
             .forwarding

@@ -27,6 +27,7 @@ use tracing::debug;
 use livegate_core::token::{Grant, Verifier};
 
 use crate::cache::{Freshness, HlsCache};
+use crate::cdn::Pullers;
 use crate::config::Config;
 use crate::cors::{self, Cors};
 use crate::drain::{InFlight, InFlightGuard};
@@ -43,6 +44,10 @@ use crate::route::{Kind, Matched, RouteTable};
 /// The status counted and logged for a viewer that went away before its response was complete
 /// (nginx's convention): never a server error.
 pub const CLIENT_CLOSED: u16 = 499;
+
+/// How long a token the proxy mints for its own origin requests stays valid: the origin checks
+/// it once, when the request arrives.
+const PULL_TOKEN_TTL_S: u64 = 300;
 
 /// Says whether an HLS answer came from the cache (`HIT`), from this request's origin fetch
 /// (`MISS`) or from another request's (`COALESCED`).
@@ -63,6 +68,7 @@ pub struct GateSettings {
     cors: Cors,
     freshness: Freshness,
     cache_max_object_bytes: usize,
+    pullers: Option<Pullers>,
 }
 
 impl GateSettings {
@@ -92,6 +98,7 @@ impl GateSettings {
                 honor_no_cache: config.cache.honor_no_cache,
             },
             cache_max_object_bytes: config.cache.max_object_bytes,
+            pullers: config.cdn.as_ref().and_then(Pullers::new),
         }
     }
 }
@@ -113,6 +120,8 @@ pub struct RequestCtx {
     flv_expired: bool,
     /// The viewer went away before its response was complete.
     aborted: bool,
+    /// The request comes from a CDN puller (admitted without a token).
+    puller: bool,
     local_body_bytes: u64,
     _in_flight: InFlightGuard,
 }
@@ -223,6 +232,7 @@ impl ProxyHttp for Gate {
             flv_deadline: None,
             flv_expired: false,
             aborted: false,
+            puller: false,
             local_body_bytes: 0,
             _in_flight: self.in_flight.start(),
         }
@@ -291,6 +301,9 @@ impl ProxyHttp for Gate {
         self.settings
             .forwarding
             .apply(session, upstream_request, authority)?;
+        if let Some(pullers) = &self.settings.pullers {
+            upstream_request.remove_header(pullers.header());
+        }
         ctx.upstream_sent_at = Some(Instant::now());
         Ok(())
     }
@@ -314,6 +327,14 @@ impl ProxyHttp for Gate {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let (true, Some(pullers)) = (ctx.puller, &self.settings.pullers) {
+            if upstream_response.status == StatusCode::OK {
+                upstream_response.insert_header(
+                    header::CACHE_CONTROL,
+                    pullers.segment_cache_control.as_str(),
+                )?;
+            }
+        }
         cors::apply(upstream_response, ctx.allow_origin.as_deref())
     }
 

@@ -46,8 +46,13 @@ impl Gate {
         if upstream.status.is_redirection() {
             if let Some(location) = &upstream.location {
                 let location = self.settings.forwarding.localize(location);
-                let location = playlist::with_token(location, token, &self.settings.edge);
-                response.insert_header(header::LOCATION, location)?;
+                if ctx.puller {
+                    // The CDN adds its viewer's token itself.
+                    response.insert_header(header::LOCATION, location)?;
+                } else {
+                    let location = playlist::with_token(location, token, &self.settings.edge);
+                    response.insert_header(header::LOCATION, location)?;
+                }
             }
         }
         response.insert_header(header::CONTENT_LENGTH, "0")?;

@@ -10,17 +10,13 @@ use tracing::{debug, info, warn};
 
 use livegate_core::unix_now;
 
-use super::{origin_failure, Gate, RequestCtx};
+use super::{origin_failure, Gate, RequestCtx, PULL_TOKEN_TTL_S};
 use crate::cors;
 use crate::flv::hub::JoinError;
 use crate::flv::origin::OriginRequest;
 use crate::flv::queue::{End, Next};
 use crate::forwarding::strip_query_param;
 use crate::route::Matched;
-
-/// How long the token the proxy mints for its own origin pull stays valid: the origin checks
-/// it once, when the pull connects.
-const PULL_TOKEN_TTL_S: u64 = 300;
 
 /// How an FLV response ended before its stream did.
 enum Cut {

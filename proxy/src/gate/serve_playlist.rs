@@ -11,6 +11,7 @@ use tracing::{debug, warn};
 use livegate_core::Secret;
 
 use super::{origin_failure, Gate, RequestCtx, X_CACHE};
+use crate::cache::Cached;
 use crate::cors;
 use crate::metrics::PlaylistRefusal;
 use crate::origin::FetchError;
@@ -32,7 +33,7 @@ impl Gate {
             let (status, body) = origin_failure(false);
             return self.respond(session, ctx, status, body).await;
         };
-        let request = self.hls_request(session, ctx, &origin)?;
+        let request = self.hls_request(session, ctx, route, &origin)?;
         let max_bytes = self.settings.playlist_max_bytes;
         let fetch = self.fetch_hls(Kind::Playlist, request, max_bytes);
         let (fetched, source) = tokio::select! {
@@ -64,6 +65,16 @@ impl Gate {
         if upstream.status != StatusCode::OK {
             return self
                 .pass_origin_status(session, ctx, &upstream, &token)
+                .await;
+        }
+        if let (true, Some(pullers)) = (ctx.puller, &self.settings.pullers) {
+            return self
+                .serve_to_puller(
+                    session,
+                    ctx,
+                    &upstream,
+                    pullers.playlist_cache_control.clone(),
+                )
                 .await;
         }
         let rewritten = std::str::from_utf8(&upstream.body)
@@ -104,6 +115,32 @@ impl Gate {
         }
         cors::apply(&mut response, ctx.allow_origin.as_deref())?;
         self.write_local(session, ctx, response, Bytes::from(rewritten))
+            .await
+    }
+}
+
+impl Gate {
+    /// Answers a CDN puller with the origin's playlist as it is: the same for every viewer, so
+    /// the CDN may keep it for its short `max-age` and add each viewer's token itself.
+    async fn serve_to_puller(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        upstream: &Cached,
+        cache_control: String,
+    ) -> Result<()> {
+        let mut response = ResponseHeader::build(StatusCode::OK, Some(5))?;
+        response.insert_header(
+            header::CONTENT_TYPE,
+            upstream
+                .content_type
+                .as_deref()
+                .unwrap_or("application/vnd.apple.mpegurl"),
+        )?;
+        response.insert_header(header::CONTENT_LENGTH, upstream.body.len().to_string())?;
+        response.insert_header(header::CACHE_CONTROL, cache_control)?;
+        cors::apply(&mut response, ctx.allow_origin.as_deref())?;
+        self.write_local(session, ctx, response, upstream.body.clone())
             .await
     }
 }

@@ -37,7 +37,7 @@ impl Gate {
             self.respond(session, ctx, status, body).await?;
             return Ok(true);
         };
-        let request = self.hls_request(session, ctx, &origin)?;
+        let request = self.hls_request(session, ctx, route, &origin)?;
         let max_bytes = self.settings.cache_max_object_bytes;
         let fetch = self.fetch_hls(Kind::Segment, request, max_bytes);
         let (fetched, source) = tokio::select! {
@@ -76,9 +76,10 @@ impl Gate {
         response.insert_header(header::CONTENT_LENGTH, cached.body.len().to_string())?;
         // A segment is the same bytes for every viewer: a CDN or player may keep it for as long
         // as this cache would.
-        let cache_control = match cached.remaining_s(now) {
-            0 => "no-store".to_owned(),
-            seconds => format!("public, max-age={seconds}"),
+        let cache_control = match (&self.settings.pullers, cached.remaining_s(now)) {
+            (Some(pullers), _) if ctx.puller => pullers.segment_cache_control.clone(),
+            (_, 0) => "no-store".to_owned(),
+            (_, seconds) => format!("public, max-age={seconds}"),
         };
         response.insert_header(header::CACHE_CONTROL, cache_control)?;
         response.insert_header(header::AGE, cached.age_s(now).to_string())?;

@@ -10,6 +10,7 @@ mod support;
 mod aborts;
 mod admin;
 mod cache;
+mod cdn;
 mod flv;
 mod hls;
 mod hub;
