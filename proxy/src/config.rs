@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::cdn::CdnConfig;
 use crate::route::{Flavour, PatternError, RouteTable};
+use crate::webrtc::WebrtcConfig;
 
 /// Everything the proxy can be told.
 #[derive(Debug, Deserialize)]
@@ -50,6 +51,9 @@ pub struct Config {
     /// needs a token.
     #[serde(default)]
     pub cdn: Option<CdnConfig>,
+    /// WebRTC playback signalling (WHEP), gated like FLV and HLS.
+    #[serde(default)]
+    pub webrtc: WebrtcConfig,
     /// The bus room revocations arrive on (Redis, shared with the API). Without it,
     /// revocations come only from the admin port.
     #[serde(default)]
@@ -604,6 +608,7 @@ impl Validate for Config {
                 "must be greater than 0 (no timeout is not allowed)",
             );
         }
+        self.webrtc.validate(problems);
         if let Some(cdn) = &self.cdn {
             cdn.validate(problems);
         }

@@ -22,6 +22,7 @@ pub mod path;
 pub mod playlist;
 pub mod revocation;
 pub mod route;
+pub mod webrtc;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -154,7 +154,28 @@ impl OriginClient {
 
     /// A Pingora peer for `origin`, with the configured timeouts.
     pub fn peer(&self, origin: &Origin) -> Box<HttpPeer> {
-        let mut peer = HttpPeer::new(origin.backend.clone(), false, String::new());
+        self.peer_at(HttpPeer::new(origin.backend.clone(), false, String::new()))
+    }
+
+    /// Sends `request` with `body` to `addr` (an origin's API address, say) and reads the
+    /// whole answer, as [`OriginClient::fetch`] does.
+    pub async fn send_to(
+        &self,
+        addr: std::net::SocketAddr,
+        request: RequestHeader,
+        body: Bytes,
+        max_bytes: usize,
+    ) -> Result<Fetched, FetchError> {
+        let peer = self.peer_at(HttpPeer::new(addr, false, String::new()));
+        tokio::time::timeout(
+            self.fetch_timeout,
+            self.fetch_from(&peer, request, Some(body), max_bytes),
+        )
+        .await
+        .map_err(|_| FetchError::Timeout)?
+    }
+
+    fn peer_at(&self, mut peer: HttpPeer) -> Box<HttpPeer> {
         let options = &mut peer.options;
         options.connection_timeout = Some(self.connect_timeout);
         options.total_connection_timeout = Some(self.connect_timeout * 2);
@@ -177,7 +198,7 @@ impl OriginClient {
         let peer = self.peer(origin);
         tokio::time::timeout(
             self.fetch_timeout,
-            self.fetch_from(&peer, request, max_bytes),
+            self.fetch_from(&peer, request, None, max_bytes),
         )
         .await
         .map_err(|_| FetchError::Timeout)?
@@ -187,13 +208,14 @@ impl OriginClient {
         &self,
         peer: &HttpPeer,
         request: RequestHeader,
+        body: Option<Bytes>,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
         let mut stale = 0;
         loop {
             let (session, reused) = self.connector.get_http_session(peer).await?;
             match self
-                .exchange(session, peer, request.clone(), max_bytes)
+                .exchange(session, peer, request.clone(), body.clone(), max_bytes)
                 .await
             {
                 Err(FetchError::Origin(mut err)) if reused && stale < MAX_STALE_CONNECTIONS => {
@@ -215,12 +237,16 @@ impl OriginClient {
         mut session: HttpSession,
         peer: &HttpPeer,
         request: RequestHeader,
+        body: Option<Bytes>,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
         session.set_read_timeout(Some(self.read_timeout));
         session.set_write_timeout(Some(self.write_timeout));
         let sent = Instant::now();
         session.write_request_header(Box::new(request)).await?;
+        if let Some(body) = body.filter(|body| !body.is_empty()) {
+            session.write_request_body(body, true).await?;
+        }
         session.finish_request_body().await?;
         session.read_response_header().await?;
         let header_latency = sent.elapsed();

@@ -70,7 +70,8 @@ impl ScriptedOrigin {
         self.requests.load(Ordering::SeqCst)
     }
 
-    /// The request heads received, as text, in arrival order.
+    /// The requests received (heads, and bodies with a `Content-Length`), as text, in arrival
+    /// order.
     pub fn heads(&self) -> Vec<String> {
         self.heads.lock().expect("heads lock").clone()
     }
@@ -120,6 +121,26 @@ async fn answer(
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    // A request body (its `Content-Length`) is read too and kept with the head.
+    let head_end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(head.len(), |at| at + 4);
+    let declared = String::from_utf8_lossy(&head[..head_end])
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
+        })
+        .unwrap_or(0);
+    while head.len() < head_end + declared {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }

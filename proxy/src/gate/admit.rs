@@ -42,7 +42,7 @@ impl Gate {
         }
         let method = request.method.clone();
         if method == Method::OPTIONS {
-            self.preflight(session, ctx).await?;
+            self.preflight(session, ctx, "GET, HEAD, OPTIONS").await?;
             return Ok(None);
         }
         if method != Method::GET && method != Method::HEAD {
@@ -145,8 +145,13 @@ impl Gate {
         }
     }
 
-    /// Answers a CORS preflight locally.
-    async fn preflight(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    /// Answers a CORS preflight locally, allowing `methods`.
+    pub(super) async fn preflight(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        methods: &'static str,
+    ) -> Result<()> {
         let Some(allow_origin) = ctx.allow_origin.clone() else {
             return self
                 .respond(session, ctx, StatusCode::FORBIDDEN, FORBIDDEN_BODY)
@@ -154,7 +159,7 @@ impl Gate {
         };
         let mut response = ResponseHeader::build(StatusCode::NO_CONTENT, Some(6))?;
         response.insert_header(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin.as_ref())?;
-        response.insert_header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")?;
+        response.insert_header(header::ACCESS_CONTROL_ALLOW_METHODS, methods)?;
         if let Some(requested) = session
             .req_header()
             .headers

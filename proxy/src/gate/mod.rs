@@ -9,6 +9,7 @@ mod respond;
 mod serve_flv;
 mod serve_playlist;
 mod serve_segment;
+mod serve_webrtc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ use crate::origin::{self, Origin, OriginClient};
 use crate::playlist::{EdgeNames, RewriteLimits};
 use crate::revocation::RevocationList;
 use crate::route::{Kind, Matched, RouteTable};
+use crate::webrtc::Signalling;
 
 /// The status counted and logged for a viewer that went away before its response was complete
 /// (nginx's convention): never a server error.
@@ -69,6 +71,7 @@ pub struct GateSettings {
     freshness: Freshness,
     cache_max_object_bytes: usize,
     pullers: Option<Pullers>,
+    signalling: Option<Signalling>,
 }
 
 impl GateSettings {
@@ -99,6 +102,7 @@ impl GateSettings {
             },
             cache_max_object_bytes: config.cache.max_object_bytes,
             pullers: config.cdn.as_ref().and_then(Pullers::new),
+            signalling: Signalling::new(&config.webrtc),
         }
     }
 }
@@ -246,6 +250,13 @@ impl ProxyHttp for Gate {
                 .get(header::ORIGIN)
                 .map(|v| v.as_bytes()),
         );
+        if let Some(signalling) = &self.settings.signalling {
+            if signalling.handles(session.req_header().uri.path()) {
+                let signalling = signalling.clone();
+                self.serve_webrtc(session, ctx, &signalling).await?;
+                return Ok(true);
+            }
+        }
         let Some((route, token)) = self.admit(session, ctx).await? else {
             return Ok(true);
         };

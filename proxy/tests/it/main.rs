@@ -19,3 +19,4 @@ mod limits;
 mod requests;
 mod revocation;
 mod shutdown;
+mod webrtc;
