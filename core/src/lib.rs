@@ -30,6 +30,14 @@ pub mod token;
 
 pub use secret::Secret;
 
+/// Milliseconds since the unix epoch (0 if the clock is before it).
+pub fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Current unix time in whole seconds.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()

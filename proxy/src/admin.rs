@@ -3,7 +3,8 @@
 //! router: `/metrics` from the kit's [`Registry`], `/healthz`, and `/readyz` with the kit's
 //! [`Readiness`] report, here one named check: `origin` (at least one origin is healthy); and
 //! `POST /cache/purge` (`?room=ID` for one room) to drop cached HLS answers, and
-//! `/revocations` to refuse a room's tokens in this process.
+//! `/revocations` to refuse a room's tokens in this process, and `/viewers` with each room's
+//! viewers here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use livegate_core::unix_now;
 use crate::cache::HlsCache;
 use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
+use crate::viewers::ViewerCounts;
 
 /// How far ahead an admin revocation without a time reaches: past the longest play token the
 /// API issues (24 hours).
@@ -39,6 +41,7 @@ pub struct AdminApp {
     readiness: Readiness,
     cache: Option<Arc<HlsCache>>,
     revocations: Arc<RevocationList>,
+    viewers: Arc<ViewerCounts>,
     metrics: Arc<Metrics>,
 }
 
@@ -49,6 +52,7 @@ impl AdminApp {
         origins: Arc<LoadBalancer<Consistent>>,
         cache: Option<Arc<HlsCache>>,
         revocations: Arc<RevocationList>,
+        viewers: Arc<ViewerCounts>,
         metrics: Arc<Metrics>,
     ) -> AdminApp {
         let readiness = Readiness::new(CHECK_TIMEOUT).check("origin", move || {
@@ -64,8 +68,29 @@ impl AdminApp {
             readiness,
             cache,
             revocations,
+            viewers,
             metrics,
         }
+    }
+
+    /// `GET /viewers`: each room's viewers on this edge.
+    fn viewers(&self) -> Response<Vec<u8>> {
+        let rooms: Vec<String> = self
+            .viewers
+            .snapshot()
+            .iter()
+            .map(|room| {
+                format!(
+                    "{{\"room_id\":{},\"flv\":{},\"hls\":{}}}",
+                    room.room_id, room.flv, room.hls
+                )
+            })
+            .collect();
+        text(
+            StatusCode::OK,
+            "application/json",
+            format!("[{}]\n", rooms.join(",")),
+        )
     }
 
     /// `POST /revocations?room=ID[&tokens_expiring_by=UNIX]`: refuses the room's tokens that
@@ -194,6 +219,7 @@ impl ServeHttp for AdminApp {
         match request.uri.path() {
             "/cache/purge" => return self.purge(&request.method, request.uri.query()),
             "/revocations" => return self.revocations(&request.method, request.uri.query()),
+            "/viewers" => return self.viewers(),
             _ => {}
         }
         match session.req_header().uri.path() {

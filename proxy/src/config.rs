@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::cdn::CdnConfig;
 use crate::route::{Flavour, PatternError, RouteTable};
+use crate::viewers::ViewersConfig;
 use crate::webrtc::WebrtcConfig;
 
 /// Everything the proxy can be told.
@@ -51,6 +52,9 @@ pub struct Config {
     /// needs a token.
     #[serde(default)]
     pub cdn: Option<CdnConfig>,
+    /// Viewer counts per room, reported on the admin port and to the bus.
+    #[serde(default)]
+    pub viewers: ViewersConfig,
     /// WebRTC playback signalling (WHEP), gated like FLV and HLS.
     #[serde(default)]
     pub webrtc: WebrtcConfig,
@@ -609,6 +613,7 @@ impl Validate for Config {
             );
         }
         self.webrtc.validate(problems);
+        self.viewers.validate(problems);
         if let Some(cdn) = &self.cdn {
             cdn.validate(problems);
         }

@@ -22,6 +22,7 @@ pub mod path;
 pub mod playlist;
 pub mod revocation;
 pub mod route;
+pub mod viewers;
 pub mod webrtc;
 
 use std::sync::Arc;
@@ -111,6 +112,7 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
         }))
     });
     let revocations = Arc::new(revocation::RevocationList::new(config.token.leeway_s));
+    let viewer_counts = Arc::new(viewers::ViewerCounts::new(&config.viewers));
     let gate = gate::Gate::new(
         verifier,
         routes,
@@ -120,6 +122,7 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
         in_flight.clone(),
         cache.clone(),
         revocations.clone(),
+        viewer_counts.clone(),
     );
     let limits = downstream::HeadLimits {
         max_target_bytes: config.limits.max_path_bytes,
@@ -144,6 +147,7 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
             origins,
             cache,
             revocations.clone(),
+            viewer_counts.clone(),
             metrics_for_admin,
         ),
     );
@@ -156,6 +160,25 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
         server.add_service(background_service(
             "room revocations",
             revocation::RevocationFeed::new(bus.clone(), revocations),
+        ));
+        // One name per process: an edge's reports replace its own earlier ones.
+        let edge = format!(
+            "{}#{}",
+            config
+                .server
+                .listen
+                .first()
+                .map_or_else(String::new, ToString::to_string),
+            std::process::id()
+        );
+        server.add_service(background_service(
+            "viewer counts",
+            viewers::ViewerReporter::new(
+                bus.clone(),
+                viewer_counts,
+                edge,
+                Duration::from_millis(config.viewers.report_interval_ms),
+            ),
         ));
     }
     drain::exit_when_drained(

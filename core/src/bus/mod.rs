@@ -24,6 +24,7 @@ mod memory;
 pub mod queue;
 mod redis;
 pub mod revocation;
+pub mod viewers;
 
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ pub use self::memory::MemoryBus;
 pub use self::queue::{Consumer, DeadLetter, Failed, Job, Queue, QueueOptions};
 pub use self::redis::RedisBus;
 pub use self::revocation::{Revocation, Revocations};
+pub use self::viewers::{EdgeViewers, RoomViewers, ViewerTally};
 
 /// The channel of room events.
 const EVENTS_CHANNEL: &str = "events";
@@ -330,6 +332,11 @@ impl Bus {
     /// The room events channel.
     pub fn events(&self) -> Channel<RoomEvent> {
         self.channel(EVENTS_CHANNEL)
+    }
+
+    /// The channel edges publish their viewer counts on.
+    pub fn edge_viewers(&self) -> Channel<EdgeViewers> {
+        self.channel(viewers::EDGE_VIEWERS)
     }
 
     /// The room revocation feed.

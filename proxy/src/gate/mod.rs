@@ -41,6 +41,7 @@ use crate::origin::{self, Origin, OriginClient};
 use crate::playlist::{EdgeNames, RewriteLimits};
 use crate::revocation::RevocationList;
 use crate::route::{Kind, Matched, RouteTable};
+use crate::viewers::ViewerCounts;
 use crate::webrtc::Signalling;
 
 /// The status counted and logged for a viewer that went away before its response was complete
@@ -141,6 +142,7 @@ pub struct Gate {
     hubs: Arc<Hubs>,
     cache: Option<Arc<HlsCache>>,
     revocations: Arc<RevocationList>,
+    viewers: Arc<ViewerCounts>,
 }
 
 impl Gate {
@@ -155,6 +157,7 @@ impl Gate {
         in_flight: Arc<InFlight>,
         cache: Option<Arc<HlsCache>>,
         revocations: Arc<RevocationList>,
+        viewers: Arc<ViewerCounts>,
     ) -> Gate {
         let hubs = Arc::new(Hubs::new(
             HubSettings {
@@ -182,6 +185,7 @@ impl Gate {
             hubs,
             cache,
             revocations,
+            viewers,
         }
     }
 
@@ -264,6 +268,9 @@ impl ProxyHttp for Gate {
         self.strip_token(session)?;
         match route.kind {
             Kind::Playlist => {
+                if let Some(grant) = ctx.grant {
+                    self.viewers.hls_seen(grant.room_id, token.expose());
+                }
                 self.serve_playlist(session, ctx, &route, &token).await?;
                 Ok(true)
             }

@@ -93,6 +93,9 @@ impl Gate {
             return Ok(());
         }
 
+        let _counted = ctx
+            .grant
+            .map(|grant| self.viewers.flv_viewer(grant.room_id));
         let deadline = ctx.flv_deadline.map(instant_after_second);
         let mut revocations = self.revocations.watch();
         let grant = ctx.grant;

@@ -19,4 +19,5 @@ mod limits;
 mod requests;
 mod revocation;
 mod shutdown;
+mod viewers;
 mod webrtc;
