@@ -14,4 +14,11 @@ done
 if [ -z "${LIVEGATE_TEST_MYSQL_URL:-}" ] || [ -z "${LIVEGATE_TEST_REDIS_URL:-}" ]; then
   eval "$(infra/ci/services.sh)"
 fi
+# The CDN edge verifier (infra/cdn) is JavaScript, tested with Node's own runner. Files, not the
+# directory: Node 21 and later no longer search a directory given to --test.
+command -v node >/dev/null || {
+  echo "infra/test.sh: 'node' is missing (Node >= 18 runs infra/cdn's tests); on Debian: apt-get install nodejs" >&2
+  exit 1
+}
+node --test infra/cdn/test/*.test.mjs
 exec cargo test --workspace --locked "$@"
