@@ -65,6 +65,35 @@ pub struct Deps {
     pub origins: Origins,
 }
 
+/// The origins' HTTP API clients `config` describes (SRS and ZLMediaKit; nginx-rtmp has none).
+pub fn origins(config: &Config) -> Result<Origins, StartError> {
+    let timeout = Duration::from_millis(config.reconcile.api_timeout_ms);
+    let srs = match &config.reconcile.srs_api_url {
+        Some(url) => Some(Arc::new(SrsApi::new(
+            url,
+            config.reconcile.username.as_deref(),
+            config.reconcile.password.as_ref(),
+            timeout,
+        )?) as Arc<dyn OriginControl>),
+        None => None,
+    };
+    let zlm_config = &config.zlmediakit;
+    let zlm = match (
+        &zlm_config.api_url,
+        &zlm_config.api_secret,
+        &zlm_config.server_id,
+    ) {
+        (Some(url), Some(secret), Some(server_id)) => {
+            Some(
+                Arc::new(ZlmApi::new(url, secret.clone(), server_id, timeout)?)
+                    as Arc<dyn OriginControl>,
+            )
+        }
+        _ => None,
+    };
+    Ok(Origins { srs, zlm })
+}
+
 /// A built, not yet running service.
 #[derive(Debug)]
 pub struct App {
@@ -90,38 +119,8 @@ impl App {
             tracing::warn!(error = %err, "could not open the database connections ahead of use");
         }
         let bus = Bus::connect(&config.bus)?;
-        let timeout = Duration::from_millis(config.reconcile.api_timeout_ms);
-        let srs = match &config.reconcile.srs_api_url {
-            Some(url) => Some(Arc::new(SrsApi::new(
-                url,
-                config.reconcile.username.as_deref(),
-                config.reconcile.password.as_ref(),
-                timeout,
-            )?) as Arc<dyn OriginControl>),
-            None => None,
-        };
-        let zlm_config = &config.zlmediakit;
-        let zlm = match (
-            &zlm_config.api_url,
-            &zlm_config.api_secret,
-            &zlm_config.server_id,
-        ) {
-            (Some(url), Some(secret), Some(server_id)) => {
-                Some(
-                    Arc::new(ZlmApi::new(url, secret.clone(), server_id, timeout)?)
-                        as Arc<dyn OriginControl>,
-                )
-            }
-            _ => None,
-        };
-        Self::build_with(
-            config,
-            Deps {
-                db,
-                bus,
-                origins: Origins { srs, zlm },
-            },
-        )
+        let origins = origins(&config)?;
+        Self::build_with(config, Deps { db, bus, origins })
     }
 
     /// Builds the service around given dependencies.

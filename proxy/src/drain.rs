@@ -3,8 +3,8 @@
 //! On SIGTERM (and after an upgrade hands its listeners over) Pingora stops accepting and then
 //! sleeps for the whole grace period, whether or not any request is still running: 60 s with no
 //! viewer at all, past Kubernetes' 30 s default. [`InFlight`] counts the requests being served,
-//! and [`exit_when_drained`] ends the process once the grace period has begun and the count is
-//! zero.
+//! and [`when_drained`] ends the process (or tells whoever runs the proxy) once the grace
+//! period has begun and the count is zero.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -69,12 +69,14 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// Starts a thread that ends the process once Pingora's grace period has begun and no request
-/// is running. If `grace` runs out first, Pingora's own shutdown proceeds as before.
-pub fn exit_when_drained(
+/// Starts a thread that calls `drained` once Pingora's grace period has begun and no request
+/// is running (the proxy's own binary ends the process there). If `grace` runs out first,
+/// Pingora's own shutdown proceeds as before.
+pub fn when_drained(
     mut phases: broadcast::Receiver<ExecutionPhase>,
     in_flight: Arc<InFlight>,
     grace: Duration,
+    drained: Box<dyn Fn() + Send + Sync>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("livegate-drain".to_owned())
@@ -83,11 +85,8 @@ pub fn exit_when_drained(
                 Ok(ExecutionPhase::ShutdownGracePeriod) => {
                     let running = in_flight.running();
                     if in_flight.wait_drained(Instant::now() + grace) {
-                        tracing::info!(
-                            requests.drained = running,
-                            "every response has ended, exiting"
-                        );
-                        std::process::exit(0);
+                        tracing::info!(requests.drained = running, "every response has ended");
+                        drained();
                     }
                     return;
                 }

@@ -28,10 +28,11 @@ pub mod webrtc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use livegate_core::bus::Bus;
 use livegate_core::service::{bind_std, BindError};
 use livegate_core::telemetry::Registry;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{RunArgs, Server};
+use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use tracing::info;
@@ -47,6 +48,26 @@ pub struct StartOptions {
     pub daemon: bool,
 }
 
+/// What a process that runs the proxy beside other services (`livegate up`) hands it instead
+/// of what the proxy would set up for itself.
+pub struct Embedded {
+    /// The process's bus, shared with the other services (instead of `[bus]`).
+    pub bus: Option<Bus>,
+    /// When to shut down (instead of the proxy's own signal handling).
+    pub shutdown: Box<dyn ShutdownSignalWatch + Send + Sync>,
+    /// Told once every response has ended after shutdown began (instead of the proxy ending
+    /// the process itself).
+    pub drained: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded")
+            .field("bus", &self.bus)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why the proxy could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -59,12 +80,25 @@ pub enum StartError {
     /// The shutdown helper thread could not be started.
     #[error("starting the drain watcher: {0}")]
     Thread(#[source] std::io::Error),
+    /// The bus URL is unusable.
+    #[error("bus.url: {0}")]
+    Bus(#[from] livegate_core::bus::BusError),
 }
 
 /// Builds the server and runs it until shutdown. Everything that can fail runs before an
 /// upgrade takes the old process's listeners over, so a bad new configuration leaves the old
 /// process serving.
 pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
+    run_with(config, options, None)
+}
+
+/// [`run`], inside a process that runs other services too (see [`Embedded`]). Returns once the
+/// proxy has shut down.
+pub fn run_with(
+    config: &Config,
+    options: StartOptions,
+    embedded: Option<Embedded>,
+) -> Result<(), StartError> {
     let verifier = config
         .verifier()
         .map_err(|e| StartError::Setting(format!("token.keys: {e}")))?;
@@ -156,7 +190,19 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
     server.add_service(proxy);
     server.add_service(health);
     server.add_service(admin);
-    if let Some(bus) = &config.bus {
+    let (bus, shutdown, drained) = match embedded {
+        Some(embedded) => (
+            embedded.bus,
+            Some(embedded.shutdown),
+            Some(embedded.drained),
+        ),
+        None => (
+            config.bus.as_ref().map(Bus::connect).transpose()?,
+            None,
+            None,
+        ),
+    };
+    if let Some(bus) = bus {
         server.add_service(background_service(
             "room revocations",
             revocation::RevocationFeed::new(bus.clone(), revocations),
@@ -174,17 +220,24 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
         server.add_service(background_service(
             "viewer counts",
             viewers::ViewerReporter::new(
-                bus.clone(),
+                bus,
                 viewer_counts,
                 edge,
                 Duration::from_millis(config.viewers.report_interval_ms),
             ),
         ));
     }
-    drain::exit_when_drained(
+    let drained = drained.unwrap_or_else(|| {
+        Box::new(|| {
+            tracing::info!("every response has ended, exiting");
+            std::process::exit(0)
+        })
+    });
+    drain::when_drained(
         server.watch_execution_phase(),
         in_flight,
         Duration::from_secs(config.server.grace_period_s),
+        drained,
     )
     .map_err(StartError::Thread)?;
     info!(
@@ -198,6 +251,9 @@ pub fn run(config: &Config, options: StartOptions) -> Result<(), StartError> {
     );
     // Last: with `--upgrade` this takes the old process's listeners.
     server.bootstrap();
-    server.run(RunArgs::default());
+    match shutdown {
+        Some(shutdown_signal) => server.run(RunArgs { shutdown_signal }),
+        None => server.run(RunArgs::default()),
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use livegate_core::bus::{Bus, BusConfig, Received, Revocation};
+use livegate_core::bus::{Bus, Received, Revocation};
 use livegate_core::unix_now;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -110,14 +110,14 @@ impl RevocationList {
 /// Follows the bus's revocation feed into a [`RevocationList`]: one subscription, and a read
 /// of what is in force on start and whenever messages may have been missed.
 pub struct RevocationFeed {
-    bus: BusConfig,
+    bus: Bus,
     list: std::sync::Arc<RevocationList>,
 }
 
 impl RevocationFeed {
-    /// Follows the bus `config` names into `list`.
-    pub fn new(config: BusConfig, list: std::sync::Arc<RevocationList>) -> RevocationFeed {
-        RevocationFeed { bus: config, list }
+    /// Follows `bus` into `list`.
+    pub fn new(bus: Bus, list: std::sync::Arc<RevocationList>) -> RevocationFeed {
+        RevocationFeed { bus, list }
     }
 
     async fn follow(&self, bus: &Bus, shutdown: &mut ShutdownWatch) {
@@ -198,14 +198,7 @@ async fn pause(shutdown: &mut ShutdownWatch) -> bool {
 #[async_trait]
 impl BackgroundService for RevocationFeed {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let bus = match Bus::connect(&self.bus) {
-            Ok(bus) => bus,
-            Err(err) => {
-                warn!(error = %err, "revocations from the bus are off");
-                return;
-            }
-        };
-        self.follow(&bus, &mut shutdown).await;
+        self.follow(&self.bus, &mut shutdown).await;
     }
 }
 

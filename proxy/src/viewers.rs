@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use livegate_core::bus::{Bus, BusConfig, EdgeViewers, RoomViewers};
+use livegate_core::bus::{Bus, EdgeViewers, RoomViewers};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use serde::Deserialize;
@@ -174,22 +174,22 @@ impl Drop for FlvViewer {
 
 /// Publishes the counts to the bus every interval.
 pub struct ViewerReporter {
-    bus: BusConfig,
+    bus: Bus,
     counts: Arc<ViewerCounts>,
     edge: String,
     interval: Duration,
 }
 
 impl ViewerReporter {
-    /// Reports `counts` as edge `edge` on the bus `config` names.
+    /// Reports `counts` as edge `edge` on `bus`.
     pub fn new(
-        config: BusConfig,
+        bus: Bus,
         counts: Arc<ViewerCounts>,
         edge: String,
         interval: Duration,
     ) -> ViewerReporter {
         ViewerReporter {
-            bus: config,
+            bus,
             counts,
             edge,
             interval,
@@ -211,14 +211,7 @@ impl ViewerReporter {
 #[async_trait]
 impl BackgroundService for ViewerReporter {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let bus = match Bus::connect(&self.bus) {
-            Ok(bus) => bus,
-            Err(err) => {
-                warn!(error = %err, "viewer counts are not published");
-                return;
-            }
-        };
-        let channel = bus.edge_viewers();
+        let channel = self.bus.edge_viewers();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;

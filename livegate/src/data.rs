@@ -1,0 +1,165 @@
+//! The data directory of `livegate up`: the SQLite database, the recordings, and the secrets
+//! made on first start (so tokens minted before a restart still play after it).
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why the data directory is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// Creating or reading it failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// What was being read or written.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The secrets file is not what this binary writes.
+    #[error("{path}: {message} (delete it to start over with new keys)")]
+    Secrets {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The system's random source failed.
+    #[error("no random bytes for new keys: {0}")]
+    Random(String),
+}
+
+/// The secrets of one installation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    /// The play-token key shared by the API, the proxy and the hooks service.
+    pub token_key: String,
+}
+
+/// A data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// Creates `root` (and its parts) if missing.
+    pub fn open(root: &Path) -> Result<DataDir, DataError> {
+        for dir in [
+            root.to_path_buf(),
+            root.join("recordings"),
+            root.join("run"),
+        ] {
+            fs::create_dir_all(&dir).map_err(|source| DataError::Io { path: dir, source })?;
+        }
+        let root = fs::canonicalize(root).map_err(|source| DataError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        Ok(DataDir { root })
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite database file.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("livegate.db")
+    }
+
+    /// Where the origin's recordings are looked for.
+    pub fn recordings(&self) -> PathBuf {
+        self.root.join("recordings")
+    }
+
+    /// Runtime files (PID file, upgrade socket).
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// The installation's secrets, made (readable by this user only) on first start. Returns
+    /// whether they were made now.
+    pub fn secrets(&self) -> Result<(Secrets, bool), DataError> {
+        let path = self.root.join("secrets.toml");
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let secrets = toml::from_str(&text).map_err(|err| DataError::Secrets {
+                    path: path.clone(),
+                    message: err.message().to_owned(),
+                })?;
+                Ok((secrets, false))
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let secrets = Secrets {
+                    token_key: random_hex(32)?,
+                };
+                write_private(&path, &toml_text(&secrets))?;
+                Ok((secrets, true))
+            }
+            Err(source) => Err(DataError::Io { path, source }),
+        }
+    }
+}
+
+fn toml_text(secrets: &Secrets) -> String {
+    format!(
+        "# Made by `livegate up` on first start. Keep it private; deleting it makes new keys\n\
+         # (tokens minted before then stop playing).\ntoken_key = \"{}\"\n",
+        secrets.token_key
+    )
+}
+
+/// `len` random bytes as hex.
+pub fn random_hex(len: usize) -> Result<String, DataError> {
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).map_err(|err| DataError::Random(err.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), DataError> {
+    let io = |source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(&dir.path().join("data")).unwrap();
+        let (first, made) = data.secrets().unwrap();
+        assert!(made);
+        assert_eq!(first.token_key.len(), 64);
+        let (again, made) = data.secrets().unwrap();
+        assert!(!made);
+        assert_eq!(again.token_key, first.token_key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(data.root().join("secrets.toml"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The `livegate` binary: the command line over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use livegate::token_tool::{self, Verdict};
+use livegate::up::{Plan, UpOptions};
+use livegate_core::service::Shutdown;
+use livegate_core::Secret;
+
+/// The livegate toolkit: `livegate up` runs all of it; the rest are operator tools.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run proxy and hooks in one process on embedded defaults (SQLite, in-process bus).
+    Up {
+        /// Where the database, recordings and keys live.
+        #[arg(long, default_value = ".livegate")]
+        data_dir: PathBuf,
+        /// The origin's HTTP server (SRS's `http_server.listen`).
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        origin: String,
+        /// Use this Redis instead of the in-process bus.
+        #[arg(long, value_name = "URL")]
+        with_redis: Option<String>,
+        /// Use this MySQL/MariaDB instead of the SQLite file.
+        #[arg(long, value_name = "URL")]
+        with_mysql: Option<String>,
+        /// Host name used in the printed publish and play URLs.
+        #[arg(long, default_value = "127.0.0.1")]
+        public_host: String,
+        /// Added to every port (8080, 8085, 9180, 9185), to run two side by side.
+        #[arg(long, default_value_t = 0)]
+        port_offset: u16,
+    },
+    /// Mint or check play tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Validate configuration files (each is recognised as the proxy's or the hooks service's).
+    CheckConfig {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Print a token for a room.
+    Mint {
+        /// The room.
+        #[arg(long)]
+        room: u64,
+        /// Seconds it stays valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Signing key (or `env:NAME`, `file:PATH`). Default: the `livegate up` data directory's.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+        /// The data directory whose key to use.
+        #[arg(long, default_value = ".livegate")]
+        data_dir: PathBuf,
+    },
+    /// Explain whether a play URL (or a bare token) is accepted, and why not.
+    Verify {
+        /// `http://edge/live/42.flv?token=…`, or a token.
+        input: String,
+        /// Keys to try, newest first (repeat the flag). Default: the data directory's.
+        #[arg(long, value_name = "KEY")]
+        key: Vec<String>,
+        /// Seconds a token stays valid past its expiry.
+        #[arg(long, default_value_t = 0)]
+        leeway: u64,
+        /// The data directory whose key to use.
+        #[arg(long, default_value = ".livegate")]
+        data_dir: PathBuf,
+    },
+}
+
+fn keys_from(flags: Vec<String>, data_dir: &std::path::Path) -> Result<Vec<Secret>, String> {
+    if !flags.is_empty() {
+        return flags
+            .into_iter()
+            .map(|flag| Secret::resolve(&flag))
+            .collect();
+    }
+    let data = livegate::data::DataDir::open(data_dir).map_err(|err| err.to_string())?;
+    let (secrets, made) = data.secrets().map_err(|err| err.to_string())?;
+    if made {
+        eprintln!(
+            "made new keys in {} (no `livegate up` data there before)",
+            data.root().display()
+        );
+    }
+    Ok(vec![Secret::new(secrets.token_key)])
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Up {
+            data_dir,
+            origin,
+            with_redis,
+            with_mysql,
+            public_host,
+            port_offset,
+        } => up(UpOptions {
+            data_dir,
+            origin,
+            redis: with_redis,
+            mysql: with_mysql,
+            public_host,
+            port_offset,
+        }),
+        Command::Token { command } => token(command),
+        Command::CheckConfig { files } => {
+            let mut failed = false;
+            for file in files {
+                match livegate::check::check(&file) {
+                    Ok(service) => println!("{}: ok ({})", file.display(), service.name()),
+                    Err(problems) => {
+                        failed = true;
+                        println!("{}: {problems}", file.display());
+                    }
+                }
+            }
+            if failed {
+                ExitCode::from(livegate_core::service::EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
+fn up(options: UpOptions) -> ExitCode {
+    let plan = match Plan::new(options) {
+        Ok(plan) => plan,
+        Err(err) => {
+            eprintln!("livegate up: {err}");
+            return ExitCode::from(livegate_core::service::EX_USAGE);
+        }
+    };
+    livegate_core::telemetry::init_logging(&plan.hooks.log);
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(livegate::up::UpError::Io)
+        .and_then(|runtime| runtime.block_on(livegate::up::run(plan, Shutdown::new())));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("livegate up: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn token(command: TokenCommand) -> ExitCode {
+    let outcome = match command {
+        TokenCommand::Mint {
+            room,
+            ttl,
+            key,
+            data_dir,
+        } => keys_from(key.into_iter().collect(), &data_dir)
+            .and_then(|keys| token_tool::mint(&keys, room, Duration::from_secs(ttl)))
+            .map(|(token, expires_at)| {
+                println!("{token}");
+                eprintln!("room {room}, valid through unix second {expires_at}");
+                true
+            }),
+        TokenCommand::Verify {
+            input,
+            key,
+            leeway,
+            data_dir,
+        } => keys_from(key, &data_dir).and_then(|keys| {
+            token_tool::verify(&keys, &input, Duration::from_secs(leeway), livegate_core::unix_now())
+        })
+        .map(|verdict| match verdict {
+            Verdict::Accepted {
+                room,
+                expires_at,
+                key,
+            } => {
+                let left = expires_at as i64 - livegate_core::unix_now() as i64;
+                println!("accepted: room {room}, expires at unix second {expires_at} (in {left} s), signed by key #{key}");
+                true
+            }
+            Verdict::Refused { reason, detail } => {
+                println!("refused: {} — {detail}", reason.as_str());
+                false
+            }
+        }),
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("livegate token: {err}");
+            ExitCode::from(livegate_core::service::EX_USAGE)
+        }
+    }
+}
