@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod accounts;
+mod binary;
 mod configs;
 mod input;
 mod kicks;
