@@ -63,7 +63,8 @@ pub fn cidrs(list: &[String]) -> Result<Option<String>, String> {
             .parse::<IpNet>()
             .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
             .map_err(|_| format!("entry #{index} is not a network such as 203.0.113.0/24"))?;
-        parsed.push(net.to_string());
+        // Stored as the network itself: `10.1.2.3/8` is `10.0.0.0/8`.
+        parsed.push(net.trunc().to_string());
     }
     Ok((!parsed.is_empty()).then(|| parsed.join(",")))
 }
@@ -104,6 +105,7 @@ mod tests {
             Ok(Some("10.0.0.0/8,::1/128".into()))
         );
         assert!(cidrs(&["nope".into()]).is_err());
+        assert_eq!(cidrs(&["10.1.2.3/8".into()]), Ok(Some("10.0.0.0/8".into())));
         assert_eq!(cidrs_list(Some("10.0.0.0/8,::1/128")).len(), 2);
     }
 }

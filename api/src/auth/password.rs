@@ -107,3 +107,29 @@ fn hash_with(argon: &Argon2<'_>, password: &str) -> Result<String, PasswordError
         .map(|hash| hash.to_string())
         .map_err(|err| PasswordError::Argon2(err.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_unknown_users_never_match() {
+        let config = AuthConfig {
+            argon2_memory_kib: 1024,
+            argon2_iterations: 1,
+            ..AuthConfig::default()
+        };
+        let passwords = Passwords::new(&config).unwrap();
+        let hash = passwords.hash("open sesame".to_owned()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        let verify =
+            |password: &str, hash: Option<String>| passwords.verify(password.to_owned(), hash);
+        assert!(verify("open sesame", Some(hash.clone())).await.unwrap());
+        assert!(!verify("open sesame!", Some(hash.clone())).await.unwrap());
+        // No user: checked against the dummy, never a match.
+        assert!(!verify("open sesame", None).await.unwrap());
+        assert!(!verify("", Some("not a phc string".to_owned()))
+            .await
+            .unwrap());
+    }
+}

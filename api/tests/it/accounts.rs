@@ -364,3 +364,38 @@ async fn failed_logins_are_limited_per_username_and_per_address() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn two_refreshes_with_one_token_leave_no_session() {
+    for (backend, bus) in setups() {
+        let app = TestApp::spawn(backend, bus).await;
+        let user = app.user("viewer").await;
+        let body = json!({"refresh_token": user.refresh});
+        let (a, b) = tokio::join!(
+            app.post("/api/v1/sessions/refresh", None, body.clone()),
+            app.post("/api/v1/sessions/refresh", None, body.clone()),
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort_unstable();
+        // One wins; the loser is a reuse, which revokes the winner's new token too (or both
+        // find the token spent, if the second saw the first's commit).
+        assert!(
+            statuses == [200, 401] || statuses == [401, 401],
+            "{statuses:?}"
+        );
+        for reply in [a, b] {
+            if reply.status == 200 {
+                let next = session(&reply);
+                let again = app
+                    .post(
+                        "/api/v1/sessions/refresh",
+                        None,
+                        json!({"refresh_token": next.refresh}),
+                    )
+                    .await;
+                assert_eq!(again.status, 401, "{:?}", again.body);
+            }
+        }
+        app.stop().await;
+    }
+}

@@ -288,8 +288,12 @@ async fn listings_put_live_rooms_first_and_page_with_a_cursor() {
             }
         }
         assert_eq!(seen, vec![ids[0], ids[2], ids[1]]);
+        livegate_core::db::rooms::set_viewers_count(&app.db, ids[0], 7)
+            .await
+            .unwrap();
         let live = app.get(&format!("/api/v1/rooms/{}", ids[0]), None).await;
         assert_eq!(live.body["is_live"], true);
+        assert_eq!(live.body["viewer_count"], 7);
 
         // Everyone's: Bob's room is there too; disabled rooms are not.
         let all = app.get("/api/v1/rooms?limit=100", None).await;
