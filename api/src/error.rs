@@ -257,7 +257,11 @@ fn path_rejection(rejection: &PathRejection) -> ApiError {
             };
             ApiError::invalid(&field, "must be a positive integer id")
         }
-        _ => ApiError::internal(),
+        other => {
+            // A route whose pattern lacks the parameter its handler reads: a bug of ours.
+            tracing::error!(error = %other.body_text(), "path parameters missing");
+            ApiError::internal()
+        }
     }
 }
 

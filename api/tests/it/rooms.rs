@@ -143,6 +143,23 @@ async fn who_may_create_and_change_rooms() {
             assert_eq!(delete.status, 403);
         }
         assert_eq!(app.get(&path, None).await.body["title"], "test room");
+        // Another streamer reads the room like anyone: no settings.
+        assert!(app
+            .get(&path, Some(&other.access))
+            .await
+            .body
+            .get("settings")
+            .is_none());
+        // Without a token: 401 on every change.
+        let anonymous = app
+            .call(Method::PATCH, &path, None, Some(json!({"title": "x"})))
+            .await;
+        assert_eq!(anonymous.status, 401);
+        assert_eq!(
+            app.call(Method::DELETE, &path, None, None).await.status,
+            401
+        );
+        assert_eq!(app.post(&rotate, None, json!({})).await.status, 401);
 
         // The admin may change anyone's room.
         let patch = app
