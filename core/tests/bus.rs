@@ -166,6 +166,10 @@ async fn rate_limit_counts_within_a_window() {
         }
         assert!(!bus.rate_limit("ip:1", 3, window).await.unwrap(), "{name}");
         assert!(bus.rate_limit("ip:2", 3, window).await.unwrap(), "{name}");
+        // Reading the count does not count.
+        assert_eq!(bus.rate_hits("ip:1", window).await.unwrap(), 4, "{name}");
+        assert_eq!(bus.rate_hits("ip:1", window).await.unwrap(), 4, "{name}");
+        assert_eq!(bus.rate_hits("ip:3", window).await.unwrap(), 0, "{name}");
         // The window expires by itself.
         wait_until("the rate-limit window to expire", || async {
             bus.rate_limit("ip:1", 3, window)

@@ -58,8 +58,9 @@ impl RtmpOrigin {
             done = hook("on_done"),
             record_done = hook("on_record_done"),
         );
-        let http =
-            "server {\n listen {listen};\n location = /health { return 200 \"ok\\n\"; }\n}\n";
+        // The control module (`/control/drop/publisher?app=…&name=…`) kicks publishers.
+        let http = "server {\n listen {listen};\n location = /health { return 200 \"ok\\n\"; }\n \
+                    location /control { rtmp_control all; }\n}\n";
         let nginx = Nginx::start(&main, http);
         RtmpOrigin { nginx, rtmp_addr }
     }
@@ -68,6 +69,11 @@ impl RtmpOrigin {
     pub async fn ready(&self) {
         self.nginx.ready().await;
         crate::wait_for_listener("nginx-rtmp to listen", self.rtmp_addr).await;
+    }
+
+    /// Base URL of the control module (`http://ADDR/control`).
+    pub fn control_url(&self) -> String {
+        format!("http://{}/control", self.nginx.addr)
     }
 
     /// Where recordings are written.

@@ -171,6 +171,14 @@ impl MemoryBus {
         Ok(entry.1 <= limit)
     }
 
+    pub(super) async fn rate_hits(&self, key: &str, window: Duration) -> Result<u64, BusError> {
+        let now = Instant::now();
+        Ok(match self.state().rates.get(key) {
+            Some((started, hits)) if now.duration_since(*started) < window => u64::from(*hits),
+            _ => 0,
+        })
+    }
+
     pub(super) async fn clear(&self) -> Result<(), BusError> {
         *self.state() = State::default();
         for queue in lock(&self.inner.queues).values() {

@@ -315,6 +315,13 @@ impl Bus {
         dispatch!(self, bus => bus.rate_limit(key, limit, window).await)
     }
 
+    /// The hits [`Bus::rate_limit`] has counted on `key` in its current window, without
+    /// counting one: for limits on failures, which are checked before an attempt and hit only
+    /// when it fails.
+    pub async fn rate_hits(&self, key: &str, window: Duration) -> Result<u64, BusError> {
+        dispatch!(self, bus => bus.rate_hits(key, window).await)
+    }
+
     /// Deletes everything this bus holds (every key under the Redis prefix). For tests and for
     /// retiring a deployment's prefix; never called by the services.
     pub async fn clear(&self) -> Result<(), BusError> {

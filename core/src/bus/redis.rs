@@ -296,6 +296,13 @@ impl RedisBus {
         Ok(hits <= u64::from(limit))
     }
 
+    pub(super) async fn rate_hits(&self, key: &str, _window: Duration) -> Result<u64, BusError> {
+        // The key expires with its window, so whatever is there counts.
+        let mut conn = self.link.conn();
+        let hits: Option<u64> = conn.get(self.key(&format!("rate:{key}"))).await?;
+        Ok(hits.unwrap_or(0))
+    }
+
     pub(super) async fn clear(&self) -> Result<(), BusError> {
         let mut conn = self.link.conn();
         let pattern = self.key("*");

@@ -12,6 +12,7 @@ pub mod gifts;
 pub mod orders;
 mod recordings;
 pub mod rooms;
+pub mod sessions;
 pub mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -30,9 +31,10 @@ use crate::secret::Secret;
 
 pub use exec::Executor;
 pub use recordings::{InterruptedRecording, NewInterruptedRecording};
-pub use rooms::{NewRoom, Room};
+pub use rooms::{NewRoom, Room, RoomChanges, RoomCursor};
 pub use streams::{NewStream, OriginIds, StartOutcome, Stream};
 pub use tx::Tx;
+pub use users::User;
 
 static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/mysql");
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::exec::{on_conn, Target};
-use super::{mysql_insert_id, sqlite_insert_id, DbError, Executor};
+use super::{mysql_insert_id, sqlite_insert_id, DbError, Executor, Tx};
 
 /// A row of `rooms`.
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -28,6 +28,8 @@ pub struct Room {
     pub viewers_count: i64,
     /// Creation time, unix milliseconds.
     pub created_at: i64,
+    /// Whether only logged-in viewers may get a play token.
+    pub login_required: bool,
 }
 
 impl fmt::Debug for Room {
@@ -43,6 +45,7 @@ impl fmt::Debug for Room {
             .field("disabled", &self.disabled)
             .field("viewers_count", &self.viewers_count)
             .field("created_at", &self.created_at)
+            .field("login_required", &self.login_required)
             .finish()
     }
 }
@@ -65,7 +68,8 @@ pub struct NewRoom<'a> {
 // `stream_key` has a binary collation on MySQL (case-sensitive uniqueness), which its driver
 // reports as binary data: the cast reads it back as text on both backends.
 const ROOM_COLUMNS: &str = "id, owner_id, title, CAST(stream_key AS CHAR) AS stream_key, \
-     stream_key_expires_at, publish_allow_cidrs, is_live, disabled, viewers_count, created_at";
+     stream_key_expires_at, publish_allow_cidrs, is_live, disabled, viewers_count, created_at, \
+     login_required";
 
 /// Creates a room and returns its id.
 pub async fn create(
@@ -164,4 +168,121 @@ pub async fn set_viewers_count(
             .map(drop)?
     });
     Ok(())
+}
+
+/// Reads room `id` inside `tx`, locking its row until the transaction ends (MySQL `FOR
+/// UPDATE`; SQLite transactions hold the write lock from their start).
+pub async fn lock(tx: &mut Tx<'_>, id: i64) -> Result<Option<Room>, DbError> {
+    let mut handle = super::Executor::connection(&mut *tx).await?;
+    let room = match handle.target() {
+        Target::Mysql(conn) => {
+            let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ? FOR UPDATE");
+            sqlx::query_as::<_, Room>(&sql)
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+        }
+        Target::Sqlite(conn) => {
+            let sql = format!("SELECT {ROOM_COLUMNS} FROM rooms WHERE id = ?");
+            sqlx::query_as::<_, Room>(&sql)
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+        }
+    };
+    Ok(room)
+}
+
+/// The settings of a room its owner may change, all written at once by [`update`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomChanges<'a> {
+    /// Display title.
+    pub title: &'a str,
+    /// Whether only logged-in viewers may watch.
+    pub login_required: bool,
+    /// Comma-separated CIDRs a publisher must come from; `None` = anywhere.
+    pub publish_allow_cidrs: Option<&'a str>,
+    /// Unix milliseconds after which the stream key is refused; `None` = no expiry.
+    pub stream_key_expires_at: Option<i64>,
+}
+
+/// Writes a room's settings; `false` when the room does not exist. Callers read the room
+/// with [`lock`] in the same transaction, so that two changes do not undo each other.
+pub async fn update(
+    exec: impl Executor<'_>,
+    id: i64,
+    changes: &RoomChanges<'_>,
+) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE rooms SET title = ?, login_required = ?, publish_allow_cidrs = ?, \
+         stream_key_expires_at = ? WHERE id = ?";
+    let matched = on_conn!(exec, conn => {
+        sqlx::query(SQL)
+            .bind(changes.title)
+            .bind(changes.login_required)
+            .bind(changes.publish_allow_cidrs)
+            .bind(changes.stream_key_expires_at)
+            .bind(id)
+            .execute(conn)
+            .await?
+            .rows_affected()
+    });
+    Ok(matched == 1)
+}
+
+/// Where a page of [`list`] continues: after the room with this liveness and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomCursor {
+    /// The last listed room's `is_live`.
+    pub is_live: bool,
+    /// The last listed room's id.
+    pub id: i64,
+}
+
+/// Up to `limit` enabled rooms, live ones first, then newest first; only `owner_id`'s when
+/// given; after `after` when given.
+pub async fn list(
+    exec: impl Executor<'_>,
+    owner_id: Option<i64>,
+    after: Option<RoomCursor>,
+    limit: u32,
+) -> Result<Vec<Room>, DbError> {
+    // (is_live, id) descending: after a live room come the live rooms with a smaller id and
+    // then every offline room; after an offline room, the offline rooms with a smaller id.
+    let sql = format!(
+        "SELECT {ROOM_COLUMNS} FROM rooms WHERE disabled = FALSE \
+         AND (? IS NULL OR owner_id = ?) \
+         AND (? IS NULL OR is_live < ? OR (is_live = ? AND id < ?)) \
+         ORDER BY is_live DESC, id DESC LIMIT ?"
+    );
+    let live = after.map(|cursor| cursor.is_live);
+    let id = after.map(|cursor| cursor.id);
+    let rooms = on_conn!(exec, conn => {
+        sqlx::query_as::<_, Room>(&sql)
+            .bind(owner_id)
+            .bind(owner_id)
+            .bind(id)
+            .bind(live)
+            .bind(live)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+    });
+    Ok(rooms)
+}
+
+/// Whether `err` is the unique violation of a stream key already in use.
+pub fn is_duplicate_key(err: &DbError) -> bool {
+    matches!(err, DbError::Query(sqlx::Error::Database(db)) if db.is_unique_violation())
+}
+
+/// How many rooms `owner_id` owns, disabled ones included.
+pub async fn count_of_owner(exec: impl Executor<'_>, owner_id: i64) -> Result<i64, DbError> {
+    let count: i64 = on_conn!(exec, conn => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM rooms WHERE owner_id = ?")
+            .bind(owner_id)
+            .fetch_one(conn)
+            .await?
+    });
+    Ok(count)
 }

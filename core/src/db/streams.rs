@@ -384,3 +384,26 @@ pub async fn set_record_url(
     });
     Ok(())
 }
+
+/// Up to `limit` streams of a room, newest first, with ids below `before` when given.
+pub async fn page_of_room(
+    exec: impl Executor<'_>,
+    room_id: i64,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Stream>, DbError> {
+    let sql = format!(
+        "SELECT {STREAM_COLUMNS} FROM streams WHERE room_id = ? AND (? IS NULL OR id < ?) \
+         ORDER BY id DESC LIMIT ?"
+    );
+    let streams = on_conn!(exec, conn => {
+        sqlx::query_as::<_, Stream>(&sql)
+            .bind(room_id)
+            .bind(before)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+    });
+    Ok(streams)
+}

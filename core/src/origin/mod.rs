@@ -1,9 +1,11 @@
 //! The origins' control APIs behind one trait: list what an origin is carrying and kick a
 //! publisher. The hooks service reconciles its streams with [`OriginControl::streams`]; a room
 //! API kicks through [`OriginControl::kick`]. One implementation per origin software:
-//! [`srs::SrsApi`] (`/api/v1/streams`, `DELETE /api/v1/clients/{id}`) and [`zlm::ZlmApi`]
-//! (`/index/api/getMediaList`, `/index/api/close_streams`).
+//! [`srs::SrsApi`] (`/api/v1/streams`, `DELETE /api/v1/clients/{id}`), [`zlm::ZlmApi`]
+//! (`/index/api/getMediaList`, `/index/api/close_streams`) and [`nginx::NginxRtmpControl`]
+//! (`/control/drop/publisher`, kicks only).
 
+pub mod nginx;
 pub mod srs;
 pub mod zlm;
 
@@ -66,6 +68,9 @@ pub enum OriginError {
     /// The stream reference lacks what this origin needs to find the publisher.
     #[error("cannot kick on this origin without the publisher's {0}")]
     Incomplete(&'static str),
+    /// This origin's API cannot do what was asked.
+    #[error("this origin's API does not support {0}")]
+    Unsupported(&'static str),
 }
 
 impl From<reqwest::Error> for OriginError {

@@ -9,6 +9,7 @@ mod support;
 
 mod aborts;
 mod admin;
+mod api_tokens;
 mod cache;
 mod cdn;
 mod flv;

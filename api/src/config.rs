@@ -1,0 +1,397 @@
+//! The room API's configuration: `[server]`, `[database]`, `[bus]`, `[auth]`, `[rooms]`,
+//! `[play_token]`, `[[origins]]` and `[log]`.
+//! Loaded from TOML (`-c/--config` or `LIVEGATE_API_CONFIG`) with `LIVEGATE_API__SECTION__KEY`
+//! overrides. There is no running on defaults alone: the JWT and play token keys must be given.
+
+use std::net::SocketAddr;
+
+use livegate_core::bus::BusConfig;
+use livegate_core::config::{Problems, Validate};
+use livegate_core::db::DbConfig;
+use livegate_core::telemetry::LogConfig;
+use livegate_core::token::TokenKeys;
+use livegate_core::Secret;
+use serde::Deserialize;
+
+/// The longest a play token may be valid: a leaked token must not play for days.
+pub const MAX_PLAY_TOKEN_TTL_S: u64 = 24 * 3600;
+/// The shortest JWT key accepted, in bytes (HS256 wants at least its hash length).
+pub const MIN_JWT_KEY_BYTES: usize = 32;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listeners, limits and shutdown.
+    pub server: ServerConfig,
+    /// The database (users, rooms, streams, sessions).
+    pub database: DbConfig,
+    /// The bus (rate limits).
+    pub bus: BusConfig,
+    /// Accounts, passwords and login sessions.
+    pub auth: AuthConfig,
+    /// Publish and play URLs handed out with rooms.
+    pub rooms: RoomsConfig,
+    /// Play tokens.
+    pub play_token: PlayTokenConfig,
+    /// The origins' control APIs, for kicking publishers.
+    pub origins: Vec<OriginConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the API listener. Default: `127.0.0.1:8090`.
+    pub listen: SocketAddr,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`).
+    /// Default: `127.0.0.1:9190`.
+    pub admin_listen: SocketAddr,
+    /// Largest accepted request body, in bytes. Default: 16384.
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 503, in milliseconds. Default: 10000.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for requests in flight, in milliseconds. Default: 5000.
+    pub shutdown_grace_ms: u64,
+    /// Whether to take the client address from the first `X-Forwarded-For` entry (only behind
+    /// a proxy that sets it): rate limits count per client address. Default: false.
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9190)),
+            max_body_bytes: 16 * 1024,
+            request_timeout_ms: 10_000,
+            shutdown_grace_ms: 5000,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HMAC keys of the access tokens (JWT, HS256), newest first: the first signs, all
+    /// verify. Each at least 32 bytes; may be `env:NAME` or `file:PATH`. Required.
+    pub jwt_keys: Vec<Secret>,
+    /// Lifetime of an access token, in seconds. Default: 900.
+    pub access_ttl_s: u64,
+    /// Lifetime of a refresh token, in seconds. Default: 2592000 (30 days).
+    pub refresh_ttl_s: u64,
+    /// Argon2id memory cost, in KiB. Default: 19456 (OWASP's minimum).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes. Default: 2.
+    pub argon2_iterations: u32,
+    /// Argon2id lanes. Default: 1.
+    pub argon2_parallelism: u32,
+    /// Failed logins allowed per username per window; 0 turns the limit off. Default: 5.
+    pub failed_logins_per_username: u32,
+    /// Failed logins allowed per client address per window; 0 turns the limit off.
+    /// Default: 20.
+    pub failed_logins_per_address: u32,
+    /// The window of both limits, in seconds. Default: 900.
+    pub failed_login_window_s: u64,
+    /// Whether anyone may register (as a viewer or a streamer). Default: true.
+    pub open_registration: bool,
+    /// An admin created at start when no user has this name. Default: none.
+    pub first_admin: Option<FirstAdmin>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_keys: Vec::new(),
+            access_ttl_s: 900,
+            refresh_ttl_s: 30 * 24 * 3600,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            failed_logins_per_username: 5,
+            failed_logins_per_address: 20,
+            failed_login_window_s: 900,
+            open_registration: true,
+            first_admin: None,
+        }
+    }
+}
+
+/// `[auth.first_admin]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstAdmin {
+    /// The admin's username.
+    pub username: String,
+    /// The admin's password; may be `env:NAME` or `file:PATH`.
+    pub password: Secret,
+}
+
+/// `[rooms]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// Host (and port) publishers push RTMP to: `rtmp://{ingest_host}/live/{room}?key=…`.
+    /// Default: `127.0.0.1:1935`.
+    pub ingest_host: String,
+    /// Base URL of the public edge (the proxy) viewers play from. Default:
+    /// `http://127.0.0.1:8080`.
+    pub edge_base_url: String,
+    /// Path of a room's HLS playlist on the edge, `{room}` standing for the room id; the
+    /// proxy's `routes.playlist` for its origin. Default: `/live/{room}.m3u8`.
+    pub hls_path: String,
+    /// Path of a room's HTTP-FLV stream on the edge (`routes.flv`); empty when the origin
+    /// serves none (nginx-rtmp). Default: `/live/{room}.flv`.
+    pub flv_path: String,
+    /// Most rooms one streamer may own. Default: 100.
+    pub max_per_owner: u32,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            ingest_host: "127.0.0.1:1935".to_owned(),
+            edge_base_url: "http://127.0.0.1:8080".to_owned(),
+            hls_path: "/live/{room}.m3u8".to_owned(),
+            flv_path: "/live/{room}.flv".to_owned(),
+            max_per_owner: 100,
+        }
+    }
+}
+
+/// `[play_token]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlayTokenConfig {
+    /// HMAC keys of play token v1, the same list as the proxy's `token.keys`: the first
+    /// signs. Each may be `env:NAME` or `file:PATH`. Required.
+    pub keys: Vec<Secret>,
+    /// Lifetime of a play token, in seconds; at most 86400. Default: 3600.
+    pub ttl_s: u64,
+    /// Tokens handed out per client address per minute; 0 turns the limit off. Default: 60.
+    pub per_address_per_minute: u32,
+    /// Query parameter the edge reads the token from. Default: `token`.
+    pub query_param: String,
+}
+
+impl Default for PlayTokenConfig {
+    fn default() -> Self {
+        Self {
+            keys: Vec::new(),
+            ttl_s: 3600,
+            per_address_per_minute: 60,
+            query_param: "token".to_owned(),
+        }
+    }
+}
+
+/// Which origin software an `[[origins]]` entry controls, as stream rows name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OriginKind {
+    /// SRS: `DELETE /api/v1/clients/{id}` on its HTTP API.
+    #[serde(rename = "srs")]
+    Srs,
+    /// ZLMediaKit: `/index/api/close_streams` with its secret.
+    #[serde(rename = "zlmediakit")]
+    Zlmediakit,
+    /// nginx-rtmp: `/control/drop/publisher` of its control module.
+    #[serde(rename = "nginx-rtmp")]
+    NginxRtmp,
+}
+
+impl OriginKind {
+    /// The `streams.origin_kind` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OriginKind::Srs => "srs",
+            OriginKind::Zlmediakit => "zlmediakit",
+            OriginKind::NginxRtmp => "nginx-rtmp",
+        }
+    }
+}
+
+/// One `[[origins]]` entry: how to reach the control API of the origin server(s) that stream
+/// rows name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginConfig {
+    /// `srs`, `zlmediakit` or `nginx-rtmp`.
+    pub kind: OriginKind,
+    /// The origin server id stream rows carry (SRS `server_id`, ZLMediaKit
+    /// `mediaServerId`, the hooks' nginx-rtmp `server_id`); unset matches any server of this
+    /// kind that no other entry names.
+    #[serde(default)]
+    pub server_id: Option<String>,
+    /// Base URL of the control API: SRS's HTTP API (`http://127.0.0.1:1985`), ZLMediaKit's
+    /// HTTP server, or nginx-rtmp's control location (`http://127.0.0.1:8081/control`).
+    pub url: String,
+    /// SRS basic-auth user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// SRS basic-auth password, or ZLMediaKit's `[api] secret` (required for it). May be
+    /// `env:NAME` or `file:PATH`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    /// Timeout of one control request, in milliseconds. Default: 3000.
+    #[serde(default = "default_origin_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_origin_timeout_ms() -> u64 {
+    3000
+}
+
+impl Config {
+    fn validate_auth(&self, problems: &mut Problems) {
+        let auth = &self.auth;
+        if auth.jwt_keys.is_empty() {
+            problems.add("auth.jwt_keys", "must list at least one key");
+        }
+        for (index, key) in auth.jwt_keys.iter().enumerate() {
+            if key.expose().len() < MIN_JWT_KEY_BYTES {
+                problems.add(
+                    "auth.jwt_keys",
+                    format!("key #{index} must be at least {MIN_JWT_KEY_BYTES} bytes"),
+                );
+            }
+        }
+        problems.check(
+            (60..=86_400).contains(&auth.access_ttl_s),
+            "auth.access_ttl_s",
+            "must be between 60 and 86400",
+        );
+        problems.check(
+            auth.refresh_ttl_s >= auth.access_ttl_s && auth.refresh_ttl_s <= 365 * 86_400,
+            "auth.refresh_ttl_s",
+            "must be at least auth.access_ttl_s and at most a year",
+        );
+        if let Err(err) = argon2::Params::new(
+            auth.argon2_memory_kib,
+            auth.argon2_iterations,
+            auth.argon2_parallelism,
+            None,
+        ) {
+            problems.add(
+                "auth.argon2_memory_kib",
+                format!("argon2 parameters: {err}"),
+            );
+        }
+        problems.check(
+            auth.failed_login_window_s > 0,
+            "auth.failed_login_window_s",
+            "must be at least 1",
+        );
+        if let Some(admin) = &auth.first_admin {
+            if let Err(message) = crate::validate::username(&admin.username) {
+                problems.add("auth.first_admin.username", message);
+            }
+            if let Err(message) = crate::validate::password(admin.password.expose()) {
+                problems.add("auth.first_admin.password", message);
+            }
+        }
+    }
+
+    fn validate_origins(&self, problems: &mut Problems) {
+        for (index, origin) in self.origins.iter().enumerate() {
+            let key = |field: &str| format!("origins[{index}].{field}");
+            problems.check(
+                origin.url.starts_with("http://") || origin.url.starts_with("https://"),
+                &key("url"),
+                "must be an http:// or https:// URL",
+            );
+            problems.check(
+                origin.timeout_ms > 0,
+                &key("timeout_ms"),
+                "must be at least 1",
+            );
+            if origin.kind == OriginKind::Zlmediakit {
+                problems.check(
+                    origin
+                        .secret
+                        .as_ref()
+                        .is_some_and(|s| !s.expose().is_empty()),
+                    &key("secret"),
+                    "must be set for zlmediakit (its [api] secret)",
+                );
+            }
+            let twin = self.origins[..index]
+                .iter()
+                .any(|other| other.kind == origin.kind && other.server_id == origin.server_id);
+            problems.check(
+                !twin,
+                &key("server_id"),
+                "another entry has the same kind and server_id",
+            );
+        }
+    }
+}
+
+impl Validate for Config {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            self.server.listen != self.server.admin_listen || self.server.listen.port() == 0,
+            "server.admin_listen",
+            "must differ from server.listen",
+        );
+        problems.check(
+            (1024..=1024 * 1024).contains(&self.server.max_body_bytes),
+            "server.max_body_bytes",
+            "must be between 1024 and 1048576",
+        );
+        problems.check(
+            self.server.request_timeout_ms > 0,
+            "server.request_timeout_ms",
+            "must be at least 1",
+        );
+        self.database.validate("database", problems);
+        self.bus.validate("bus", problems);
+        self.validate_auth(problems);
+        problems.check(
+            !self.rooms.ingest_host.is_empty()
+                && !self.rooms.ingest_host.contains(['/', '?', '#', ' ']),
+            "rooms.ingest_host",
+            "must be a host or host:port",
+        );
+        problems.check(
+            self.rooms.edge_base_url.starts_with("http://")
+                || self.rooms.edge_base_url.starts_with("https://"),
+            "rooms.edge_base_url",
+            "must be an http:// or https:// URL",
+        );
+        problems.check(
+            self.rooms.hls_path.starts_with('/') && self.rooms.hls_path.contains("{room}"),
+            "rooms.hls_path",
+            "must start with / and contain {room}",
+        );
+        problems.check(
+            self.rooms.flv_path.is_empty()
+                || (self.rooms.flv_path.starts_with('/') && self.rooms.flv_path.contains("{room}")),
+            "rooms.flv_path",
+            "must be empty, or start with / and contain {room}",
+        );
+        problems.check(
+            self.rooms.max_per_owner > 0,
+            "rooms.max_per_owner",
+            "must be at least 1",
+        );
+        if let Err(err) = TokenKeys::new(&self.play_token.keys) {
+            problems.add("play_token.keys", err.to_string());
+        }
+        problems.check(
+            (1..=MAX_PLAY_TOKEN_TTL_S).contains(&self.play_token.ttl_s),
+            "play_token.ttl_s",
+            "must be between 1 and 86400 (24 h)",
+        );
+        problems.check(
+            !self.play_token.query_param.is_empty(),
+            "play_token.query_param",
+            "must not be empty",
+        );
+        self.validate_origins(problems);
+        self.log.validate(problems);
+    }
+}

@@ -1,0 +1,293 @@
+//! livegate-api: the room API platforms' apps and pages talk to.
+//!
+//! Accounts and login sessions (argon2id passwords, JWT access tokens, rotating refresh
+//! tokens), rooms and their stream keys, kicking live publishers through the origins'
+//! control APIs, and play tokens for the edge. [`App::build`] wires it from a [`Config`];
+//! [`App::run`] serves until shutdown.
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod kick;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod validate;
+
+use std::future::IntoFuture as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livegate_core::bus::{Bus, BusError};
+use livegate_core::db::{users, Database, DbError};
+use livegate_core::origin::OriginError;
+use livegate_core::service::{self, bind, BindError, Readiness, Shutdown, Signals, Stop};
+use livegate_core::telemetry::Registry;
+use livegate_core::token::{KeyError, TokenKeys};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+
+use crate::auth::jwt::Jwt;
+use crate::auth::password::{PasswordError, Passwords};
+use crate::auth::Role;
+use crate::kick::Origins;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Db(#[from] DbError),
+    /// The bus could not be set up.
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    /// The play token keys are unusable.
+    #[error("play_token.keys: {0}")]
+    PlayKeys(#[from] KeyError),
+    /// No JWT key is configured.
+    #[error("auth.jwt_keys: must list at least one key")]
+    NoJwtKeys,
+    /// The argon2 parameters are unusable.
+    #[error("auth: {0}")]
+    Passwords(#[from] PasswordError),
+    /// An origin control client could not be built.
+    #[error("origins: {0}")]
+    Origin(#[from] OriginError),
+    /// The first admin could not be created.
+    #[error("auth.first_admin: {0}")]
+    FirstAdmin(String),
+}
+
+/// The external parts the service talks to, injectable for tests.
+#[derive(Debug, Clone)]
+pub struct Deps {
+    /// The database (already migrated).
+    pub db: Database,
+    /// The bus.
+    pub bus: Bus,
+    /// The origins' control APIs.
+    pub origins: Origins,
+}
+
+/// A built, not yet running service.
+#[derive(Debug)]
+pub struct App {
+    state: AppState,
+    registry: Arc<Registry>,
+}
+
+impl App {
+    /// Connects the database (migrating it if configured) and the bus, builds the origin
+    /// clients, and creates `auth.first_admin` if it does not exist yet.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let db = Database::connect(&config.database).await?;
+        if config.database.migrate_on_start {
+            db.migrate().await?;
+        }
+        let bus = Bus::connect(&config.bus)?;
+        let origins = Origins::from_config(&config.origins)?;
+        let app = Self::build_with(config, Deps { db, bus, origins })?;
+        app.ensure_first_admin().await?;
+        Ok(app)
+    }
+
+    /// Builds the service around given dependencies.
+    pub fn build_with(config: Config, deps: Deps) -> Result<App, StartError> {
+        let mut registry = Registry::with_prefix("api");
+        let metrics = Metrics::register(&mut registry);
+        let jwt = Jwt::new(&config.auth.jwt_keys, config.auth.access_ttl_s)
+            .ok_or(StartError::NoJwtKeys)?;
+        let passwords = Passwords::new(&config.auth)?;
+        let play_keys = TokenKeys::new(&config.play_token.keys)?;
+        let state = AppState::new(state::Parts {
+            config,
+            db: deps.db,
+            bus: deps.bus,
+            jwt,
+            passwords,
+            play_keys,
+            origins: deps.origins,
+            metrics,
+        });
+        Ok(App {
+            state,
+            registry: Arc::new(registry),
+        })
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    async fn ensure_first_admin(&self) -> Result<(), StartError> {
+        let Some(admin) = &self.state.config().auth.first_admin else {
+            return Ok(());
+        };
+        if users::by_username(self.state.db(), &admin.username)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        create_admin(&self.state, &admin.username, admin.password.expose()).await?;
+        Ok(())
+    }
+
+    /// Serves the API on `listener` and the admin endpoints on `admin_listener` until
+    /// `shutdown` is requested, then drains the requests in flight within one
+    /// `server.shutdown_grace_ms`.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        admin_listener: TcpListener,
+        shutdown: Shutdown,
+    ) -> std::io::Result<()> {
+        let App { state, registry } = self;
+        let grace = Duration::from_millis(state.config().server.shutdown_grace_ms);
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            api.addr = %listener.local_addr()?,
+            admin.addr = %admin_listener.local_addr()?,
+            database = ?state.db().backend(),
+            "livegate-api listening"
+        );
+        let stop = shutdown.token().clone();
+        let (db, bus) = (state.db().clone(), state.bus().clone());
+        let readiness = Readiness::new(Duration::from_secs(1))
+            .check("database", move || {
+                let db = db.clone();
+                async move { db.ping().await }
+            })
+            .check("bus", move || {
+                let bus = bus.clone();
+                async move { bus.ping().await }
+            });
+        let admin_server = shutdown.spawn(service::admin::serve(
+            admin_listener,
+            service::admin::router(registry, readiness),
+            stop.clone(),
+        ));
+        let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .into_future();
+        let mut serve = std::pin::pin!(serve);
+        let ended = tokio::select! {
+            result = &mut serve => Some(result),
+            _ = shutdown.requested() => None,
+        };
+        if ended.is_some() {
+            // The API listener failed: stop the admin listener too before returning.
+            shutdown.request(Stop::Drain);
+        }
+        let mut drain = shutdown.drain(grace);
+        let served = match ended {
+            Some(result) => result,
+            None => drain.step("requests", serve).await.unwrap_or(Ok(())),
+        };
+        drain.step("admin listener", admin_server).await;
+        drain.tasks().await;
+        drain.finish();
+        tracing::info!("livegate-api stopped");
+        served
+    }
+}
+
+/// Creates an admin account (`livegate-api admin create`, `auth.first_admin`).
+pub async fn create_admin(
+    state: &AppState,
+    username: &str,
+    password: &str,
+) -> Result<i64, StartError> {
+    validate::username(username).map_err(StartError::FirstAdmin)?;
+    validate::password(password).map_err(StartError::FirstAdmin)?;
+    match routes::users::create_user(state, username, password.to_owned(), Role::Admin).await {
+        Ok(user) => {
+            tracing::info!(user.id = user.id, "admin created");
+            Ok(user.id)
+        }
+        Err(err) if err.code() == "conflict" => Err(StartError::FirstAdmin(format!(
+            "a user called {username} already exists"
+        ))),
+        Err(_) => Err(StartError::FirstAdmin(
+            "the account could not be stored".to_owned(),
+        )),
+    }
+}
+
+/// Why the process ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The async runtime could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// A listener could not be opened.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The service could not be built.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The signal handlers could not be installed.
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+    /// The API listener failed while serving.
+    #[error("API listener failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// The process: binds the listeners, builds the service and serves until SIGTERM (drain) or
+/// SIGINT (stop at once).
+pub async fn serve(config: Config) -> Result<(), RunError> {
+    // First, so that a signal arriving while the service starts is not lost.
+    let signals = Signals::install().map_err(RunError::Signals)?;
+    let listener = bind(config.server.listen, "server.listen").await?;
+    let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
+    let app = App::build(config).await?;
+    let shutdown = Shutdown::new();
+    shutdown
+        .run_with_signals(signals, app.run(listener, admin, shutdown.clone()))
+        .await
+        .map_err(RunError::Serve)
+}
+
+/// `livegate-api admin create`: opens the database and creates an admin.
+pub async fn admin_create(
+    config: Config,
+    username: &str,
+    password: &str,
+) -> Result<i64, StartError> {
+    let db = Database::connect(&config.database).await?;
+    if config.database.migrate_on_start {
+        db.migrate().await?;
+    }
+    let bus = Bus::connect(&config.bus)?;
+    let app = App::build_with(
+        config,
+        Deps {
+            db,
+            bus,
+            origins: Origins::default(),
+        },
+    )?;
+    create_admin(app.state(), username, password).await
+}
+
+/// `livegate-api migrate`: applies the pending database migrations.
+pub async fn migrate(config: &Config) -> Result<(), StartError> {
+    Database::connect(&config.database).await?.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,60 @@
+//! The one router of the API under `/api/v1`, on the one [`AppState`]. Every resource has its
+//! module; new ones (chat's WebSocket, gifts, payments) are merged here the same way.
+
+pub mod play;
+pub mod rooms;
+pub mod sessions;
+pub mod users;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue};
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::{method_not_allowed, no_route};
+use crate::metrics::track;
+use crate::state::AppState;
+
+/// The API routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/users", post(users::register))
+        .route("/users/me", get(users::me))
+        .route("/sessions", post(sessions::login).delete(sessions::logout))
+        .route("/sessions/refresh", post(sessions::refresh))
+        .route("/rooms", post(rooms::manage::create).get(rooms::read::list))
+        .route(
+            "/rooms/{id}",
+            get(rooms::read::get)
+                .patch(rooms::manage::patch)
+                .delete(rooms::manage::disable),
+        )
+        .route(
+            "/rooms/{id}/stream-key/rotate",
+            post(rooms::manage::rotate_key),
+        )
+        .route("/rooms/{id}/streams", get(rooms::read::streams))
+        .route("/rooms/{id}/play-token", get(play::play_token));
+    let max_body = state.config().server.max_body_bytes;
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(no_route)
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .layer(middleware::from_fn(no_store))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Answers carry tokens and keys: no cache keeps them.
+async fn no_store(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

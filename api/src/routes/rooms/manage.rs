@@ -1,0 +1,288 @@
+//! What owners and admins do to rooms: `POST /api/v1/rooms`, `PATCH` and `DELETE
+//! /api/v1/rooms/{id}`, `POST /api/v1/rooms/{id}/stream-key/rotate`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use livegate_core::db::{now_ms, rooms, streams, NewRoom, Room, RoomChanges};
+
+use super::read::room_id;
+use super::view::RoomView;
+use crate::auth::{random_token, Caller, Role};
+use crate::error::{ApiError, Json, Path};
+use crate::kick::{self, Kicked};
+use crate::state::AppState;
+use crate::validate;
+
+/// Random bytes in a stream key: 256 bits, 43 URL-safe characters.
+const STREAM_KEY_BYTES: usize = 32;
+
+/// A room with its publishing secret, for its owner only.
+#[derive(Debug, Serialize)]
+pub struct RoomWithKey {
+    room: RoomView,
+    stream_key: String,
+    publish_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kicked: Option<&'static str>,
+}
+
+/// A room after a change that may have kicked its publisher.
+#[derive(Debug, Serialize)]
+pub struct RoomAfterKick {
+    room: RoomView,
+    /// `kicked`, `failed` or `no_control` when a publisher was live; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kicked: Option<&'static str>,
+}
+
+/// `null` and absent differ for optional settings: `null` clears, absent keeps.
+fn some_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The body of `POST /api/v1/rooms`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    login_required: bool,
+    #[serde(default)]
+    publish_allow_cidrs: Vec<String>,
+    #[serde(default)]
+    stream_key_expires_at: Option<i64>,
+}
+
+/// The body of `PATCH /api/v1/rooms/{id}`: absent fields stay as they are.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchRoom {
+    title: Option<String>,
+    login_required: Option<bool>,
+    publish_allow_cidrs: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "some_option")]
+    stream_key_expires_at: Option<Option<i64>>,
+}
+
+fn check_expiry(expires_at: Option<i64>, now: i64) -> Result<Option<i64>, ApiError> {
+    match expires_at {
+        Some(at) if at <= now => Err(ApiError::invalid(
+            "stream_key_expires_at",
+            "must be in the future (unix milliseconds)",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn publish_url(state: &AppState, room_id: i64, key: &str) -> String {
+    format!(
+        "rtmp://{}/live/{room_id}?key={key}",
+        state.config().rooms.ingest_host
+    )
+}
+
+/// Creates a room owned by the caller (a streamer or an admin); 201 with its stream key and
+/// publish URL, the only answers that ever carry the key besides a rotation.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CreateRoom>,
+) -> Result<(StatusCode, axum::Json<RoomWithKey>), ApiError> {
+    if caller.role == Role::Viewer {
+        return Err(ApiError::forbidden("viewers cannot create rooms"));
+    }
+    validate::title(&body.title).map_err(|m| ApiError::invalid("title", m))?;
+    let cidrs = validate::cidrs(&body.publish_allow_cidrs)
+        .map_err(|m| ApiError::invalid("publish_allow_cidrs", m))?;
+    let now = now_ms();
+    let expires_at = check_expiry(body.stream_key_expires_at, now)?;
+    let max = state.config().rooms.max_per_owner;
+    let key = random_token(STREAM_KEY_BYTES);
+    let mut tx = state.db().begin().await?;
+    if caller.role != Role::Admin
+        && rooms::count_of_owner(&mut tx, caller.user_id).await? >= i64::from(max)
+    {
+        return Err(ApiError::conflict(format!(
+            "a streamer may own at most {max} rooms"
+        )));
+    }
+    let id = rooms::create(
+        &mut tx,
+        &NewRoom {
+            owner_id: caller.user_id,
+            title: &body.title,
+            stream_key: &key,
+            stream_key_expires_at: expires_at,
+            publish_allow_cidrs: cidrs.as_deref(),
+        },
+        now,
+    )
+    .await?;
+    if body.login_required {
+        rooms::update(
+            &mut tx,
+            id,
+            &RoomChanges {
+                title: &body.title,
+                login_required: true,
+                publish_allow_cidrs: cidrs.as_deref(),
+                stream_key_expires_at: expires_at,
+            },
+        )
+        .await?;
+    }
+    let room = rooms::get(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    tx.commit().await?;
+    tracing::info!(room.id = id, user.id = caller.user_id, "room created");
+    let publish_url = publish_url(&state, id, &key);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(RoomWithKey {
+            room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+            stream_key: key,
+            publish_url,
+            kicked: None,
+        }),
+    ))
+}
+
+/// Reads and locks room `id` for a change by `caller`: 404 when it does not exist, 403 when
+/// the caller may not manage it.
+async fn lock_managed(
+    tx: &mut livegate_core::db::Tx<'_>,
+    id: i64,
+    caller: &Caller,
+) -> Result<Room, ApiError> {
+    let room = rooms::lock(tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("room"))?;
+    if !caller.may_manage(room.owner_id) {
+        return Err(ApiError::forbidden(
+            "only the room's owner or an admin may change it",
+        ));
+    }
+    Ok(room)
+}
+
+/// Changes a room's title, login requirement, publisher allow-list or key expiry.
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    Json(body): Json<PatchRoom>,
+) -> Result<axum::Json<RoomView>, ApiError> {
+    let id = room_id(id)?;
+    if let Some(title) = &body.title {
+        validate::title(title).map_err(|m| ApiError::invalid("title", m))?;
+    }
+    let cidrs = body
+        .publish_allow_cidrs
+        .as_deref()
+        .map(validate::cidrs)
+        .transpose()
+        .map_err(|m| ApiError::invalid("publish_allow_cidrs", m))?;
+    let expiry = body
+        .stream_key_expires_at
+        .map(|at| check_expiry(at, now_ms()))
+        .transpose()?;
+    let mut tx = state.db().begin().await?;
+    let room = lock_managed(&mut tx, id, &caller).await?;
+    let changes = RoomChanges {
+        title: body.title.as_deref().unwrap_or(&room.title),
+        login_required: body.login_required.unwrap_or(room.login_required),
+        publish_allow_cidrs: match &cidrs {
+            Some(new) => new.as_deref(),
+            None => room.publish_allow_cidrs.as_deref(),
+        },
+        stream_key_expires_at: expiry.unwrap_or(room.stream_key_expires_at),
+    };
+    rooms::update(&mut tx, id, &changes).await?;
+    let room = rooms::get(&mut tx, id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    tx.commit().await?;
+    tracing::info!(
+        room.id = id,
+        user.id = caller.user_id,
+        "room settings changed"
+    );
+    Ok(axum::Json(RoomView::new(
+        &room,
+        &state.config().rooms,
+        Some(&caller),
+    )))
+}
+
+/// Kicks the room's publisher if it is live.
+async fn kick_live(state: &AppState, room_id: i64) -> Result<Option<Kicked>, ApiError> {
+    match streams::open(state.db(), room_id).await? {
+        Some(stream) => Ok(Some(
+            kick::kick(state.origins(), state.metrics(), &stream).await,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Disables a room: publishes are refused from now on (by the hooks service) and a live
+/// publisher is kicked. The room and its history stay.
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<RoomAfterKick>, ApiError> {
+    let id = room_id(id)?;
+    let mut tx = state.db().begin().await?;
+    lock_managed(&mut tx, id, &caller).await?;
+    rooms::set_disabled(&mut tx, id, true).await?;
+    tx.commit().await?;
+    tracing::info!(room.id = id, user.id = caller.user_id, "room disabled");
+    // After the commit: a publisher that reconnects at once is already refused.
+    let kicked = kick_live(&state, id).await?;
+    let room = rooms::get(state.db(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("room"))?;
+    Ok(axum::Json(RoomAfterKick {
+        room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+        kicked: kicked.map(Kicked::as_str),
+    }))
+}
+
+/// Replaces the room's stream key (clearing its expiry) and kicks a publisher that is live on
+/// the old one.
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<RoomWithKey>, ApiError> {
+    let id = room_id(id)?;
+    let key = random_token(STREAM_KEY_BYTES);
+    let mut tx = state.db().begin().await?;
+    let room = lock_managed(&mut tx, id, &caller).await?;
+    if room.disabled {
+        return Err(ApiError::conflict("the room is disabled"));
+    }
+    rooms::set_stream_key(&mut tx, id, &key, None).await?;
+    tx.commit().await?;
+    tracing::info!(room.id = id, user.id = caller.user_id, "stream key rotated");
+    // Any open stream was published with the old key.
+    let kicked = kick_live(&state, id).await?;
+    let room = rooms::get(state.db(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("room"))?;
+    let publish_url = publish_url(&state, id, &key);
+    Ok(axum::Json(RoomWithKey {
+        room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+        stream_key: key,
+        publish_url,
+        kicked: kicked.map(Kicked::as_str),
+    }))
+}

@@ -1,0 +1,5 @@
+//! Rooms: reading (anyone), managing (owner or admin), and how they are shown.
+
+pub mod manage;
+pub mod read;
+pub mod view;

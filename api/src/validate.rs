@@ -1,0 +1,111 @@
+//! Checks of client input, shared by the routes and the configuration. Each returns the
+//! message a 400 (or a configuration problem) shows.
+
+use ipnet::IpNet;
+
+/// Longest username, in characters (`users.username` is `VARCHAR(64)`).
+pub const USERNAME_MAX: usize = 32;
+/// Longest room title, in characters (`rooms.title` is `VARCHAR(255)`).
+pub const TITLE_MAX: usize = 255;
+/// Most networks in a publisher allow-list (`rooms.publish_allow_cidrs` is `VARCHAR(1024)`).
+pub const CIDRS_MAX: usize = 20;
+/// Shortest password, in characters.
+pub const PASSWORD_MIN: usize = 8;
+/// Longest password, in bytes: argon2 time must not grow with what a client sends.
+pub const PASSWORD_MAX_BYTES: usize = 256;
+
+/// 3 to 32 of `a-z`, `0-9`, `_`, `.`, `-`, starting with a letter or digit.
+pub fn username(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
+    let ok_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if (3..=USERNAME_MAX).contains(&name.len()) && ok_chars && ok_start {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 3 to {USERNAME_MAX} lowercase letters, digits, `_`, `.` or `-`, \
+             starting with a letter or digit"
+        ))
+    }
+}
+
+/// At least 8 characters, at most 256 bytes.
+pub fn password(password: &str) -> Result<(), String> {
+    if password.chars().count() < PASSWORD_MIN {
+        Err(format!("must be at least {PASSWORD_MIN} characters"))
+    } else if password.len() > PASSWORD_MAX_BYTES {
+        Err(format!("must be at most {PASSWORD_MAX_BYTES} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A title: at most 255 characters, no control characters.
+pub fn title(title: &str) -> Result<(), String> {
+    livegate_core::db::columns::check_text(title, TITLE_MAX).map_err(|err| err.to_string())
+}
+
+/// A publisher allow-list: up to 20 networks (`203.0.113.0/24`, `2001:db8::/32`, or a bare
+/// address); returns the comma-separated form the hooks service reads, `None` for an empty
+/// list (anywhere).
+pub fn cidrs(list: &[String]) -> Result<Option<String>, String> {
+    if list.len() > CIDRS_MAX {
+        return Err(format!("must list at most {CIDRS_MAX} networks"));
+    }
+    let mut parsed = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate() {
+        let entry = entry.trim();
+        let net = entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from))
+            .map_err(|_| format!("entry #{index} is not a network such as 203.0.113.0/24"))?;
+        // Stored as the network itself: `10.1.2.3/8` is `10.0.0.0/8`.
+        parsed.push(net.trunc().to_string());
+    }
+    Ok((!parsed.is_empty()).then(|| parsed.join(",")))
+}
+
+/// The stored allow-list as a list.
+pub fn cidrs_list(stored: Option<&str>) -> Vec<String> {
+    stored
+        .map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(username("alice").is_ok());
+        assert!(username("a.b-c_9").is_ok());
+        assert!(username("al").is_err());
+        assert!(username("Alice").is_err());
+        assert!(username("_alice").is_err());
+        assert!(username(&"a".repeat(33)).is_err());
+        assert!(username("al ice").is_err());
+    }
+
+    #[test]
+    fn allow_lists() {
+        assert_eq!(cidrs(&[]), Ok(None));
+        assert_eq!(
+            cidrs(&["10.0.0.0/8".into(), "::1".into()]),
+            Ok(Some("10.0.0.0/8,::1/128".into()))
+        );
+        assert!(cidrs(&["nope".into()]).is_err());
+        assert_eq!(cidrs(&["10.1.2.3/8".into()]), Ok(Some("10.0.0.0/8".into())));
+        assert_eq!(cidrs_list(Some("10.0.0.0/8,::1/128")).len(), 2);
+    }
+}

@@ -1,0 +1,14 @@
+//! Integration tests of livegate-api: the real service on 127.0.0.1:0 against SQLite (and
+//! MariaDB with `LIVEGATE_TEST_MYSQL_URL`), the in-process bus (and Redis with
+//! `LIVEGATE_TEST_REDIS_URL`).
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod accounts;
+mod binary;
+mod configs;
+mod input;
+mod kicks;
+mod play;
+mod rooms;
+mod secrets;
+mod support;
