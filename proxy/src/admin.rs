@@ -27,9 +27,11 @@ use crate::metrics::Metrics;
 use crate::revocation::RevocationList;
 use crate::viewers::ViewerCounts;
 
-/// How far ahead an admin revocation without a time reaches: past the longest play token the
-/// API issues (24 hours).
-const DEFAULT_REVOCATION_S: u64 = 24 * 3600;
+/// How far ahead an admin revocation without a time reaches: the API's default play-token
+/// lifetime. Every token issued so far (with that lifetime) expires by then and every later one
+/// after, so viewers who fetch a new token play again at once; a longer reach would refuse
+/// those too until it passed.
+const DEFAULT_REVOCATION_S: u64 = 3600;
 
 /// Longest a readiness check may take; the origin check only reads the health checks' results.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -94,7 +96,7 @@ impl AdminApp {
     }
 
     /// `POST /revocations?room=ID[&tokens_expiring_by=UNIX]`: refuses the room's tokens that
-    /// expire by then (default: a day from now, past any token the API issues) in this process;
+    /// expire by then (default: an hour from now, the API's token lifetime) in this process;
     /// `GET /revocations` lists the entries in force.
     fn revocations(&self, method: &Method, query: Option<&str>) -> Response<Vec<u8>> {
         if method == Method::GET {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod cors;
 pub mod downstream;
 pub mod drain;
+pub mod edge_bus;
 pub mod flv;
 pub mod forwarding;
 pub mod gate;
@@ -80,9 +81,6 @@ pub enum StartError {
     /// The shutdown helper thread could not be started.
     #[error("starting the drain watcher: {0}")]
     Thread(#[source] std::io::Error),
-    /// The bus URL is unusable.
-    #[error("bus.url: {0}")]
-    Bus(#[from] livegate_core::bus::BusError),
 }
 
 /// Builds the server and runs it until shutdown. Everything that can fail runs before an
@@ -192,21 +190,17 @@ pub fn run_with(
     server.add_service(admin);
     let (bus, shutdown, drained) = match embedded {
         Some(embedded) => (
-            embedded.bus,
+            embedded.bus.map(edge_bus::Source::Shared),
             Some(embedded.shutdown),
             Some(embedded.drained),
         ),
         None => (
-            config.bus.as_ref().map(Bus::connect).transpose()?,
+            config.bus.clone().map(edge_bus::Source::Connect),
             None,
             None,
         ),
     };
-    if let Some(bus) = bus {
-        server.add_service(background_service(
-            "room revocations",
-            revocation::RevocationFeed::new(bus.clone(), revocations),
-        ));
+    if let Some(source) = bus {
         // One name per process: an edge's reports replace its own earlier ones.
         let edge = format!(
             "{}#{}",
@@ -218,13 +212,16 @@ pub fn run_with(
             std::process::id()
         );
         server.add_service(background_service(
-            "viewer counts",
-            viewers::ViewerReporter::new(
-                bus,
-                viewer_counts,
-                edge,
-                Duration::from_millis(config.viewers.report_interval_ms),
-            ),
+            "bus",
+            edge_bus::EdgeBus {
+                source,
+                revocations: revocation::RevocationFeed::new(revocations),
+                viewers: viewers::ViewerReporter::new(
+                    viewer_counts,
+                    edge,
+                    Duration::from_millis(config.viewers.report_interval_ms),
+                ),
+            },
         ));
     }
     let drained = drained.unwrap_or_else(|| {

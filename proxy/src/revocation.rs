@@ -7,11 +7,9 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use livegate_core::bus::{Bus, Received, Revocation};
 use livegate_core::unix_now;
 use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -110,17 +108,18 @@ impl RevocationList {
 /// Follows the bus's revocation feed into a [`RevocationList`]: one subscription, and a read
 /// of what is in force on start and whenever messages may have been missed.
 pub struct RevocationFeed {
-    bus: Bus,
     list: std::sync::Arc<RevocationList>,
 }
 
 impl RevocationFeed {
-    /// Follows `bus` into `list`.
-    pub fn new(bus: Bus, list: std::sync::Arc<RevocationList>) -> RevocationFeed {
-        RevocationFeed { bus, list }
+    /// Follows the feed into `list`.
+    pub fn new(list: std::sync::Arc<RevocationList>) -> RevocationFeed {
+        RevocationFeed { list }
     }
 
-    async fn follow(&self, bus: &Bus, shutdown: &mut ShutdownWatch) {
+    /// Follows `bus`'s feed until shutdown.
+    pub async fn follow(&self, bus: &Bus, mut shutdown: ShutdownWatch) {
+        let shutdown = &mut shutdown;
         let feed = bus.revocations();
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         loop {
@@ -192,13 +191,6 @@ async fn pause(shutdown: &mut ShutdownWatch) -> bool {
     tokio::select! {
         () = tokio::time::sleep(RETRY_AFTER) => false,
         _ = shutdown.changed() => true,
-    }
-}
-
-#[async_trait]
-impl BackgroundService for RevocationFeed {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        self.follow(&self.bus, &mut shutdown).await;
     }
 }
 

@@ -9,10 +9,8 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use livegate_core::bus::{Bus, EdgeViewers, RoomViewers};
 use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
@@ -174,22 +172,15 @@ impl Drop for FlvViewer {
 
 /// Publishes the counts to the bus every interval.
 pub struct ViewerReporter {
-    bus: Bus,
     counts: Arc<ViewerCounts>,
     edge: String,
     interval: Duration,
 }
 
 impl ViewerReporter {
-    /// Reports `counts` as edge `edge` on `bus`.
-    pub fn new(
-        bus: Bus,
-        counts: Arc<ViewerCounts>,
-        edge: String,
-        interval: Duration,
-    ) -> ViewerReporter {
+    /// Reports `counts` as edge `edge`.
+    pub fn new(counts: Arc<ViewerCounts>, edge: String, interval: Duration) -> ViewerReporter {
         ViewerReporter {
-            bus,
             counts,
             edge,
             interval,
@@ -208,10 +199,10 @@ impl ViewerReporter {
     }
 }
 
-#[async_trait]
-impl BackgroundService for ViewerReporter {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let channel = self.bus.edge_viewers();
+impl ViewerReporter {
+    /// Publishes on `bus` every interval until shutdown.
+    pub async fn publish(&self, bus: &Bus, mut shutdown: ShutdownWatch) {
+        let channel = bus.edge_viewers();
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;

@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
             "/rooms/{id}/stream-key/rotate",
             post(rooms::manage::rotate_key),
         )
+        .route("/rooms/{id}/kill", post(rooms::manage::kill))
         .route("/rooms/{id}/streams", get(rooms::read::streams))
         .route("/rooms/{id}/play-token", get(play::play_token));
     let max_body = state.config().server.max_body_bytes;

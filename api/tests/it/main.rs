@@ -9,6 +9,7 @@ mod configs;
 mod input;
 mod kicks;
 mod play;
+mod revocations;
 mod rooms;
 mod secrets;
 mod support;

@@ -11,7 +11,8 @@ use livegate_tests::media::make_hls;
 use livegate_tests::nginx::{static_origin, Nginx};
 use serde_json::{json, Value};
 
-use crate::support::{client, ProxyBuilder, KEY};
+use crate::flv::{paced_origin, read_at_least};
+use crate::support::{client, streaming_client, ProxyBuilder, KEY};
 
 const PASSWORD: &str = "a long enough password";
 
@@ -19,6 +20,7 @@ const PASSWORD: &str = "a long enough password";
 /// handing out URLs on `edge`.
 async fn start_api(
     edge: &str,
+    bus: &BusConfig,
 ) -> (
     String,
     Shutdown,
@@ -37,7 +39,8 @@ async fn start_api(
     .await
     .unwrap();
     db.migrate().await.unwrap();
-    let bus = Bus::connect(&BusConfig::default()).unwrap();
+    config.bus = bus.clone();
+    let bus = Bus::connect(bus).unwrap();
     let app = App::build_with(
         config,
         Deps {
@@ -74,7 +77,7 @@ async fn a_token_from_the_api_plays_through_the_proxy() {
     let nginx = Nginx::start("", &static_origin(media.path()));
     nginx.ready().await;
     let proxy = ProxyBuilder::new(nginx.addr).start().await;
-    let (api, shutdown, handle) = start_api(&proxy.url("")).await;
+    let (api, shutdown, handle) = start_api(&proxy.url(""), &BusConfig::default()).await;
 
     let session = post(
         format!("{api}/api/v1/sessions"),
@@ -120,6 +123,77 @@ async fn a_token_from_the_api_plays_through_the_proxy() {
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), 403);
+
+    shutdown.request(Stop::Drain);
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn disabling_a_room_in_the_api_cuts_its_viewers_at_the_edge() {
+    let Some(redis) = livegate_core::testing::redis_url() else {
+        return;
+    };
+    let prefix = format!(
+        "lgtest-api-revoke-{}-{}",
+        std::process::id(),
+        livegate_core::unix_now_ms()
+    );
+    let bus = BusConfig {
+        url: Secret::new(redis.as_str()),
+        key_prefix: prefix.clone(),
+        ..BusConfig::default()
+    };
+    let origin = paced_origin().await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .with(&format!(
+            "[bus]\nurl = \"{redis}\"\nkey_prefix = \"{prefix}\""
+        ))
+        .start()
+        .await;
+    let (api, shutdown, handle) = start_api(&proxy.url(""), &bus).await;
+    let session = post(
+        format!("{api}/api/v1/sessions"),
+        None,
+        json!({"username": "admin", "password": PASSWORD}),
+    )
+    .await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let room = post(
+        format!("{api}/api/v1/rooms"),
+        Some(&access),
+        json!({"title": "to be disabled"}),
+    )
+    .await;
+    let room_id = room["room"]["id"].as_i64().unwrap();
+    let minted: Value = client()
+        .get(format!("{api}/api/v1/rooms/{room_id}/play-token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let flv_url = minted["flv_url"].as_str().unwrap().to_owned();
+    let watching = streaming_client().get(&flv_url).send().await.unwrap();
+    assert_eq!(watching.status(), 200, "{flv_url}\n{}", proxy.log());
+    let mut body = watching.bytes_stream();
+    read_at_least(&mut body, 4096).await;
+
+    let disabled = client()
+        .delete(format!("{api}/api/v1/rooms/{room_id}"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+    tokio::time::timeout(livegate_tests::patience(), async {
+        use futures_util::StreamExt as _;
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await
+    .expect("the viewer of the disabled room kept receiving its stream");
+    let refused = client().get(&flv_url).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
 
     shutdown.request(Stop::Drain);
     handle.await.unwrap().unwrap();

@@ -1,11 +1,14 @@
 //! What owners and admins do to rooms: `POST /api/v1/rooms`, `PATCH` and `DELETE
-//! /api/v1/rooms/{id}`, `POST /api/v1/rooms/{id}/stream-key/rotate`.
+//! /api/v1/rooms/{id}`, `POST /api/v1/rooms/{id}/stream-key/rotate`, `POST
+//! /api/v1/rooms/{id}/kill`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use livegate_core::bus::Revocation;
 use livegate_core::db::{now_ms, rooms, streams, NewRoom, Room, RoomChanges};
+use livegate_core::unix_now;
 
 use super::read::room_id;
 use super::view::RoomView;
@@ -26,6 +29,9 @@ pub struct RoomWithKey {
     publish_url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     kicked: Option<&'static str>,
+    /// Whether the edge was told to refuse the viewers' current tokens (absent on creation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    viewers_revoked: Option<bool>,
 }
 
 /// A room after a change that may have kicked its publisher.
@@ -35,6 +41,8 @@ pub struct RoomAfterKick {
     /// `kicked`, `failed` or `no_control` when a publisher was live; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     kicked: Option<&'static str>,
+    /// Whether the edge was told to refuse the viewers' current tokens.
+    viewers_revoked: bool,
 }
 
 /// `null` and absent differ for optional settings: `null` clears, absent keeps.
@@ -151,6 +159,7 @@ pub async fn create(
             stream_key: key,
             publish_url,
             kicked: None,
+            viewers_revoked: None,
         }),
     ))
 }
@@ -232,6 +241,47 @@ async fn kick_live(state: &AppState, room_id: i64) -> Result<Option<Kicked>, Api
     }
 }
 
+/// Tells every edge to refuse the room's play tokens issued so far (those expiring within one
+/// token lifetime from now) and to end its running FLV responses. A bus failure is logged and
+/// reported, not an error: the change itself is made, and tokens run out by themselves.
+async fn revoke_viewers(state: &AppState, room_id: i64) -> bool {
+    let revocation = Revocation {
+        room_id: room_id.unsigned_abs(),
+        tokens_expiring_by: unix_now().saturating_add(state.config().play_token.ttl_s),
+    };
+    match state.bus().revocations().publish(&revocation).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(room.id = room_id, error = %err, "could not revoke the room's play tokens");
+            false
+        }
+    }
+}
+
+/// Ends everything running in a room without disabling it (admins only): the publisher is
+/// kicked and viewers' tokens are refused at the edge; new tokens play.
+pub async fn kill(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<RoomAfterKick>, ApiError> {
+    let id = room_id(id)?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden("only an admin may kill a room"));
+    }
+    let room = rooms::get(state.db(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("room"))?;
+    let viewers_revoked = revoke_viewers(&state, id).await;
+    let kicked = kick_live(&state, id).await?;
+    tracing::info!(room.id = id, user.id = caller.user_id, "room killed");
+    Ok(axum::Json(RoomAfterKick {
+        room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+        kicked: kicked.map(Kicked::as_str),
+        viewers_revoked,
+    }))
+}
+
 /// Disables a room: publishes are refused from now on (by the hooks service) and a live
 /// publisher is kicked. The room and its history stay.
 pub async fn disable(
@@ -245,7 +295,9 @@ pub async fn disable(
     rooms::set_disabled(&mut tx, id, true).await?;
     tx.commit().await?;
     tracing::info!(room.id = id, user.id = caller.user_id, "room disabled");
-    // After the commit: a publisher that reconnects at once is already refused.
+    // After the commit: a publisher that reconnects at once is already refused, and so is a
+    // viewer asking for a new token.
+    let viewers_revoked = revoke_viewers(&state, id).await;
     let kicked = kick_live(&state, id).await?;
     let room = rooms::get(state.db(), id)
         .await?
@@ -253,6 +305,7 @@ pub async fn disable(
     Ok(axum::Json(RoomAfterKick {
         room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
         kicked: kicked.map(Kicked::as_str),
+        viewers_revoked,
     }))
 }
 
@@ -273,7 +326,8 @@ pub async fn rotate_key(
     rooms::set_stream_key(&mut tx, id, &key, None).await?;
     tx.commit().await?;
     tracing::info!(room.id = id, user.id = caller.user_id, "stream key rotated");
-    // Any open stream was published with the old key.
+    // Any open stream was published with the old key; its viewers' tokens go with it.
+    let viewers_revoked = revoke_viewers(&state, id).await;
     let kicked = kick_live(&state, id).await?;
     let room = rooms::get(state.db(), id)
         .await?
@@ -284,5 +338,6 @@ pub async fn rotate_key(
         stream_key: key,
         publish_url,
         kicked: kicked.map(Kicked::as_str),
+        viewers_revoked: Some(viewers_revoked),
     }))
 }

@@ -1,0 +1,71 @@
+//! Disabling a room, rotating its key and killing it tell the edge to refuse the viewers'
+//! current tokens (the proxy applies what arrives on the bus's revocation feed).
+
+use livegate_core::bus::Received;
+use livegate_core::unix_now;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::{setups, TestApp};
+
+#[tokio::test]
+async fn room_changes_revoke_the_viewers_tokens() {
+    for (backend, bus) in setups() {
+        let app = TestApp::spawn(backend, bus).await;
+        let mut feed = app.bus.revocations().subscribe().await.unwrap();
+        let owner = app.user("streamer").await;
+        let admin = app.user("admin").await;
+        let (room, _) = app.room(&owner).await;
+        let ttl = app.app_state.config().play_token.ttl_s;
+
+        let mut expect_revocation = async |what: &str| {
+            let before = unix_now();
+            let received = tokio::time::timeout(livegate_tests::patience(), feed.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no revocation after {what}"));
+            let Some(Received::Message(revocation)) = received else {
+                panic!("{what}: {received:?}");
+            };
+            assert_eq!(revocation.room_id, room as u64, "{what}");
+            // Every token issued so far expires by then; one issued a second later does not.
+            let by = revocation.tokens_expiring_by;
+            assert!(
+                by + 1 >= before + ttl && by <= unix_now() + ttl,
+                "{what}: {by}"
+            );
+        };
+
+        let path = format!("/api/v1/rooms/{room}");
+        let rotated = app
+            .post(
+                &format!("{path}/stream-key/rotate"),
+                Some(&owner.access),
+                json!({}),
+            )
+            .await;
+        assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+        assert_eq!(rotated.body["viewers_revoked"], true);
+        expect_revocation("a key rotation").await;
+
+        // Killing is for admins only, and leaves the room enabled.
+        let refused = app
+            .post(&format!("{path}/kill"), Some(&owner.access), json!({}))
+            .await;
+        assert_eq!(refused.status, 403);
+        let killed = app
+            .post(&format!("{path}/kill"), Some(&admin.access), json!({}))
+            .await;
+        assert_eq!(killed.status, 200, "{:?}", killed.body);
+        assert_eq!(killed.body["viewers_revoked"], true);
+        assert_eq!(killed.body["room"]["disabled"], false);
+        expect_revocation("a kill").await;
+
+        let disabled = app
+            .call(Method::DELETE, &path, Some(&owner.access), None)
+            .await;
+        assert_eq!(disabled.status, 200, "{:?}", disabled.body);
+        assert_eq!(disabled.body["viewers_revoked"], true);
+        expect_revocation("disabling").await;
+        app.stop().await;
+    }
+}
