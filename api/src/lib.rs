@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod routes;
 pub mod state;
 pub mod validate;
+pub mod viewers;
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
@@ -173,6 +174,13 @@ impl App {
             service::admin::router(registry, readiness),
             stop.clone(),
         ));
+        let edge_viewers = {
+            let (state, stop) = (state.clone(), stop.clone());
+            shutdown.spawn(async move {
+                let bus = state.bus().clone();
+                state.edge_viewers().follow(bus, stop).await;
+            })
+        };
         let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -192,6 +200,7 @@ impl App {
             None => drain.step("requests", serve).await.unwrap_or(Ok(())),
         };
         drain.step("admin listener", admin_server).await;
+        drain.step("edge viewer counts", edge_viewers).await;
         drain.tasks().await;
         drain.finish();
         tracing::info!("livegate-api stopped");
@@ -205,11 +214,22 @@ pub async fn create_admin(
     username: &str,
     password: &str,
 ) -> Result<i64, StartError> {
+    create_account(state, username, password, Role::Admin).await
+}
+
+/// Creates an account with `role` from outside the HTTP API (the first admin, `livegate up`'s
+/// demo streamer).
+pub async fn create_account(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    role: Role,
+) -> Result<i64, StartError> {
     validate::username(username).map_err(StartError::FirstAdmin)?;
     validate::password(password).map_err(StartError::FirstAdmin)?;
-    match routes::users::create_user(state, username, password.to_owned(), Role::Admin).await {
+    match routes::users::create_user(state, username, password.to_owned(), role).await {
         Ok(user) => {
-            tracing::info!(user.id = user.id, "admin created");
+            tracing::info!(user.id = user.id, role = role.as_str(), "account created");
             Ok(user.id)
         }
         Err(err) if err.code() == "conflict" => Err(StartError::FirstAdmin(format!(

@@ -12,6 +12,7 @@ use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::kick::Origins;
 use crate::metrics::Metrics;
+use crate::viewers::EdgeViewers;
 
 /// The shared state.
 #[derive(Debug, Clone)]
@@ -29,6 +30,7 @@ struct Inner {
     play_keys: TokenKeys,
     origins: Origins,
     metrics: Metrics,
+    edge_viewers: EdgeViewers,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -75,8 +77,14 @@ impl AppState {
                 play_keys,
                 origins,
                 metrics,
+                edge_viewers: EdgeViewers::default(),
             }),
         }
+    }
+
+    /// Viewer counts reported by the edge.
+    pub fn edge_viewers(&self) -> &EdgeViewers {
+        &self.inner.edge_viewers
     }
 
     /// The configuration.

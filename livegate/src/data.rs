@@ -37,6 +37,15 @@ pub enum DataError {
 pub struct Secrets {
     /// The play-token key shared by the API, the proxy and the hooks service.
     pub token_key: String,
+    /// The key the API signs its access tokens with.
+    pub jwt_key: String,
+}
+
+/// The file as an older binary may have written it (without the JWT key).
+#[derive(Debug, Deserialize)]
+struct StoredSecrets {
+    token_key: String,
+    jwt_key: Option<String>,
 }
 
 /// A data directory.
@@ -88,15 +97,40 @@ impl DataDir {
         let path = self.root.join("secrets.toml");
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let secrets = toml::from_str(&text).map_err(|err| DataError::Secrets {
-                    path: path.clone(),
-                    message: err.message().to_owned(),
-                })?;
-                Ok((secrets, false))
+                let stored: StoredSecrets =
+                    toml::from_str(&text).map_err(|err| DataError::Secrets {
+                        path: path.clone(),
+                        message: err.message().to_owned(),
+                    })?;
+                match stored.jwt_key {
+                    Some(jwt_key) => Ok((
+                        Secrets {
+                            token_key: stored.token_key,
+                            jwt_key,
+                        },
+                        false,
+                    )),
+                    None => {
+                        // Keep the token key (minted tokens still play); add the missing one.
+                        let secrets = Secrets {
+                            token_key: stored.token_key,
+                            jwt_key: random_hex(32)?,
+                        };
+                        let fresh = path.with_extension("toml.new");
+                        let _ = fs::remove_file(&fresh);
+                        write_private(&fresh, &toml_text(&secrets))?;
+                        fs::rename(&fresh, &path).map_err(|source| DataError::Io {
+                            path: path.clone(),
+                            source,
+                        })?;
+                        Ok((secrets, false))
+                    }
+                }
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let secrets = Secrets {
                     token_key: random_hex(32)?,
+                    jwt_key: random_hex(32)?,
                 };
                 write_private(&path, &toml_text(&secrets))?;
                 Ok((secrets, true))
@@ -109,8 +143,8 @@ impl DataDir {
 fn toml_text(secrets: &Secrets) -> String {
     format!(
         "# Made by `livegate up` on first start. Keep it private; deleting it makes new keys\n\
-         # (tokens minted before then stop playing).\ntoken_key = \"{}\"\n",
-        secrets.token_key
+         # (tokens minted before then stop playing).\ntoken_key = \"{}\"\njwt_key = \"{}\"\n",
+        secrets.token_key, secrets.jwt_key
     )
 }
 
@@ -152,6 +186,14 @@ mod tests {
         let (again, made) = data.secrets().unwrap();
         assert!(!made);
         assert_eq!(again.token_key, first.token_key);
+        assert_eq!(again.jwt_key, first.jwt_key);
+        // A file without the JWT key keeps its token key and gains one.
+        let path = data.root().join("secrets.toml");
+        fs::write(&path, format!("token_key = \"{}\"\n", first.token_key)).unwrap();
+        let (upgraded, made) = data.secrets().unwrap();
+        assert!(!made);
+        assert_eq!(upgraded.token_key, first.token_key);
+        assert_eq!(upgraded.jwt_key.len(), 64);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

@@ -1,4 +1,4 @@
-//! `livegate up`: the whole toolkit in one process on embedded defaults — a SQLite file, the
+//! `livegate up`: the whole toolkit (proxy, hooks, room API) in one process on embedded defaults — a SQLite file, the
 //! in-process bus shared by every service, local directories — with local ports that do not
 //! clash, a demo room on first start, and one clean shutdown for all of it.
 
@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use livegate_api::auth::Role;
 use livegate_core::bus::Bus;
-use livegate_core::db::{rooms, users, Database};
+use livegate_core::db::{rooms, Database};
 use livegate_core::service::CancellationToken;
 use livegate_core::service::{bind, Shutdown, Stop};
 use livegate_core::token::TokenKeys;
@@ -29,6 +30,10 @@ pub mod ports {
     pub const HOOKS: u16 = 8085;
     /// The hooks service's metrics and health.
     pub const HOOKS_ADMIN: u16 = 9185;
+    /// The room API.
+    pub const API: u16 = 8090;
+    /// The API's metrics and health.
+    pub const API_ADMIN: u16 = 9190;
 }
 
 /// How `livegate up` runs.
@@ -74,6 +79,9 @@ pub enum UpError {
     /// The hooks service.
     #[error("hooks: {0}")]
     Hooks(#[from] livegate_hooks::StartError),
+    /// The room API.
+    #[error("api: {0}")]
+    Api(#[from] livegate_api::StartError),
     /// The proxy.
     #[error("proxy: {0}")]
     Proxy(String),
@@ -88,6 +96,8 @@ pub struct Plan {
     pub proxy: livegate_proxy::Config,
     /// The hooks service's.
     pub hooks: livegate_hooks::Config,
+    /// The room API's.
+    pub api: livegate_api::Config,
     /// The data directory.
     pub data: DataDir,
     /// Whether the secrets were made now (a first start).
@@ -138,6 +148,31 @@ impl Plan {
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
         );
+        let api_text = format!(
+            "[server]\nlisten = \"127.0.0.1:{api}\"\nadmin_listen = \"127.0.0.1:{api_admin}\"\n\
+             [database]\nurl = {database}\n\
+             [bus]\nurl = {bus}\n\
+             [auth]\njwt_keys = [{jwt}]\n\
+             [rooms]\ningest_host = {host}\nedge_base_url = {edge}\n\
+             [play_token]\nkeys = [{key}]\n\
+             [[origins]]\nkind = \"srs\"\nurl = \"http://127.0.0.1:1985\"\n",
+            api = port(&options, ports::API),
+            api_admin = port(&options, ports::API_ADMIN),
+            database = toml_string(&database),
+            bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
+            jwt = toml_string(&secrets.jwt_key),
+            host = toml_string(&options.public_host),
+            edge = toml_string(&format!(
+                "http://{}:{}",
+                options.public_host,
+                port(&options, ports::PROXY)
+            )),
+        );
+        let api =
+            livegate_core::config::from_toml_str(&api_text).map_err(|err| UpError::Config {
+                service: "api",
+                message: err.to_string(),
+            })?;
         let proxy =
             livegate_core::config::from_toml_str(&proxy_text).map_err(|err| UpError::Config {
                 service: "proxy",
@@ -151,6 +186,7 @@ impl Plan {
         Ok(Plan {
             proxy,
             hooks,
+            api,
             data,
             first_start,
             options,
@@ -159,34 +195,44 @@ impl Plan {
     }
 }
 
-/// The demo streamer's room, made on first start.
+/// The demo room, made on first start with its streamer and the first admin.
 #[derive(Debug, Clone)]
 pub struct DemoRoom {
     /// Its id.
     pub id: i64,
     /// Its stream key.
     pub stream_key: String,
+    /// The accounts made now, with their passwords (shown once).
+    pub accounts: Vec<(&'static str, String)>,
 }
 
-/// Makes the demo streamer and room on first start (kept in the database, found again by
+/// Makes the first admin, a demo streamer and their room on first start (found again later by
 /// the id noted in the data directory).
-async fn demo_room(db: &Database, plan: &Plan) -> Result<Option<DemoRoom>, UpError> {
+async fn demo_room(
+    db: &Database,
+    api: &livegate_api::state::AppState,
+    plan: &Plan,
+) -> Result<Option<DemoRoom>, UpError> {
     let noted = plan.data.root().join("demo-room");
     if let Ok(text) = std::fs::read_to_string(&noted) {
         if let Ok(id) = text.trim().parse::<i64>() {
             return Ok(rooms::get(db, id).await?.map(|room| DemoRoom {
                 id: room.id,
                 stream_key: room.stream_key,
+                accounts: Vec::new(),
             }));
         }
     }
-    let now = unix_now_ms();
-    // The account cannot log in (no password hash matches `!`) until one is set for it.
-    let owner = match users::create(db, "demo", "!", "streamer", now).await {
-        Ok(id) => id,
-        Err(err) => return Err(err.into()),
-    };
-    let stream_key = random_hex(16)?;
+    let mut accounts = Vec::new();
+    let mut owner = None;
+    for (username, role) in [("admin", Role::Admin), ("demo", Role::Streamer)] {
+        let password = random_hex(12)?;
+        let id = livegate_api::create_account(api, username, &password, role).await?;
+        accounts.push((username, password));
+        owner = Some(id);
+    }
+    let owner = owner.unwrap_or_default();
+    let stream_key = livegate_api::auth::random_token(32);
     let id = rooms::create(
         db,
         &rooms::NewRoom {
@@ -196,14 +242,18 @@ async fn demo_room(db: &Database, plan: &Plan) -> Result<Option<DemoRoom>, UpErr
             stream_key_expires_at: None,
             publish_allow_cidrs: None,
         },
-        now,
+        unix_now_ms(),
     )
     .await?;
     std::fs::write(&noted, format!("{id}\n")).map_err(|source| DataError::Io {
         path: noted,
         source,
     })?;
-    Ok(Some(DemoRoom { id, stream_key }))
+    Ok(Some(DemoRoom {
+        id,
+        stream_key,
+        accounts,
+    }))
 }
 
 /// Pingora's shutdown signal, from the process's shutdown switch.
@@ -251,7 +301,19 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     let bus = Bus::connect(&plan.hooks.bus)?;
     let db = Database::connect(&plan.hooks.database).await?;
     db.migrate().await?;
-    let demo = demo_room(&db, &plan).await?;
+
+    let api_listener = bind(plan.api.server.listen, "api server.listen").await?;
+    let api_admin = bind(plan.api.server.admin_listen, "api server.admin_listen").await?;
+    let api = livegate_api::App::build_with(
+        plan.api.clone(),
+        livegate_api::Deps {
+            db: db.clone(),
+            bus: bus.clone(),
+            origins: livegate_api::kick::Origins::from_config(&plan.api.origins)
+                .map_err(livegate_api::StartError::from)?,
+        },
+    )?;
+    let demo = demo_room(&db, api.state(), &plan).await?;
 
     let hooks_listener = bind(plan.hooks.server.listen, "hooks server.listen").await?;
     let hooks_admin = bind(plan.hooks.server.admin_listen, "hooks server.admin_listen").await?;
@@ -295,6 +357,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     // A service's run drains the tracker's tasks, so it is not one of them itself; it is
     // awaited below.
     let hooks_task = tokio::spawn(hooks.run(hooks_listener, hooks_admin, shutdown.clone()));
+    let api_task = tokio::spawn(api.run(api_listener, api_admin, shutdown.clone()));
     print_welcome(
         &plan.options,
         &plan.token_key,
@@ -311,6 +374,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     if let Some(outcome) = proxy_outcome {
         shutdown.request(Stop::Now);
         let _ = hooks_task.await;
+        let _ = api_task.await;
         signals_done.cancel();
         let _ = signals.await;
         return match outcome {
@@ -323,6 +387,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     // response has ended (or its grace period runs out).
     let proxy_grace = Duration::from_secs(proxy_config.server.grace_period_s + 1);
     let hooks_outcome = hooks_task.await;
+    let api_outcome = api_task.await;
     tokio::select! {
         _ = drained => tracing::info!("proxy drained"),
         _ = proxy_done => tracing::info!("proxy stopped"),
@@ -332,11 +397,14 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     let _ = signals.await;
     // Pingora's runtimes end with the process; its thread is not waited for.
     drop(proxy_thread);
-    match hooks_outcome {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(err)) => Err(err.into()),
-        Err(err) => Err(UpError::Io(std::io::Error::other(err))),
+    for outcome in [hooks_outcome, api_outcome] {
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(err.into()),
+            Err(err) => return Err(UpError::Io(std::io::Error::other(err))),
+        }
     }
+    Ok(())
 }
 
 fn print_welcome(
@@ -364,17 +432,28 @@ fn print_welcome(
             made = if first_start { " (made now)" } else { "" },
             stream_key = room.stream_key,
         ));
+        for (username, password) in &room.accounts {
+            text.push_str(&format!(
+                "  account {username:<6} password {password}   (shown once: note it)\n"
+            ));
+        }
+        if !room.accounts.is_empty() {
+            text.push('\n');
+        }
     }
     text.push_str(&format!(
         "  origin expected: SRS with infra/srs/livegate.conf (RTMP 1935, HTTP {origin}); or\n\
          \x20   nginx with Debian's RTMP module and infra/nginx-rtmp/nginx.conf\n\
          \x20 proxy  http://127.0.0.1:{proxy}    metrics http://127.0.0.1:{proxy_admin}/metrics\n\
          \x20 hooks  http://127.0.0.1:{hooks}    metrics http://127.0.0.1:{hooks_admin}/metrics\n\
+         \x20 api    http://127.0.0.1:{api}/api/v1    metrics http://127.0.0.1:{api_admin}/metrics\n\
          \x20 data   {data}\n",
         origin = options.origin,
         proxy_admin = port(options, ports::PROXY_ADMIN),
         hooks = port(options, ports::HOOKS),
         hooks_admin = port(options, ports::HOOKS_ADMIN),
+        api = port(options, ports::API),
+        api_admin = port(options, ports::API_ADMIN),
         data = data.root().display(),
     ));
     // The one place a stream key and a token are shown: the operator's own terminal.
@@ -382,12 +461,14 @@ fn print_welcome(
 }
 
 /// The listen addresses `livegate up` uses with these options (for tests and `doctor`).
-pub fn addresses(options: &UpOptions) -> [(&'static str, SocketAddr); 4] {
+pub fn addresses(options: &UpOptions) -> [(&'static str, SocketAddr); 6] {
     let at = |base| SocketAddr::from(([127, 0, 0, 1], port(options, base)));
     [
         ("proxy", at(ports::PROXY)),
         ("proxy admin", at(ports::PROXY_ADMIN)),
         ("hooks", at(ports::HOOKS)),
         ("hooks admin", at(ports::HOOKS_ADMIN)),
+        ("api", at(ports::API)),
+        ("api admin", at(ports::API_ADMIN)),
     ]
 }

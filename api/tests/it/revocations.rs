@@ -69,3 +69,38 @@ async fn room_changes_revoke_the_viewers_tokens() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn room_details_count_the_viewers_the_edges_report() {
+    use livegate_core::bus::{EdgeViewers, RoomViewers};
+    for (backend, bus) in setups() {
+        let app = TestApp::spawn(backend, bus).await;
+        let owner = app.user("streamer").await;
+        let (room, _) = app.room(&owner).await;
+        crate::rooms::go_live(&app, room, "srs", "client-1").await;
+        let channel = app.bus.edge_viewers();
+        let report = |edge: &str, flv, hls| EdgeViewers {
+            edge: edge.to_owned(),
+            at_ms: livegate_core::unix_now_ms(),
+            valid_ms: 60_000,
+            rooms: vec![RoomViewers {
+                room_id: room as u64,
+                flv,
+                hls,
+            }],
+        };
+        // The API subscribes as it starts: report until the sum of both edges shows.
+        livegate_tests::wait_until("the edges' viewers in the room's details", || {
+            let (app, channel) = (&app, channel.clone());
+            let (first, second) = (report("edge-a", 3, 2), report("edge-b", 1, 0));
+            async move {
+                channel.publish(&first).await.ok()?;
+                channel.publish(&second).await.ok()?;
+                let details = app.get(&format!("/api/v1/rooms/{room}"), None).await;
+                (details.body["viewer_count"] == 6).then_some(())
+            }
+        })
+        .await;
+        app.stop().await;
+    }
+}

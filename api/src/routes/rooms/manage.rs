@@ -155,7 +155,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         axum::Json(RoomWithKey {
-            room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+            room: RoomView::new(&room, &state, Some(&caller)),
             stream_key: key,
             publish_url,
             kicked: None,
@@ -224,11 +224,7 @@ pub async fn patch(
         user.id = caller.user_id,
         "room settings changed"
     );
-    Ok(axum::Json(RoomView::new(
-        &room,
-        &state.config().rooms,
-        Some(&caller),
-    )))
+    Ok(axum::Json(RoomView::new(&room, &state, Some(&caller))))
 }
 
 /// Kicks the room's publisher if it is live.
@@ -276,7 +272,7 @@ pub async fn kill(
     let kicked = kick_live(&state, id).await?;
     tracing::info!(room.id = id, user.id = caller.user_id, "room killed");
     Ok(axum::Json(RoomAfterKick {
-        room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+        room: RoomView::new(&room, &state, Some(&caller)),
         kicked: kicked.map(Kicked::as_str),
         viewers_revoked,
     }))
@@ -303,7 +299,7 @@ pub async fn disable(
         .await?
         .ok_or_else(|| ApiError::not_found("room"))?;
     Ok(axum::Json(RoomAfterKick {
-        room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+        room: RoomView::new(&room, &state, Some(&caller)),
         kicked: kicked.map(Kicked::as_str),
         viewers_revoked,
     }))
@@ -334,7 +330,7 @@ pub async fn rotate_key(
         .ok_or_else(|| ApiError::not_found("room"))?;
     let publish_url = publish_url(&state, id, &key);
     Ok(axum::Json(RoomWithKey {
-        room: RoomView::new(&room, &state.config().rooms, Some(&caller)),
+        room: RoomView::new(&room, &state, Some(&caller)),
         stream_key: key,
         publish_url,
         kicked: kicked.map(Kicked::as_str),

@@ -41,11 +41,7 @@ pub async fn get(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<RoomView>, ApiError> {
     let room = visible_room(&state, room_id(id)?, caller.as_ref()).await?;
-    Ok(axum::Json(RoomView::new(
-        &room,
-        &state.config().rooms,
-        caller.as_ref(),
-    )))
+    Ok(axum::Json(RoomView::new(&room, &state, caller.as_ref())))
 }
 
 /// The listing's query.
@@ -76,11 +72,10 @@ pub async fn list(
     let more = found.len() > limit as usize;
     found.truncate(limit as usize);
     let next_cursor = more.then(|| found.last().map(view::room_cursor)).flatten();
-    let config = &state.config().rooms;
     Ok(axum::Json(Page {
         items: found
             .iter()
-            .map(|room| RoomView::new(room, config, caller.as_ref()))
+            .map(|room| RoomView::new(room, &state, caller.as_ref()))
             .collect(),
         next_cursor,
     }))

@@ -8,6 +8,7 @@ use livegate_core::db::{Room, RoomCursor, Stream};
 use crate::auth::Caller;
 use crate::config::RoomsConfig;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::validate;
 
 /// A room as anyone may see it, plus its settings for its owner and admins. Never the key.
@@ -54,7 +55,8 @@ pub fn play_urls(
 
 impl RoomView {
     /// The view of `room` for `caller`.
-    pub fn new(room: &Room, config: &RoomsConfig, caller: Option<&Caller>) -> Self {
+    pub fn new(room: &Room, state: &AppState, caller: Option<&Caller>) -> Self {
+        let config = &state.config().rooms;
         let (hls_url, flv_url) = play_urls(config, room.id, None);
         let settings = caller
             .is_some_and(|caller| caller.may_manage(room.owner_id))
@@ -69,8 +71,12 @@ impl RoomView {
             is_live: room.is_live,
             disabled: room.disabled,
             login_required: room.login_required,
+            // The edge's count (FLV and HLS viewers through the proxies) or the origin's
+            // (plays it reported to the hooks service), whichever sees more.
             viewer_count: if room.is_live {
-                room.viewers_count.max(0)
+                room.viewers_count
+                    .max(state.edge_viewers().room(room.id))
+                    .max(0)
             } else {
                 0
             },
