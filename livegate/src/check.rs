@@ -10,6 +10,8 @@ pub enum Service {
     Proxy,
     /// `livegate-hooks`.
     Hooks,
+    /// `livegate-api`.
+    Api,
 }
 
 impl Service {
@@ -18,12 +20,13 @@ impl Service {
         match self {
             Service::Proxy => "proxy",
             Service::Hooks => "hooks",
+            Service::Api => "api",
         }
     }
 }
 
 /// Sections only one service has.
-const MARKS: [(Service, &[&str]); 2] = [
+const MARKS: [(Service, &[&str]); 3] = [
     (
         Service::Proxy,
         &[
@@ -42,6 +45,7 @@ const MARKS: [(Service, &[&str]); 2] = [
             "nginx_rtmp",
         ],
     ),
+    (Service::Api, &["auth", "rooms", "play_token", "origins"]),
 ];
 
 /// Guesses the service from the file's top-level sections.
@@ -61,7 +65,7 @@ pub fn service_of(text: &str) -> Result<Service, String> {
         .max_by_key(|(_, score)| *score)
         .unwrap_or((Service::Proxy, 0));
     if best == 0 {
-        return Err("cannot tell which service it configures (no [origin], [token], [callers], [publish] … section)".to_owned());
+        return Err("cannot tell which service it configures (no [origin], [token], [callers], [publish], [auth], [rooms] … section)".to_owned());
     }
     Ok(service)
 }
@@ -81,6 +85,11 @@ pub fn check(path: &Path) -> Result<Service, String> {
             &livegate_core::config::EnvSource::from_process("LIVEGATE_HOOKS__"),
         )
         .map(drop),
+        Service::Api => livegate_core::config::load_from::<livegate_api::Config>(
+            Some(path),
+            &livegate_core::config::EnvSource::from_process("LIVEGATE_API__"),
+        )
+        .map(drop),
     };
     parsed
         .map(|()| service)
@@ -98,6 +107,7 @@ mod tests {
             ("proxy.example.toml", Service::Proxy),
             ("proxy.zlmediakit.example.toml", Service::Proxy),
             ("hooks.example.toml", Service::Hooks),
+            ("api.example.toml", Service::Api),
         ] {
             assert_eq!(check(&infra.join(file)), Ok(service), "{file}");
         }

@@ -5,5 +5,6 @@
 
 pub mod check;
 pub mod data;
+pub mod ops;
 pub mod token_tool;
 pub mod up;

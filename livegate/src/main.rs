@@ -52,6 +52,77 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Apply pending database migrations.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Manage accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage rooms.
+    Room {
+        #[command(subcommand)]
+        command: RoomCommand,
+    },
+}
+
+/// Which database: a URL, or the `livegate up` data directory's SQLite file.
+#[derive(Debug, clap::Args)]
+struct DbArgs {
+    /// `mysql://…` or `sqlite:…` (may be `env:NAME`). Default: the data directory's.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// The data directory.
+    #[arg(long, default_value = ".livegate")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from standard input.
+    Create {
+        /// Its name.
+        #[arg(long)]
+        username: String,
+        /// `admin`, `streamer` or `viewer`.
+        #[arg(long, default_value = "streamer")]
+        role: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoomCommand {
+    /// Create a room for an account and print its stream key.
+    Create {
+        /// The owner's username.
+        #[arg(long)]
+        owner: String,
+        /// The room's title.
+        #[arg(long, default_value = "")]
+        title: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List enabled rooms, live first.
+    List {
+        /// Most rooms shown.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Give a room a new stream key (the API's rotate also kicks a live publisher).
+    RotateKey {
+        /// The room.
+        id: i64,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +194,55 @@ fn main() -> ExitCode {
             port_offset,
         }),
         Command::Token { command } => token(command),
+        Command::Migrate { db } => ops(db, |db| async move {
+            drop(db);
+            println!("migrations applied");
+            Ok(())
+        }),
+        Command::User {
+            command: UserCommand::Create { username, role, db },
+        } => {
+            let mut password = String::new();
+            if let Err(err) = std::io::stdin().read_line(&mut password) {
+                eprintln!("livegate user create: reading the password: {err}");
+                return ExitCode::from(livegate_core::service::EX_USAGE);
+            }
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            ops(db, move |db| async move {
+                let id = livegate::ops::create_user(&db, &username, &password, &role).await?;
+                println!("user {id} ({username}, {role}) created");
+                Ok(())
+            })
+        }
+        Command::Room { command } => match command {
+            RoomCommand::Create { owner, title, db } => ops(db, move |db| async move {
+                let user = livegate_core::db::users::by_username(&db, &owner)
+                    .await?
+                    .ok_or_else(|| {
+                        livegate::ops::OpsError::Refused(format!("owner: no user `{owner}`"))
+                    })?;
+                let room = livegate::ops::create_room(&db, user.id, &title).await?;
+                println!("room {} created; stream key {}", room.id, room.stream_key);
+                Ok(())
+            }),
+            RoomCommand::List { limit, db } => ops(db, move |db| async move {
+                for room in livegate::ops::list_rooms(&db, limit).await? {
+                    println!(
+                        "{:>6}  {:<7}  owner {:<6}  {}",
+                        room.id,
+                        if room.is_live { "live" } else { "offline" },
+                        room.owner_id,
+                        room.title
+                    );
+                }
+                Ok(())
+            }),
+            RoomCommand::RotateKey { id, db } => ops(db, move |db| async move {
+                let key = livegate::ops::rotate_key(&db, id).await?;
+                println!("room {id}: new stream key {key}");
+                Ok(())
+            }),
+        },
         Command::CheckConfig { files } => {
             let mut failed = false;
             for file in files {
@@ -139,6 +259,37 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::SUCCESS
             }
+        }
+    }
+}
+
+/// Runs an operator command on the database `args` names.
+fn ops<F, Fut>(args: DbArgs, command: F) -> ExitCode
+where
+    F: FnOnce(livegate_core::db::Database) -> Fut,
+    Fut: std::future::Future<Output = Result<(), livegate::ops::OpsError>>,
+{
+    let url = match args.database.as_deref().map(Secret::resolve).transpose() {
+        Ok(url) => url,
+        Err(err) => {
+            eprintln!("livegate: database: {err}");
+            return ExitCode::from(livegate_core::service::EX_USAGE);
+        }
+    };
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(|err| livegate::ops::OpsError::Refused(err.to_string()))
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let db =
+                    livegate::ops::open(url.as_ref().map(Secret::expose), &args.data_dir).await?;
+                command(db).await
+            })
+        });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("livegate: {err}");
+            ExitCode::FAILURE
         }
     }
 }

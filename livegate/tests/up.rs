@@ -1,0 +1,130 @@
+//! `livegate up` as a newcomer runs it: one process, a demo room and accounts on first start,
+//! a real nginx-rtmp origin publishing into it with the printed key, a clean stop on SIGTERM,
+//! and the same data after a restart.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use livegate_tests::rtmp::{Publisher, RtmpOrigin};
+use livegate_tests::{wait_until, ChildGuard};
+use serde_json::{json, Value};
+
+/// `livegate up` uses 8080, 8085, 8090, 9180, 9185 and 9190 plus an offset: find one where all
+/// of them are free.
+fn free_offset() -> u16 {
+    'search: for attempt in 0..200u16 {
+        let offset = 20_000 + (std::process::id() as u16 % 100) * 100 + attempt * 7;
+        for base in [8080u16, 8085, 8090, 9180, 9185, 9190] {
+            if TcpListener::bind(("127.0.0.1", base + offset)).is_err() {
+                continue 'search;
+            }
+        }
+        return offset;
+    }
+    panic!("no free set of ports for livegate up");
+}
+
+fn start(data: &Path, offset: u16, origin: &str, log: &Path) -> ChildGuard {
+    let child = Command::new(env!("CARGO_BIN_EXE_livegate"))
+        .args(["up", "--data-dir"])
+        .arg(data)
+        .args(["--port-offset", &offset.to_string(), "--origin", origin])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    ChildGuard::new("livegate up", child)
+}
+
+/// The value after `label` on the line containing `line_mark` of the welcome text.
+fn field(text: &str, line_mark: &str, label: &str) -> String {
+    let line = text
+        .lines()
+        .find(|line| line.contains(line_mark))
+        .unwrap_or_else(|| panic!("no `{line_mark}` line in:\n{text}"));
+    let rest = &line[line.find(label).unwrap() + label.len()..];
+    rest.split_whitespace().next().unwrap().to_owned()
+}
+
+async fn ready(admin_port: u16) {
+    wait_until("livegate up to be ready", || async move {
+        let answer = reqwest::get(format!("http://127.0.0.1:{admin_port}/readyz"))
+            .await
+            .ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+}
+
+async fn login(api: &str, username: &str, password: &str) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("{api}/api/v1/sessions"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("up.log");
+    let offset = free_offset();
+    let (hooks, api) = (8085 + offset, 8090 + offset);
+    let origin = RtmpOrigin::start(&format!("http://127.0.0.1:{hooks}"), "");
+    origin.ready().await;
+
+    let mut up = start(&data, offset, "127.0.0.1:1", &log);
+    ready(9190 + offset).await;
+    ready(9185 + offset).await;
+    let welcome = std::fs::read_to_string(&log).unwrap();
+    assert!(welcome.contains("(made now)"), "{welcome}");
+    let room = field(&welcome, "publish (OBS or ffmpeg)", "/live/");
+    let (room_id, key) = room.split_once("?key=").unwrap();
+    let password = field(&welcome, "account admin", "password ");
+    let api_base = format!("http://127.0.0.1:{api}");
+    assert_eq!(login(&api_base, "admin", &password).await, 201);
+
+    // Publishing with the printed key through a real origin puts the room live.
+    let publisher = Publisher::start(&origin.url(&format!("{room_id}?key={key}")), 30);
+    let details = format!("{api_base}/api/v1/rooms/{room_id}");
+    wait_until("the demo room to go live", || {
+        let details = details.clone();
+        async move {
+            let room: Value = reqwest::get(&details).await.ok()?.json().await.ok()?;
+            (room["is_live"] == true).then_some(())
+        }
+    })
+    .await;
+    drop(publisher);
+
+    up.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || up.wait())
+        .await
+        .unwrap()
+        .expect("livegate up exits after SIGTERM");
+    assert!(status.success(), "{status}");
+
+    // The same installation after a restart: no new accounts, the same password.
+    let log_again = dir.path().join("up-again.log");
+    let _up = start(&data, offset, "127.0.0.1:1", &log_again);
+    ready(9190 + offset).await;
+    let welcome = std::fs::read_to_string(&log_again).unwrap();
+    assert!(
+        !welcome.contains("(made now)") && !welcome.contains("account admin"),
+        "{welcome}"
+    );
+    assert!(
+        welcome.contains(&format!("demo room {room_id}")),
+        "{welcome}"
+    );
+    assert_eq!(login(&api_base, "admin", &password).await, 201);
+}
