@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
+use serde::Deserialize;
 use tinyufo::TinyUfo;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -29,6 +30,67 @@ const WEIGHT_UNIT: usize = 1024;
 
 /// The largest entry the weights can express (65535 KiB, rounded to 64 MiB).
 pub const MAX_OBJECT_BYTES: usize = 64 * 1024 * 1024;
+
+/// `[cache]`: playlists and segments kept in memory, one origin request per key however many
+/// viewers ask at once.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Serve HLS through the cache. Default true.
+    pub enabled: bool,
+    /// Most bytes kept. Default 268435456 (256 MiB).
+    pub max_bytes: usize,
+    /// Largest segment kept, in bytes; a larger one is relayed from the origin uncached.
+    /// Default 16777216 (16 MiB), at most 64 MiB.
+    pub max_object_bytes: usize,
+    /// How long a request waits for another request's fetch of the same key before asking the
+    /// origin itself, in milliseconds (nginx's `proxy_cache_lock_timeout`). Default 5000.
+    pub lock_timeout_ms: u64,
+    /// How long a playlist is kept, in milliseconds. Default: half its target duration (1000 for
+    /// a playlist without one), never longer than the origin's `max-age`.
+    pub playlist_ttl_ms: Option<u64>,
+    /// How long a segment is kept, in seconds, never longer than the origin's `max-age`.
+    /// Default 120: longer than any live window, short enough that an origin reusing segment
+    /// names after a restart is not answered from an old stream for long.
+    pub segment_ttl_s: u64,
+    /// Whether the origin's `Cache-Control: no-cache` (or `max-age=0`) keeps an answer out of
+    /// the cache. Default false: live origins put it on playlists for players (nginx's
+    /// `add_header Cache-Control no-cache` is the usual setup), and the shield keeps a playlist
+    /// only for its short TTL anyway. `no-store` and `private` are always honoured, and a
+    /// `max-age` above zero always bounds the time.
+    pub honor_no_cache: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 256 * 1024 * 1024,
+            max_object_bytes: 16 * 1024 * 1024,
+            lock_timeout_ms: 5000,
+            playlist_ttl_ms: None,
+            segment_ttl_s: 120,
+            honor_no_cache: false,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Records problems under `cache`.
+    pub fn validate(&self, problems: &mut livegate_core::config::Problems) {
+        problems.check(
+            self.max_bytes >= 1024 * 1024,
+            "cache.max_bytes",
+            "must be at least 1048576 (1 MiB)",
+        );
+        problems.check(
+            (1024..=MAX_OBJECT_BYTES).contains(&self.max_object_bytes)
+                && self.max_object_bytes <= self.max_bytes,
+            "cache.max_object_bytes",
+            "must be between 1024 and 67108864 (64 MiB), and at most cache.max_bytes",
+        );
+    }
+}
 
 /// A response kept for later viewers.
 #[derive(Debug)]
