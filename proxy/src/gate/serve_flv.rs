@@ -41,16 +41,7 @@ impl Gate {
             return self.respond(session, ctx, status, body).await;
         };
         let request = self.pull_request(session, route, origin.addr, &origin.authority)?;
-        let key = format!(
-            "{} {} {}",
-            request.addr,
-            request.target,
-            request
-                .headers
-                .iter()
-                .find(|(name, _)| name == header::HOST)
-                .map_or("", |(_, host)| host.as_str())
-        );
+        let key = hub_key(session, &self.settings.token_param, &request);
         let joined = tokio::select! {
             joined = self.hubs.join(&key, request) => joined,
             // A viewer that gives up while the origin is asked is gone.
@@ -212,6 +203,25 @@ impl Gate {
             headers,
         })
     }
+}
+
+/// Which hub a viewer joins: the origin, the path and the query without any token, and the
+/// `Host` sent — never the token the proxy mints for the pull, which changes every second and
+/// would give viewers arriving in different seconds pulls of their own.
+fn hub_key(session: &Session, token_param: &str, request: &OriginRequest) -> String {
+    let uri = &session.req_header().uri;
+    let query = uri.query().and_then(|q| strip_query_param(q, token_param));
+    let host = request
+        .headers
+        .iter()
+        .find(|(name, _)| name == header::HOST)
+        .map_or("", |(_, host)| host.as_str());
+    format!(
+        "{} {}?{} {host}",
+        request.addr,
+        uri.path(),
+        query.as_deref().unwrap_or_default()
+    )
 }
 
 /// The moment unix second `at` is over (a token is valid through its `exp` second).

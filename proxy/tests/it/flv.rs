@@ -168,6 +168,42 @@ async fn many_viewers_share_one_origin_pull() {
 }
 
 #[tokio::test]
+async fn viewers_in_different_seconds_share_the_pull_when_the_proxy_mints_its_token() {
+    // With tokens forwarded, the pull carries a token the proxy mints with the current time:
+    // it must not split viewers that arrive in different seconds into pulls of their own.
+    let origin = paced_origin().await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .forward_token(true)
+        .start()
+        .await;
+    let join = || async {
+        let response = streaming_client()
+            .get(proxy.url(&format!("/live/42.flv?token={}", token(42))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.bytes_stream();
+        read_at_least(&mut body, 1024).await;
+        body
+    };
+    let first = join().await;
+    let joined_at = unix_now();
+    wait_until("the clock to reach the next second", || async {
+        (unix_now() > joined_at).then_some(())
+    })
+    .await;
+    let second = join().await;
+    assert_eq!(origin.open_connections(), 1, "{:?}", origin.targets());
+    assert_eq!(origin.targets().len(), 1);
+    assert!(
+        origin.targets()[0].contains("token="),
+        "the origin gets the proxy's token"
+    );
+    drop((first, second));
+}
+
+#[tokio::test]
 async fn a_viewer_joining_a_running_stream_starts_on_a_keyframe() {
     let origin = paced_origin().await;
     let proxy = ProxyBuilder::new(origin.addr).start().await;
