@@ -2,9 +2,11 @@
 # and prefixed log lines. Usage, after `set -euo pipefail`:
 #   BENCH_NAME=flv-bench; . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #   require_tools cargo ffmpeg; some_server & PIDS+=($!)
+# Directories made outside WORK (on /dev/shm, say) go in SCRATCH to be removed on exit too.
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/livegate-$BENCH_NAME.XXXXXX")
 PIDS=()
+SCRATCH=()
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
@@ -13,7 +15,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         wait "$pid" 2>/dev/null || true
     done
-    rm -rf "$WORK"
+    rm -rf "$WORK" "${SCRATCH[@]}"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -1,43 +1,89 @@
 #!/usr/bin/env bash
-# Throughput of livegate-proxy against the nginx-lua baseline (infra/nginx/), both in front of
-# the same nginx origin on loopback, with the same number of workers and a valid play token on
-# every request. Cases: (a) a small HLS playlist (fetched, rewritten per viewer), (b) a ~1 MB
-# segment (streamed through). Prints requests/s, latency percentiles and livegate/nginx-lua.
+# livegate-proxy against the nginx-lua baseline (infra/nginx/), all in front of the same nginx
+# origin on loopback, with a valid play token on every request. Four targets:
+#   nginx-lua        infra/nginx/nginx.conf: token gate, no cache
+#   nginx-lua-cache  infra/nginx/nginx.cached.conf: the same plus proxy_cache/proxy_cache_lock
+#   livegate-nocache livegate-proxy with [cache] enabled = false
+#   livegate         livegate-proxy with its defaults (HLS cache on)
 #
-# Usage: infra/bench/proxy-bench.sh
+# Modes (first argument, default `throughput`):
+#   throughput  wrk against every target for (a) a small HLS playlist (rewritten per viewer; the
+#               caches hold the origin's bytes) and (b) a 1 MiB segment, once per worker count
+#               in BENCH_WORKERS. Prints requests/s, latency percentiles and CPU per request,
+#               and the ratios livegate/nginx-lua-cache and livegate-nocache/nginx-lua.
+#   coalesce    BENCH_COALESCE_CLIENTS concurrent requests, each with its own valid token, for
+#               one segment nobody has asked for yet, which the origin sends slowly (limit_rate)
+#               so that every request arrives while the first one is being filled. Prints how
+#               many requests reached the origin (its own access log) and how many clients got
+#               200 with the whole body.
+#   all         both.
+#
+# Usage: infra/bench/proxy-bench.sh [throughput|coalesce|all]
 # Environment (defaults in brackets):
-#   BENCH_DURATION [10s]      wrk run length per case, proxy and round
-#   BENCH_ROUNDS [3]          rounds; the proxies take turns, and the round with the median
+#   BENCH_WORKERS ["1 2"]     nginx worker_processes and livegate [server] threads; each count
+#                             is a separate pass with all four targets restarted
+#   BENCH_DURATION [6s]       wrk run length per case, target and round
+#   BENCH_ROUNDS [3]          rounds; the targets take turns, and the round with the median
 #                             requests/s is reported (other work on the machine adds noise)
-#   BENCH_WARMUP [2s]         unmeasured wrk run before each measured one
+#   BENCH_WARMUP [1s]         unmeasured wrk run before each measured one (it also fills the
+#                             caches)
 #   BENCH_CONNECTIONS [50]    wrk connections
 #   BENCH_WRK_THREADS [2]     wrk threads
-#   BENCH_WORKERS [2]         nginx-lua worker_processes and livegate [server] threads
 #   BENCH_ORIGIN_WORKERS [1]  origin nginx worker_processes
 #   BENCH_SEGMENT_BYTES [1048576]
+#   BENCH_COALESCE_CLIENTS [1000]
+#   BENCH_COALESCE_RATE [1500k]  origin limit_rate for the coalesced segment (1 MiB: ~0.7 s)
+#   BENCH_COALESCE_WORKERS [2]   workers for the coalescing pass
 #   CARGO_TARGET_DIR [<workspace>/target]
 #   LIVEGATE_PROXY_BIN        run this proxy binary instead of building the workspace's
 # Needs: cargo, nginx with libnginx-mod-http-lua, ffmpeg, wrk, curl, python3.
+# With the defaults, `throughput` takes about 6 minutes and `coalesce` under one.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DURATION=${BENCH_DURATION:-10s}
-WARMUP=${BENCH_WARMUP:-2s}
+MODE=${1:-throughput}
+case "$MODE" in
+    throughput | coalesce | all) ;;
+    *) echo "usage: $0 [throughput|coalesce|all]" >&2; exit 2 ;;
+esac
+DURATION=${BENCH_DURATION:-6s}
+WARMUP=${BENCH_WARMUP:-1s}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-50}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
-WORKERS=${BENCH_WORKERS:-2}
+WORKER_COUNTS=${BENCH_WORKERS:-1 2}
 ORIGIN_WORKERS=${BENCH_ORIGIN_WORKERS:-1}
 SEGMENT_BYTES=${BENCH_SEGMENT_BYTES:-1048576}
+COALESCE_CLIENTS=${BENCH_COALESCE_CLIENTS:-1000}
+COALESCE_RATE=${BENCH_COALESCE_RATE:-1500k}
+COALESCE_WORKERS=${BENCH_COALESCE_WORKERS:-2}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KEY=livegate-bench-key
 ROOM=42
+TARGETS=(nginx-lua nginx-lua-cache livegate-nocache livegate)
 
 BENCH_NAME=proxy-bench
 . "$ROOT/infra/bench/lib.sh"
 require_tools cargo nginx ffmpeg wrk curl python3
 
 chmod 755 "$WORK" # nginx workers run unprivileged and read the media from here
+# Every coalescing client holds a descriptor here and at each proxy, two for nginx.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$MODE" != throughput ] && [ "$(ulimit -n)" != unlimited ] \
+    && [ "$(ulimit -n)" -lt $((2 * COALESCE_CLIENTS + 256)) ]; then
+    log "ulimit -n is $(ulimit -n), too low for $COALESCE_CLIENTS coalescing clients"
+    exit 1
+fi
+
+# nginx-lua-cache keeps its cache on tmpfs when there is one, so that the disk is not measured.
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    CACHE_BASE=$(mktemp -d /dev/shm/livegate-proxy-bench.XXXXXX)
+    SCRATCH+=("$CACHE_BASE")
+else
+    CACHE_BASE=$WORK/cache
+    mkdir -p "$CACHE_BASE"
+fi
+chmod 755 "$CACHE_BASE"
 
 # --- build -----------------------------------------------------------------------------------
 if [ -n "${LIVEGATE_PROXY_BIN:-}" ]; then
@@ -49,7 +95,9 @@ else
 fi
 
 # --- media -----------------------------------------------------------------------------------
-MEDIA=$WORK/media
+# Served from $WWW/live/ by the origin's root.
+WWW=$WORK/www
+MEDIA=$WWW/live
 mkdir -p "$MEDIA"
 log "making media with ffmpeg"
 ffmpeg -hide_banner -loglevel error -nostdin -y \
@@ -59,21 +107,29 @@ ffmpeg -hide_banner -loglevel error -nostdin -y \
     "$MEDIA/$ROOM.m3u8"
 # A stand-in segment of pseudo-random bytes (incompressible, like media).
 head -c "$SEGMENT_BYTES" /dev/urandom >"$MEDIA/$ROOM-big.ts"
-chmod -R a+rX "$MEDIA"
+# One never-requested name per coalescing target, all the same bytes.
+for i in "${!TARGETS[@]}"; do
+    ln "$MEDIA/$ROOM-big.ts" "$MEDIA/$ROOM-slow$i.ts"
+done
+chmod -R a+rX "$WWW"
 PLAYLIST_BYTES=$(wc -c <"$MEDIA/$ROOM.m3u8")
 
 # --- ports -----------------------------------------------------------------------------------
-read -r ORIGIN_PORT LUA_PORT LG_PORT ADMIN_PORT < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(4)]
+free_ports() { # count
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
 PY
-)
+}
 
 # --- origin ----------------------------------------------------------------------------------
-mkdir -p "$WORK/origin/logs" "$WORK/origin/tmp" "$WORK/lua/logs" "$WORK/lua/tmp"
+# The `-slowN.ts` names are the coalescing bench's: sent at a limited rate and logged, so the
+# origin's own log counts the requests that reached it.
+read -r ORIGIN_PORT < <(free_ports 1)
+mkdir -p "$WORK/origin/logs" "$WORK/origin/tmp"
 cat >"$WORK/origin/nginx.conf" <<CONF
 daemon off;
 master_process on;
@@ -91,12 +147,20 @@ http {
     sendfile on;
     tcp_nopush on;
     keepalive_requests 100000;
+    types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
+    log_format fill '\$request_time "\$request" \$status \$body_bytes_sent';
     server {
         listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
+        root $WWW;
+        add_header Cache-Control no-cache;
         location /live/ {
-            alias $MEDIA/;
-            types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }
-            add_header Cache-Control no-cache;
+        }
+        location ~ "^/live/[^/]+-slow[0-9]+\.ts\$" {
+            limit_rate $COALESCE_RATE;
+            # limit_rate lets a whole sendfile chunk go at once and then waits; small chunks
+            # make the pace steady.
+            sendfile_max_chunk 16k;
+            access_log $WORK/origin/logs/slow.log fill;
         }
     }
 }
@@ -105,31 +169,58 @@ nginx -p "$WORK/origin" -c "$WORK/origin/nginx.conf" -e "$WORK/origin/logs/error
     >/dev/null 2>&1 &
 PIDS+=($!)
 
-# --- nginx-lua -------------------------------------------------------------------------------
-sed -e "s#@PREFIX@#$WORK/lua#g" \
-    -e "s#@LUA_DIR@#$ROOT/infra/nginx/lua#g" \
-    -e "s#@LISTEN@#127.0.0.1:$LUA_PORT#g" \
-    -e "s#@ORIGIN@#127.0.0.1:$ORIGIN_PORT#g" \
-    -e "s#@WORKERS@#$WORKERS#g" \
-    "$ROOT/infra/nginx/nginx.conf" >"$WORK/lua/nginx.conf"
-LIVEGATE_TOKEN_KEYS=$KEY nginx -p "$WORK/lua" -c "$WORK/lua/nginx.conf" \
-    -e "$WORK/lua/logs/error.log" >/dev/null 2>&1 &
-LUA_PID=$!
-PIDS+=($LUA_PID)
+# --- tokens ----------------------------------------------------------------------------------
+mint_tokens() { # count: one valid token per line, each with its own expiry (so all differ)
+    python3 - "$KEY" "$ROOM" "$1" <<'PY'
+import base64, hmac, sys, time
+key, room, count = sys.argv[1].encode(), sys.argv[2], int(sys.argv[3])
+exp = int(time.time()) + 3600
+for i in range(count):
+    message = f"{room}|{exp + i}"
+    sig = hmac.new(key, message.encode(), "sha256").hexdigest()
+    print(base64.urlsafe_b64encode(f"{message}|{sig}".encode()).rstrip(b"=").decode())
+PY
+}
+mint_tokens 2 >"$WORK/tokens.check"
+TOKEN=$(sed -n 1p "$WORK/tokens.check")
+TOKEN2=$(sed -n 2p "$WORK/tokens.check")
+PLAYLIST_PATH="/live/$ROOM.m3u8?token=$TOKEN"
+SEGMENT_PATH="/live/$ROOM-big.ts?token=$TOKEN"
 
-# --- livegate-proxy --------------------------------------------------------------------------
-cat >"$WORK/livegate.toml" <<CONF
+# --- targets ---------------------------------------------------------------------------------
+declare -A PORT PID
+start_nginx() { # name template workers port
+    local dir=$WORK/$1
+    rm -rf "$dir" "$CACHE_BASE/$1"
+    mkdir -p "$dir/logs" "$dir/tmp"
+    sed -e "s#@PREFIX@#$dir#g" \
+        -e "s#@LUA_DIR@#$ROOT/infra/nginx/lua#g" \
+        -e "s#@LISTEN@#127.0.0.1:$4#g" \
+        -e "s#@ORIGIN@#127.0.0.1:$ORIGIN_PORT#g" \
+        -e "s#@WORKERS@#$3#g" \
+        -e "s#@CACHE_DIR@#$CACHE_BASE/$1#g" \
+        "$ROOT/infra/nginx/$2" >"$dir/nginx.conf"
+    LIVEGATE_TOKEN_KEYS=$KEY nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" \
+        >/dev/null 2>&1 &
+    PID[$1]=$!
+    PIDS+=($!)
+}
+start_livegate() { # name workers port admin_port cache_enabled
+    local dir=$WORK/$1
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat >"$dir/livegate.toml" <<CONF
 [server]
-listen = ["127.0.0.1:$LG_PORT"]
-threads = $WORKERS
+listen = ["127.0.0.1:$3"]
+threads = $2
 # Nothing to drain when the bench ends.
 grace_period_s = 1
 shutdown_timeout_s = 1
-pid_file = "$WORK/livegate.pid"
-upgrade_sock = "$WORK/livegate-upgrade.sock"
+pid_file = "$dir/livegate.pid"
+upgrade_sock = "$dir/livegate-upgrade.sock"
 
 [admin]
-listen = "127.0.0.1:$ADMIN_PORT"
+listen = "127.0.0.1:$4"
 
 [origin]
 addresses = ["127.0.0.1:$ORIGIN_PORT"]
@@ -137,25 +228,46 @@ addresses = ["127.0.0.1:$ORIGIN_PORT"]
 [token]
 keys = ["$KEY"]
 
+[cache]
+enabled = $5
+
 [log]
 filter = "warn"
 CONF
-"$PROXY_BIN" --config "$WORK/livegate.toml" >"$WORK/livegate.log" 2>&1 &
-LG_PID=$!
-PIDS+=($LG_PID)
+    "$PROXY_BIN" --config "$dir/livegate.toml" >"$dir/livegate.log" 2>&1 &
+    PID[$1]=$!
+    PIDS+=($!)
+}
+start_targets() { # workers
+    local ports
+    read -r -a ports < <(free_ports 6)
+    PORT[nginx-lua]=${ports[0]}
+    PORT[nginx-lua-cache]=${ports[1]}
+    PORT[livegate-nocache]=${ports[2]}
+    PORT[livegate]=${ports[3]}
+    start_nginx nginx-lua nginx.conf "$1" "${PORT[nginx-lua]}"
+    start_nginx nginx-lua-cache nginx.cached.conf "$1" "${PORT[nginx-lua-cache]}"
+    start_livegate livegate-nocache "$1" "${PORT[livegate-nocache]}" "${ports[4]}" false
+    start_livegate livegate "$1" "${PORT[livegate]}" "${ports[5]}" true
+    check_targets
+}
+stop_targets() {
+    local name
+    for name in "${TARGETS[@]}"; do
+        kill -TERM "${PID[$name]}" 2>/dev/null || true
+    done
+    for name in "${TARGETS[@]}"; do
+        wait "${PID[$name]}" 2>/dev/null || true
+    done
+}
 
-# --- token and readiness ---------------------------------------------------------------------
-TOKEN=$(python3 - "$KEY" "$ROOM" <<'PY'
-import base64, hmac, sys, time
-key, room = sys.argv[1].encode(), sys.argv[2]
-message = f"{room}|{int(time.time()) + 3600}"
-sig = hmac.new(key, message.encode(), "sha256").hexdigest()
-print(base64.urlsafe_b64encode(f"{message}|{sig}".encode()).rstrip(b"=").decode())
-PY
-)
-PLAYLIST_PATH="/live/$ROOM.m3u8?token=$TOKEN"
-SEGMENT_PATH="/live/$ROOM-big.ts?token=$TOKEN"
-
+target_logs() {
+    local name
+    for name in "${TARGETS[@]}"; do
+        cat "$WORK/$name/livegate.log" "$WORK/$name/logs/error.log" 2>/dev/null || true
+    done
+    cat "$WORK/origin/logs/error.log" >&2
+}
 wait_ok() { # name port path
     local i
     for i in $(seq 1 100); do
@@ -165,25 +277,46 @@ wait_ok() { # name port path
         sleep 0.1
     done
     log "$1 did not answer 200 on $3"
-    cat "$WORK/livegate.log" "$WORK/lua/logs/error.log" "$WORK/origin/logs/error.log" >&2
+    target_logs >&2
     exit 1
 }
-for target in "nginx-lua $LUA_PORT" "livegate $LG_PORT"; do
-    set -- $target
-    wait_ok "$1" "$2" "$PLAYLIST_PATH"
-    wait_ok "$1" "$2" "$SEGMENT_PATH"
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$2/live/$ROOM.m3u8")
-    [ "$code" = 403 ] || { log "$1 answered $code without a token"; exit 1; }
-    curl -s "http://127.0.0.1:$2$PLAYLIST_PATH" >"$WORK/playlist.$1"
-    size=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$2$SEGMENT_PATH")
-    [ "$size" = "$SEGMENT_BYTES" ] || { log "$1 sent $size segment bytes"; exit 1; }
-done
-grep -q "$ROOM-0.ts?token=$TOKEN" "$WORK/playlist.livegate" || { log "livegate playlist not rewritten"; exit 1; }
-cmp -s "$WORK/playlist.nginx-lua" "$WORK/playlist.livegate" \
-    || { log "the two proxies rewrite the playlist differently"; diff "$WORK/playlist.nginx-lua" "$WORK/playlist.livegate" >&2; exit 1; }
-log "both proxies answer 200 with a valid token and 403 without; playlists rewritten alike"
+# Every target: 200 with a token and 403 without, whole segments, and the same rewritten
+# playlist; the caching ones also rewrite a cached playlist for a second viewer's token.
+check_targets() {
+    local name port code size
+    for name in "${TARGETS[@]}"; do
+        port=${PORT[$name]}
+        wait_ok "$name" "$port" "$PLAYLIST_PATH"
+        wait_ok "$name" "$port" "$SEGMENT_PATH"
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/live/$ROOM.m3u8")
+        [ "$code" = 403 ] || { log "$name answered $code without a token"; exit 1; }
+        curl -s "http://127.0.0.1:$port$PLAYLIST_PATH" >"$WORK/playlist.$name"
+        curl -s -D "$WORK/headers.$name" "http://127.0.0.1:$port/live/$ROOM.m3u8?token=$TOKEN2" \
+            >"$WORK/playlist2.$name"
+        size=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port$SEGMENT_PATH")
+        [ "$size" = "$SEGMENT_BYTES" ] || { log "$name sent $size segment bytes"; exit 1; }
+        grep -q "$ROOM-0.ts?token=$TOKEN" "$WORK/playlist.$name" \
+            || { log "$name: playlist not rewritten"; exit 1; }
+        grep -q "$ROOM-0.ts?token=$TOKEN2" "$WORK/playlist2.$name" \
+            || { log "$name: playlist not rewritten for a second viewer"; exit 1; }
+        cmp -s "$WORK/playlist.nginx-lua" "$WORK/playlist.$name" || {
+            log "nginx-lua and $name rewrite the playlist differently"
+            diff "$WORK/playlist.nginx-lua" "$WORK/playlist.$name" >&2
+            exit 1
+        }
+        case $name in
+            *-cache | livegate)
+                grep -qi '^x-cache: *\(HIT\|COALESCED\)' "$WORK/headers.$name" || {
+                    log "$name: a second playlist request within its TTL was not a cache hit"
+                    cat "$WORK/headers.$name" >&2
+                    exit 1
+                }
+                ;;
+        esac
+    done
+}
 
-# --- wrk -------------------------------------------------------------------------------------
+# --- throughput ------------------------------------------------------------------------------
 # CPU ticks (user and system) used so far by the given processes and their children's threads.
 cpu_ticks() { # pid...
     local pid u=0 k=0 fields
@@ -194,23 +327,23 @@ cpu_ticks() { # pid...
     done
     echo "$u $k"
 }
-proxy_pids() { # name
-    if [ "$1" = livegate ]; then
-        echo "$LG_PID"
-    else
-        echo "$LUA_PID" $(ps -o pid= --ppid "$LUA_PID")
-    fi
+target_pids() { # name: livegate is one process; nginx a master and its workers
+    case $1 in
+        livegate*) echo "${PID[$1]}" ;;
+        *) echo "${PID[$1]}" $(ps -o pid= --ppid "${PID[$1]}") ;;
+    esac
 }
 
-# Prints "rps p50_ms p90_ms p99_ms errors requests cpu_user_s cpu_sys_s" for one measured run.
-run_wrk() { # name port path
-    local url="http://127.0.0.1:$2$3" before after pids
+# Prints "rps p50_ms p90_ms p99_ms errors requests cpu_user_s cpu_sys_s load1" for one run.
+run_wrk() { # name path
+    local url="http://127.0.0.1:${PORT[$1]}$2" before after pids
     wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$WARMUP" "$url" >/dev/null
-    pids=$(proxy_pids "$1")
+    pids=$(target_pids "$1")
     before=$(cpu_ticks $pids)
     wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$url" >"$WORK/wrk.out"
     after=$(cpu_ticks $pids)
-    awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" '
+    awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" \
+        -v la="$(cut -d' ' -f1 /proc/loadavg)" '
         function ms(v) {
             if (v ~ /us$/) return v / 1000
             if (v ~ /ms$/) return v + 0
@@ -226,59 +359,136 @@ run_wrk() { # name port path
         /Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
         END {
             split(before, b, " "); split(after, a, " ")
-            printf "%s %.3f %.3f %.3f %d %d %.2f %.2f\n", rps, p50, p90, p99, errors, requests,
-                (a[1] - b[1]) / hz, (a[2] - b[2]) / hz
+            printf "%s %.3f %.3f %.3f %d %d %.2f %.2f %s\n", rps, p50, p90, p99, errors, requests,
+                (a[1] - b[1]) / hz, (a[2] - b[2]) / hz, la
         }' "$WORK/wrk.out"
 }
 
 declare -A RESULT ALL_RPS
-for case in playlist segment; do
-    if [ "$case" = playlist ]; then path=$PLAYLIST_PATH; else path=$SEGMENT_PATH; fi
-    for round in $(seq 1 "$ROUNDS"); do
-        for target in "nginx-lua $LUA_PORT" "livegate $LG_PORT"; do
-            set -- $target
-            log "wrk: $case via $1, round $round/$ROUNDS ($DURATION, $CONNECTIONS connections)"
-            run_wrk "$1" "$2" "$path" >>"$WORK/runs.$case.$1"
+throughput_pass() { # workers
+    local w=$1 case path round name
+    for case in playlist segment; do
+        if [ "$case" = playlist ]; then path=$PLAYLIST_PATH; else path=$SEGMENT_PATH; fi
+        for round in $(seq 1 "$ROUNDS"); do
+            for name in "${TARGETS[@]}"; do
+                log "wrk: $w workers, $case via $name, round $round/$ROUNDS ($DURATION, $CONNECTIONS connections)"
+                run_wrk "$name" "$path" >>"$WORK/runs.$w.$case.$name"
+            done
+        done
+        for name in "${TARGETS[@]}"; do
+            # The median round by requests/s (the upper one of two).
+            RESULT[$w.$case.$name]=$(sort -g -k1,1 "$WORK/runs.$w.$case.$name" \
+                | sed -n "$((ROUNDS / 2 + 1))p")
+            ALL_RPS[$w.$case.$name]=$(awk '{printf "%s%.0f", (NR > 1 ? " " : ""), $1}' \
+                "$WORK/runs.$w.$case.$name")
         done
     done
-    for proxy in nginx-lua livegate; do
-        # The median round by requests/s (the upper one of two).
-        RESULT[$case.$proxy]=$(sort -g -k1,1 "$WORK/runs.$case.$proxy" | sed -n "$((ROUNDS / 2 + 1))p")
-        ALL_RPS[$case.$proxy]=$(awk '{printf "%s%.0f", (NR > 1 ? " " : ""), $1}' "$WORK/runs.$case.$proxy")
-    done
-done
+}
 
-# --- report ----------------------------------------------------------------------------------
-# CPU columns: the proxy's own processes during the measured run (user, system) and per request;
-# the per-request figure is the steadier one when other work shares the machine.
-echo
-echo "livegate-proxy vs nginx-lua: $WORKERS workers each, wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION, $(nproc) CPUs, median of $ROUNDS rounds"
-echo "playlist: $PLAYLIST_BYTES bytes at the origin, rewritten per request; segment: $SEGMENT_BYTES bytes"
-printf '%-9s %-10s %11s %8s %8s %8s %6s %7s %7s %9s\n' \
-    case proxy "requests/s" "p50 ms" "p90 ms" "p99 ms" errors "usr s" "sys s" "CPU us/req"
-for case in playlist segment; do
-    for proxy in nginx-lua livegate; do
-        read -r rps p50 p90 p99 errors requests usr sys <<<"${RESULT[$case.$proxy]}"
-        awk -v c="$case" -v p="$proxy" -v rps="$rps" -v p50="$p50" -v p90="$p90" -v p99="$p99" \
-            -v e="$errors" -v n="$requests" -v u="$usr" -v k="$sys" 'BEGIN {
-            printf "%-9s %-10s %11.1f %8.3f %8.3f %8.3f %6d %7.2f %7.2f %9.1f\n",
-                c, p, rps, p50, p90, p99, e, u, k, (n > 0 ? (u + k) * 1e6 / n : 0) }'
+# One line of ratios: a over b for requests/s, p99 and CPU per request.
+ratio_line() { # label result_a result_b
+    read -r a_rps _ _ a_p99 _ a_n a_u a_k _ <<<"$2"
+    read -r b_rps _ _ b_p99 _ b_n b_u b_k _ <<<"$3"
+    awk -v l="$1" -v ar="$a_rps" -v br="$b_rps" -v ap="$a_p99" -v bp="$b_p99" \
+        -v an="$a_n" -v ac="$(awk -v u="$a_u" -v k="$a_k" 'BEGIN{print u + k}')" \
+        -v bn="$b_n" -v bc="$(awk -v u="$b_u" -v k="$b_k" 'BEGIN{print u + k}')" 'BEGIN {
+        cpu = (an > 0 && bn > 0 && bc > 0) ? (ac / an) / (bc / bn) : 0
+        printf "%-38s %10.2f %10.2f %12.2f\n", l, ar / br, (bp > 0 ? ap / bp : 0), cpu }'
+}
+
+throughput_report() {
+    local w case name
+    echo
+    echo "HLS throughput: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $(nproc) CPUs, median of $ROUNDS rounds"
+    echo "playlist: $PLAYLIST_BYTES bytes at the origin, rewritten per request; segment: $SEGMENT_BYTES bytes"
+    echo "CPU: the target's own processes during the measured run; load: 1-minute load average after it"
+    printf '%-3s %-9s %-17s %11s %8s %8s %8s %6s %7s %7s %9s %5s\n' \
+        w case target "requests/s" "p50 ms" "p90 ms" "p99 ms" errors "usr s" "sys s" "CPU us/req" load
+    for w in $WORKER_COUNTS; do
+        for case in playlist segment; do
+            for name in "${TARGETS[@]}"; do
+                read -r rps p50 p90 p99 errors requests usr sys load <<<"${RESULT[$w.$case.$name]}"
+                awk -v w="$w" -v c="$case" -v p="$name" -v rps="$rps" -v p50="$p50" -v p90="$p90" \
+                    -v p99="$p99" -v e="$errors" -v n="$requests" -v u="$usr" -v k="$sys" \
+                    -v la="$load" 'BEGIN {
+                    printf "%-3s %-9s %-17s %11.1f %8.3f %8.3f %8.3f %6d %7.2f %7.2f %9.1f %5s\n",
+                        w, c, p, rps, p50, p90, p99, e, u, k, (n > 0 ? (u + k) * 1e6 / n : 0), la }'
+            done
+        done
     done
-done
-echo
-for case in playlist segment; do
-    for proxy in nginx-lua livegate; do
-        printf '%-9s %-10s requests/s by round: %s\n' "$case" "$proxy" "${ALL_RPS[$case.$proxy]}"
+    echo
+    for w in $WORKER_COUNTS; do
+        for case in playlist segment; do
+            for name in "${TARGETS[@]}"; do
+                printf '%-3s %-9s %-17s requests/s by round: %s\n' "$w" "$case" "$name" \
+                    "${ALL_RPS[$w.$case.$name]}"
+            done
+        done
     done
-done
-echo
-printf '%-9s %24s %20s %22s\n' case "livegate/nginx-lua req/s" "p99 livegate/nginx" "CPU/req livegate/nginx"
-for case in playlist segment; do
-    read -r lua_rps _ _ lua_p99 _ lua_n lua_u lua_k <<<"${RESULT[$case.nginx-lua]}"
-    read -r lg_rps _ _ lg_p99 _ lg_n lg_u lg_k <<<"${RESULT[$case.livegate]}"
-    awk -v c="$case" -v a="$lg_rps" -v b="$lua_rps" -v x="$lg_p99" -v y="$lua_p99" \
-        -v ln="$lg_n" -v lc="$(awk -v u="$lg_u" -v k="$lg_k" 'BEGIN{print u + k}')" \
-        -v nn="$lua_n" -v nc="$(awk -v u="$lua_u" -v k="$lua_k" 'BEGIN{print u + k}')" 'BEGIN {
-        cpu = (ln > 0 && nn > 0 && nc > 0) ? (lc / ln) / (nc / nn) : 0
-        printf "%-9s %24.2f %20.2f %22.2f\n", c, a / b, (y > 0 ? x / y : 0), cpu }'
-done
+    echo
+    echo "goals: livegate/nginx-lua-cache req/s >= 1.5 and CPU/req <= 0.67; livegate-nocache/nginx-lua CPU/req <= 1"
+    printf '%-38s %10s %10s %12s\n' "workers case ratio" "req/s" "p99" "CPU/req"
+    for w in $WORKER_COUNTS; do
+        for case in playlist segment; do
+            ratio_line "$w $case livegate/nginx-lua-cache" \
+                "${RESULT[$w.$case.livegate]}" "${RESULT[$w.$case.nginx-lua-cache]}"
+            ratio_line "$w $case livegate-nocache/nginx-lua" \
+                "${RESULT[$w.$case.livegate-nocache]}" "${RESULT[$w.$case.nginx-lua]}"
+        done
+    done
+}
+
+# --- coalescing ------------------------------------------------------------------------------
+coalesce_pass() {
+    local i name path
+    mint_tokens "$COALESCE_CLIENTS" >"$WORK/tokens.coalesce"
+    echo
+    echo "coalescing: $COALESCE_CLIENTS concurrent requests (each with its own valid token) for one uncached $SEGMENT_BYTES-byte segment, origin limit_rate $COALESCE_RATE, $COALESCE_WORKERS workers"
+    echo "origin fill: the longest origin request for the segment (the origin's \$request_time);"
+    echo "sent: when the last request had left the client; seconds: until the last body was read"
+    printf '%-17s %8s %8s %6s %6s %8s %8s %-32s %5s\n' \
+        target "origin" "fill s" "200" "full" "sent ms" "seconds" "x-cache" load
+    for i in "${!TARGETS[@]}"; do
+        name=${TARGETS[$i]}
+        path="/live/$ROOM-slow$i.ts"
+        python3 "$ROOT/infra/bench/coalesce.py" --port "${PORT[$name]}" --path "$path" \
+            --tokens "$WORK/tokens.coalesce" --expect "$MEDIA/$ROOM-big.ts" >"$WORK/coalesce.$name"
+        # Late log lines (a fill the waiters gave up on) still count.
+        sleep 1
+        grep "GET $path[ ?]" "$WORK/origin/logs/slow.log" >"$WORK/slow.$name" 2>/dev/null || true
+        awk -v t="$name" -v o="$(wc -l <"$WORK/slow.$name")" \
+            -v fill="$(awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }' "$WORK/slow.$name")" \
+            -v la="$(cut -d' ' -f1 /proc/loadavg)" '/^RESULT/ {
+            for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] }
+            printf "%-17s %8d %8.3f %6s %6s %8s %8s %-32s %5s\n", t, o, fill, r["ok"], r["full"],
+                r["sent_ms"], r["seconds"], r["x_cache"], la }' "$WORK/coalesce.$name"
+    done
+    for name in "${TARGETS[@]}"; do
+        echo "$name: $(grep '^all requests' "$WORK/coalesce.$name")"
+    done
+    echo "goal: livegate 1 origin request, every client 200 with the whole body"
+}
+
+# --- run -------------------------------------------------------------------------------------
+if [ "$MODE" != coalesce ]; then
+    for w in $WORKER_COUNTS; do
+        log "starting the four targets with $w worker(s) each"
+        start_targets "$w"
+        log "all targets answer 200 with a valid token and 403 without; playlists rewritten alike"
+        throughput_pass "$w"
+        stop_targets
+    done
+fi
+if [ "$MODE" != throughput ]; then
+    log "starting the four targets with $COALESCE_WORKERS worker(s) each for coalescing"
+    start_targets "$COALESCE_WORKERS"
+    coalesce_pass >"$WORK/coalesce.report"
+    stop_targets
+fi
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$MODE" != coalesce ]; then
+    throughput_report
+fi
+if [ "$MODE" != throughput ]; then
+    cat "$WORK/coalesce.report"
+fi
