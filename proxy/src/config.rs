@@ -96,6 +96,10 @@ pub struct ServerConfig {
     pub upgrade_sock: String,
     /// Idle upstream connections kept for reuse. Default 128.
     pub upstream_keepalive_pool_size: usize,
+    /// Read buffer of each viewer connection, in bytes. It only ever holds request heads (and
+    /// WebRTC offers), and an FLV viewer keeps its connection for hours: Pingora's 64 KiB
+    /// default would be most of a viewer's memory. Default 8192.
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +113,7 @@ impl Default for ServerConfig {
             pid_file: "/tmp/livegate-proxy.pid".to_owned(),
             upgrade_sock: "/tmp/livegate-proxy-upgrade.sock".to_owned(),
             upstream_keepalive_pool_size: 128,
+            read_buffer_bytes: 8192,
         }
     }
 }
@@ -452,6 +457,11 @@ impl Validate for Config {
             !self.server.listen.is_empty(),
             "server.listen",
             "at least one address is required",
+        );
+        problems.check(
+            (1024..=1024 * 1024).contains(&self.server.read_buffer_bytes),
+            "server.read_buffer_bytes",
+            "must be between 1024 and 1048576",
         );
         problems.check(
             self.server.threads > 0,

@@ -32,6 +32,7 @@ use std::time::Duration;
 use livegate_core::bus::Bus;
 use livegate_core::service::{bind_std, BindError};
 use livegate_core::telemetry::Registry;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{RunArgs, Server, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -169,7 +170,9 @@ pub fn run_with(
     );
     let mut proxy = Service::new("livegate proxy".to_owned(), guarded);
     for addr in &config.server.listen {
-        proxy.add_tcp(&addr.to_string());
+        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(
+            L4BufferSettings::new(config.server.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE),
+        ));
     }
 
     let mut admin = Service::new(
