@@ -21,4 +21,7 @@ command -v node >/dev/null || {
   exit 1
 }
 node --test infra/cdn/test/*.test.mjs
+# The deployment kit: compose and Kubernetes schemas, Prometheus rules (offline validators in a
+# cached virtualenv).
+infra/deploy/check.sh
 exec cargo test --workspace --locked "$@"
