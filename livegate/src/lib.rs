@@ -5,6 +5,8 @@
 
 pub mod check;
 pub mod data;
+pub mod doctor;
+pub mod loadtest;
 pub mod ops;
 pub mod token_tool;
 pub mod up;

@@ -52,6 +52,22 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check a deployment from its configuration files: origin, hooks, database, bus, keys,
+    /// clock.
+    Doctor {
+        /// The proxy's configuration.
+        #[arg(long, value_name = "FILE")]
+        proxy: Option<PathBuf>,
+        /// The hooks service's configuration.
+        #[arg(long, value_name = "FILE")]
+        hooks: Option<PathBuf>,
+        /// The API's configuration.
+        #[arg(long, value_name = "FILE")]
+        api: Option<PathBuf>,
+        /// SRS's configuration (to check its hook URLs).
+        #[arg(long, value_name = "FILE")]
+        srs_config: Option<PathBuf>,
+    },
     /// Apply pending database migrations.
     Migrate {
         #[command(flatten)]
@@ -66,6 +82,11 @@ enum Command {
     Room {
         #[command(subcommand)]
         command: RoomCommand,
+    },
+    /// Load a deployment with publishers and FLV/HLS viewers; report what viewers feel.
+    Loadtest {
+        #[command(flatten)]
+        args: livegate::loadtest::Args,
     },
 }
 
@@ -194,6 +215,12 @@ fn main() -> ExitCode {
             port_offset,
         }),
         Command::Token { command } => token(command),
+        Command::Doctor {
+            proxy,
+            hooks,
+            api,
+            srs_config,
+        } => doctor(proxy, hooks, api, srs_config),
         Command::Migrate { db } => ops(db, |db| async move {
             drop(db);
             println!("migrations applied");
@@ -260,6 +287,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Command::Loadtest { args } => livegate::loadtest::main(args),
     }
 }
 
@@ -291,6 +319,52 @@ where
             eprintln!("livegate: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn doctor(
+    proxy: Option<PathBuf>,
+    hooks: Option<PathBuf>,
+    api: Option<PathBuf>,
+    srs: Option<PathBuf>,
+) -> ExitCode {
+    let deployment = match livegate::doctor::load(
+        proxy.as_deref(),
+        hooks.as_deref(),
+        api.as_deref(),
+        srs.as_deref(),
+    ) {
+        Ok(deployment) => deployment,
+        Err(err) => {
+            eprintln!("livegate doctor: {err}");
+            return ExitCode::from(livegate_core::service::EX_USAGE);
+        }
+    };
+    let checks = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(livegate::doctor::run(&deployment)),
+        Err(err) => {
+            eprintln!("livegate doctor: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if checks.is_empty() {
+        eprintln!("livegate doctor: give at least one of --proxy, --hooks, --api");
+        return ExitCode::from(livegate_core::service::EX_USAGE);
+    }
+    let mut healthy = true;
+    for check in &checks {
+        match &check.outcome {
+            Ok(detail) => println!("ok    {:<18} {detail}", check.what),
+            Err(problem) => {
+                healthy = false;
+                println!("FAIL  {:<18} {problem}", check.what);
+            }
+        }
+    }
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

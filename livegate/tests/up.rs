@@ -62,6 +62,15 @@ async fn ready(admin_port: u16) {
     .await;
 }
 
+/// The welcome text, once it is all written (it follows the services' start).
+async fn welcome(log: &Path) -> String {
+    wait_until("the welcome text", || async {
+        let text = std::fs::read_to_string(log).ok()?;
+        text.contains("  data   ").then_some(text)
+    })
+    .await
+}
+
 async fn login(api: &str, username: &str, password: &str) -> reqwest::StatusCode {
     reqwest::Client::new()
         .post(format!("{api}/api/v1/sessions"))
@@ -85,11 +94,11 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
     let mut up = start(&data, offset, "127.0.0.1:1", &log);
     ready(9190 + offset).await;
     ready(9185 + offset).await;
-    let welcome = std::fs::read_to_string(&log).unwrap();
-    assert!(welcome.contains("(made now)"), "{welcome}");
-    let room = field(&welcome, "publish (OBS or ffmpeg)", "/live/");
+    let text = welcome(&log).await;
+    assert!(text.contains("(made now)"), "{text}");
+    let room = field(&text, "publish (OBS or ffmpeg)", "/live/");
     let (room_id, key) = room.split_once("?key=").unwrap();
-    let password = field(&welcome, "account admin", "password ");
+    let password = field(&text, "account admin", "password ");
     let api_base = format!("http://127.0.0.1:{api}");
     assert_eq!(login(&api_base, "admin", &password).await, 201);
 
@@ -117,14 +126,11 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
     let log_again = dir.path().join("up-again.log");
     let _up = start(&data, offset, "127.0.0.1:1", &log_again);
     ready(9190 + offset).await;
-    let welcome = std::fs::read_to_string(&log_again).unwrap();
+    let text = welcome(&log_again).await;
     assert!(
-        !welcome.contains("(made now)") && !welcome.contains("account admin"),
-        "{welcome}"
+        !text.contains("(made now)") && !text.contains("account admin"),
+        "{text}"
     );
-    assert!(
-        welcome.contains(&format!("demo room {room_id}")),
-        "{welcome}"
-    );
+    assert!(text.contains(&format!("demo room {room_id}")), "{text}");
     assert_eq!(login(&api_base, "admin", &password).await, 201);
 }
