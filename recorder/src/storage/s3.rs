@@ -1,0 +1,599 @@
+//! S3-compatible storage through `aws-sdk-s3`.
+//!
+//! A file larger than one part goes up as a multipart upload streamed from disk one part at a
+//! time (memory: one part), each part with its sha256. The upload id is handed to the caller
+//! before the first part, so that after a crash the next attempt lists the parts already
+//! stored and sends only the missing ones. The object carries the file's sha256 in its
+//! metadata; after completion its size and that checksum are confirmed with `HeadObject`,
+//! which is also how a retry recognises an object an earlier attempt completed.
+//!
+//! Neither credentials nor presigned URLs are ever logged or put in an error.
+
+use std::io::SeekFrom;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::{
+    Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use base64::Engine as _;
+use bytes::Bytes;
+use md5::Md5;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::{Progress, Storage, StorageError, Stored, Swept, Upload};
+use crate::config::{ChecksumWhen, S3Config};
+
+/// The user metadata key holding the object's sha256 (hex).
+const SHA256_META: &str = "sha256";
+
+type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
+
+/// An S3 bucket as storage.
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+/// A part as the storage reports it.
+#[derive(Debug, Clone)]
+struct ListedPart {
+    size: u64,
+    e_tag: Option<String>,
+    sha256: Option<String>,
+}
+
+/// What the storage says about an object's key.
+enum Existing {
+    /// It holds exactly the file.
+    Same,
+    /// Absent, or something else.
+    Other,
+}
+
+fn describe<E>(what: &str, err: &SdkError<E, HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or_default();
+            let message = service.err().message().unwrap_or_default();
+            let text = format!("{what}: HTTP {status} {code} {message}")
+                .trim_end()
+                .to_owned();
+            let refused = matches!(status, 401 | 403)
+                || matches!(
+                    code,
+                    "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch"
+                );
+            if refused {
+                StorageError::Refused(format!(
+                    "{text} (check storage.s3.access_key, storage.s3.secret_key and the \
+                     bucket's permissions)"
+                ))
+            } else {
+                StorageError::Unavailable(text)
+            }
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            StorageError::Unavailable(format!(
+                "{what}: cannot reach the endpoint: {}",
+                DisplayErrorContext(err)
+            ))
+        }
+        other => StorageError::Unavailable(format!("{what}: {}", DisplayErrorContext(other))),
+    }
+}
+
+fn code_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
+    match err {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    }
+}
+
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|raw| raw.status().as_u16())
+}
+
+/// Reads bytes `offset .. offset + len` of `path`.
+async fn read_part(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(SeekFrom::Start(offset)).await?;
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    let mut buffer = vec![0u8; len];
+    file.read_exact(&mut buffer).await?;
+    Ok(Bytes::from(buffer))
+}
+
+fn sha256_b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+fn md5_etag(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(Md5::digest(bytes)))
+}
+
+fn hex_to_b64(hex_digest: &str) -> Option<String> {
+    hex::decode(hex_digest)
+        .ok()
+        .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+impl S3Storage {
+    /// A client for `config` (no request is made until used).
+    pub fn new(config: &S3Config) -> Self {
+        let credentials = Credentials::new(
+            config.access_key.expose(),
+            config.secret_key.expose(),
+            None,
+            None,
+            "livegate-config",
+        );
+        let checksums = match config.checksum {
+            ChecksumWhen::WhenSupported => (
+                RequestChecksumCalculation::WhenSupported,
+                ResponseChecksumValidation::WhenSupported,
+            ),
+            ChecksumWhen::WhenRequired => (
+                RequestChecksumCalculation::WhenRequired,
+                ResponseChecksumValidation::WhenRequired,
+            ),
+        };
+        let conf = aws_sdk_s3::config::Builder::new()
+            .behavior_version_latest()
+            .endpoint_url(&config.endpoint)
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(config.path_style)
+            .request_checksum_calculation(checksums.0)
+            .response_checksum_validation(checksums.1)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_millis(config.request_timeout_ms))
+                    .build(),
+            )
+            .build();
+        Self {
+            client: Client::from_conf(conf),
+            bucket: config.bucket.clone(),
+            prefix: config.key_prefix.clone(),
+        }
+    }
+
+    /// The SDK client (for tests and tools).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// A URL that lets its holder GET `key` until `expires_in` passes, for private buckets.
+    /// It is a credential: hand it to the one who asked, never log it.
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, StorageError> {
+        let presigning = PresigningConfig::expires_in(expires_in)
+            .map_err(|err| StorageError::Refused(format!("presigning: {err}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning)
+            .await
+            .map_err(|err| describe("presign GetObject", &err))?;
+        Ok(request.uri().to_owned())
+    }
+
+    fn url_of(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    async fn existing(&self, upload: &Upload<'_>) -> Result<Existing, StorageError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(upload.key)
+            .send()
+            .await
+        {
+            Ok(head) => {
+                let size = head.content_length().and_then(|n| u64::try_from(n).ok());
+                let sha = head.metadata().and_then(|meta| meta.get(SHA256_META));
+                if size == Some(upload.size) && sha.is_some_and(|sha| sha == upload.sha256) {
+                    Ok(Existing::Same)
+                } else {
+                    Ok(Existing::Other)
+                }
+            }
+            Err(err) if status_of(&err) == Some(404) => Ok(Existing::Other),
+            Err(err) => Err(describe("HeadObject", &err)),
+        }
+    }
+
+    async fn confirm(&self, upload: &Upload<'_>) -> Result<(), StorageError> {
+        match self.existing(upload).await? {
+            Existing::Same => Ok(()),
+            Existing::Other => Err(StorageError::Mismatch(format!(
+                "{} is not {} bytes with sha256 {} after the upload",
+                upload.key, upload.size, upload.sha256
+            ))),
+        }
+    }
+
+    async fn put_single(&self, upload: &Upload<'_>) -> Result<(), StorageError> {
+        let body = ByteStream::from_path(upload.path)
+            .await
+            .map_err(|err| StorageError::Io(std::io::Error::other(err)))?;
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(upload.key)
+            .content_type("video/mp4")
+            .metadata(SHA256_META, upload.sha256)
+            .body(body);
+        if let Some(sha) = hex_to_b64(upload.sha256) {
+            request = request.checksum_sha256(sha);
+        }
+        request
+            .send()
+            .await
+            .map_err(|err| describe("PutObject", &err))?;
+        Ok(())
+    }
+
+    /// The parts of `upload_id` already stored; `None` when the upload is gone.
+    async fn listed_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<std::collections::BTreeMap<i32, ListedPart>>, StorageError> {
+        let mut parts = std::collections::BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let listed = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await;
+            let listed = match listed {
+                Ok(listed) => listed,
+                Err(err)
+                    if code_of(&err) == Some("NoSuchUpload") || status_of(&err) == Some(404) =>
+                {
+                    return Ok(None)
+                }
+                Err(err) => return Err(describe("ListParts", &err)),
+            };
+            for part in listed.parts() {
+                if let (Some(number), Some(size)) = (part.part_number(), part.size()) {
+                    parts.insert(
+                        number,
+                        ListedPart {
+                            size: u64::try_from(size).unwrap_or(0),
+                            e_tag: part.e_tag().map(str::to_owned),
+                            sha256: part.checksum_sha256().map(str::to_owned),
+                        },
+                    );
+                }
+            }
+            match (listed.is_truncated(), listed.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(Some(parts))
+    }
+
+    async fn create_upload(&self, upload: &Upload<'_>) -> Result<String, StorageError> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(upload.key)
+            .content_type("video/mp4")
+            .metadata(SHA256_META, upload.sha256)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|err| describe("CreateMultipartUpload", &err))?;
+        created.upload_id().map(str::to_owned).ok_or_else(|| {
+            StorageError::Unavailable("CreateMultipartUpload: no upload id".to_owned())
+        })
+    }
+
+    /// Sends the parts `listed` lacks and completes the upload. `Ok(None)`: the upload is gone.
+    async fn put_parts(
+        &self,
+        upload: &Upload<'_>,
+        upload_id: &str,
+        listed: &std::collections::BTreeMap<i32, ListedPart>,
+        progress: &mut dyn Progress,
+    ) -> Result<Option<u64>, StorageError> {
+        let count = upload.size.div_ceil(upload.part_size).max(1);
+        let mut completed = Vec::new();
+        let mut sent = 0u64;
+        let mut stored = listed.len();
+        for index in 0..count {
+            let number = i32::try_from(index + 1)
+                .map_err(|_| StorageError::Mismatch("too many parts".to_owned()))?;
+            let offset = index * upload.part_size;
+            let len = upload.part_size.min(upload.size - offset);
+            let have = listed.get(&number).filter(|part| part.size == len);
+            let (e_tag, sha256) = match have {
+                Some(ListedPart {
+                    e_tag: Some(e_tag),
+                    sha256: Some(sha256),
+                    ..
+                }) => (e_tag.clone(), sha256.clone()),
+                Some(_) => {
+                    // Stored, but the listing lacks what completion needs: recompute it
+                    // from the same bytes instead of sending them again.
+                    let bytes = read_part(upload.path, offset, len).await?;
+                    let e_tag = have
+                        .and_then(|part| part.e_tag.clone())
+                        .unwrap_or_else(|| md5_etag(&bytes));
+                    (e_tag, sha256_b64(&bytes))
+                }
+                None => {
+                    let bytes = read_part(upload.path, offset, len).await?;
+                    let sha256 = sha256_b64(&bytes);
+                    let answer = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(upload.key)
+                        .upload_id(upload_id)
+                        .part_number(number)
+                        .checksum_sha256(&sha256)
+                        .content_length(i64::try_from(len).unwrap_or(i64::MAX))
+                        .body(ByteStream::from(bytes))
+                        .send()
+                        .await;
+                    let answer = match answer {
+                        Ok(answer) => answer,
+                        Err(err) if code_of(&err) == Some("NoSuchUpload") => return Ok(None),
+                        Err(err) => return Err(describe("UploadPart", &err)),
+                    };
+                    sent += len;
+                    stored += 1;
+                    progress
+                        .parts_stored(upload_id, i32::try_from(stored).unwrap_or(i32::MAX))
+                        .await
+                        .map_err(StorageError::Progress)?;
+                    let e_tag = answer.e_tag().map(str::to_owned).ok_or_else(|| {
+                        StorageError::Unavailable("UploadPart: no ETag".to_owned())
+                    })?;
+                    (e_tag, sha256)
+                }
+            };
+            completed.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(e_tag)
+                    .checksum_sha256(sha256)
+                    .build(),
+            );
+        }
+        let done = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(upload.key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(completed))
+                    .build(),
+            )
+            .send()
+            .await;
+        match done {
+            Ok(_) => Ok(Some(sent)),
+            Err(err) if code_of(&err) == Some("NoSuchUpload") => Ok(None),
+            Err(err) => Err(describe("CompleteMultipartUpload", &err)),
+        }
+    }
+
+    async fn put_multipart(
+        &self,
+        upload: &Upload<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<u64, StorageError> {
+        let mut resume = upload.upload_id.map(str::to_owned);
+        // At most one fresh upload after a resumed one turned out to be gone.
+        for _ in 0..2 {
+            let (upload_id, listed) = match resume.take() {
+                Some(upload_id) => match self.listed_parts(upload.key, &upload_id).await? {
+                    Some(listed) => (upload_id, listed),
+                    None => {
+                        tracing::info!(
+                            key = upload.key,
+                            "earlier multipart upload is gone, starting a new one"
+                        );
+                        progress
+                            .upload_started(None)
+                            .await
+                            .map_err(StorageError::Progress)?;
+                        continue;
+                    }
+                },
+                None => {
+                    let upload_id = self.create_upload(upload).await?;
+                    // Saved before the first part: a crash from here on resumes this upload
+                    // (or aborts it), never leaves it unknown.
+                    if let Err(err) = progress.upload_started(Some(&upload_id)).await {
+                        let _ = self.abort(upload.key, &upload_id).await;
+                        return Err(StorageError::Progress(err));
+                    }
+                    (upload_id, std::collections::BTreeMap::new())
+                }
+            };
+            if !listed.is_empty() {
+                tracing::info!(
+                    key = upload.key,
+                    parts_stored = listed.len(),
+                    "resuming multipart upload"
+                );
+            }
+            match self
+                .put_parts(upload, &upload_id, &listed, progress)
+                .await?
+            {
+                Some(sent) => return Ok(sent),
+                None => {
+                    progress
+                        .upload_started(None)
+                        .await
+                        .map_err(StorageError::Progress)?;
+                }
+            }
+        }
+        Err(StorageError::Unavailable(
+            "multipart upload disappeared twice in a row".to_owned(),
+        ))
+    }
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+
+    async fn put(
+        &self,
+        upload: &Upload<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<Stored, StorageError> {
+        let url = self.url_of(upload.key);
+        // An earlier attempt may have completed the object and died before recording it.
+        if let Existing::Same = self.existing(upload).await? {
+            if let Some(upload_id) = upload.upload_id {
+                // Complete, so the upload is gone; abort in case it lingers on a server that
+                // keeps parts around.
+                let _ = self.abort(upload.key, upload_id).await;
+            }
+            return Ok(Stored { url, bytes_sent: 0 });
+        }
+        let bytes_sent = if upload.size <= upload.part_size && upload.upload_id.is_none() {
+            self.put_single(upload).await?;
+            upload.size
+        } else {
+            self.put_multipart(upload, progress).await?
+        };
+        self.confirm(upload).await?;
+        Ok(Stored { url, bytes_sent })
+    }
+
+    async fn check(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|err| match status_of(&err) {
+                Some(404) => StorageError::Refused(format!(
+                    "bucket {} does not exist (storage.s3.bucket)",
+                    self.bucket
+                )),
+                _ => describe("HeadBucket", &err),
+            })
+    }
+
+    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StorageError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if code_of(&err) == Some("NoSuchUpload") || status_of(&err) == Some(404) => {
+                Ok(())
+            }
+            Err(err) => Err(describe("AbortMultipartUpload", &err)),
+        }
+    }
+
+    async fn sweep(&self, max_age: Duration) -> Result<Swept, StorageError> {
+        let cutoff = SystemTime::now()
+            .checked_sub(max_age)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let mut swept = Swept {
+            aborted: 0,
+            listed: true,
+        };
+        let mut markers: (Option<String>, Option<String>) = (None, None);
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&self.prefix)
+                .set_key_marker(markers.0.clone())
+                .set_upload_id_marker(markers.1.clone())
+                .send()
+                .await;
+            let listed = match listed {
+                Ok(listed) => listed,
+                Err(err)
+                    if code_of(&err) == Some("NotImplemented") || status_of(&err) == Some(501) =>
+                {
+                    swept.listed = false;
+                    return Ok(swept);
+                }
+                Err(err) => return Err(describe("ListMultipartUploads", &err)),
+            };
+            for upload in listed.uploads() {
+                let old = upload.initiated().is_some_and(|at| at.secs() < cutoff);
+                if let (true, Some(key), Some(id)) = (old, upload.key(), upload.upload_id()) {
+                    self.abort(key, id).await?;
+                    swept.aborted += 1;
+                }
+            }
+            match (listed.is_truncated(), listed.next_key_marker()) {
+                (Some(true), Some(key)) => {
+                    markers = (
+                        Some(key.to_owned()),
+                        listed.next_upload_id_marker().map(str::to_owned),
+                    );
+                }
+                _ => break,
+            }
+        }
+        Ok(swept)
+    }
+}

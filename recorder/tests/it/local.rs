@@ -1,0 +1,207 @@
+//! End to end into local storage: bus jobs and the watcher, FLV and TS, duplicates, corrupt
+//! and abandoned inputs.
+
+use std::sync::Arc;
+
+use livegate_core::bus::Received;
+use livegate_core::db::recording_jobs;
+use livegate_core::db::JobState;
+use livegate_recorder::storage::local::LocalStorage;
+use livegate_tests::media::{make_blob, make_flv, make_ts};
+
+use crate::support::{self, dirs, envs, job, record_url, start, stream, wait_state};
+
+#[tokio::test]
+async fn flv_from_the_bus_and_ts_from_the_watcher_end_as_mp4s() {
+    for env in envs().await {
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        let mut ready = env.bus.recordings_ready().subscribe().await.unwrap();
+        let config = support::config(&dirs);
+        let storage = Arc::new(LocalStorage::new(&dirs.store));
+        let running = start(config, &env, storage).await;
+
+        let flv = dirs.rec.join(format!("{room}-1733000000.flv"));
+        make_flv(&flv, 3, 500);
+        env.bus
+            .recordings()
+            .push(&job(room, Some(stream_id), &flv))
+            .await
+            .unwrap();
+        let ts = dirs.rec.join(format!("{room}-1733000100.ts"));
+        make_ts(&ts, 3);
+
+        let flv_row = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        let ts_row = wait_state(&env.db, &ts, JobState::Cleaned).await;
+        let name = env.name();
+        for row in [&flv_row, &ts_row] {
+            let object = std::path::PathBuf::from(row.object_url.clone().unwrap());
+            assert!(object.starts_with(&dirs.store), "{name}: {object:?}");
+            assert_eq!(support::stream_kinds(&object), ["audio", "video"], "{name}");
+            let (sha, size) = livegate_recorder::storage::sha256_file(&object)
+                .await
+                .unwrap();
+            assert_eq!(Some(sha), row.checksum, "{name}");
+            assert_eq!(Some(size as i64), row.size_bytes, "{name}");
+        }
+        assert_eq!(flv_row.stream_id, Some(stream_id));
+        assert_eq!(
+            ts_row.stream_id, None,
+            "{name}: the watcher knows no stream"
+        );
+        assert_eq!(
+            record_url(&env.db, room, stream_id).await,
+            flv_row.object_url,
+            "{name}: record_url names the stored object"
+        );
+        assert!(!flv.exists() && !ts.exists(), "{name}: sources removed");
+        assert!(
+            support::files_under(&dirs.work).is_empty(),
+            "{name}: work dir emptied"
+        );
+
+        let mut announced = Vec::new();
+        while announced.len() < 2 {
+            match ready.recv().await.unwrap() {
+                Received::Message(event) => announced.push(event.job_id),
+                Received::Lagged(_) | Received::Reconnected => {}
+            }
+        }
+        announced.sort_unstable();
+        assert_eq!(announced, [flv_row.id, ts_row.id], "{name}");
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_file_announced_twice_and_watched_is_stored_once() {
+    for env in envs().await {
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        let flv = dirs.rec.join(format!("{room}-1733000200.flv"));
+        make_flv(&flv, 2, 400);
+        // The callback twice (origins retry) before the service runs; the watcher's scan
+        // finds the file as well.
+        for _ in 0..2 {
+            env.bus
+                .recordings()
+                .push(&job(room, Some(stream_id), &flv))
+                .await
+                .unwrap();
+        }
+        let running = start(
+            support::config(&dirs),
+            &env,
+            Arc::new(LocalStorage::new(&dirs.store)),
+        )
+        .await;
+        let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        let name = env.name();
+        livegate_tests::wait_until("both bus jobs acknowledged", || async {
+            (env.bus.recordings().outstanding().await.unwrap() == 0).then_some(())
+        })
+        .await;
+        let rows = recording_jobs::list(&env.db, 100).await.unwrap();
+        assert_eq!(rows.len(), 1, "{name}: one row for one file");
+        assert_eq!(rows[0].attempts, 0, "{name}: done in one attempt");
+        assert_eq!(
+            support::files_under(&dirs.store).len(),
+            1,
+            "{name}: one object"
+        );
+        assert_eq!(
+            record_url(&env.db, room, stream_id).await,
+            row.object_url,
+            "{name}"
+        );
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_input_is_parked_and_the_others_carry_on() {
+    for env in envs().await {
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        let corrupt = dirs.rec.join(format!("{room}-1733000300.flv"));
+        make_blob(&corrupt, 200_000);
+        let good = dirs.rec.join(format!("{room}-1733000400.flv"));
+        make_flv(&good, 2, 400);
+        let running = start(
+            support::config(&dirs),
+            &env,
+            Arc::new(LocalStorage::new(&dirs.store)),
+        )
+        .await;
+        env.bus
+            .recordings()
+            .push(&job(room, Some(stream_id), &corrupt))
+            .await
+            .unwrap();
+
+        let failed = wait_state(&env.db, &corrupt, JobState::Failed).await;
+        wait_state(&env.db, &good, JobState::Cleaned).await;
+        let name = env.name();
+        let error = failed.error.unwrap();
+        assert!(error.contains("unreadable input"), "{name}: {error}");
+        assert!(
+            !corrupt.exists(),
+            "{name}: moved out of the recording directory"
+        );
+        let parked = support::files_under(&dirs.failed);
+        assert_eq!(
+            parked.len(),
+            2,
+            "{name}: the input and its reason: {parked:?}"
+        );
+        let note = parked
+            .iter()
+            .find(|p| p.to_string_lossy().ends_with(".reason.txt"))
+            .unwrap();
+        let note = std::fs::read_to_string(note).unwrap();
+        assert!(note.contains("unreadable input"), "{name}: {note}");
+        let moved = parked
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "flv"))
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(moved).unwrap().len(),
+            200_000,
+            "{name}: kept whole"
+        );
+        assert_eq!(
+            support::files_under(&dirs.store).len(),
+            1,
+            "{name}: the good one stored"
+        );
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn in_progress_files_left_behind_are_parked_with_the_reason() {
+    for env in envs().await {
+        let dirs = dirs();
+        let srs_tmp = dirs.rec.join("42.1733000500000.flv.tmp");
+        make_flv(&srs_tmp, 1, 300);
+        let zlm_dir = dirs.rec.join("live/43/2026-12-01");
+        std::fs::create_dir_all(&zlm_dir).unwrap();
+        let zlm_hidden = zlm_dir.join(".09-31-08-0.mp4");
+        std::fs::write(&zlm_hidden, b"partial mp4").unwrap();
+        let running = start(
+            support::config(&dirs),
+            &env,
+            Arc::new(LocalStorage::new(&dirs.store)),
+        )
+        .await;
+        let name = env.name();
+        for (path, room) in [(&srs_tmp, 42), (&zlm_hidden, 43)] {
+            let row = wait_state(&env.db, path, JobState::Failed).await;
+            assert_eq!(row.room_id, room, "{name}");
+            let error = row.error.unwrap();
+            assert!(error.contains("in-progress file"), "{name}: {error}");
+            assert!(path.exists(), "{name}: left in place for a human");
+        }
+        running.stop().await;
+    }
+}
