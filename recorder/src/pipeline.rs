@@ -195,6 +195,17 @@ impl Context {
         let (sha256, size) = sha256_file(&target)
             .await
             .map_err(|err| JobError::Transient(format!("reading the MP4: {err}")))?;
+        if let (Some(upload_id), Some(key)) = (row.upload_id.as_deref(), row.object_key.as_deref())
+        {
+            if row.checksum.as_deref() != Some(sha256.as_str()) {
+                // The parts already sent are of other bytes (a remux by another ffmpeg): they
+                // must not be resumed.
+                self.storage.abort(key, upload_id).await?;
+                held(
+                    recording_jobs::set_upload(&self.db, row.id, owner, None, 0, now_ms()).await?,
+                )?;
+            }
+        }
         let key = object_key(self.key_prefix(), row.room_id, row.started_at, source);
         let part_size = part_size_for(self.part_size(), size);
         let work_path = target.to_string_lossy();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use livegate_core::bus::{Job, Queue, RecordingJob};
 use livegate_core::db::recording_jobs::{self, NewRecordingJob};
-use livegate_core::db::{now_ms, DbError, RecordingJobRow};
+use livegate_core::db::{now_ms, streams, DbError, JobState, RecordingJobRow};
 use livegate_core::service::CancellationToken;
 
 use crate::files;
@@ -117,6 +117,21 @@ fn lease_until(ctx: &Context) -> i64 {
     now_ms() + i64::try_from(ctx.config.jobs.lease_ms).unwrap_or(i64::MAX)
 }
 
+/// A job the watcher found and finished before the callback told its stream: the stream
+/// gets its `record_url` now.
+async fn late_stream(ctx: &Context, row: &RecordingJobRow) -> Result<(), DbError> {
+    let done = matches!(row.job_state(), JobState::Recorded | JobState::Cleaned);
+    if let (true, Some(stream_id), Some(url)) = (done, row.stream_id, row.object_url.as_deref()) {
+        streams::set_record_url(&ctx.db, stream_id, url).await?;
+        tracing::info!(
+            job.id = row.id,
+            stream.id = stream_id,
+            "stream of a stored recording learnt late, record_url set"
+        );
+    }
+    Ok(())
+}
+
 /// Handles one delivery of a bus job.
 async fn bus_job(
     ctx: &Context,
@@ -137,6 +152,7 @@ async fn bus_job(
             "bus",
         )
         .await?;
+        late_stream(ctx, &row).await?;
         recording_jobs::claim(&ctx.db, row.id, owner, lease_until(ctx), now_ms()).await
     }
     .await;

@@ -17,7 +17,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::support::{
-    dirs, envs, job, record_url, stream, wait_state, Env, S3Server, ACCESS_KEY, SECRET_KEY,
+    dirs, envs, job, record_url, slow_ffmpeg, stream, wait_state, Env, S3Server, ACCESS_KEY,
+    SECRET_KEY,
 };
 
 /// How many bytes the proxy lets through towards the storage, in total.
@@ -107,32 +108,6 @@ impl Drop for GatedProxy {
     }
 }
 
-/// An ffmpeg that reads its input at its native rate (a 45-second recording takes 45
-/// seconds), says when it started, and dies with the recorder that started it.
-fn slow_ffmpeg(dir: &Path, marker: &Path) -> PathBuf {
-    let script = dir.join("slow-ffmpeg.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n\
-             touch '{marker}'\n\
-             ffmpeg -re \"$@\" &\n\
-             child=$!\n\
-             while kill -0 \"$PPID\" 2>/dev/null && kill -0 \"$child\" 2>/dev/null; do sleep 0.05; done\n\
-             kill -9 \"$child\" 2>/dev/null\n\
-             wait \"$child\"\n",
-            marker = marker.display()
-        ),
-    )
-    .unwrap();
-    Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
-    script
-}
-
 struct Setup<'a> {
     env: &'a Env,
     dirs: &'a crate::support::Dirs,
@@ -203,13 +178,22 @@ filter = "info"
         path
     }
 
+    /// The recorder's log, appended to by every run, beside the test's files.
+    fn log(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dirs.work.parent().unwrap().join("recorder.log"))
+            .unwrap()
+    }
+
     fn spawn(&self, ffmpeg: &Path) -> ChildGuard {
         let config = self.config_file(ffmpeg);
         let child = Command::new(env!("CARGO_BIN_EXE_livegate-recorder"))
             .arg("--config")
             .arg(&config)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(self.log())
             .spawn()
             .unwrap();
         ChildGuard::new("livegate-recorder", child)
@@ -300,7 +284,7 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
 
         // 1. Killed while ffmpeg remuxes.
         let marker = dirs.work.parent().unwrap().join("ffmpeg-started");
-        let slow = slow_ffmpeg(dirs.work.parent().unwrap(), &marker);
+        let slow = slow_ffmpeg(dirs.work.parent().unwrap(), &marker, true);
         let mut recorder = setup.spawn(&slow);
         livegate_tests::wait_until("the remux to be under way", || async {
             let row = row_of(&env, &source).await?;

@@ -205,3 +205,116 @@ async fn in_progress_files_left_behind_are_parked_with_the_reason() {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_callback_after_the_watcher_finished_still_sets_record_url() {
+    for env in envs().await {
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        let running = start(
+            support::config(&dirs),
+            &env,
+            Arc::new(LocalStorage::new(&dirs.store)),
+        )
+        .await;
+        let flv = dirs.rec.join(format!("{room}-1733000800.flv"));
+        make_flv(&flv, 1, 300);
+        let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        assert_eq!(record_url(&env.db, room, stream_id).await, None);
+        env.bus
+            .recordings()
+            .push(&job(room, Some(stream_id), &flv))
+            .await
+            .unwrap();
+        let url = livegate_tests::wait_until("record_url from the late callback", || async {
+            record_url(&env.db, room, stream_id).await
+        })
+        .await;
+        assert_eq!(Some(url), row.object_url, "{}", env.name());
+        assert_eq!(
+            support::files_under(&dirs.store).len(),
+            1,
+            "{}: still one object",
+            env.name()
+        );
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_kills_ffmpeg_and_hands_the_job_back() {
+    for env in envs().await {
+        let dirs = dirs();
+        let name = env.name();
+        let (room, stream_id) = stream(&env.db).await;
+        let flv = dirs.rec.join(format!("{room}-1733000900.flv"));
+        make_flv(&flv, 20, 300);
+        let marker = dirs.work.parent().unwrap().join("ffmpeg.pid");
+        let mut config = support::config(&dirs);
+        config.remux.ffmpeg = support::slow_ffmpeg(dirs.work.parent().unwrap(), &marker, false);
+        let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
+        env.bus
+            .recordings()
+            .push(&job(room, Some(stream_id), &flv))
+            .await
+            .unwrap();
+        let pid = livegate_tests::wait_until("ffmpeg to run", || async {
+            let pid = std::fs::read_to_string(&marker).ok()?;
+            let pid = pid.trim().to_owned();
+            (!pid.is_empty()).then_some(pid)
+        })
+        .await;
+        wait_state(&env.db, &flv, JobState::Remuxing).await;
+        running.stop().await;
+
+        let row = recording_jobs::by_source(&env.db, &flv.to_string_lossy())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.job_state(), JobState::Remuxing, "{name}");
+        assert_eq!(row.lease_owner, None, "{name}: handed back");
+        assert_eq!(
+            row.attempts, 0,
+            "{name}: a shutdown is not a failed attempt"
+        );
+        livegate_tests::wait_until("ffmpeg to be gone", || async {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting to be reaped: either way it no longer runs.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next());
+            matches!(state, None | Some("Z")).then_some(())
+        })
+        .await;
+
+        // Another instance (or this one restarted) takes it from there.
+        let running = start(
+            support::config(&dirs),
+            &env,
+            Arc::new(LocalStorage::new(&dirs.store)),
+        )
+        .await;
+        let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        let metrics = livegate_tests::wait_until("the job gauges to catch up", || async {
+            let text = support::metrics(running.admin).await;
+            text.contains("livegate_recorder_jobs{state=\"cleaned\"} 1")
+                .then_some(text)
+        })
+        .await;
+        let size = row.size_bytes.unwrap();
+        assert!(
+            metrics.contains(&format!("livegate_recorder_uploaded_bytes_total {size}")),
+            "{name}: {metrics}"
+        );
+        assert!(
+            metrics.contains("livegate_recorder_attempts_total{outcome=\"cleaned\"} 1"),
+            "{name}: {metrics}"
+        );
+        assert!(
+            support::files_under(&dirs.work).is_empty(),
+            "{name}: no partial MP4 left"
+        );
+        running.stop().await;
+    }
+}
