@@ -5,5 +5,6 @@
 mod config;
 mod kill;
 mod local;
+mod rtmp;
 mod s3;
 mod support;

@@ -514,3 +514,8 @@ pub(crate) async fn metrics(admin: SocketAddr) -> String {
         .await
         .unwrap()
 }
+
+/// How long a test waits for a condition.
+pub(crate) fn patience() -> std::time::Duration {
+    livegate_tests::patience()
+}
