@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use livegate_core::db::JobState;
+use livegate_core::db::{recording_jobs, JobState};
 use livegate_core::Secret;
 use livegate_recorder::storage::s3::S3Storage;
 use livegate_recorder::storage::{sha256_file, Progress, Storage, StorageError, Upload};
@@ -251,6 +251,84 @@ async fn while_storage_is_down_jobs_wait_and_are_uploaded_when_it_is_back() {
         );
         assert!(!flv.exists(), "{name}: source removed once stored");
         assert_eq!(readyz(running.admin).await.0, 200, "{name}");
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_multipart_upload_of_a_failed_job_is_aborted_once_old_enough() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    for env in envs().await {
+        let name = env.name();
+        let dirs = dirs();
+        let mut s3 = server.config(&server.endpoint());
+        s3.orphan_upload_max_age_s = 1;
+        let storage = S3Storage::new(&s3);
+        let key = format!("recordings/9/{}.mp4", support::unique("orphan"));
+        let created = storage
+            .client()
+            .create_multipart_upload()
+            .bucket(storage.bucket())
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        let upload_id = created.upload_id().unwrap().to_owned();
+        assert_eq!(server.open_uploads().len(), 1, "{name}");
+
+        // A job that failed for good in the middle of its upload, a while ago.
+        let path = dirs.rec.join("gone.flv").to_string_lossy().into_owned();
+        let (row, _) = recording_jobs::discover(
+            &env.db,
+            &recording_jobs::NewRecordingJob {
+                source_path: &path,
+                room_id: 9,
+                stream_id: None,
+                origin_kind: "srs",
+                started_at: 1,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        let long_ago = livegate_core::db::now_ms() - 60_000;
+        recording_jobs::claim(&env.db, row.id, "old", long_ago + 1000, long_ago)
+            .await
+            .unwrap()
+            .unwrap();
+        let remuxed = recording_jobs::Remuxed {
+            work_path: "/nonexistent/1.mp4",
+            size_bytes: 1,
+            checksum: "00",
+            object_key: &key,
+            part_size: 1,
+        };
+        assert!(
+            recording_jobs::set_remuxed(&env.db, row.id, "old", &remuxed, long_ago)
+                .await
+                .unwrap()
+        );
+        assert!(
+            recording_jobs::set_upload(&env.db, row.id, "old", Some(&upload_id), 0, long_ago)
+                .await
+                .unwrap()
+        );
+        assert!(
+            recording_jobs::fail(&env.db, row.id, "old", "given up", long_ago)
+                .await
+                .unwrap()
+        );
+
+        let config = support::with_s3(support::config(&dirs), s3.clone());
+        let running = start(config, &env, Arc::new(storage.clone())).await;
+        livegate_tests::wait_until("the orphaned upload to be aborted", || async {
+            let row = recording_jobs::get(&env.db, row.id).await.unwrap()?;
+            (row.upload_id.is_none() && server.open_uploads().is_empty()).then_some(())
+        })
+        .await;
+        assert!(server.upload_files().is_empty(), "{name}");
         running.stop().await;
     }
 }
