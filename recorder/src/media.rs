@@ -158,9 +158,16 @@ impl Tools {
     }
 
     /// Remuxes `source` into `target` (`-c copy`, `+faststart`, bit-exact so that a redo
-    /// produces the same bytes) and validates it against the source. Writes a temporary file
-    /// beside `target` and renames it into place only when valid.
-    pub async fn remux(&self, source: &Path, target: &Path) -> Result<RemuxOutcome, MediaError> {
+    /// produces the same bytes) and validates it against the source: the same kinds of
+    /// streams and, with `check_duration`, a duration within the tolerance (a truncated file's
+    /// header may announce more than it holds). Writes a temporary file beside `target` and
+    /// renames it into place only when valid.
+    pub async fn remux(
+        &self,
+        source: &Path,
+        target: &Path,
+        check_duration: bool,
+    ) -> Result<RemuxOutcome, MediaError> {
         let started = Instant::now();
         let source_probe = self.probe(source).await?;
         // Unique per attempt: an ffmpeg orphaned by a killed recorder may still be writing
@@ -200,7 +207,7 @@ impl Tools {
             }
             return Err(MediaError::Unreadable(format!("ffmpeg: {reason}")));
         }
-        let checked = self.validate(&source_probe, &partial).await;
+        let checked = self.validate(&source_probe, &partial, check_duration).await;
         if let Err(err) = checked {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(err);
@@ -212,7 +219,12 @@ impl Tools {
         })
     }
 
-    async fn validate(&self, source: &Probe, mp4: &Path) -> Result<(), MediaError> {
+    async fn validate(
+        &self,
+        source: &Probe,
+        mp4: &Path,
+        check_duration: bool,
+    ) -> Result<(), MediaError> {
         let probe = self.probe(mp4).await.map_err(|err| match err {
             MediaError::Unreadable(reason) => MediaError::Invalid(reason),
             other => other,
@@ -223,7 +235,9 @@ impl Tools {
                 probe.streams, source.streams
             )));
         }
-        if let (Some(source), Some(result)) = (source.duration, probe.duration) {
+        if let (true, Some(source), Some(result)) =
+            (check_duration, source.duration, probe.duration)
+        {
             let off = source.abs_diff(result);
             if off > self.duration_tolerance {
                 return Err(MediaError::Invalid(format!(

@@ -17,6 +17,7 @@ use livegate_core::db::recording_jobs::{self, Remuxed};
 use livegate_core::db::{now_ms, streams, Database, DbError, JobState, RecordingJobRow};
 
 use crate::config::{part_size_for, Config, StorageKind};
+use crate::files::{self, Kind};
 use crate::media::{MediaError, Tools};
 use crate::metrics::Metrics;
 use crate::storage::{object_key, sha256_file, Progress, Storage, StorageError, Upload};
@@ -173,14 +174,22 @@ impl Context {
                 return self.give_up(row, owner, "the source file is gone").await;
             }
             self.remove_partials(row.id).await;
-            match self.tools.remux(source, &target).await {
+            // A file its origin never finished is recovered as far as it plays.
+            let recovering = files::kind_of(source) == Kind::InProgress;
+            match self.tools.remux(source, &target, !recovering).await {
                 Ok(outcome) => {
                     self.metrics
                         .remux_duration
                         .observe(outcome.elapsed.as_secs_f64());
                 }
                 Err(err @ (MediaError::Unreadable(_) | MediaError::Invalid(_))) => {
-                    let reason = err.to_string();
+                    let reason = if recovering {
+                        format!(
+                            "in-progress file left behind by its origin, not recoverable: {err}"
+                        )
+                    } else {
+                        err.to_string()
+                    };
                     self.park_source(row, &reason).await;
                     return self.give_up(row, owner, &reason).await;
                 }

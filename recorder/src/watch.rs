@@ -1,6 +1,7 @@
 //! The directory inputs: a full scan at start-up and a `notify` watcher afterwards, both
-//! feeding the [`Tracker`], whose decisions become job rows (closed recordings) or failed
-//! rows with the reason (in-progress files an origin left behind).
+//! feeding the [`Tracker`], whose decisions become job rows: closed recordings, and
+//! in-progress files an origin left behind (once their room is offline), which the remux
+//! recovers as far as they are playable or parks as failed with the reason.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -146,11 +147,20 @@ async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut T
             }
         }
         Verdict::Abandoned(idle) => {
-            let reason = format!(
-                "in-progress file (.tmp or hidden) untouched for {} s: its origin stopped writing it without finishing it",
-                idle.as_secs()
-            );
-            park(ctx, &path, room_id, &reason).await;
+            // Its origin stopped writing it without finishing it. While the room is live the
+            // origin may be back at it: look again later.
+            match ctx.bus.live(room_id).await {
+                Ok(None) => {}
+                Ok(Some(_)) | Err(_) => {
+                    tracker.note(path);
+                    return;
+                }
+            }
+            tracing::warn!(path = %path.display(), idle_s = idle.as_secs(), "in-progress file left behind, recovering what is playable");
+            if let Err(err) = discover(ctx, &path, room_id, None, "unknown", "recovery").await {
+                tracing::warn!(path = %path.display(), error = %err, "cannot record a file to recover, will look again");
+                tracker.note(path);
+            }
         }
     }
 }

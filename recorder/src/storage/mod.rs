@@ -123,7 +123,15 @@ pub async fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
 /// The object key of a recording: room, start time and the source's file name, so that every
 /// retry of one recording writes the same key and two recordings never share one.
 pub fn object_key(prefix: &str, room_id: i64, started_at_ms: i64, source: &Path) -> String {
-    let stem = source
+    // `.09-31-08-0.mp4` and `42.1733045523000.flv.tmp` (files recovered from an origin
+    // that died) are keyed like the recordings they were to become.
+    let name = source
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.trim_start_matches('.');
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    let stem = Path::new(name)
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())
         .unwrap_or_default();

@@ -244,7 +244,7 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
             time_limit: Duration::from_secs(300),
             duration_tolerance: Duration::from_secs(1),
         };
-        tools.remux(&staging, &clean).await.unwrap();
+        tools.remux(&staging, &clean, true).await.unwrap();
         let (clean_sha, clean_size) = livegate_recorder::storage::sha256_file(&clean)
             .await
             .unwrap();

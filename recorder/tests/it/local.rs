@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use livegate_core::bus::Received;
+use livegate_core::bus::{LiveState, Received};
 use livegate_core::db::recording_jobs;
 use livegate_core::db::JobState;
 use livegate_recorder::storage::local::LocalStorage;
@@ -179,29 +179,67 @@ async fn a_corrupt_input_is_parked_and_the_others_carry_on() {
 }
 
 #[tokio::test]
-async fn in_progress_files_left_behind_are_parked_with_the_reason() {
+async fn in_progress_files_left_behind_are_recovered_or_parked_once_their_room_is_offline() {
     for env in envs().await {
+        let name = env.name();
         let dirs = dirs();
+        // SRS died while writing: a truncated FLV under its temporary name.
         let srs_tmp = dirs.rec.join("42.1733000500000.flv.tmp");
-        make_flv(&srs_tmp, 1, 300);
+        let whole = dirs.rec.join("whole.flv.part");
+        make_flv(&whole, 4, 300);
+        let bytes = std::fs::read(&whole).unwrap();
+        std::fs::write(&srs_tmp, &bytes[..bytes.len() / 2]).unwrap();
+        std::fs::remove_file(&whole).unwrap();
+        // ZLMediaKit died while writing: a hidden MP4 without its index.
         let zlm_dir = dirs.rec.join("live/43/2026-12-01");
         std::fs::create_dir_all(&zlm_dir).unwrap();
         let zlm_hidden = zlm_dir.join(".09-31-08-0.mp4");
-        std::fs::write(&zlm_hidden, b"partial mp4").unwrap();
+        std::fs::write(&zlm_hidden, b"partial mp4 without a moov box").unwrap();
+        // Room 44 is live again: its origin may still be writing, so it waits.
+        let live_tmp = dirs.rec.join("44.1733000600000.flv.tmp");
+        std::fs::write(&live_tmp, &bytes[..bytes.len() / 2]).unwrap();
+        let live = LiveState {
+            stream_id: 1,
+            started_at_ms: 1,
+            origin_server_id: "srs".to_owned(),
+        };
+        env.bus.set_live(44, &live).await.unwrap();
+
         let running = start(
             support::config(&dirs),
             &env,
             Arc::new(LocalStorage::new(&dirs.store)),
         )
         .await;
-        let name = env.name();
-        for (path, room) in [(&srs_tmp, 42), (&zlm_hidden, 43)] {
-            let row = wait_state(&env.db, path, JobState::Failed).await;
-            assert_eq!(row.room_id, room, "{name}");
-            let error = row.error.unwrap();
-            assert!(error.contains("in-progress file"), "{name}: {error}");
-            assert!(path.exists(), "{name}: left in place for a human");
-        }
+        let recovered = wait_state(&env.db, &srs_tmp, JobState::Cleaned).await;
+        assert_eq!(recovered.room_id, 42, "{name}");
+        let object = std::path::PathBuf::from(recovered.object_url.unwrap());
+        assert_eq!(support::stream_kinds(&object), ["audio", "video"], "{name}");
+        assert!(!srs_tmp.exists(), "{name}: removed once stored");
+
+        let parked = wait_state(&env.db, &zlm_hidden, JobState::Failed).await;
+        assert_eq!(parked.room_id, 43, "{name}");
+        let error = parked.error.unwrap();
+        assert!(
+            error.contains("in-progress file left behind") && error.contains("unreadable input"),
+            "{name}: {error}"
+        );
+        assert!(!zlm_hidden.exists(), "{name}: moved aside");
+        assert_eq!(
+            support::files_under(&dirs.failed).len(),
+            2,
+            "{name}: the file and its reason"
+        );
+
+        assert!(
+            recording_jobs::by_source(&env.db, &live_tmp.to_string_lossy())
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: left alone while its room is live"
+        );
+        assert!(env.bus.clear_live(44, 1).await.unwrap());
+        wait_state(&env.db, &live_tmp, JobState::Cleaned).await;
         running.stop().await;
     }
 }
