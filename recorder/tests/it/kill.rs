@@ -159,7 +159,7 @@ access_key = "{access}"
 secret_key = "{secret}"
 part_size_bytes = {part}
 [log]
-filter = "info"
+filter = "info,livegate_recorder=debug"
 "#,
             admin = self.admin,
             db = self.env.db_url(),
@@ -360,6 +360,15 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
         assert!(
             server.upload_files().is_empty(),
             "{name}: no multipart upload left"
+        );
+        let log =
+            std::fs::read_to_string(dirs.work.parent().unwrap().join("recorder.log")).unwrap();
+        assert!(log.contains("resuming multipart upload"), "{name}: {log}");
+        assert!(
+            !log.contains(SECRET_KEY)
+                && !log.contains(ACCESS_KEY)
+                && !log.contains("X-Amz-Signature"),
+            "{name}: no credential in the log"
         );
         // Next environment: a fresh bucket content.
         if let Some(key) = server.keys().await.first() {
