@@ -356,3 +356,50 @@ async fn shutdown_kills_ffmpeg_and_hands_the_job_back() {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn retention_keeps_the_local_copies_and_a_restart_stores_nothing_twice() {
+    for env in envs().await {
+        let name = env.name();
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        let flv = dirs.rec.join(format!("{room}-1733001200.flv"));
+        make_flv(&flv, 1, 300);
+        let mut config = support::config(&dirs);
+        config.storage.keep_local = true;
+        let running = start(
+            config.clone(),
+            &env,
+            Arc::new(LocalStorage::new(&dirs.store)),
+        )
+        .await;
+        env.bus
+            .recordings()
+            .push(&job(room, Some(stream_id), &flv))
+            .await
+            .unwrap();
+        let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        running.stop().await;
+        assert!(flv.exists(), "{name}: source kept");
+        let mp4 = std::path::PathBuf::from(row.work_path.clone().unwrap());
+        assert!(mp4.exists(), "{name}: MP4 kept");
+
+        // The start-up scan finds the kept file again, beside a new one: the new one is
+        // stored, the kept one is known and nothing is redone.
+        let other = dirs.rec.join(format!("{room}-1733001300.flv"));
+        make_flv(&other, 1, 300);
+        let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
+        wait_state(&env.db, &other, JobState::Cleaned).await;
+        running.stop().await;
+        let again = recording_jobs::by_source(&env.db, &flv.to_string_lossy())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, row, "{name}: the row is unchanged");
+        assert_eq!(
+            support::files_under(&dirs.store).len(),
+            2,
+            "{name}: one object each"
+        );
+    }
+}
