@@ -97,7 +97,7 @@ pub(crate) async fn run(ctx: Context, mut watching: Watching, stop: Cancellation
         Duration::from_millis(config.quiet_period_ms),
         Duration::from_millis(config.abandoned_after_ms),
     );
-    let scanned = files::scan(&config.dirs, &skip);
+    let scanned = scan(&config.dirs, &skip).await;
     tracing::info!(
         files = scanned.len(),
         "start-up scan of the recording directories"
@@ -120,17 +120,39 @@ pub(crate) async fn run(ctx: Context, mut watching: Watching, stop: Cancellation
             _ = tick.tick() => {
                 if watching.overflowed.swap(false, std::sync::atomic::Ordering::Relaxed) {
                     tracing::warn!("watcher events were dropped, rescanning");
-                    for path in files::scan(&config.dirs, &skip) {
+                    for path in scan(&config.dirs, &skip).await {
                         tracker.note(path);
                     }
                 }
-                for (path, _kind, verdict) in tracker.check(Instant::now()) {
+                // File system calls block: off the runtime's threads.
+                let checked = tokio::task::spawn_blocking(move || {
+                    let decided = tracker.check(Instant::now());
+                    (tracker, decided)
+                })
+                .await;
+                let ready;
+                (tracker, ready) = match checked {
+                    Ok(checked) => checked,
+                    Err(err) => {
+                        tracing::error!(error = %err, "checking the recording directories failed");
+                        return;
+                    }
+                };
+                for (path, _kind, verdict) in ready {
                     decided(&ctx, path, verdict, &mut tracker).await;
                 }
             }
             () = stop.cancelled() => return,
         }
     }
+}
+
+/// [`files::scan`] off the runtime's threads (it blocks on the file system).
+async fn scan(dirs: &[PathBuf], skip: &[PathBuf]) -> Vec<PathBuf> {
+    let (dirs, skip) = (dirs.to_vec(), skip.to_vec());
+    tokio::task::spawn_blocking(move || files::scan(&dirs, &skip))
+        .await
+        .unwrap_or_default()
 }
 
 async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut Tracker) {
