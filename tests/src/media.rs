@@ -94,6 +94,21 @@ pub fn make_flv(path: &Path, seconds: u32, video_kbps: u32) {
     ffmpeg(&args);
 }
 
+/// Writes `seconds` of test pattern as an MPEG-TS file (H.264 + AAC), as HLS segments and
+/// TS recordings carry it.
+pub fn make_ts(path: &Path, seconds: u32) {
+    let duration = seconds.to_string();
+    let mut args = ENCODE.to_vec();
+    args.extend([
+        "-t",
+        &duration,
+        "-f",
+        "mpegts",
+        path.to_str().expect("UTF-8 temp path"),
+    ]);
+    ffmpeg(&args);
+}
+
 /// Writes a file of `len` pseudo-random bytes (a stand-in media segment for throughput tests).
 pub fn make_blob(path: &Path, len: usize) {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;

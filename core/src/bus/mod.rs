@@ -11,7 +11,8 @@
 //! - room events (went live / went offline): [`Bus::events`], a `Channel<RoomEvent>`;
 //! - viewer counters per room (a set of viewer sessions, so joins and leaves are idempotent);
 //! - fixed-window rate limits;
-//! - finished recordings: [`Bus::recordings`], a `Queue<RecordingJob>`.
+//! - finished recordings: [`Bus::recordings`], a `Queue<RecordingJob>`, and stored ones:
+//!   [`Bus::recordings_ready`], a `Channel<RecordingReady>`.
 //!
 //! [`Bus::Redis`] is the production backend (Redis Streams and pub/sub); [`Bus::Memory`] is
 //! the embedded default. Everything is bounded: channel fan-out by
@@ -44,6 +45,8 @@ pub use self::viewers::{EdgeViewers, RoomViewers, ViewerTally};
 
 /// The channel of room events.
 const EVENTS_CHANNEL: &str = "events";
+/// The channel of stored recordings.
+const RECORDINGS_READY_CHANNEL: &str = "recordings:ready";
 
 /// The `[bus]` section shared by the services.
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +224,23 @@ pub struct RecordingJob {
     pub enqueued_at_ms: i64,
 }
 
+/// A recording is stored and its stream points at it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingReady {
+    /// The room that was recorded.
+    pub room_id: i64,
+    /// The stream whose `record_url` now names the object, when known.
+    pub stream_id: Option<i64>,
+    /// The recorder's job id.
+    pub job_id: i64,
+    /// Where the object is (`s3://bucket/key` or a local path); never a presigned URL.
+    pub object_url: String,
+    /// The object's size in bytes.
+    pub size_bytes: u64,
+    /// When the recording started, unix milliseconds.
+    pub started_at_ms: i64,
+}
+
 /// A bus backend.
 #[derive(Debug, Clone)]
 pub enum Bus {
@@ -344,6 +364,11 @@ impl Bus {
     /// The channel edges publish their viewer counts on.
     pub fn edge_viewers(&self) -> Channel<EdgeViewers> {
         self.channel(viewers::EDGE_VIEWERS)
+    }
+
+    /// The channel of stored recordings.
+    pub fn recordings_ready(&self) -> Channel<RecordingReady> {
+        self.channel(RECORDINGS_READY_CHANNEL)
     }
 
     /// The room revocation feed.

@@ -1,7 +1,7 @@
 //! The database layer: one API over MySQL/MariaDB (production) and SQLite (embedded default).
 //!
 //! Repository functions are grouped by domain ([`rooms`], [`streams`], [`users`], [`gifts`],
-//! [`orders`]) and take any [`Executor`]: the pool, a held [`Conn`], or a [`Tx`]. No SQL lives
+//! [`orders`], [`recording_jobs`]) and take any [`Executor`]: the pool, a held [`Conn`], or a [`Tx`]. No SQL lives
 //! outside this module. Every time is unix milliseconds. The schema lives in versioned
 //! migrations per backend under `core/migrations/{mysql,sqlite}/`, applied by
 //! [`Database::migrate`].
@@ -10,6 +10,7 @@ pub mod columns;
 pub(crate) mod exec;
 pub mod gifts;
 pub mod orders;
+pub mod recording_jobs;
 mod recordings;
 pub mod rooms;
 pub mod sessions;
@@ -30,6 +31,7 @@ use crate::config::Problems;
 use crate::secret::Secret;
 
 pub use exec::Executor;
+pub use recording_jobs::{JobState, NewRecordingJob, RecordingJobRow};
 pub use recordings::{InterruptedRecording, NewInterruptedRecording};
 pub use rooms::{NewRoom, Room, RoomChanges, RoomCursor};
 pub use streams::{NewStream, OriginIds, StartOutcome, Stream};

@@ -1,0 +1,283 @@
+//! What a file in a recording directory is, and when it is closed.
+//!
+//! - A final name (`.flv`, `.ts`, `.mp4`, not hidden) is a recording once its size has not
+//!   changed for the quiet period.
+//! - `*.tmp` (SRS writes its DVR file under it and renames it when done) and hidden files
+//!   (ZLMediaKit's in-progress `.2026-12-01-09-31-08-0.mp4`) are still being written. One
+//!   left untouched for the abandonment period belongs to an origin that died: it is
+//!   reported so that it is parked as failed with the reason, never silently ignored.
+//! - Anything else (playlists, our own partial files) is not a recording.
+//!
+//! The room comes from the path as the origins name it: `42-1733045523.flv` (nginx-rtmp),
+//! `42.1733045523000.flv` (SRS), `…/42/2026-12-01/09-31-08-0.mp4` (ZLMediaKit).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use livegate_core::token::parse_room_id;
+
+/// How a file's name classifies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A finished-looking recording (final name).
+    Recording,
+    /// Still being written by an origin (`.tmp` or hidden).
+    InProgress,
+    /// Not ours to handle.
+    Other,
+}
+
+/// The extensions of recordings the recorder remuxes.
+const RECORDING_EXTENSIONS: [&str; 3] = ["flv", "ts", "mp4"];
+
+/// Classifies `path` by its name.
+pub fn kind_of(path: &Path) -> Kind {
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return Kind::Other;
+    };
+    if name.ends_with(".part.mp4") || name.ends_with(".part") || name.ends_with(".reason.txt") {
+        return Kind::Other;
+    }
+    let extension = path
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .map(str::to_ascii_lowercase);
+    let media = |ext: &str| RECORDING_EXTENSIONS.contains(&ext);
+    match extension.as_deref() {
+        Some("tmp") => {
+            // `42.1733045523000.flv.tmp`: only a recording's temporary file is ours.
+            let inner = Path::new(name.trim_end_matches(".tmp"));
+            match inner.extension().and_then(|ext| ext.to_str()) {
+                Some(ext) if media(&ext.to_ascii_lowercase()) => Kind::InProgress,
+                _ => Kind::Other,
+            }
+        }
+        Some(ext) if media(ext) && name.starts_with('.') => Kind::InProgress,
+        Some(ext) if media(ext) => Kind::Recording,
+        _ => Kind::Other,
+    }
+}
+
+/// The room a recording belongs to, from its file name or one of its three nearest
+/// directories.
+pub fn room_of(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?.trim_start_matches('.');
+    let lead: String = name.chars().take_while(char::is_ascii_digit).collect();
+    let after = name[lead.len()..].chars().next();
+    if matches!(after, Some('-' | '.' | '_')) {
+        if let Some(room) = parse_room_id(&lead).and_then(|id| i64::try_from(id).ok()) {
+            return Some(room);
+        }
+    }
+    path.ancestors()
+        .skip(1)
+        .take(3)
+        .filter_map(|dir| dir.file_name()?.to_str())
+        .find_map(|dir| parse_room_id(dir).and_then(|id| i64::try_from(id).ok()))
+}
+
+/// When the recording started, unix milliseconds: the time in its name (nginx-rtmp seconds,
+/// SRS milliseconds), else the file's modification time, else `fallback_ms`. The same file
+/// always gives the same answer, whichever input asks.
+pub fn started_at_of(path: &Path, fallback_ms: i64) -> i64 {
+    let from_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .and_then(|name| {
+            let name = name.trim_start_matches('.');
+            let lead: String = name.chars().take_while(char::is_ascii_digit).collect();
+            let rest = name.get(lead.len() + 1..)?;
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let value: i64 = digits.parse().ok()?;
+            match digits.len() {
+                10 => Some(value * 1000),
+                13 => Some(value),
+                _ => None,
+            }
+        });
+    from_name
+        .or_else(|| {
+            let modified = std::fs::metadata(path).ok()?.modified().ok()?;
+            let since = modified.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+            i64::try_from(since.as_millis()).ok()
+        })
+        .unwrap_or(fallback_ms)
+}
+
+/// What the tracker decided about a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A closed recording.
+    Closed,
+    /// An in-progress file nobody has written to for this long.
+    Abandoned(Duration),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    size: u64,
+    since: Instant,
+}
+
+/// Files waiting for their quiet period, by path.
+#[derive(Debug)]
+pub struct Tracker {
+    quiet: Duration,
+    abandoned: Duration,
+    seen: HashMap<PathBuf, Seen>,
+}
+
+impl Tracker {
+    /// A tracker closing files after `quiet` and giving up on in-progress ones after
+    /// `abandoned`.
+    pub fn new(quiet: Duration, abandoned: Duration) -> Self {
+        Self {
+            quiet,
+            abandoned,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Starts (or keeps) watching `path`.
+    pub fn note(&mut self, path: PathBuf) {
+        self.seen.entry(path).or_insert(Seen {
+            size: u64::MAX,
+            since: Instant::now(),
+        });
+    }
+
+    /// How many files are waiting.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Looks at every waiting file once; returns the decided ones (and forgets them, and the
+    /// files that vanished).
+    pub fn check(&mut self, now: Instant) -> Vec<(PathBuf, Kind, Verdict)> {
+        let mut decided = Vec::new();
+        let wall = SystemTime::now();
+        self.seen.retain(|path, seen| {
+            let Ok(meta) = std::fs::metadata(path) else {
+                return false;
+            };
+            if !meta.is_file() {
+                return false;
+            }
+            let size = meta.len();
+            let unchanged_since = meta
+                .modified()
+                .ok()
+                .and_then(|modified| wall.duration_since(modified).ok())
+                .unwrap_or_default();
+            if size != seen.size {
+                *seen = Seen { size, since: now };
+                // A file untouched for long enough is decided on its first look (the
+                // start-up scan); otherwise it must hold still under our own eyes.
+                if unchanged_since < self.quiet.max(self.abandoned) {
+                    return true;
+                }
+            }
+            let still = now.duration_since(seen.since).max(unchanged_since);
+            let kind = kind_of(path);
+            let verdict = match kind {
+                Kind::Recording if still >= self.quiet => Some(Verdict::Closed),
+                Kind::InProgress if still >= self.abandoned => Some(Verdict::Abandoned(still)),
+                Kind::Other => return false,
+                _ => None,
+            };
+            match verdict {
+                Some(verdict) => {
+                    decided.push((path.clone(), kind, verdict));
+                    false
+                }
+                None => true,
+            }
+        });
+        decided
+    }
+}
+
+/// Every file under `dirs` (recursively) that is a recording or in progress, skipping
+/// `excluded` directories (the recorder's own work and failed directories).
+pub fn scan(dirs: &[PathBuf], excluded: &[PathBuf]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = stack.pop() {
+        if excluded.iter().any(|skip| dir.starts_with(skip)) {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(path),
+                Ok(kind) if kind.is_file() && kind_of(&path) != Kind::Other => found.push(path),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_say_what_a_file_is() {
+        assert_eq!(kind_of(Path::new("/r/42-1733045523.flv")), Kind::Recording);
+        assert_eq!(
+            kind_of(Path::new("/r/42.1733045523000.flv")),
+            Kind::Recording
+        );
+        assert_eq!(
+            kind_of(Path::new("/r/42.1733045523000.flv.tmp")),
+            Kind::InProgress
+        );
+        assert_eq!(
+            kind_of(Path::new("/r/live/42/2026-12-01/.09-31-08-0.mp4")),
+            Kind::InProgress
+        );
+        assert_eq!(kind_of(Path::new("/r/42/a.ts")), Kind::Recording);
+        assert_eq!(kind_of(Path::new("/r/42.m3u8")), Kind::Other);
+        assert_eq!(kind_of(Path::new("/r/notes.tmp")), Kind::Other);
+        assert_eq!(kind_of(Path::new("/w/7.123-45.part.mp4")), Kind::Other);
+    }
+
+    #[test]
+    fn the_room_comes_from_the_name_or_a_directory() {
+        assert_eq!(room_of(Path::new("/r/42-1733045523.flv")), Some(42));
+        assert_eq!(room_of(Path::new("/r/42.1733045523000.flv.tmp")), Some(42));
+        assert_eq!(
+            room_of(Path::new("/r/live/42/2026-12-01/09-31-08-0.mp4")),
+            Some(42)
+        );
+        assert_eq!(
+            room_of(Path::new("/r/live/42/2026-12-01/.09-31-08-0.mp4")),
+            Some(42)
+        );
+        assert_eq!(room_of(Path::new("/r/live/x/show.flv")), None);
+    }
+
+    #[test]
+    fn the_start_time_comes_from_the_name_when_it_has_one() {
+        assert_eq!(
+            started_at_of(Path::new("/nope/42-1733045523.flv"), 7),
+            1_733_045_523_000
+        );
+        assert_eq!(
+            started_at_of(Path::new("/nope/42.1733045523123.flv"), 7),
+            1_733_045_523_123
+        );
+        assert_eq!(started_at_of(Path::new("/nope/42.flv"), 7), 7);
+    }
+}

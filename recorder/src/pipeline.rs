@@ -1,0 +1,398 @@
+//! One job from where its row says it is to `cleaned` (or `failed`):
+//! `discovered → remuxing → uploading → uploaded → recorded → cleaned`.
+//!
+//! Every step is safe to redo after a crash at any point: the remux writes a fresh temporary
+//! file and renames it only once valid; the upload resumes the saved multipart upload or
+//! finds the completed object; the stream update writes the same URL again; removing a file
+//! that is already gone is fine. Every write is conditional on the worker still holding the
+//! job's lease.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use livegate_core::bus::{Bus, RecordingReady};
+use livegate_core::db::recording_jobs::{self, Remuxed};
+use livegate_core::db::{now_ms, streams, Database, DbError, JobState, RecordingJobRow};
+
+use crate::config::{part_size_for, Config, StorageKind};
+use crate::files::{self, Kind};
+use crate::media::{MediaError, Tools};
+use crate::metrics::Metrics;
+use crate::storage::{object_key, sha256_file, Progress, Storage, StorageError, Upload};
+
+/// Why a job stopped short of `cleaned`.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// It may succeed later: retried with backoff.
+    #[error("{0}")]
+    Transient(String),
+    /// It never will: the row is `failed` with the reason.
+    #[error("{0}")]
+    Permanent(String),
+    /// Another worker has the job now.
+    #[error("the job's lease was lost")]
+    LeaseLost,
+}
+
+impl From<DbError> for JobError {
+    fn from(err: DbError) -> Self {
+        JobError::Transient(format!("database: {err}"))
+    }
+}
+
+impl From<StorageError> for JobError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Progress(reason) if reason == LEASE_LOST => JobError::LeaseLost,
+            other => JobError::Transient(other.to_string()),
+        }
+    }
+}
+
+const LEASE_LOST: &str = "lease lost";
+
+/// What the workers share.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Database,
+    /// The bus.
+    pub bus: Bus,
+    /// Where MP4s go.
+    pub storage: Arc<dyn Storage>,
+    /// ffmpeg and ffprobe.
+    pub tools: Tools,
+    /// The metrics.
+    pub metrics: Metrics,
+}
+
+fn held(updated: bool) -> Result<(), JobError> {
+    if updated {
+        Ok(())
+    } else {
+        Err(JobError::LeaseLost)
+    }
+}
+
+/// Records upload progress on the job's row.
+struct RowProgress<'a> {
+    db: &'a Database,
+    id: i64,
+    owner: &'a str,
+}
+
+#[async_trait]
+impl Progress for RowProgress<'_> {
+    async fn upload_started(&mut self, upload_id: Option<&str>) -> Result<(), String> {
+        match recording_jobs::set_upload(self.db, self.id, self.owner, upload_id, 0, now_ms()).await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(LEASE_LOST.to_owned()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+
+    async fn parts_stored(&mut self, upload_id: &str, parts: i32) -> Result<(), String> {
+        match recording_jobs::set_upload(
+            self.db,
+            self.id,
+            self.owner,
+            Some(upload_id),
+            parts,
+            now_ms(),
+        )
+        .await
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(LEASE_LOST.to_owned()),
+            Err(err) => Err(err.to_string()),
+        }
+    }
+}
+
+impl Context {
+    /// The MP4 of job `id` in the work directory.
+    pub fn work_path(&self, id: i64) -> PathBuf {
+        self.config.remux.work_dir.join(format!("{id}.mp4"))
+    }
+
+    fn key_prefix(&self) -> &str {
+        match (self.config.storage.kind, &self.config.storage.s3) {
+            (StorageKind::S3, Some(s3)) => &s3.key_prefix,
+            _ => "",
+        }
+    }
+
+    fn part_size(&self) -> u64 {
+        self.config
+            .storage
+            .s3
+            .as_ref()
+            .map_or(16 * 1024 * 1024, |s3| s3.part_size_bytes)
+    }
+
+    /// Takes job `row` (held by `owner`) as far as it goes.
+    pub async fn process(&self, mut row: RecordingJobRow, owner: &str) -> Result<(), JobError> {
+        loop {
+            let state = row.job_state();
+            tracing::debug!(job.id = row.id, state = state.as_str(), "job step");
+            match state {
+                JobState::Discovered | JobState::Remuxing => self.remux(&row, owner).await?,
+                JobState::Uploading => self.upload(&row, owner).await?,
+                JobState::Uploaded => self.record(&row, owner).await?,
+                JobState::Recorded => self.clean(&row, owner).await?,
+                JobState::Cleaned | JobState::Failed => return Ok(()),
+            }
+            row = recording_jobs::get(&self.db, row.id)
+                .await?
+                .ok_or_else(|| JobError::Permanent("the job's row vanished".to_owned()))?;
+            if row.lease_owner.as_deref() != Some(owner) {
+                return Err(JobError::LeaseLost);
+            }
+        }
+    }
+
+    async fn remux(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
+        held(
+            recording_jobs::set_state(&self.db, row.id, owner, JobState::Remuxing, now_ms())
+                .await?,
+        )?;
+        let source = Path::new(&row.source_path);
+        let target = self.work_path(row.id);
+        tokio::fs::create_dir_all(&self.config.remux.work_dir)
+            .await
+            .map_err(|err| JobError::Transient(format!("work directory: {err}")))?;
+        // A remux that finished before a crash left a validated MP4 (it is renamed into place
+        // only once valid): use it.
+        let have_mp4 = tokio::fs::metadata(&target).await.is_ok();
+        if !have_mp4 {
+            if tokio::fs::metadata(source).await.is_err() {
+                return self.give_up(row, owner, "the source file is gone").await;
+            }
+            self.remove_partials(row.id).await;
+            // A file its origin never finished is recovered as far as it plays.
+            let recovering = files::kind_of(source) == Kind::InProgress;
+            match self.tools.remux(source, &target, !recovering).await {
+                Ok(outcome) => {
+                    self.metrics
+                        .remux_duration
+                        .observe(outcome.elapsed.as_secs_f64());
+                }
+                Err(err @ (MediaError::Unreadable(_) | MediaError::Invalid(_))) => {
+                    let reason = if recovering {
+                        format!(
+                            "in-progress file left behind by its origin, not recoverable: {err}"
+                        )
+                    } else {
+                        err.to_string()
+                    };
+                    self.park_source(row, &reason).await;
+                    return self.give_up(row, owner, &reason).await;
+                }
+                Err(err @ MediaError::TimedOut { .. }) => {
+                    return self.give_up(row, owner, &err.to_string()).await;
+                }
+                Err(err @ MediaError::Io(_)) => {
+                    return Err(JobError::Transient(format!("remux: {err}")));
+                }
+            }
+        }
+        let (sha256, size) = sha256_file(&target)
+            .await
+            .map_err(|err| JobError::Transient(format!("reading the MP4: {err}")))?;
+        if let (Some(upload_id), Some(key)) = (row.upload_id.as_deref(), row.object_key.as_deref())
+        {
+            if row.checksum.as_deref() != Some(sha256.as_str()) {
+                // The parts already sent are of other bytes (a remux by another ffmpeg): they
+                // must not be resumed.
+                self.storage.abort(key, upload_id).await?;
+                held(
+                    recording_jobs::set_upload(&self.db, row.id, owner, None, 0, now_ms()).await?,
+                )?;
+            }
+        }
+        let key = object_key(self.key_prefix(), row.room_id, row.started_at, source);
+        let part_size = part_size_for(self.part_size(), size);
+        let work_path = target.to_string_lossy();
+        let remuxed = Remuxed {
+            work_path: &work_path,
+            size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+            checksum: &sha256,
+            object_key: &key,
+            part_size: i64::try_from(part_size).unwrap_or(i64::MAX),
+        };
+        held(recording_jobs::set_remuxed(&self.db, row.id, owner, &remuxed, now_ms()).await?)?;
+        tracing::info!(job.id = row.id, room.id = row.room_id, size_bytes = size, key = %key, "remuxed");
+        Ok(())
+    }
+
+    /// Removes what earlier, interrupted remuxes of job `id` left (their ffmpeg may still be
+    /// writing: unlinking is safe, and the file is never renamed into place).
+    async fn remove_partials(&self, id: i64) {
+        let prefix = format!("{id}.");
+        let Ok(mut entries) = tokio::fs::read_dir(&self.config.remux.work_dir).await else {
+            return;
+        };
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".part.mp4") {
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
+    }
+
+    async fn upload(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
+        let (Some(work_path), Some(key), Some(sha256), Some(size), Some(part_size)) = (
+            row.work_path.as_deref(),
+            row.object_key.as_deref(),
+            row.checksum.as_deref(),
+            row.size_bytes.and_then(|n| u64::try_from(n).ok()),
+            row.part_size.and_then(|n| u64::try_from(n).ok()),
+        ) else {
+            // Rows written by hand or by an older version: start over.
+            return held(
+                recording_jobs::set_state(&self.db, row.id, owner, JobState::Discovered, now_ms())
+                    .await?,
+            );
+        };
+        let path = Path::new(work_path);
+        if tokio::fs::metadata(path).await.is_err() {
+            tracing::warn!(job.id = row.id, "the MP4 is gone, remuxing again");
+            return held(
+                recording_jobs::set_state(&self.db, row.id, owner, JobState::Discovered, now_ms())
+                    .await?,
+            );
+        }
+        let upload = Upload {
+            path,
+            key,
+            size,
+            sha256,
+            part_size,
+            upload_id: row.upload_id.as_deref(),
+        };
+        let started = Instant::now();
+        let mut progress = RowProgress {
+            db: &self.db,
+            id: row.id,
+            owner,
+        };
+        let stored = self.storage.put(&upload, &mut progress).await?;
+        self.metrics
+            .upload_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.uploaded_bytes.inc_by(stored.bytes_sent);
+        held(recording_jobs::set_uploaded(&self.db, row.id, owner, &stored.url, now_ms()).await?)?;
+        tracing::info!(job.id = row.id, room.id = row.room_id, key = %key, bytes_sent = stored.bytes_sent, "stored and confirmed");
+        Ok(())
+    }
+
+    async fn record(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
+        let url = row
+            .object_url
+            .as_deref()
+            .ok_or_else(|| JobError::Permanent("uploaded without an object URL".to_owned()))?;
+        if let Some(stream_id) = row.stream_id {
+            streams::set_record_url(&self.db, stream_id, url).await?;
+        }
+        let ready = RecordingReady {
+            room_id: row.room_id,
+            stream_id: row.stream_id,
+            job_id: row.id,
+            object_url: url.to_owned(),
+            size_bytes: row
+                .size_bytes
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            started_at_ms: row.started_at,
+        };
+        self.bus
+            .recordings_ready()
+            .publish(&ready)
+            .await
+            .map_err(|err| JobError::Transient(format!("bus: {err}")))?;
+        held(
+            recording_jobs::set_state(&self.db, row.id, owner, JobState::Recorded, now_ms())
+                .await?,
+        )?;
+        tracing::info!(
+            job.id = row.id,
+            room.id = row.room_id,
+            stream.id = row.stream_id.unwrap_or(0),
+            "recording ready"
+        );
+        Ok(())
+    }
+
+    async fn clean(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
+        if !self.config.storage.keep_local {
+            let mp4 = row.work_path.clone().map(PathBuf::from);
+            for path in [Some(PathBuf::from(&row.source_path)), mp4]
+                .into_iter()
+                .flatten()
+            {
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(JobError::Transient(format!(
+                            "removing {}: {err}",
+                            path.display()
+                        )))
+                    }
+                }
+            }
+        }
+        held(
+            recording_jobs::set_state(&self.db, row.id, owner, JobState::Cleaned, now_ms()).await?,
+        )?;
+        Ok(())
+    }
+
+    async fn give_up(
+        &self,
+        row: &RecordingJobRow,
+        owner: &str,
+        reason: &str,
+    ) -> Result<(), JobError> {
+        tracing::warn!(job.id = row.id, room.id = row.room_id, path = %row.source_path, reason, "recording failed");
+        held(recording_jobs::fail(&self.db, row.id, owner, reason, now_ms()).await?)?;
+        Err(JobError::Permanent(reason.to_owned()))
+    }
+
+    /// Moves an input ffmpeg cannot read to the failed directory, with the reason beside it:
+    /// kept for a human, out of the watched directories.
+    async fn park_source(&self, row: &RecordingJobRow, reason: &str) {
+        let source = Path::new(&row.source_path);
+        let name = source
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "source".to_owned());
+        let dir = &self.config.remux.failed_dir;
+        let target = dir.join(format!("{}-{name}", row.id));
+        let moved = async {
+            tokio::fs::create_dir_all(dir).await?;
+            if tokio::fs::rename(source, &target).await.is_err() {
+                // Another file system: copy, then remove.
+                tokio::fs::copy(source, &target).await?;
+                tokio::fs::remove_file(source).await?;
+            }
+            let note = target.with_extension("reason.txt");
+            tokio::fs::write(note, format!("{}\n{reason}\n", row.source_path)).await
+        }
+        .await;
+        match moved {
+            Ok(()) => {
+                tracing::info!(job.id = row.id, to = %target.display(), "unreadable input moved aside")
+            }
+            Err(err) => {
+                tracing::warn!(job.id = row.id, error = %err, "could not move the unreadable input aside")
+            }
+        }
+    }
+}

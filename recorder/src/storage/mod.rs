@@ -1,0 +1,174 @@
+//! Where MP4s end up: a [`Storage`] stores one file under one key, resumably, and confirms
+//! what it stored. Two implementations: [`local::LocalStorage`] (a directory, the embedded
+//! default) and [`s3::S3Storage`] (any S3-compatible endpoint).
+
+pub mod local;
+pub mod s3;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+/// Why a storage operation failed. All of them may pass (storage back up, credentials
+/// fixed), so the job waits and retries; nothing local is deleted meanwhile.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The storage could not be reached or answered with an error.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The storage refused the credentials or the request.
+    #[error("storage refused the request: {0}")]
+    Refused(String),
+    /// What was stored is not what was sent.
+    #[error("stored object does not match: {0}")]
+    Mismatch(String),
+    /// A local file could not be read or written.
+    #[error("local file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The caller could not record the progress (it lost the job, or the database is down).
+    #[error("cannot record upload progress: {0}")]
+    Progress(String),
+}
+
+/// One file to store.
+#[derive(Debug, Clone)]
+pub struct Upload<'a> {
+    /// The MP4.
+    pub path: &'a Path,
+    /// Its key (relative, `/`-separated).
+    pub key: &'a str,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its sha256, hex.
+    pub sha256: &'a str,
+    /// The multipart part size.
+    pub part_size: u64,
+    /// A multipart upload begun by an earlier attempt, to resume.
+    pub upload_id: Option<&'a str>,
+}
+
+/// Where a stored file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// `s3://bucket/key`, or the local path.
+    pub url: String,
+    /// Bytes actually sent by this attempt (less than the size after a resume).
+    pub bytes_sent: u64,
+}
+
+/// Told about an upload's progress, so that a crash can resume it. An error stops the upload
+/// where it is (resumable).
+#[async_trait]
+pub trait Progress: Send {
+    /// A multipart upload began (or an earlier one was found gone: `None`).
+    async fn upload_started(&mut self, upload_id: Option<&str>) -> Result<(), String>;
+    /// `parts` parts are now stored.
+    async fn parts_stored(&mut self, upload_id: &str, parts: i32) -> Result<(), String>;
+}
+
+/// What an orphan sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Uploads aborted.
+    pub aborted: u64,
+    /// Whether the storage can list its uploads (some S3 servers cannot: then only the
+    /// uploads the job table names are aborted).
+    pub listed: bool,
+}
+
+/// A place to store recordings.
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// `local` or `s3`.
+    fn kind(&self) -> &'static str;
+
+    /// Stores `upload` (resuming its multipart upload when it names one), then confirms the
+    /// stored size and checksum.
+    async fn put(
+        &self,
+        upload: &Upload<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<Stored, StorageError>;
+
+    /// Whether the storage is usable with the configured credentials (for `/readyz`).
+    async fn check(&self) -> Result<(), StorageError>;
+
+    /// Aborts a multipart upload that will not be completed. Gone already is fine.
+    async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StorageError>;
+
+    /// Aborts multipart uploads under the storage's prefix begun longer than `max_age` ago.
+    async fn sweep(&self, max_age: Duration) -> Result<Swept, StorageError>;
+}
+
+/// The sha256 (hex) and size of a file, read in bounded chunks.
+pub async fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1024 * 1024];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// The object key of a recording: room, start time and the source's file name, so that every
+/// retry of one recording writes the same key and two recordings never share one.
+pub fn object_key(prefix: &str, room_id: i64, started_at_ms: i64, source: &Path) -> String {
+    // `.09-31-08-0.mp4` and `42.1733045523000.flv.tmp` (files recovered from an origin
+    // that died) are keyed like the recordings they were to become.
+    let name = source
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = name.trim_start_matches('.');
+    let name = name.strip_suffix(".tmp").unwrap_or(name);
+    let stem = Path::new(name)
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{prefix}{room_id}/{started_at_ms}-{stem}.mp4")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_are_stable_and_safe() {
+        let key = object_key(
+            "recordings/",
+            42,
+            1_700_000_000_000,
+            Path::new("/rec/42-17 x+y.flv"),
+        );
+        assert_eq!(key, "recordings/42/1700000000000-42-17_x_y.mp4");
+        assert_eq!(
+            key,
+            object_key(
+                "recordings/",
+                42,
+                1_700_000_000_000,
+                Path::new("/other/42-17 x+y.ts")
+            )
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! Against a real S3-compatible server that checks signatures (s3s-fs): multipart uploads,
+//! resume, presigned GETs, wrong credentials, the storage going away and coming back.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use livegate_core::db::{recording_jobs, JobState};
+use livegate_core::Secret;
+use livegate_recorder::storage::s3::S3Storage;
+use livegate_recorder::storage::{sha256_file, Progress, Storage, StorageError, Upload};
+use livegate_tests::media::{make_blob, make_flv};
+
+use crate::support::{self, dirs, envs, job, record_url, start, stream, wait_state, S3Server};
+
+/// Records progress; fails after `fail_after` stored parts (a crash mid-upload).
+#[derive(Default)]
+struct Recorded {
+    upload_id: Option<String>,
+    parts: Vec<i32>,
+    fail_after: Option<i32>,
+}
+
+#[async_trait]
+impl Progress for Recorded {
+    async fn upload_started(&mut self, upload_id: Option<&str>) -> Result<(), String> {
+        self.upload_id = upload_id.map(str::to_owned);
+        Ok(())
+    }
+
+    async fn parts_stored(&mut self, _upload_id: &str, parts: i32) -> Result<(), String> {
+        self.parts.push(parts);
+        match self.fail_after {
+            Some(limit) if parts >= limit => Err("simulated crash".to_owned()),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn readyz(admin: std::net::SocketAddr) -> (u16, String) {
+    let response = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identical() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let storage = S3Storage::new(&server.config(&server.endpoint()));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.mp4");
+    let size = 2 * support::PART_SIZE as usize + 123_457;
+    make_blob(&file, size);
+    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let key = "recordings/7/1733000000000-big.mp4";
+    let mut upload = Upload {
+        path: &file,
+        key,
+        size: size as u64,
+        sha256: &sha256,
+        part_size: support::PART_SIZE,
+        upload_id: None,
+    };
+
+    let mut crashing = Recorded {
+        fail_after: Some(1),
+        ..Recorded::default()
+    };
+    let err = storage.put(&upload, &mut crashing).await.unwrap_err();
+    assert!(matches!(err, StorageError::Progress(_)), "{err}");
+    let upload_id = crashing.upload_id.clone().unwrap();
+    assert_eq!(
+        server.open_uploads().len(),
+        1,
+        "the upload is left to resume"
+    );
+
+    upload.upload_id = Some(&upload_id);
+    let mut resumed = Recorded::default();
+    let stored = storage.put(&upload, &mut resumed).await.unwrap();
+    assert_eq!(stored.url, format!("s3://recordings/{key}"));
+    assert_eq!(
+        stored.bytes_sent,
+        size as u64 - support::PART_SIZE,
+        "only the two missing parts were sent"
+    );
+    assert_eq!(resumed.parts, [2, 3]);
+    assert_eq!(server.get(key).await, std::fs::read(&file).unwrap());
+    assert!(server.upload_files().is_empty(), "no multipart upload left");
+
+    // A retry after a crash between completion and the database update sends nothing.
+    let again = storage
+        .put(&upload, &mut Recorded::default())
+        .await
+        .unwrap();
+    assert_eq!(again.bytes_sent, 0);
+
+    let url = storage
+        .presign_get(key, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let fetched = reqwest::get(&url).await.unwrap();
+    assert_eq!(fetched.status().as_u16(), 200);
+    assert_eq!(
+        fetched.bytes().await.unwrap().to_vec(),
+        std::fs::read(&file).unwrap()
+    );
+    let tampered = format!("{}0", &url[..url.len() - 1]);
+    let tampered = if tampered == url {
+        format!("{}1", &url[..url.len() - 1])
+    } else {
+        tampered
+    };
+    let refused = reqwest::get(&tampered).await.unwrap().status().as_u16();
+    assert!(
+        refused >= 400,
+        "a tampered presigned URL is refused, got {refused}"
+    );
+    let anonymous = reqwest::get(format!("{}/recordings/{key}", server.endpoint()))
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(anonymous, 403, "the bucket is private");
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_refused_with_a_clear_message() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let mut config = server.config(&server.endpoint());
+    config.secret_key = Secret::new("not-the-secret-at-all");
+    let storage = S3Storage::new(&config);
+    let err = storage.check().await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, StorageError::Refused(_)), "{message}");
+    assert!(message.contains("storage.s3.secret_key"), "{message}");
+    assert!(!message.contains("not-the-secret-at-all"), "{message}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("small.mp4");
+    make_blob(&file, 1000);
+    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let upload = Upload {
+        path: &file,
+        key: "recordings/x.mp4",
+        size: 1000,
+        sha256: &sha256,
+        part_size: support::PART_SIZE,
+        upload_id: None,
+    };
+    let err = storage
+        .put(&upload, &mut Recorded::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Refused(_)), "{err}");
+    assert!(server.keys().await.is_empty());
+
+    // The service with these credentials: not ready, saying why, and nothing deleted.
+    for env in envs().await {
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        let config = support::with_s3(support::config(&dirs), config.clone());
+        let running = start(config, &env, Arc::new(storage.clone())).await;
+        let flv = dirs.rec.join(format!("{room}-1733000600.flv"));
+        make_flv(&flv, 1, 300);
+        env.bus
+            .recordings()
+            .push(&job(room, Some(stream_id), &flv))
+            .await
+            .unwrap();
+        let (status, body) = readyz(running.admin).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("storage") && body.contains("secret_key"),
+            "{body}"
+        );
+        assert!(!body.contains("not-the-secret-at-all"), "{body}");
+        livegate_tests::wait_until("a refused attempt", || async {
+            let row = livegate_core::db::recording_jobs::by_source(&env.db, &flv.to_string_lossy())
+                .await
+                .unwrap()?;
+            (row.attempts >= 1).then_some(row)
+        })
+        .await;
+        assert!(flv.exists(), "{}: the source is kept", env.name());
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn while_storage_is_down_jobs_wait_and_are_uploaded_when_it_is_back() {
+    let Some(mut server) = S3Server::start().await else {
+        return;
+    };
+    for env in envs().await {
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        server.pause();
+        let config = support::with_s3(support::config(&dirs), server.config(&server.endpoint()));
+        let storage = Arc::new(S3Storage::new(config.storage.s3.as_ref().unwrap()));
+        let running = start(config, &env, storage).await;
+        let flv = dirs.rec.join(format!("{room}-1733000700.flv"));
+        make_flv(&flv, 2, 400);
+        env.bus
+            .recordings()
+            .push(&job(room, Some(stream_id), &flv))
+            .await
+            .unwrap();
+
+        let name = env.name();
+        let waiting = livegate_tests::wait_until("retries while storage is down", || async {
+            let row = livegate_core::db::recording_jobs::by_source(&env.db, &flv.to_string_lossy())
+                .await
+                .unwrap()?;
+            (row.attempts >= 2 && row.job_state() == JobState::Uploading).then_some(row)
+        })
+        .await;
+        assert!(
+            waiting.error.unwrap().contains("storage unavailable"),
+            "{name}"
+        );
+        assert!(flv.exists(), "{name}: source kept");
+        assert!(
+            Path::new(&waiting.work_path.unwrap()).exists(),
+            "{name}: MP4 kept"
+        );
+        assert_eq!(readyz(running.admin).await.0, 503, "{name}");
+
+        server.resume().await;
+        let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        let key = row.object_key.clone().unwrap();
+        assert_eq!(
+            server.keys().await.iter().filter(|k| **k == key).count(),
+            1,
+            "{name}"
+        );
+        let bytes = server.get(&key).await;
+        assert_eq!(bytes.len() as i64, row.size_bytes.unwrap(), "{name}");
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        assert_eq!(Some(sha), row.checksum, "{name}");
+        assert_eq!(
+            record_url(&env.db, room, stream_id).await,
+            Some(format!("s3://recordings/{key}")),
+            "{name}"
+        );
+        assert!(!flv.exists(), "{name}: source removed once stored");
+        assert_eq!(readyz(running.admin).await.0, 200, "{name}");
+        running.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_multipart_upload_of_a_failed_job_is_aborted_once_old_enough() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    for env in envs().await {
+        let name = env.name();
+        let dirs = dirs();
+        let mut s3 = server.config(&server.endpoint());
+        s3.orphan_upload_max_age_s = 1;
+        let storage = S3Storage::new(&s3);
+        let key = format!("recordings/9/{}.mp4", support::unique("orphan"));
+        let created = storage
+            .client()
+            .create_multipart_upload()
+            .bucket(storage.bucket())
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        let upload_id = created.upload_id().unwrap().to_owned();
+        assert_eq!(server.open_uploads().len(), 1, "{name}");
+
+        // A job that failed for good in the middle of its upload, a while ago.
+        let path = dirs.rec.join("gone.flv").to_string_lossy().into_owned();
+        let (row, _) = recording_jobs::discover(
+            &env.db,
+            &recording_jobs::NewRecordingJob {
+                source_path: &path,
+                room_id: 9,
+                stream_id: None,
+                origin_kind: "srs",
+                started_at: 1,
+            },
+            1,
+        )
+        .await
+        .unwrap();
+        let long_ago = livegate_core::db::now_ms() - 60_000;
+        recording_jobs::claim(&env.db, row.id, "old", long_ago + 1000, long_ago)
+            .await
+            .unwrap()
+            .unwrap();
+        let remuxed = recording_jobs::Remuxed {
+            work_path: "/nonexistent/1.mp4",
+            size_bytes: 1,
+            checksum: "00",
+            object_key: &key,
+            part_size: 1,
+        };
+        assert!(
+            recording_jobs::set_remuxed(&env.db, row.id, "old", &remuxed, long_ago)
+                .await
+                .unwrap()
+        );
+        assert!(
+            recording_jobs::set_upload(&env.db, row.id, "old", Some(&upload_id), 0, long_ago)
+                .await
+                .unwrap()
+        );
+        assert!(
+            recording_jobs::fail(&env.db, row.id, "old", "given up", long_ago)
+                .await
+                .unwrap()
+        );
+
+        let config = support::with_s3(support::config(&dirs), s3.clone());
+        let running = start(config, &env, Arc::new(storage.clone())).await;
+        livegate_tests::wait_until("the orphaned upload to be aborted", || async {
+            let row = recording_jobs::get(&env.db, row.id).await.unwrap()?;
+            (row.upload_id.is_none() && server.open_uploads().is_empty()).then_some(())
+        })
+        .await;
+        assert!(server.upload_files().is_empty(), "{name}");
+        running.stop().await;
+    }
+}

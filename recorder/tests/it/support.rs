@@ -1,0 +1,521 @@
+//! Shared fixtures: directories, databases and buses (SQLite + in-process always, MariaDB +
+//! Redis when configured), an s3s-fs server, the service in process, and waits on the job
+//! table.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use livegate_core::bus::{Bus, BusConfig, RecordingJob};
+use livegate_core::db::recording_jobs;
+use livegate_core::db::testing::{backends, TestDatabase};
+use livegate_core::db::{
+    rooms, streams, users, Backend, Database, JobState, NewRoom, NewStream, OriginIds,
+    RecordingJobRow, StartOutcome,
+};
+use livegate_core::service::{Shutdown, Stop};
+use livegate_core::Secret;
+use livegate_recorder::config::{ChecksumWhen, Config, S3Config, StorageKind};
+use livegate_recorder::storage::Storage;
+use livegate_recorder::App;
+use livegate_tests::ChildGuard;
+use tempfile::TempDir;
+use tokio::task::JoinHandle;
+
+/// Access key of the test S3 server.
+pub(crate) const ACCESS_KEY: &str = "AKIDLIVEGATETEST";
+/// Secret key of the test S3 server.
+pub(crate) const SECRET_KEY: &str = "livegate-test-secret-0123456789";
+/// The S3 part size in tests: the smallest s3s-fs accepts (it enforces S3's 5 MiB).
+pub(crate) const PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// A name no other test uses.
+pub(crate) fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{nanos:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The directories of one test.
+pub(crate) struct Dirs {
+    _tmp: TempDir,
+    /// The watched recording directory.
+    pub(crate) rec: PathBuf,
+    /// The work directory.
+    pub(crate) work: PathBuf,
+    /// The failed directory.
+    pub(crate) failed: PathBuf,
+    /// The local storage directory.
+    pub(crate) store: PathBuf,
+}
+
+pub(crate) fn dirs() -> Dirs {
+    let tmp = tempfile::tempdir().unwrap();
+    let make = |name: &str| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    };
+    Dirs {
+        rec: make("rec"),
+        work: make("work"),
+        failed: make("failed"),
+        store: make("store"),
+        _tmp: tmp,
+    }
+}
+
+/// Quick timings, local storage, watching `dirs.rec`.
+pub(crate) fn config(dirs: &Dirs) -> Config {
+    let mut config = Config::default();
+    config.watch.dirs = vec![dirs.rec.clone()];
+    config.watch.quiet_period_ms = 300;
+    config.watch.abandoned_after_ms = 1500;
+    config.watch.check_interval_ms = 50;
+    config.jobs.workers = 2;
+    config.jobs.lease_ms = 3000;
+    config.jobs.poll_interval_ms = 50;
+    config.jobs.retry_initial_ms = 100;
+    config.jobs.retry_max_ms = 500;
+    config.remux.work_dir = dirs.work.clone();
+    config.remux.failed_dir = dirs.failed.clone();
+    config.storage.local.dir = dirs.store.clone();
+    config.server.shutdown_grace_ms = 5000;
+    config
+}
+
+/// A database and a bus to run against.
+pub(crate) struct Env {
+    pub(crate) db: Database,
+    pub(crate) bus: Bus,
+    pub(crate) bus_config: BusConfig,
+    // Keeps the database alive (a MariaDB one is dropped with it).
+    pub(crate) test_db: TestDatabase,
+}
+
+impl Env {
+    /// The database's URL, for a service process of its own.
+    pub(crate) fn db_url(&self) -> &str {
+        &self.test_db.url
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Sqlite => "sqlite+memory",
+            Backend::Mysql => "mariadb+redis",
+        }
+    }
+}
+
+/// SQLite with the in-process bus, and MariaDB with Redis when both are configured.
+pub(crate) async fn envs() -> Vec<Env> {
+    let mut envs = Vec::new();
+    for backend in backends() {
+        let bus_config = match backend {
+            Backend::Sqlite => BusConfig::default(),
+            Backend::Mysql => match livegate_core::testing::redis_url() {
+                Some(url) => BusConfig {
+                    url: Secret::new(url),
+                    key_prefix: unique("lgrec"),
+                    jobs_lease_ms: 3000,
+                    ..BusConfig::default()
+                },
+                None => continue,
+            },
+        };
+        let test_db = TestDatabase::create(backend).await.unwrap();
+        let bus = Bus::connect(&bus_config).unwrap();
+        envs.push(Env {
+            db: test_db.db.clone(),
+            bus,
+            bus_config,
+            test_db,
+        });
+    }
+    envs
+}
+
+/// The service running in this process.
+pub(crate) struct Running {
+    shutdown: Shutdown,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+    pub(crate) admin: SocketAddr,
+}
+
+pub(crate) async fn start(mut config: Config, env: &Env, storage: Arc<dyn Storage>) -> Running {
+    config.bus = env.bus_config.clone();
+    let app = App::build_with(config, env.db.clone(), env.bus.clone(), storage);
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let handle = tokio::spawn(app.run(admin_listener, shutdown.clone()));
+    Running {
+        shutdown,
+        handle: Some(handle),
+        admin,
+    }
+}
+
+impl Running {
+    /// Drains: the workers hand back their jobs.
+    pub(crate) async fn stop(mut self) {
+        self.shutdown.request(Stop::Drain);
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.request(Stop::Now);
+    }
+}
+
+/// A room with a publish session: `(room_id, stream_id)`.
+pub(crate) async fn stream(db: &Database) -> (i64, i64) {
+    let name = unique("u");
+    let owner = users::create(db, &name, "hash", "streamer", 1)
+        .await
+        .unwrap();
+    let room = rooms::create(
+        db,
+        &NewRoom {
+            owner_id: owner,
+            title: "recorded",
+            stream_key: &unique("key"),
+            stream_key_expires_at: None,
+            publish_allow_cidrs: None,
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    let origin = OriginIds {
+        kind: "nginx-rtmp".into(),
+        server_id: "nginx-rtmp".into(),
+        ..OriginIds::default()
+    };
+    let mut tx = db.begin().await.unwrap();
+    let outcome = streams::start(
+        &mut tx,
+        &NewStream {
+            room_id: room,
+            origin: &origin,
+            publisher_ip: None,
+        },
+        1_000,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let StartOutcome::Started(stream) = outcome else {
+        panic!("stream not started");
+    };
+    (room, stream)
+}
+
+/// The job the hooks service queues for a closed file.
+pub(crate) fn job(room_id: i64, stream_id: Option<i64>, path: &Path) -> RecordingJob {
+    RecordingJob {
+        room_id,
+        stream_id,
+        path: path.to_string_lossy().into_owned(),
+        origin_kind: "nginx-rtmp".to_owned(),
+        origin_server_id: "nginx-rtmp".to_owned(),
+        size_bytes: None,
+        duration_ms: None,
+        enqueued_at_ms: livegate_core::db::now_ms(),
+    }
+}
+
+/// Waits until the job of `path` is in `state`.
+pub(crate) async fn wait_state(db: &Database, path: &Path, state: JobState) -> RecordingJobRow {
+    let source = path.to_string_lossy().into_owned();
+    livegate_tests::wait_until(
+        &format!("{} to be {}", path.display(), state.as_str()),
+        || {
+            let source = source.clone();
+            async move {
+                recording_jobs::by_source(db, &source)
+                    .await
+                    .unwrap()
+                    .filter(|row| row.job_state() == state)
+            }
+        },
+    )
+    .await
+}
+
+/// The stream's `record_url`.
+pub(crate) async fn record_url(db: &Database, room_id: i64, stream_id: i64) -> Option<String> {
+    streams::of_room(db, room_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == stream_id)
+        .and_then(|s| s.record_url)
+}
+
+/// All regular files under `dir`, recursively, sorted.
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// ffprobe's stream kinds of `path`, sorted.
+pub(crate) fn stream_kinds(path: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {} failed", path.display());
+    let mut kinds: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// The s3s-fs binary: `LIVEGATE_TEST_S3S_BIN`, else `s3s-fs` on `PATH`, else where `.ci/run`
+/// installs it. Missing, the test fails under CI and is reported as skipped elsewhere.
+pub(crate) fn s3s_bin() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("LIVEGATE_TEST_S3S_BIN") {
+        let bin = PathBuf::from(bin);
+        if bin.is_file() {
+            return Some(bin);
+        }
+        return livegate_core::testing::missing(&format!(
+            "s3s-fs (LIVEGATE_TEST_S3S_BIN={} does not exist)",
+            bin.display()
+        ));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("s3s-fs"))
+            .find(|bin| bin.is_file())
+    });
+    let cached = PathBuf::from("/var/tmp/s3s/bin/s3s-fs");
+    on_path
+        .or_else(|| cached.is_file().then_some(cached))
+        .or_else(|| {
+            livegate_core::testing::missing(
+                "s3s-fs (set LIVEGATE_TEST_S3S_BIN or put it on PATH; .ci/run installs it)",
+            )
+        })
+}
+
+/// A running s3s-fs on loopback that checks signatures, with one bucket.
+pub(crate) struct S3Server {
+    bin: PathBuf,
+    child: Option<ChildGuard>,
+    pub(crate) addr: SocketAddr,
+    root: TempDir,
+    pub(crate) bucket: String,
+}
+
+impl S3Server {
+    pub(crate) async fn start() -> Option<S3Server> {
+        let bin = s3s_bin()?;
+        let root = tempfile::tempdir().unwrap();
+        let addr = livegate_tests::free_addr();
+        let mut server = S3Server {
+            bin,
+            child: None,
+            addr,
+            root,
+            bucket: "recordings".to_owned(),
+        };
+        server.resume().await;
+        let storage =
+            livegate_recorder::storage::s3::S3Storage::new(&server.config(&server.endpoint()));
+        storage
+            .client()
+            .create_bucket()
+            .bucket(&server.bucket)
+            .send()
+            .await
+            .unwrap();
+        Some(server)
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The recorder's configuration for this server at `endpoint` (itself, or a proxy).
+    pub(crate) fn config(&self, endpoint: &str) -> S3Config {
+        S3Config {
+            endpoint: endpoint.to_owned(),
+            region: "us-east-1".to_owned(),
+            bucket: self.bucket.clone(),
+            access_key: Secret::new(ACCESS_KEY),
+            secret_key: Secret::new(SECRET_KEY),
+            path_style: true,
+            checksum: ChecksumWhen::WhenSupported,
+            part_size_bytes: PART_SIZE,
+            orphan_upload_max_age_s: 86_400,
+            key_prefix: "recordings/".to_owned(),
+            request_timeout_ms: 10_000,
+        }
+    }
+
+    /// Stops the server (its files stay).
+    pub(crate) fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.terminate();
+        }
+    }
+
+    /// Starts it (again) on the same address and files.
+    pub(crate) async fn resume(&mut self) {
+        let child = Command::new(&self.bin)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &self.addr.port().to_string(),
+            ])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(self.root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(ChildGuard::new("s3s-fs", child));
+        livegate_tests::wait_for_listener("s3s-fs to listen", self.addr).await;
+    }
+
+    /// The multipart uploads the server still holds (its `.upload-*.json` files).
+    pub(crate) fn open_uploads(&self) -> Vec<String> {
+        self.upload_files()
+            .into_iter()
+            .filter(|name| name.starts_with(".upload-") && name.ends_with(".json"))
+            .collect()
+    }
+
+    /// Every file of a multipart upload the server holds: upload records and stored parts.
+    pub(crate) fn upload_files(&self) -> Vec<String> {
+        std::fs::read_dir(self.root.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(".upload"))
+            .collect()
+    }
+
+    /// The bytes of object `key`.
+    pub(crate) async fn get(&self, key: &str) -> Vec<u8> {
+        let storage =
+            livegate_recorder::storage::s3::S3Storage::new(&self.config(&self.endpoint()));
+        let object = storage
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        object.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    /// The keys in the bucket.
+    pub(crate) async fn keys(&self) -> Vec<String> {
+        let storage =
+            livegate_recorder::storage::s3::S3Storage::new(&self.config(&self.endpoint()));
+        let listed = storage
+            .client()
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// The configuration with S3 storage.
+pub(crate) fn with_s3(mut config: Config, s3: S3Config) -> Config {
+    config.storage.kind = StorageKind::S3;
+    config.storage.s3 = Some(s3);
+    config
+}
+
+/// An ffmpeg that reads its input at its native rate (a 45-second recording takes 45
+/// seconds) and writes its process id to `marker` when it starts. With `orphan_guard`, it
+/// runs ffmpeg as a child that dies with the recorder process that started it (which a
+/// SIGKILL of the recorder would otherwise leave running); without, it is ffmpeg itself.
+pub(crate) fn slow_ffmpeg(dir: &Path, marker: &Path, orphan_guard: bool) -> PathBuf {
+    let script = dir.join(if orphan_guard {
+        "slow-ffmpeg-guarded.sh"
+    } else {
+        "slow-ffmpeg.sh"
+    });
+    let body = if orphan_guard {
+        "ffmpeg -re \"$@\" &\n\
+         child=$!\n\
+         while kill -0 \"$PPID\" 2>/dev/null && kill -0 \"$child\" 2>/dev/null; do sleep 0.05; done\n\
+         kill -9 \"$child\" 2>/dev/null\n\
+         wait \"$child\"\n"
+    } else {
+        "exec ffmpeg -re \"$@\"\n"
+    };
+    let text = format!("#!/bin/sh\necho $$ > '{}'\n{body}", marker.display());
+    std::fs::write(&script, text).unwrap();
+    let status = Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    script
+}
+
+/// The admin endpoint's `/metrics` text.
+pub(crate) async fn metrics(admin: SocketAddr) -> String {
+    reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// How long a test waits for a condition.
+pub(crate) fn patience() -> std::time::Duration {
+    livegate_tests::patience()
+}
