@@ -1,6 +1,7 @@
 //! The one router of the API under `/api/v1`, on the one [`AppState`]. Every resource has its
 //! module; new ones (chat's WebSocket, gifts, payments) are merged here the same way.
 
+pub mod gifts;
 pub mod play;
 pub mod rooms;
 pub mod sessions;
@@ -36,7 +37,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/rooms/{id}/kill", post(rooms::manage::kill))
         .route("/rooms/{id}/streams", get(rooms::read::streams))
-        .route("/rooms/{id}/play-token", get(play::play_token));
+        .route("/rooms/{id}/play-token", get(play::play_token))
+        .merge(payment_routes());
     let max_body = state.config().server.max_body_bytes;
     Router::new()
         .nest("/api/v1", api)
@@ -46,6 +48,13 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// Gifts, orders and the payment provider's callbacks.
+fn payment_routes() -> Router<AppState> {
+    Router::new()
+        .route("/gifts", get(gifts::list).post(gifts::create))
+        .route("/gifts/{id}", axum::routing::patch(gifts::patch))
 }
 
 /// Answers carry tokens and keys: no cache keeps them.

@@ -6,6 +6,7 @@
 mod accounts;
 mod binary;
 mod configs;
+mod gifts;
 mod input;
 mod kicks;
 mod play;
