@@ -2,6 +2,8 @@
 //! module; new ones (chat's WebSocket, gifts, payments) are merged here the same way.
 
 pub mod gifts;
+pub mod orders;
+pub mod payments;
 pub mod play;
 pub mod rooms;
 pub mod sessions;
@@ -55,6 +57,12 @@ fn payment_routes() -> Router<AppState> {
     Router::new()
         .route("/gifts", get(gifts::list).post(gifts::create))
         .route("/gifts/{id}", axum::routing::patch(gifts::patch))
+        .route("/rooms/{id}/gifts", post(orders::buy))
+        .route("/users/me/orders", get(orders::mine))
+        .route("/admin/orders", get(orders::list))
+        .route("/admin/orders/{id}/expire", post(orders::expire))
+        .route("/rooms/{id}/leaderboard", get(payments::board))
+        .route("/payments/callback", post(payments::callback))
 }
 
 /// Answers carry tokens and keys: no cache keeps them.

@@ -9,6 +9,7 @@ mod configs;
 mod gifts;
 mod input;
 mod kicks;
+mod orders;
 mod play;
 mod revocations;
 mod rooms;

@@ -14,20 +14,22 @@ ALTER TABLE orders
 -- The first answer to a request with an Idempotency-Key, replayed for the same key.
 CREATE TABLE idempotency_keys (
     user_id      BIGINT       NOT NULL,
-    idem_key     VARCHAR(255) NOT NULL,
+    -- Binary: keys are compared byte for byte (the table's collation ignores case).
+    idem_key     VARBINARY(255) NOT NULL,
     request_hash CHAR(64)     NOT NULL,
     status       INT          NOT NULL,
     body         TEXT         NOT NULL,
     created_at   BIGINT       NOT NULL,
     PRIMARY KEY (user_id, idem_key),
     KEY idempotency_keys_created_at (created_at)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Every authentic provider event, once: a redelivery finds its row and changes nothing.
 CREATE TABLE payment_inbox (
     id          BIGINT       NOT NULL AUTO_INCREMENT,
     provider    VARCHAR(32)  NOT NULL,
-    event_id    VARCHAR(255) NOT NULL,
+    -- Binary: `evt_A` and `evt_a` are different events.
+    event_id    VARBINARY(255) NOT NULL,
     event_type  VARCHAR(64)  NOT NULL,
     payment_ref VARCHAR(64)  NOT NULL,
     order_id    BIGINT       NULL,
@@ -39,7 +41,7 @@ CREATE TABLE payment_inbox (
     PRIMARY KEY (id),
     UNIQUE KEY payment_inbox_event (provider, event_id),
     KEY payment_inbox_order (order_id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Callbacks refused before they could be trusted (signature, format): not in the inbox, so a
 -- forged event id cannot shadow the real event.
@@ -50,7 +52,7 @@ CREATE TABLE payment_refusals (
     received_at BIGINT       NOT NULL,
     PRIMARY KEY (id),
     KEY payment_refusals_event (event_id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;
 
 -- Gift events written with the payment, relayed to the bus afterwards.
 CREATE TABLE gift_outbox (
@@ -64,4 +66,4 @@ CREATE TABLE gift_outbox (
     UNIQUE KEY gift_outbox_order (order_id),
     KEY gift_outbox_pending (relayed_at, id),
     CONSTRAINT gift_outbox_order_fk FOREIGN KEY (order_id) REFERENCES orders (id)
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_unicode_ci;

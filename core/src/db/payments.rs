@@ -32,7 +32,9 @@ pub struct InboxEvent {
     pub received_at: i64,
 }
 
-const INBOX_COLUMNS: &str = "id, provider, event_id, event_type, payment_ref, order_id, amount, \
+// `event_id` is binary on MySQL (compared byte for byte): read back as text.
+const INBOX_COLUMNS: &str =
+    "id, provider, CAST(event_id AS CHAR) AS event_id, event_type, payment_ref, order_id, amount, \
      currency, outcome, reason, received_at";
 
 /// Records `event` unless (provider, event id) is already there; returns whether it was

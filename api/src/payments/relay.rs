@@ -1,0 +1,94 @@
+//! The outbox relay: brings each paid gift from the database outbox to the room's gift log
+//! on the bus, once. It appends with `append_once` under the order id before marking the row
+//! relayed, so a relay that dies in between appends again on restart and the log keeps one
+//! copy. Woken by the callback that paid an order, and every `payments.relay_interval_ms`
+//! for rows an earlier process left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livegate_core::bus::{gifts, GiftEvent};
+use livegate_core::db::{now_ms, payments};
+use livegate_core::service::CancellationToken;
+use tokio::sync::Notify;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Wakes the relay. Clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct RelayWake(Arc<Notify>);
+
+impl RelayWake {
+    /// Asks the relay to look at the outbox now.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Runs the relay until `stop`.
+pub async fn run(state: AppState, stop: CancellationToken) {
+    let interval = Duration::from_millis(state.config().payments.relay_interval_ms);
+    let batch = state.config().payments.relay_batch;
+    let wake = state.relay_wake().0.clone();
+    loop {
+        let full = match relay_batch(&state, batch).await {
+            Ok(relayed) => relayed == batch as usize,
+            Err(_) => false, // logged where it failed; retried on the next round
+        };
+        if full {
+            continue;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Relays up to `batch` outbox rows; returns how many.
+pub async fn relay_batch(state: &AppState, batch: u32) -> Result<usize, ApiError> {
+    let pending = payments::unrelayed(state.db(), batch).await?;
+    let log = state.bus().gift_events();
+    let board = state.bus().gift_board();
+    for entry in &pending {
+        let event: GiftEvent = match serde_json::from_str(&entry.payload) {
+            Ok(event) => event,
+            Err(err) => {
+                // Written by this service: undecodable means a bug, not bad input. Marked so
+                // that one bad row does not stop every gift after it.
+                tracing::error!(order.id = entry.order_id, error = %err, "undecodable gift event in the outbox");
+                payments::mark_relayed(state.db(), entry.id, now_ms()).await?;
+                continue;
+            }
+        };
+        let (position, appended) = log
+            .append_once(
+                &gifts::room_key(entry.room_id),
+                &entry.order_id.to_string(),
+                &event,
+            )
+            .await?;
+        if appended {
+            // A board that does not exist is rebuilt from the database by its next reader.
+            board
+                .add(
+                    &super::leaderboard::board_key(event.room_id, &event.currency),
+                    &event.user_id.to_string(),
+                    event.amount,
+                )
+                .await?;
+        }
+        payments::mark_relayed(state.db(), entry.id, now_ms()).await?;
+        state.metrics().gifts_relayed.inc();
+        tracing::debug!(
+            order.id = entry.order_id,
+            room.id = entry.room_id,
+            log.offset = position.offset,
+            appended,
+            "gift relayed"
+        );
+    }
+    Ok(pending.len())
+}
