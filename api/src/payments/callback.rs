@@ -120,18 +120,19 @@ pub async fn apply(
     let decided = match &order {
         _ if event.kind != SUCCEEDED && event.kind != FAILED => Outcome::Refused("unknown_type"),
         None => Outcome::Refused("unknown_order"),
-        Some(order) if order.status != "pending" => Outcome::Ignored(match order.status.as_str() {
-            "paid" => "order_paid",
-            "failed" => "order_failed",
-            "expired" => "order_expired",
-            _ => "order_not_pending",
-        }),
         Some(order) if event.kind == SUCCEEDED && event.data.amount != order.amount => {
             Outcome::Refused("amount_mismatch")
         }
         Some(order) if event.kind == SUCCEEDED && event.data.currency != order.currency => {
             Outcome::Refused("currency_mismatch")
         }
+        // After the amount checks: a contradicting event is flagged whatever the order's state.
+        Some(order) if order.status != "pending" => Outcome::Ignored(match order.status.as_str() {
+            "paid" => "order_paid",
+            "failed" => "order_failed",
+            "expired" => "order_expired",
+            _ => "order_not_pending",
+        }),
         Some(order) if event.kind == SUCCEEDED => Outcome::Paid {
             order_id: order.id,
             room_id: order.room_id,

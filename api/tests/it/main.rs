@@ -10,6 +10,7 @@ mod gifts;
 mod input;
 mod kicks;
 mod orders;
+mod payments_crash;
 mod play;
 mod revocations;
 mod rooms;
