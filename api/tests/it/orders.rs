@@ -304,3 +304,95 @@ async fn an_order_is_created_once_per_key_and_paid_once_per_event() {
         app.stop().await;
     }
 }
+
+/// A room with a 500-cent gift on sale: (viewer, room, gift id).
+async fn shop(app: &TestApp) -> (crate::support::Session, i64, i64) {
+    let admin = app.user("admin").await;
+    let streamer = app.user("streamer").await;
+    let viewer = app.user("viewer").await;
+    let (room, _) = app.room(&streamer).await;
+    let gift = app
+        .post(
+            "/api/v1/gifts",
+            Some(&admin.access),
+            json!({"name": unique("lily"), "price": 500, "currency": "EUR"}),
+        )
+        .await;
+    (viewer, room, gift.body["id"].as_i64().unwrap())
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_create_one_order() {
+    for (backend, bus) in setups() {
+        let app = TestApp::spawn(backend, bus).await;
+        let (viewer, room, gift) = shop(&app).await;
+        let body = json!({"gift_id": gift});
+        let buy = || buy(&app, &viewer.access, room, Some("one-purchase"), &body);
+        let replies = tokio::join!(buy(), buy(), buy(), buy(), buy(), buy());
+        let replies = [
+            replies.0, replies.1, replies.2, replies.3, replies.4, replies.5,
+        ];
+        for reply in &replies {
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+            assert_eq!(reply.body, replies[0].body);
+        }
+        let mine = app
+            .get("/api/v1/users/me/orders", Some(&viewer.access))
+            .await;
+        assert_eq!(
+            mine.body["items"].as_array().unwrap().len(),
+            1,
+            "{:?}",
+            mine.body
+        );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_relay_that_died_after_appending_does_not_append_again() {
+    for (backend, bus) in setups() {
+        let mut options = Options::new(backend, bus);
+        payments_options(&mut options);
+        let app = TestApp::start(options).await;
+        let (viewer, room, gift) = shop(&app).await;
+        let order = buy(
+            &app,
+            &viewer.access,
+            room,
+            Some("k"),
+            &json!({"gift_id": gift}),
+        )
+        .await;
+        let order_id = order.body["id"].as_i64().unwrap();
+        let reference = order.body["payment_reference"].as_str().unwrap();
+        // What an earlier relay appended before it died, without marking its outbox row.
+        let earlier = livegate_core::bus::GiftEvent {
+            order_id,
+            room_id: room,
+            user_id: viewer.user_id,
+            username: String::new(),
+            gift_id: gift,
+            gift_name: String::new(),
+            amount: 500,
+            currency: "EUR".to_owned(),
+            paid_at_ms: 0,
+        };
+        let log = app.bus.gift_events();
+        log.append_once(&room_key(room), &order_id.to_string(), &earlier)
+            .await
+            .unwrap();
+        let (body, signature) = signed(
+            SECRETS[0],
+            &event(&unique("evt"), "payment.succeeded", reference, 500, "EUR"),
+        );
+        assert_eq!(callback(&app, body, Some(&signature)).await.status, 200);
+        wait_until("the outbox relayed", || async {
+            (payments::unrelayed_count(&app.db).await.unwrap() == 0).then_some(())
+        })
+        .await;
+        let history = log.read(&room_key(room), None, 100).await.unwrap();
+        assert_eq!(history.entries.len(), 1);
+        app.stop().await;
+    }
+}
