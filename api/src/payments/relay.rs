@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livegate_core::bus::{gifts, GiftEvent};
-use livegate_core::db::{now_ms, payments};
+use livegate_core::db::{idempotency, now_ms, payments};
 use livegate_core::service::CancellationToken;
 use tokio::sync::Notify;
 
@@ -26,12 +26,31 @@ impl RelayWake {
     }
 }
 
-/// Runs the relay until `stop`.
+/// How often expired `Idempotency-Key` answers are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Deletes the `Idempotency-Key` answers past `payments.idempotency_ttl_s` (lookups ignore
+/// them already: this only keeps the table from growing).
+async fn purge_idempotency_keys(state: &AppState) {
+    let before = super::idempotency::not_before(state, now_ms());
+    match idempotency::purge(state.db(), before).await {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
+        Err(err) => tracing::warn!(error = %err, "deleting expired idempotency keys failed"),
+    }
+}
+
+/// Runs the relay (and the idempotency key purge, which is as small a job) until `stop`.
 pub async fn run(state: AppState, stop: CancellationToken) {
     let interval = Duration::from_millis(state.config().payments.relay_interval_ms);
     let batch = state.config().payments.relay_batch;
     let wake = state.relay_wake().0.clone();
+    let mut next_purge = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_purge {
+            purge_idempotency_keys(&state).await;
+            next_purge = tokio::time::Instant::now() + PURGE_EVERY;
+        }
         let full = match relay_batch(&state, batch).await {
             Ok(relayed) => relayed == batch as usize,
             Err(_) => false, // logged where it failed; retried on the next round
