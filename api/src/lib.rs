@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod kick;
 pub mod metrics;
+pub mod openapi;
 pub mod payments;
 pub mod routes;
 pub mod state;

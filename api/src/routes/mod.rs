@@ -63,6 +63,7 @@ fn payment_routes() -> Router<AppState> {
         .route("/admin/orders/{id}/expire", post(orders::expire))
         .route("/rooms/{id}/leaderboard", get(payments::board))
         .route("/payments/callback", post(payments::callback))
+        .route("/openapi.json", get(crate::openapi::serve))
 }
 
 /// Answers carry tokens and keys: no cache keeps them.

@@ -9,6 +9,7 @@ mod configs;
 mod gifts;
 mod input;
 mod kicks;
+mod openapi;
 mod orders;
 mod payments_crash;
 mod play;
