@@ -56,6 +56,13 @@ pub struct CallbackLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of the order count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OrderLabels {
+    /// `pending`, `paid`, `failed` or `expired`.
+    pub status: String,
+}
+
 /// Every metric of the API.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -73,6 +80,8 @@ pub struct Metrics {
     pub callbacks: Family<CallbackLabels, Counter>,
     /// Gift events relayed from the outbox to the bus.
     pub gifts_relayed: Counter,
+    /// Orders by status, as last counted.
+    pub orders: Family<OrderLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl Metrics {
@@ -90,6 +99,7 @@ impl Metrics {
             kicks: Family::default(),
             callbacks: Family::default(),
             gifts_relayed: Counter::default(),
+            orders: Family::default(),
         };
         registry.register(
             "requests",
@@ -116,6 +126,11 @@ impl Metrics {
             "payment_callbacks",
             "Payment callbacks, by outcome",
             metrics.callbacks.clone(),
+        );
+        registry.register(
+            "orders",
+            "Orders by status, counted every 15 seconds",
+            metrics.orders.clone(),
         );
         registry.register(
             "gifts_relayed",

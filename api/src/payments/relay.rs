@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livegate_core::bus::{gifts, GiftEvent};
-use livegate_core::db::{idempotency, now_ms, payments};
+use livegate_core::db::{idempotency, now_ms, orders, payments};
 use livegate_core::service::CancellationToken;
 use tokio::sync::Notify;
 
@@ -26,6 +26,39 @@ impl RelayWake {
     }
 }
 
+/// How often the orders are counted by status for the metrics.
+const COUNT_EVERY: Duration = Duration::from_secs(15);
+
+/// Sets `livegate_api_orders{status}`.
+async fn count_orders(state: &AppState) {
+    match orders::count_by_status(state.db()).await {
+        Ok(counts) => {
+            // A status no order has any more reads 0, not its last count.
+            for status in ["pending", "paid", "failed", "expired"] {
+                let count = counts
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                state
+                    .metrics()
+                    .orders
+                    .get_or_create(&crate::metrics::OrderLabels {
+                        status: status.to_owned(),
+                    })
+                    .set(count);
+            }
+            for (status, count) in counts {
+                state
+                    .metrics()
+                    .orders
+                    .get_or_create(&crate::metrics::OrderLabels { status })
+                    .set(count);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "counting orders failed"),
+    }
+}
+
 /// How often expired `Idempotency-Key` answers are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
@@ -40,13 +73,19 @@ async fn purge_idempotency_keys(state: &AppState) {
     }
 }
 
-/// Runs the relay (and the idempotency key purge, which is as small a job) until `stop`.
+/// Runs the relay (and the idempotency key purge and the order count, as small jobs) until
+/// `stop`.
 pub async fn run(state: AppState, stop: CancellationToken) {
     let interval = Duration::from_millis(state.config().payments.relay_interval_ms);
     let batch = state.config().payments.relay_batch;
     let wake = state.relay_wake().0.clone();
     let mut next_purge = tokio::time::Instant::now();
+    let mut next_count = tokio::time::Instant::now();
     loop {
+        if tokio::time::Instant::now() >= next_count {
+            count_orders(&state).await;
+            next_count = tokio::time::Instant::now() + COUNT_EVERY;
+        }
         if tokio::time::Instant::now() >= next_purge {
             purge_idempotency_keys(&state).await;
             next_purge = tokio::time::Instant::now() + PURGE_EVERY;

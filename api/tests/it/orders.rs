@@ -36,7 +36,7 @@ pub(crate) fn event(id: &str, kind: &str, reference: &str, amount: i64, currency
     json!({"id": id, "type": kind, "data": {"reference": reference, "amount": amount, "currency": currency}})
 }
 
-async fn callback(app: &TestApp, body: String, signature: Option<&str>) -> Reply {
+pub(crate) async fn callback(app: &TestApp, body: String, signature: Option<&str>) -> Reply {
     let mut request = app
         .client
         .post(format!("{}/api/v1/payments/callback", app.base))
