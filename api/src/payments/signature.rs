@@ -137,33 +137,42 @@ mod tests {
     fn everything_else_is_refused_with_its_reason() {
         let body = br#"{"id":"evt_1"}"#;
         let good = sign(b"new-secret-0123456789", 1000, body);
+        // (header, now, expected)
         let cases = [
-            (None, SignatureError::Missing),
-            (Some("garbage".to_owned()), SignatureError::Malformed),
-            (Some(format!("v1={good}")), SignatureError::Malformed),
-            (Some("t=1000,v1=zz".to_owned()), SignatureError::Malformed),
-            (Some(format!("t=1000,v1={good}")), SignatureError::Stale),
-            (Some(format!("t=1700,v1={good}")), SignatureError::Stale),
-            (Some(format!("t=1001,v1={good}")), SignatureError::Mismatch),
+            (None, 1000, SignatureError::Missing),
+            (Some("garbage".to_owned()), 1000, SignatureError::Malformed),
+            (Some(format!("v1={good}")), 1000, SignatureError::Malformed),
+            (
+                Some("t=1000,v1=zz".to_owned()),
+                1000,
+                SignatureError::Malformed,
+            ),
+            // Signed 400 s before now, and 700 s after: both past the 300 s tolerance.
+            (
+                Some(format!("t=1000,v1={good}")),
+                1400,
+                SignatureError::Stale,
+            ),
+            (
+                Some(format!("t=1700,v1={good}")),
+                1000,
+                SignatureError::Stale,
+            ),
+            (
+                Some(format!("t=1001,v1={good}")),
+                1000,
+                SignatureError::Mismatch,
+            ),
             (
                 Some(format!(
                     "t=1000,v1={}",
                     sign(b"other-secret-0123456", 1000, body)
                 )),
+                1000,
                 SignatureError::Mismatch,
             ),
         ];
-        for (header, expected) in cases {
-            let now = if expected == SignatureError::Stale {
-                1400
-            } else {
-                1000
-            };
-            let now = if header.as_deref().is_some_and(|h| h.starts_with("t=1700")) {
-                1000
-            } else {
-                now
-            };
+        for (header, now, expected) in cases {
             assert_eq!(
                 verify(header.as_deref(), body, &secrets(), 300, now),
                 Err(expected),
