@@ -1,5 +1,5 @@
 //! The room API's configuration: `[server]`, `[database]`, `[bus]`, `[auth]`, `[rooms]`,
-//! `[play_token]`, `[[origins]]` and `[log]`.
+//! `[play_token]`, `[[origins]]`, `[payments]` and `[log]`.
 //! Loaded from TOML (`-c/--config` or `LIVEGATE_API_CONFIG`) with `LIVEGATE_API__SECTION__KEY`
 //! overrides. There is no running on defaults alone: the JWT and play token keys must be given.
 
@@ -36,6 +36,8 @@ pub struct Config {
     pub play_token: PlayTokenConfig,
     /// The origins' control APIs, for kicking publishers.
     pub origins: Vec<OriginConfig>,
+    /// Gift orders and the payment provider's callbacks.
+    pub payments: PaymentsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -245,7 +247,91 @@ fn default_origin_timeout_ms() -> u64 {
     3000
 }
 
+/// `[payments]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsConfig {
+    /// The name inbox rows carry: event ids are unique per provider. Default: `default`.
+    pub provider: String,
+    /// Secrets the provider signs callbacks with (`Livegate-Signature`), any of which is
+    /// accepted, so that a new one can be added before the old one is retired. Each may be
+    /// `env:NAME` or `file:PATH`. Empty: every callback is refused. Default: none.
+    pub callback_secrets: Vec<Secret>,
+    /// How far a callback's signed timestamp may be from now, in seconds. Default: 300.
+    pub signature_tolerance_s: u64,
+    /// How long an `Idempotency-Key` answer is kept and replayed, in seconds; at least a
+    /// day. Default: 86400.
+    pub idempotency_ttl_s: u64,
+    /// The currency leaderboards show when the query names none. Default: `EUR`.
+    pub default_currency: String,
+    /// How often the outbox relay looks for gift events when not woken, in milliseconds.
+    /// Default: 500.
+    pub relay_interval_ms: u64,
+    /// Most gift events relayed per round. Default: 100.
+    pub relay_batch: u32,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            provider: "default".to_owned(),
+            callback_secrets: Vec::new(),
+            signature_tolerance_s: 300,
+            idempotency_ttl_s: 86_400,
+            default_currency: "EUR".to_owned(),
+            relay_interval_ms: 500,
+            relay_batch: 100,
+        }
+    }
+}
+
 impl Config {
+    fn validate_payments(&self, problems: &mut Problems) {
+        let payments = &self.payments;
+        problems.check(
+            (1..=32).contains(&payments.provider.len())
+                && payments
+                    .provider
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')),
+            "payments.provider",
+            "must be 1 to 32 letters, digits, `_` or `-`",
+        );
+        for (index, secret) in payments.callback_secrets.iter().enumerate() {
+            if secret.expose().len() < 16 {
+                problems.add(
+                    "payments.callback_secrets",
+                    format!("secret #{index} must be at least 16 bytes"),
+                );
+            }
+        }
+        problems.check(
+            (1..=3600).contains(&payments.signature_tolerance_s),
+            "payments.signature_tolerance_s",
+            "must be between 1 and 3600",
+        );
+        problems.check(
+            payments.idempotency_ttl_s >= 86_400,
+            "payments.idempotency_ttl_s",
+            "must be at least 86400 (24 h)",
+        );
+        problems.check(
+            crate::validate::currency(&payments.default_currency).is_ok(),
+            "payments.default_currency",
+            "must be a three-letter ISO 4217 code such as EUR",
+        );
+        problems.check(
+            payments.relay_interval_ms > 0,
+            "payments.relay_interval_ms",
+            "must be at least 1",
+        );
+        problems.check(
+            (1..=1000).contains(&payments.relay_batch),
+            "payments.relay_batch",
+            "must be between 1 and 1000",
+        );
+    }
+
     fn validate_auth(&self, problems: &mut Problems) {
         let auth = &self.auth;
         if auth.jwt_keys.is_empty() {
@@ -392,6 +478,7 @@ impl Validate for Config {
             "must not be empty",
         );
         self.validate_origins(problems);
+        self.validate_payments(problems);
         self.log.validate(problems);
     }
 }

@@ -11,6 +11,8 @@ pub mod config;
 pub mod error;
 pub mod kick;
 pub mod metrics;
+pub mod openapi;
+pub mod payments;
 pub mod routes;
 pub mod state;
 pub mod validate;
@@ -181,6 +183,7 @@ impl App {
                 state.edge_viewers().follow(bus, stop).await;
             })
         };
+        let gift_relay = shutdown.spawn(payments::relay::run(state.clone(), stop.clone()));
         let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -201,6 +204,7 @@ impl App {
         };
         drain.step("admin listener", admin_server).await;
         drain.step("edge viewer counts", edge_viewers).await;
+        drain.step("gift relay", gift_relay).await;
         drain.tasks().await;
         drain.finish();
         tracing::info!("livegate-api stopped");

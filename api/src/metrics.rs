@@ -48,6 +48,21 @@ pub struct LoginLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a payment callback.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CallbackLabels {
+    /// `paid`, `failed`, `refused`, `ignored`, `duplicate` or `rejected` (not trusted:
+    /// signature or format).
+    pub outcome: &'static str,
+}
+
+/// Labels of the order count.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OrderLabels {
+    /// `pending`, `paid`, `failed` or `expired`.
+    pub status: String,
+}
+
 /// Every metric of the API.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -61,6 +76,12 @@ pub struct Metrics {
     pub logins: Family<LoginLabels, Counter>,
     /// Publisher kicks, by origin kind and outcome.
     pub kicks: Family<KickLabels, Counter>,
+    /// Payment callbacks, by outcome.
+    pub callbacks: Family<CallbackLabels, Counter>,
+    /// Gift events relayed from the outbox to the bus.
+    pub gifts_relayed: Counter,
+    /// Orders by status, as last counted.
+    pub orders: Family<OrderLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl Metrics {
@@ -76,6 +97,9 @@ impl Metrics {
             play_tokens: Counter::default(),
             logins: Family::default(),
             kicks: Family::default(),
+            callbacks: Family::default(),
+            gifts_relayed: Counter::default(),
+            orders: Family::default(),
         };
         registry.register(
             "requests",
@@ -97,6 +121,21 @@ impl Metrics {
             "kicks",
             "Publisher kicks, by origin kind and outcome",
             metrics.kicks.clone(),
+        );
+        registry.register(
+            "payment_callbacks",
+            "Payment callbacks, by outcome",
+            metrics.callbacks.clone(),
+        );
+        registry.register(
+            "orders",
+            "Orders by status, counted every 15 seconds",
+            metrics.orders.clone(),
+        );
+        registry.register(
+            "gifts_relayed",
+            "Gift events relayed from the outbox to the bus",
+            metrics.gifts_relayed.clone(),
         );
         metrics
     }

@@ -12,6 +12,7 @@ use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::kick::Origins;
 use crate::metrics::Metrics;
+use crate::payments::relay::RelayWake;
 use crate::viewers::EdgeViewers;
 
 /// The shared state.
@@ -31,6 +32,7 @@ struct Inner {
     origins: Origins,
     metrics: Metrics,
     edge_viewers: EdgeViewers,
+    relay_wake: RelayWake,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -78,6 +80,7 @@ impl AppState {
                 origins,
                 metrics,
                 edge_viewers: EdgeViewers::default(),
+                relay_wake: RelayWake::default(),
             }),
         }
     }
@@ -85,6 +88,11 @@ impl AppState {
     /// Viewer counts reported by the edge.
     pub fn edge_viewers(&self) -> &EdgeViewers {
         &self.inner.edge_viewers
+    }
+
+    /// Wakes the gift outbox relay.
+    pub fn relay_wake(&self) -> &RelayWake {
+        &self.inner.relay_wake
     }
 
     /// The configuration.

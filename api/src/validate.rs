@@ -44,6 +44,40 @@ pub fn password(password: &str) -> Result<(), String> {
     }
 }
 
+/// Longest gift name, in characters (`gifts.name` is `VARCHAR(64)`).
+pub const GIFT_NAME_MAX: usize = 64;
+/// Highest gift price, in the smallest currency unit: far below `i64::MAX`, so that sums of
+/// many stay exact (and exact as the leaderboard's f64 scores).
+pub const PRICE_MAX: i64 = 100_000_000;
+
+/// A currency: three uppercase ASCII letters (ISO 4217's form).
+pub fn currency(code: &str) -> Result<(), String> {
+    if code.len() == 3 && code.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err("must be a three-letter ISO 4217 code such as EUR".to_owned())
+    }
+}
+
+/// A gift name: 1 to 64 characters, no control characters.
+pub fn gift_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    livegate_core::db::columns::check_text(name, GIFT_NAME_MAX).map_err(|err| err.to_string())
+}
+
+/// A price: 1 to 100000000 in the smallest currency unit.
+pub fn price(price: i64) -> Result<(), String> {
+    if (1..=PRICE_MAX).contains(&price) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be an integer from 1 to {PRICE_MAX}, in the smallest unit of the currency"
+        ))
+    }
+}
+
 /// A title: at most 255 characters, no control characters.
 pub fn title(title: &str) -> Result<(), String> {
     livegate_core::db::columns::check_text(title, TITLE_MAX).map_err(|err| err.to_string())

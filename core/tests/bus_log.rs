@@ -171,3 +171,26 @@ async fn losing_the_history_changes_the_epoch() {
         bus.clear().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn append_once_keeps_one_entry_per_id_until_the_history_is_lost() {
+    for (name, _bus, log, _) in logs(100) {
+        let key = format!("once-{}", std::process::id());
+        let (first, appended) = log.append_once(&key, "order-1", &message(1)).await.unwrap();
+        assert!(appended, "{name}");
+        // Again, as a writer that died before recording its append would: no second entry.
+        let (again, appended) = log.append_once(&key, "order-1", &message(1)).await.unwrap();
+        assert!(!appended, "{name}");
+        assert_eq!(again, first, "{name}: the earlier entry's position");
+        let (_, appended) = log.append_once(&key, "order-2", &message(2)).await.unwrap();
+        assert!(appended, "{name}");
+        log.append(&key, &message(3)).await.unwrap();
+        let history = log.read(&key, None, 10).await.unwrap();
+        assert_eq!(offsets(&history), [1, 2, 3], "{name}");
+        // A deleted history forgets its ids with its entries.
+        log.delete(&key).await.unwrap();
+        let (_, appended) = log.append_once(&key, "order-1", &message(1)).await.unwrap();
+        assert!(appended, "{name}");
+        log.delete(&key).await.unwrap();
+    }
+}

@@ -34,7 +34,9 @@ async fn order(db: &Database) -> i64 {
             room_id: room,
             gift_id: gift,
             amount: 100,
+            currency: "EUR",
             status: "created",
+            payment_ref: None,
         },
         1,
     )

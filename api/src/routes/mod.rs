@@ -1,6 +1,9 @@
 //! The one router of the API under `/api/v1`, on the one [`AppState`]. Every resource has its
 //! module; new ones (chat's WebSocket, gifts, payments) are merged here the same way.
 
+pub mod gifts;
+pub mod orders;
+pub mod payments;
 pub mod play;
 pub mod rooms;
 pub mod sessions;
@@ -36,7 +39,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/rooms/{id}/kill", post(rooms::manage::kill))
         .route("/rooms/{id}/streams", get(rooms::read::streams))
-        .route("/rooms/{id}/play-token", get(play::play_token));
+        .route("/rooms/{id}/play-token", get(play::play_token))
+        .merge(payment_routes());
     let max_body = state.config().server.max_body_bytes;
     Router::new()
         .nest("/api/v1", api)
@@ -46,6 +50,20 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
+}
+
+/// Gifts, orders and the payment provider's callbacks.
+fn payment_routes() -> Router<AppState> {
+    Router::new()
+        .route("/gifts", get(gifts::list).post(gifts::create))
+        .route("/gifts/{id}", axum::routing::patch(gifts::patch))
+        .route("/rooms/{id}/gifts", post(orders::buy))
+        .route("/users/me/orders", get(orders::mine))
+        .route("/admin/orders", get(orders::list))
+        .route("/admin/orders/{id}/expire", post(orders::expire))
+        .route("/rooms/{id}/leaderboard", get(payments::board))
+        .route("/payments/callback", post(payments::callback))
+        .route("/openapi.json", get(crate::openapi::serve))
 }
 
 /// Answers carry tokens and keys: no cache keeps them.

@@ -6,8 +6,12 @@
 mod accounts;
 mod binary;
 mod configs;
+mod gifts;
 mod input;
 mod kicks;
+mod openapi;
+mod orders;
+mod payments_crash;
 mod play;
 mod revocations;
 mod rooms;

@@ -156,3 +156,44 @@ async fn unique_login(app: &TestApp, access: &str) -> String {
     let me = app.get("/api/v1/users/me", Some(access)).await;
     me.body["username"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test]
+async fn no_callback_secret_or_signature_is_logged() {
+    use crate::orders::{callback, event, payments_options, signed, SECRETS};
+
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut options = Options::new(Backend::Sqlite, None);
+    payments_options(&mut options);
+    let app = TestApp::start(options).await;
+    let mut logged_never: Vec<String> = SECRETS.iter().map(|s| (*s).to_owned()).collect();
+    for (secret, kind) in [
+        (SECRETS[0], "payment.succeeded"),
+        ("forged-secret-0123456789", "payment.succeeded"),
+    ] {
+        let (body, signature) = signed(secret, &event(&unique("evt"), kind, "pay_none", 1, "EUR"));
+        logged_never.push(signature.split("v1=").nth(1).unwrap().to_owned());
+        callback(&app, body, Some(&signature)).await;
+    }
+    app.stop().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("payment callback refused"),
+        "the capture works: {text}"
+    );
+    assert!(text.contains("payment callback applied"), "{text}");
+    for secret in &logged_never {
+        assert!(
+            !text.contains(secret.as_str()),
+            "{secret} was logged:\n{text}"
+        );
+    }
+}

@@ -31,6 +31,7 @@ struct Inner {
     /// held for a lookup.
     queues: Mutex<HashMap<String, MemoryQueue>>,
     logs: Mutex<HashMap<String, MemoryLog>>,
+    boards: super::leaderboard::MemoryBoards,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +61,7 @@ impl MemoryBus {
                 recordings,
                 queues: Mutex::new(queues),
                 logs: Mutex::new(HashMap::new()),
+                boards: super::leaderboard::MemoryBoards::default(),
             }),
         }
     }
@@ -70,6 +72,10 @@ impl MemoryBus {
 
     pub(crate) fn fanout(&self) -> &Arc<Fanout> {
         &self.inner.fanout
+    }
+
+    pub(crate) fn boards(&self) -> &super::leaderboard::MemoryBoards {
+        &self.inner.boards
     }
 
     pub(crate) fn recordings(&self) -> &MemoryQueue {
@@ -187,6 +193,7 @@ impl MemoryBus {
         for log in lock(&self.inner.logs).values() {
             log.clear();
         }
+        lock(&self.inner.boards).clear();
         Ok(())
     }
 }

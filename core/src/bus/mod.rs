@@ -20,6 +20,8 @@
 //! queues and logs by their options.
 
 pub mod channel;
+pub mod gifts;
+pub mod leaderboard;
 pub mod log;
 mod memory;
 pub mod queue;
@@ -36,6 +38,8 @@ use crate::config::Problems;
 use crate::secret::Secret;
 
 pub use self::channel::{Channel, Received, Subscriber};
+pub use self::gifts::{GiftEvent, GiftLog};
+pub use self::leaderboard::Leaderboard;
 pub use self::log::{Entry, History, Log, LogOptions, Position};
 pub use self::memory::MemoryBus;
 pub use self::queue::{Consumer, DeadLetter, Failed, Job, Queue, QueueOptions};
@@ -377,6 +381,24 @@ impl Bus {
             self.channel(revocation::REVOCATIONS),
             self.log(LogOptions::new(revocation::REVOCATIONS)),
         )
+    }
+
+    /// The history of paid gifts per room (see [`gifts`]).
+    pub fn gift_events(&self) -> GiftLog {
+        self.log(LogOptions::new(gifts::GIFT_EVENTS))
+    }
+
+    /// The gift totals per room and currency (see [`gifts::GIFT_BOARD`]).
+    pub fn gift_board(&self) -> Leaderboard {
+        self.leaderboard(gifts::GIFT_BOARD)
+    }
+
+    /// The leaderboard `name`.
+    pub fn leaderboard(&self, name: &str) -> Leaderboard {
+        match self {
+            Bus::Redis(bus) => Leaderboard::redis(bus.link().clone(), name),
+            Bus::Memory(bus) => Leaderboard::memory(bus.boards().clone(), name),
+        }
     }
 
     /// The queue `options.name`. Every handle to one name shares the queue (in process, the

@@ -9,7 +9,9 @@
 pub mod columns;
 pub(crate) mod exec;
 pub mod gifts;
+pub mod idempotency;
 pub mod orders;
+pub mod payments;
 pub mod recording_jobs;
 mod recordings;
 pub mod rooms;

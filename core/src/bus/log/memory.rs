@@ -27,6 +27,8 @@ struct Ring {
     epoch: String,
     latest: u64,
     entries: VecDeque<(u64, String)>,
+    /// Ids given to `append_once`, with their offsets.
+    ids: HashMap<String, u64>,
     appended: Instant,
 }
 
@@ -48,6 +50,14 @@ impl MemoryLog {
     }
 
     pub(crate) fn append(&self, key: &str, payload: String) -> Position {
+        self.append_inner(key, None, payload).0
+    }
+
+    pub(crate) fn append_once(&self, key: &str, id: &str, payload: String) -> (Position, bool) {
+        self.append_inner(key, Some(id), payload)
+    }
+
+    fn append_inner(&self, key: &str, id: Option<&str>, payload: String) -> (Position, bool) {
         let mut keys = self.keys();
         if !keys.contains_key(key) && keys.len() >= MAX_KEYS {
             let oldest = keys
@@ -62,18 +72,30 @@ impl MemoryLog {
             epoch: new_epoch(),
             latest: 0,
             entries: VecDeque::new(),
+            ids: HashMap::new(),
             appended: Instant::now(),
         });
+        if let Some(seen) = id.and_then(|id| ring.ids.get(id)) {
+            let position = Position {
+                offset: *seen,
+                epoch: ring.epoch.clone(),
+            };
+            return (position, false);
+        }
         ring.latest += 1;
+        if let Some(id) = id {
+            ring.ids.insert(id.to_owned(), ring.latest);
+        }
         ring.appended = Instant::now();
         ring.entries.push_back((ring.latest, payload));
         while ring.entries.len() > self.inner.options.max_len.max(1) {
             ring.entries.pop_front();
         }
-        Position {
+        let position = Position {
             offset: ring.latest,
             epoch: ring.epoch.clone(),
-        }
+        };
+        (position, true)
     }
 
     pub(crate) fn read(&self, key: &str, since: Option<&Position>, limit: usize) -> RawHistory {

@@ -162,6 +162,24 @@ where
         }
     }
 
+    /// Appends `value` to the history of `key` unless an entry with the same `id` is already
+    /// in it (in the current epoch); returns its position and whether it was appended. A
+    /// writer that cannot know whether its last append landed (it died before recording
+    /// that) appends again with the same id and the history still holds the entry once. The
+    /// ids are kept with the key (on Redis the hash `{stream}:ids`) until it is deleted.
+    pub async fn append_once(
+        &self,
+        key: &str,
+        id: &str,
+        value: &T,
+    ) -> Result<(Position, bool), BusError> {
+        let payload = serde_json::to_string(value)?;
+        match &self.backend {
+            Backend::Redis(log) => log.append_once(key, id, &payload).await,
+            Backend::Memory(log) => Ok(log.append_once(key, id, payload)),
+        }
+    }
+
     /// Up to `limit` (at most [`MAX_READ`]) entries of `key` after `since`, or the newest
     /// ones when `since` is `None`, from another epoch, or ahead of the history. See
     /// [`History::complete`].

@@ -22,6 +22,23 @@ local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], offset .. '-0', 'v', ARGV[2])
 return {epoch, offset}";
 
+/// Appends one entry unless an entry with the same id (`ARGV[4]`) is in the current epoch;
+/// returns `{epoch, offset, appended}` (the earlier entry's offset when not appended). The ids
+/// live in the hash `KEYS[3]`, reset with the epoch.
+const APPEND_ONCE: &str = r"
+local epoch = redis.call('HGET', KEYS[2], 'epoch')
+if (not epoch) or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[3]
+  redis.call('DEL', KEYS[1], KEYS[3])
+  redis.call('HSET', KEYS[2], 'epoch', epoch, 'offset', 0)
+end
+local seen = redis.call('HGET', KEYS[3], ARGV[4])
+if seen then return {epoch, tonumber(seen), 0} end
+local offset = redis.call('HINCRBY', KEYS[2], 'offset', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], offset .. '-0', 'v', ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[4], offset)
+return {epoch, offset, 1}";
+
 /// Reads `{epoch, latest, oldest, after?, entries}`: the entries after the reader's offset
 /// when it is in the current epoch and not ahead, else the newest ones (newest first).
 const READ: &str = r"
@@ -53,6 +70,7 @@ struct Inner {
     link: Link,
     options: LogOptions,
     append: Script,
+    append_once: Script,
     read: Script,
     position: Script,
 }
@@ -74,6 +92,7 @@ impl RedisLog {
                 link,
                 options,
                 append: Script::new(APPEND),
+                append_once: Script::new(APPEND_ONCE),
                 read: Script::new(READ),
                 position: Script::new(POSITION),
             }),
@@ -104,6 +123,30 @@ impl RedisLog {
             .invoke_async(&mut conn)
             .await?;
         Ok(Position { offset, epoch })
+    }
+
+    pub(crate) async fn append_once(
+        &self,
+        key: &str,
+        id: &str,
+        payload: &str,
+    ) -> Result<(Position, bool), BusError> {
+        let (stream, meta) = self.keys(key);
+        let ids = format!("{stream}:ids");
+        let mut conn = self.inner.link.conn();
+        let (epoch, offset, appended): (String, u64, i64) = self
+            .inner
+            .append_once
+            .key(stream)
+            .key(meta)
+            .key(ids)
+            .arg(self.inner.options.max_len.max(1))
+            .arg(payload)
+            .arg(new_epoch())
+            .arg(id)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok((Position { offset, epoch }, appended == 1))
     }
 
     pub(crate) async fn read(
@@ -162,9 +205,11 @@ impl RedisLog {
     pub(crate) async fn delete(&self, key: &str) -> Result<(), BusError> {
         let (stream, meta) = self.keys(key);
         let mut conn = self.inner.link.conn();
+        let ids = format!("{stream}:ids");
         redis::cmd("DEL")
             .arg(stream)
             .arg(meta)
+            .arg(ids)
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
