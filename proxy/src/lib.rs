@@ -170,9 +170,12 @@ pub fn run_with(
     );
     let mut proxy = Service::new("livegate proxy".to_owned(), guarded);
     for addr in &config.server.listen {
-        proxy.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(
-            L4BufferSettings::new(config.server.read_buffer_bytes, DEFAULT_L4_WRITE_BUFFER_SIZE),
-        ));
+        proxy.add_listener(
+            ListenerConfig::tcp(addr.to_string()).l4_buffer(L4BufferSettings::new(
+                config.server.read_buffer_bytes,
+                DEFAULT_L4_WRITE_BUFFER_SIZE,
+            )),
+        );
     }
 
     let mut admin = Service::new(

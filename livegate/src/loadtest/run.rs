@@ -232,7 +232,7 @@ fn viewer_specs(
             // Viewer i is the n-th bad one when ⌊(i+1)·bad/count⌋ steps up.
             let is_bad = (i + 1) * bad / count > i * bad / count;
             let bad_token = is_bad.then(|| {
-                if (i * bad / count) % 2 == 0 {
+                if (i * bad / count).is_multiple_of(2) {
                     BadToken::Expired
                 } else {
                     BadToken::Forged

@@ -148,7 +148,7 @@ impl Sampler {
         if terminal {
             let _ = write!(stderr, "\r{line}\x1b[K");
             let _ = stderr.flush();
-        } else if (point.t_s as u64) % 5 == 0 {
+        } else if (point.t_s as u64).is_multiple_of(5) {
             let _ = writeln!(stderr, "{line}");
         }
     }
