@@ -1,4 +1,4 @@
-//! `livegate up`: the whole toolkit (proxy, hooks, room API) in one process on embedded defaults — a SQLite file, the
+//! `livegate up`: the whole toolkit (proxy, hooks, room API, recorder) in one process on embedded defaults — a SQLite file, the
 //! in-process bus shared by every service, local directories — with local ports that do not
 //! clash, a demo room on first start, and one clean shutdown for all of it.
 
@@ -34,6 +34,8 @@ pub mod ports {
     pub const API: u16 = 8090;
     /// The API's metrics and health.
     pub const API_ADMIN: u16 = 9190;
+    /// The recorder's metrics and health.
+    pub const RECORDER_ADMIN: u16 = 9195;
 }
 
 /// How `livegate up` runs.
@@ -98,6 +100,8 @@ pub struct Plan {
     pub hooks: livegate_hooks::Config,
     /// The room API's.
     pub api: livegate_api::Config,
+    /// The recorder's.
+    pub recorder: livegate_recorder::Config,
     /// The data directory.
     pub data: DataDir,
     /// Whether the secrets were made now (a first start).
@@ -168,6 +172,28 @@ impl Plan {
                 port(&options, ports::PROXY)
             )),
         );
+        let root = data.root().display().to_string();
+        let recorder_text = format!(
+            "[server]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
+             [database]\nurl = {database}\n\
+             [bus]\nurl = {bus}\n\
+             [watch]\ndirs = [{watched}]\n\
+             [remux]\nwork_dir = {work}\nfailed_dir = {failed}\n\
+             [storage]\nkind = \"local\"\n[storage.local]\ndir = {stored}\n",
+            admin = port(&options, ports::RECORDER_ADMIN),
+            database = toml_string(&database),
+            bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
+            watched = toml_string(&data.recordings().display().to_string()),
+            work = toml_string(&format!("{root}/recorder/work")),
+            failed = toml_string(&format!("{root}/recorder/failed")),
+            stored = toml_string(&format!("{root}/stored")),
+        );
+        let recorder = livegate_core::config::from_toml_str(&recorder_text).map_err(|err| {
+            UpError::Config {
+                service: "recorder",
+                message: err.to_string(),
+            }
+        })?;
         let api =
             livegate_core::config::from_toml_str(&api_text).map_err(|err| UpError::Config {
                 service: "api",
@@ -187,6 +213,7 @@ impl Plan {
             proxy,
             hooks,
             api,
+            recorder,
             data,
             first_start,
             options,
@@ -315,6 +342,18 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     )?;
     let demo = demo_room(&db, api.state(), &plan).await?;
 
+    let recorder_admin = bind(
+        plan.recorder.server.admin_listen,
+        "recorder server.admin_listen",
+    )
+    .await?;
+    let recorder = livegate_recorder::App::build_with(
+        plan.recorder.clone(),
+        db.clone(),
+        bus.clone(),
+        livegate_recorder::storage_of(&plan.recorder),
+    );
+
     let hooks_listener = bind(plan.hooks.server.listen, "hooks server.listen").await?;
     let hooks_admin = bind(plan.hooks.server.admin_listen, "hooks server.admin_listen").await?;
     let origins = livegate_hooks::origins(&plan.hooks)?;
@@ -358,6 +397,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     // awaited below.
     let hooks_task = tokio::spawn(hooks.run(hooks_listener, hooks_admin, shutdown.clone()));
     let api_task = tokio::spawn(api.run(api_listener, api_admin, shutdown.clone()));
+    let recorder_task = tokio::spawn(recorder.run(recorder_admin, shutdown.clone()));
     print_welcome(
         &plan.options,
         &plan.token_key,
@@ -375,6 +415,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
         shutdown.request(Stop::Now);
         let _ = hooks_task.await;
         let _ = api_task.await;
+        let _ = recorder_task.await;
         signals_done.cancel();
         let _ = signals.await;
         return match outcome {
@@ -388,6 +429,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     let proxy_grace = Duration::from_secs(proxy_config.server.grace_period_s + 1);
     let hooks_outcome = hooks_task.await;
     let api_outcome = api_task.await;
+    let recorder_outcome = recorder_task.await;
     tokio::select! {
         _ = drained => tracing::info!("proxy drained"),
         _ = proxy_done => tracing::info!("proxy stopped"),
@@ -397,7 +439,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<(), UpError> {
     let _ = signals.await;
     // Pingora's runtimes end with the process; its thread is not waited for.
     drop(proxy_thread);
-    for outcome in [hooks_outcome, api_outcome] {
+    for outcome in [hooks_outcome, api_outcome, recorder_outcome] {
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(err.into()),
@@ -447,6 +489,7 @@ fn print_welcome(
          \x20 proxy  http://127.0.0.1:{proxy}    metrics http://127.0.0.1:{proxy_admin}/metrics\n\
          \x20 hooks  http://127.0.0.1:{hooks}    metrics http://127.0.0.1:{hooks_admin}/metrics\n\
          \x20 api    http://127.0.0.1:{api}/api/v1    metrics http://127.0.0.1:{api_admin}/metrics\n\
+         \x20 recorder: files in {recordings} (or named by the origin's callbacks) become MP4s in {stored}; metrics http://127.0.0.1:{recorder_admin}/metrics\n\
          \x20 data   {data}\n",
         origin = options.origin,
         proxy_admin = port(options, ports::PROXY_ADMIN),
@@ -454,6 +497,9 @@ fn print_welcome(
         hooks_admin = port(options, ports::HOOKS_ADMIN),
         api = port(options, ports::API),
         api_admin = port(options, ports::API_ADMIN),
+        recordings = data.recordings().display(),
+        stored = data.root().join("stored").display(),
+        recorder_admin = port(options, ports::RECORDER_ADMIN),
         data = data.root().display(),
     ));
     // The one place a stream key and a token are shown: the operator's own terminal.
@@ -461,7 +507,7 @@ fn print_welcome(
 }
 
 /// The listen addresses `livegate up` uses with these options (for tests and `doctor`).
-pub fn addresses(options: &UpOptions) -> [(&'static str, SocketAddr); 6] {
+pub fn addresses(options: &UpOptions) -> [(&'static str, SocketAddr); 7] {
     let at = |base| SocketAddr::from(([127, 0, 0, 1], port(options, base)));
     [
         ("proxy", at(ports::PROXY)),
@@ -470,5 +516,6 @@ pub fn addresses(options: &UpOptions) -> [(&'static str, SocketAddr); 6] {
         ("hooks admin", at(ports::HOOKS_ADMIN)),
         ("api", at(ports::API)),
         ("api admin", at(ports::API_ADMIN)),
+        ("recorder admin", at(ports::RECORDER_ADMIN)),
     ]
 }

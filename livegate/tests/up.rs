@@ -1,6 +1,6 @@
 //! `livegate up` as a newcomer runs it: one process, a demo room and accounts on first start,
-//! a real nginx-rtmp origin publishing into it with the printed key, a clean stop on SIGTERM,
-//! and the same data after a restart.
+//! a real nginx-rtmp origin publishing into it with the printed key, the recording stored as an
+//! MP4, a clean stop on SIGTERM, and the same data after a restart.
 #![allow(
     clippy::unwrap_used,
     reason = "a broken fixture should fail the test loudly"
@@ -113,7 +113,57 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
         }
     })
     .await;
+    // Enough of a recording to hold video frames before the publisher goes.
+    let record_dir = origin.record_dir();
+    wait_until("the origin to have recorded some video", || {
+        let record_dir = record_dir.clone();
+        async move {
+            let recorded = std::fs::read_dir(&record_dir)
+                .ok()?
+                .filter_map(Result::ok)
+                .filter_map(|entry| entry.metadata().ok())
+                .any(|meta| meta.len() > 200_000);
+            recorded.then_some(())
+        }
+    })
+    .await;
     drop(publisher);
+
+    // The origin's recording reaches the recorder through the hooks service's job and ends as
+    // an MP4 in the data directory's storage, which the stream then points at.
+    let session: Value = reqwest::Client::new()
+        .post(format!("{api_base}/api/v1/sessions"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = session["access_token"].as_str().unwrap().to_owned();
+    let streams_url = format!("{details}/streams");
+    let stored = wait_until("the recording to be stored", || {
+        let (streams_url, access) = (streams_url.clone(), access.clone());
+        async move {
+            let page: Value = reqwest::Client::new()
+                .get(&streams_url)
+                .bearer_auth(&access)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let url = page["items"][0]["record_url"].as_str()?.to_owned();
+            url.ends_with(".mp4").then_some(url)
+        }
+    })
+    .await;
+    let stored_path = stored.strip_prefix("file://").unwrap_or(&stored);
+    assert!(
+        Path::new(stored_path).starts_with(&data) && Path::new(stored_path).exists(),
+        "{stored}"
+    );
 
     up.signal("TERM");
     let status = tokio::task::spawn_blocking(move || up.wait())
