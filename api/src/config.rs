@@ -1,5 +1,5 @@
 //! The room API's configuration: `[server]`, `[database]`, `[bus]`, `[auth]`, `[rooms]`,
-//! `[play_token]`, `[[origins]]` and `[log]`.
+//! `[play_token]`, `[[origins]]`, `[chat]` and `[log]`.
 //! Loaded from TOML (`-c/--config` or `LIVEGATE_API_CONFIG`) with `LIVEGATE_API__SECTION__KEY`
 //! overrides. There is no running on defaults alone: the JWT and play token keys must be given.
 
@@ -36,6 +36,8 @@ pub struct Config {
     pub play_token: PlayTokenConfig,
     /// The origins' control APIs, for kicking publishers.
     pub origins: Vec<OriginConfig>,
+    /// Room chat over WebSocket.
+    pub chat: crate::chat::config::ChatConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -392,6 +394,7 @@ impl Validate for Config {
             "must not be empty",
         );
         self.validate_origins(problems);
+        self.chat.validate(problems);
         self.log.validate(problems);
     }
 }

@@ -9,6 +9,8 @@ use livegate_core::token::TokenKeys;
 
 use crate::auth::jwt::Jwt;
 use crate::auth::password::Passwords;
+use crate::chat::metrics::ChatMetrics;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::kick::Origins;
 use crate::metrics::Metrics;
@@ -31,6 +33,7 @@ struct Inner {
     origins: Origins,
     metrics: Metrics,
     edge_viewers: EdgeViewers,
+    chat: Chat,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -52,6 +55,8 @@ pub struct Parts {
     pub origins: Origins,
     /// Metrics.
     pub metrics: Metrics,
+    /// Chat's metrics.
+    pub chat_metrics: ChatMetrics,
 }
 
 impl AppState {
@@ -66,9 +71,12 @@ impl AppState {
             play_keys,
             origins,
             metrics,
+            chat_metrics,
         } = parts;
+        let chat = Chat::new(&config.chat, bus.clone(), db.clone(), chat_metrics);
         Self {
             inner: Arc::new(Inner {
+                chat,
                 config,
                 db,
                 bus,
@@ -85,6 +93,11 @@ impl AppState {
     /// Viewer counts reported by the edge.
     pub fn edge_viewers(&self) -> &EdgeViewers {
         &self.inner.edge_viewers
+    }
+
+    /// Room chat.
+    pub fn chat(&self) -> &Chat {
+        &self.inner.chat
     }
 
     /// The configuration.

@@ -5,6 +5,8 @@
 
 mod accounts;
 mod binary;
+mod chat;
+mod chat_support;
 mod configs;
 mod input;
 mod kicks;
