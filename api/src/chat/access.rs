@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use livegate_core::db::{rooms, users, Room};
+use livegate_core::db::{chat, rooms, users, Room};
 
 use super::frame::Sender;
 use crate::auth::Role;
@@ -22,6 +22,8 @@ pub struct Access {
     pub moderates: bool,
     /// The unix second after which the token is no longer valid.
     pub expires_at: u64,
+    /// Unix milliseconds until which the user may not send (0: not muted).
+    pub muted_until: u64,
 }
 
 impl Access {
@@ -64,8 +66,20 @@ pub async fn check(state: &AppState, token: Option<&str>, room: &Room) -> Result
         let user = users::get(state.db(), user_id)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid_token", "the user no longer exists"))?;
+        let now = livegate_core::db::now_ms();
+        let standing = chat::standing(state.db(), room.id, user_id, now).await?;
+        if standing.banned {
+            return Err(ApiError::forbidden("you are banned from this room's chat"));
+        }
         let owner = room.owner_id == user_id;
-        let role = if owner { "owner" } else { claims.role.as_str() };
+        let moderator = !owner && chat::is_moderator(state.db(), room.id, user_id).await?;
+        let role = if owner {
+            "owner"
+        } else if moderator {
+            "moderator"
+        } else {
+            claims.role.as_str()
+        };
         return Ok(Access {
             sender: Some(Sender {
                 id: user_id,
@@ -73,8 +87,11 @@ pub async fn check(state: &AppState, token: Option<&str>, room: &Room) -> Result
                 role: role.to_owned(),
             }),
             can_send: true,
-            moderates: owner || claims.role == Role::Admin,
+            moderates: owner || moderator || claims.role == Role::Admin,
             expires_at: claims.exp,
+            muted_until: standing
+                .muted_until
+                .map_or(0, |until| u64::try_from(until).unwrap_or(0)),
         });
     }
     let room_id = u64::try_from(room.id).map_err(|_| ApiError::internal())?;
@@ -95,5 +112,6 @@ pub async fn check(state: &AppState, token: Option<&str>, room: &Room) -> Result
         can_send: false,
         moderates: false,
         expires_at: grant.expires_at,
+        muted_until: 0,
     })
 }

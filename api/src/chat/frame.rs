@@ -208,6 +208,13 @@ pub enum Broadcast {
         /// The user.
         user: i64,
     },
+    /// The room was disabled: every connection closes.
+    RoomDisabled,
+    /// The room's slow mode changed (0: off).
+    SlowMode {
+        /// Seconds between two messages of one user.
+        seconds: u32,
+    },
     /// A user was muted until `until_ms` (0 lifts it).
     Muted {
         /// The user.

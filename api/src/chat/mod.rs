@@ -13,6 +13,7 @@
 //! - [`rooms`]: the per-room pump and fan-out;
 //! - [`outbox`], [`frame`], [`close`]: the queue, the frames and the close codes;
 //! - [`store`], [`history`]: batched writes to `messages` and reading them back;
+//! - [`moderation`]: moderators, mutes, bans and slow mode;
 //! - [`events`]: live/offline frames from the hooks service.
 
 pub mod access;
@@ -22,6 +23,7 @@ pub mod events;
 pub mod frame;
 pub mod history;
 pub mod metrics;
+pub mod moderation;
 pub mod outbox;
 pub mod rooms;
 pub mod send;
@@ -107,6 +109,17 @@ impl Chat {
     /// The rooms of this instance.
     pub fn rooms(&self) -> &Arc<Rooms> {
         &self.rooms
+    }
+
+    /// Closes every chat connection of a room that was just disabled, on every instance.
+    pub async fn room_disabled(&self, room: i64) {
+        if let Err(err) = self
+            .rooms
+            .broadcast(room, &frame::Broadcast::RoomDisabled)
+            .await
+        {
+            tracing::warn!(room.id = room, error = %err, "chat of a disabled room not closed");
+        }
     }
 
     /// Chat's metrics.

@@ -51,6 +51,7 @@ struct Room {
     members: Mutex<HashMap<u64, Arc<Member>>>,
     ready: watch::Sender<Readiness>,
     stop: CancellationToken,
+    slow_mode_s: AtomicU64,
 }
 
 impl Room {
@@ -75,6 +76,11 @@ impl Room {
     fn apply(&self, broadcast: &Broadcast) {
         match broadcast {
             Broadcast::Message(_) => {}
+            Broadcast::RoomDisabled => self.close_all(Close::RoomDisabled),
+            Broadcast::SlowMode { seconds } => {
+                self.slow_mode_s
+                    .store(u64::from(*seconds), Ordering::Relaxed);
+            }
             Broadcast::Banned { user } => {
                 for member in self.members().values() {
                     if member.user == Some(*user) {
@@ -122,6 +128,19 @@ impl Membership {
     /// The member.
     pub fn member(&self) -> &Arc<Member> {
         &self.member
+    }
+
+    /// The room's slow mode, in seconds (0: off).
+    pub fn slow_mode_s(&self) -> u64 {
+        self.room.slow_mode_s.load(Ordering::Relaxed)
+    }
+
+    /// Sets the room's slow mode as the database has it (each joiner refreshes it; changes
+    /// while connected arrive as [`Broadcast::SlowMode`]).
+    pub fn set_slow_mode_s(&self, seconds: u32) {
+        self.room
+            .slow_mode_s
+            .store(u64::from(seconds), Ordering::Relaxed);
     }
 }
 
@@ -180,6 +199,7 @@ impl Rooms {
                         members: Mutex::new(HashMap::new()),
                         ready,
                         stop: shutdown.token().child_token(),
+                        slow_mode_s: AtomicU64::new(0),
                     });
                     shutdown.spawn(pump(self.clone(), room.clone()));
                     room

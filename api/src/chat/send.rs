@@ -95,6 +95,26 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
             }
         }
     }
+    let slow_mode_s = conn.membership.slow_mode_s();
+    if !conn.access.moderates && slow_mode_s > 0 {
+        let key = format!("chat:slow:{}:{}", conn.room.id, sender.id);
+        let within = conn
+            .state
+            .bus()
+            .rate_limit(&key, 1, Duration::from_secs(slow_mode_s))
+            .await;
+        match within {
+            Ok(true) => {}
+            Ok(false) => {
+                let message = format!("slow mode: one message every {slow_mode_s} s");
+                return refused("slow_mode", &message, reference);
+            }
+            Err(err) => {
+                tracing::warn!(room.id = conn.room.id, error = %err, "chat slow mode unavailable");
+                return Answer::Done(unavailable(reference));
+            }
+        }
+    }
     let message = Message {
         kind: Kind::Chat,
         id: crate::auth::random_token(12),

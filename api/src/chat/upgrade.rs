@@ -68,6 +68,11 @@ pub async fn upgrade(
         .join(&shutdown, room.id, access.user_id(), outbox)
         .await
         .map_err(ApiError::from)?;
+    membership
+        .member()
+        .muted_until
+        .store(access.muted_until, std::sync::atomic::Ordering::Relaxed);
+    membership.set_slow_mode_s(livegate_core::db::chat::slow_mode(state.db(), room.id).await?);
     // After joining: anything appended from here on is in the outbox as well, and the
     // socket drops what the replay already sent.
     let key = room.id.to_string();

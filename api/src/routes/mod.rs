@@ -10,7 +10,7 @@ pub mod users;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::chat;
@@ -43,6 +43,24 @@ pub fn router(state: AppState) -> Router {
     let api = if chat_config.only { Router::new() } else { api };
     let api = if chat_config.enabled {
         api.route("/rooms/{id}/messages", get(chat::history::list))
+            .route(
+                "/rooms/{id}/moderators/{user_id}",
+                put(chat::moderation::add_moderator).delete(chat::moderation::remove_moderator),
+            )
+            .route("/rooms/{id}/mutes", post(chat::moderation::mute))
+            .route(
+                "/rooms/{id}/mutes/{user_id}",
+                delete(chat::moderation::unmute),
+            )
+            .route("/rooms/{id}/bans", post(chat::moderation::ban))
+            .route(
+                "/rooms/{id}/bans/{user_id}",
+                delete(chat::moderation::unban),
+            )
+            .route(
+                "/rooms/{id}/chat/slow-mode",
+                put(chat::moderation::slow_mode),
+            )
     } else {
         api
     };
