@@ -111,6 +111,37 @@ impl Chat {
         &self.rooms
     }
 
+    /// Posts a paid gift to the room's chat (for the payment flow, once per paid order): a
+    /// `gift` frame on every instance, stored like a chat message.
+    pub async fn gift(
+        &self,
+        room: i64,
+        sender: frame::Sender,
+        text: String,
+    ) -> Result<livegate_core::bus::Position, livegate_core::bus::BusError> {
+        let now = livegate_core::db::now_ms();
+        let stored = livegate_core::db::messages::NewMessage {
+            room_id: room,
+            user_id: sender.id,
+            kind: "gift".to_owned(),
+            content: text.clone(),
+            created_at: now,
+        };
+        let message = frame::Message {
+            kind: frame::Kind::Gift,
+            id: crate::auth::random_token(12),
+            room,
+            user: Some(sender),
+            text: Some(text),
+            target: None,
+            at: now,
+        };
+        let position = self.rooms.send(message).await?;
+        self.metrics.messages.inc();
+        self.store.enqueue(stored);
+        Ok(position)
+    }
+
     /// Closes every chat connection of a room that was just disabled, on every instance.
     pub async fn room_disabled(&self, room: i64) {
         if let Err(err) = self

@@ -35,6 +35,9 @@ pub struct Connection {
     pub last_offset: u64,
 }
 
+/// How long a closing connection waits for the client's close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 fn now_ms() -> i64 {
     livegate_core::db::now_ms()
 }
@@ -154,6 +157,16 @@ impl Connection {
                 reason: Utf8Bytes::from_static(close.reason()),
             }));
             let _ = tokio::time::timeout(send_timeout, sink.send(frame)).await;
+            // Wait for the client's close (what it still sends is dropped): closing the TCP
+            // connection at once could reset it before the client has read the close code.
+            let answered = async {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if matches!(frame, WsMessage::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_WAIT.min(send_timeout), answered).await;
         }
         let _ = tokio::time::timeout(send_timeout, sink.close()).await;
     }

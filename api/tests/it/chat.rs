@@ -98,6 +98,21 @@ async fn a_play_token_reads_and_a_user_sends_in_order() {
         }
         assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
 
+        // A paid gift from the payment flow appears once, as a `gift` frame.
+        let gift = livegate_api::chat::frame::Sender {
+            id: viewer.user_id,
+            name: "giver".to_owned(),
+            role: "viewer".to_owned(),
+        };
+        let chat = app.app_state.chat();
+        chat.gift(room, gift, "a rose".to_owned()).await.unwrap();
+        let frame = next_of(&mut reader, "gift").await;
+        assert_eq!(
+            (text_of(&frame), &frame["user"]["name"]),
+            ("a rose", &json!("giver"))
+        );
+        assert_eq!(frame["offset"].as_u64(), offsets.last().map(|o| o + 1));
+
         let long = "x".repeat(501);
         say(&mut writer, &long).await;
         assert_eq!(next_of(&mut writer, "error").await["code"], "too_long");
@@ -482,4 +497,61 @@ async fn slow_mode_spaces_a_users_messages_and_a_disabled_room_closes() {
     assert_eq!(reply.status, 200);
     assert_eq!(close_code(&mut ws).await, Some(4004));
     app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expiring_token_and_a_silent_client_are_closed_with_their_codes() {
+    let mut config = test_config();
+    config.chat.ping_interval_ms = 50;
+    config.chat.idle_timeout_ms = 200;
+    let mut options = Options::new(Backend::Sqlite, None);
+    options.config = config;
+    let app = TestApp::start(options).await;
+    let owner = app.user("streamer").await;
+    let (room, _) = app.room(&owner).await;
+    let keys = app.app_state.play_keys();
+    let short = keys.mint(u64::try_from(room).unwrap(), livegate_api::unix_now() + 1);
+    let (mut expiring, _) = join(&app, room, &short, None).await;
+    // This client reads (and so answers pings) until its token runs out.
+    assert_eq!(close_code(&mut expiring).await, Some(4001));
+
+    let (mut silent, _) = join(&app, room, &owner.access, None).await;
+    // It reads nothing, so it answers no ping: the server gives up on it.
+    wait_until("the silent client is closed", || async {
+        app.metrics()
+            .await
+            .contains("livegate_api_chat_closed_total{reason=\"idle\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(close_code(&mut silent).await, Some(4002));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_chat_only_instance_serves_chat_and_nothing_else() {
+    let mut config = test_config();
+    config.chat.only = true;
+    let first = TestApp::spawn(Backend::Sqlite, None).await;
+    let owner = first.user("streamer").await;
+    let (room, _) = first.room(&owner).await;
+    let mut options = Options::new(Backend::Sqlite, None);
+    options.config = config;
+    options.db = Some(first.db.clone());
+    let chat_only = TestApp::start(options).await;
+    assert_eq!(
+        chat_only
+            .get(&format!("/api/v1/rooms/{room}"), None)
+            .await
+            .status,
+        404
+    );
+    let history = chat_only
+        .get(&format!("/api/v1/rooms/{room}/messages"), None)
+        .await;
+    assert_eq!(history.status, 200, "{:?}", history.body);
+    let (_ws, welcome) = join(&chat_only, room, &owner.access, None).await;
+    assert_eq!(welcome["can_send"], true);
+    chat_only.stop().await;
+    first.stop().await;
 }
