@@ -184,6 +184,42 @@ async fn rate_limit_counts_within_a_window() {
 }
 
 #[tokio::test]
+async fn a_token_bucket_allows_a_burst_then_refills() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        // Slow enough that the burst surely does not refill while it is taken.
+        let per_token = Duration::from_secs(2);
+        for _ in 0..3 {
+            assert!(
+                bus.take_token("user:1", 3, per_token).await.unwrap(),
+                "{name}"
+            );
+        }
+        assert!(
+            !bus.take_token("user:1", 3, per_token).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            bus.take_token("user:2", 3, per_token).await.unwrap(),
+            "{name}"
+        );
+        wait_until("a token to come back", || async {
+            bus.take_token("user:1", 3, per_token)
+                .await
+                .unwrap()
+                .then_some(())
+        })
+        .await;
+        // One token came back, not the burst.
+        assert!(
+            !bus.take_token("user:1", 3, per_token).await.unwrap(),
+            "{name}"
+        );
+        bus.clear().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn jobs_are_delivered_once_and_acked() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();

@@ -37,10 +37,11 @@ pub struct ChatConfig {
     /// Most missed messages sent on a reconnect; a larger gap answers `recovered: false`.
     /// Default: 300.
     pub recover_limit: usize,
-    /// Messages one user may send per `rate_window_ms` in a room (owner, moderators and
-    /// admins exempt); 0 turns the limit off. Default: 5.
+    /// The burst of one user's token bucket in a room, refilled completely over
+    /// `rate_window_ms` (owner, moderators and admins exempt); 0 turns the limit off.
+    /// Default: 5.
     pub rate_messages: u32,
-    /// The window of `rate_messages`, in milliseconds. Default: 5000.
+    /// How long the bucket takes to refill from empty, in milliseconds. Default: 5000.
     pub rate_window_ms: u64,
     /// Refused sends in a row after which a connection is closed for abuse. Default: 10.
     pub abuse_strikes: u32,

@@ -74,11 +74,12 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
     }
     if !conn.access.moderates && config.rate_messages > 0 {
         let key = format!("chat:rate:{}:{}", conn.room.id, sender.id);
-        let window = Duration::from_millis(config.rate_window_ms);
+        // A bucket of `rate_messages` that refills completely over `rate_window_ms`.
+        let per_token = Duration::from_millis(config.rate_window_ms) / config.rate_messages.max(1);
         match conn
             .state
             .bus()
-            .rate_limit(&key, config.rate_messages, window)
+            .take_token(&key, config.rate_messages, per_token)
             .await
         {
             Ok(true) => {}

@@ -555,3 +555,35 @@ async fn a_chat_only_instance_serves_chat_and_nothing_else() {
     chat_only.stop().await;
     first.stop().await;
 }
+
+#[tokio::test]
+async fn the_rate_limit_warns_then_disconnects_and_spares_the_owner() {
+    for (backend, bus) in setups() {
+        let mut options = Options::new(backend, bus);
+        options.config.chat.rate_messages = 2;
+        options.config.chat.rate_window_ms = 60_000;
+        options.config.chat.abuse_strikes = 3;
+        let app = TestApp::start(options).await;
+        let owner = app.user("streamer").await;
+        let viewer = app.user("viewer").await;
+        let (room, _) = app.room(&owner).await;
+        let (mut ws, _) = join(&app, room, &viewer.access, None).await;
+        for n in 0..2 {
+            say(&mut ws, &format!("ok {n}")).await;
+            assert_eq!(next_of(&mut ws, "ack").await["ref"], format!("ok {n}"));
+        }
+        for n in 0..2 {
+            say(&mut ws, &format!("too many {n}")).await;
+            let warning = next_of(&mut ws, "error").await;
+            assert_eq!(warning["code"], "rate_limited", "{warning}");
+        }
+        say(&mut ws, "one more").await;
+        assert_eq!(close_code(&mut ws).await, Some(4029));
+        let (mut mine, _) = join(&app, room, &owner.access, None).await;
+        for n in 0..4 {
+            say(&mut mine, &format!("owner {n}")).await;
+            assert_eq!(next_of(&mut mine, "ack").await["ref"], format!("owner {n}"));
+        }
+        app.stop().await;
+    }
+}

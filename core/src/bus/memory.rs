@@ -38,6 +38,8 @@ struct State {
     live: HashMap<i64, LiveState>,
     viewers: HashMap<i64, HashSet<String>>,
     rates: HashMap<String, (Instant, u32)>,
+    /// Token buckets: tokens left and when they were counted.
+    buckets: HashMap<String, (f64, Instant)>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,6 +171,36 @@ impl MemoryBus {
         }
         entry.1 = entry.1.saturating_add(1);
         Ok(entry.1 <= limit)
+    }
+
+    pub(super) async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        per_token: Duration,
+    ) -> Result<bool, BusError> {
+        let now = Instant::now();
+        let capacity = f64::from(capacity.max(1));
+        let per_s = per_token.as_secs_f64().max(0.001);
+        let mut state = self.state();
+        if state.buckets.len() >= MAX_RATE_KEYS {
+            // Full buckets hold nothing a fresh one would not.
+            state.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() / per_s < capacity
+            });
+        }
+        let (tokens, at) = state
+            .buckets
+            .entry(key.to_owned())
+            .or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / per_s).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
     }
 
     pub(super) async fn rate_hits(&self, key: &str, window: Duration) -> Result<u64, BusError> {

@@ -10,7 +10,7 @@
 //! - live state per room (`live:{room}`), set on publish and cleared on stop;
 //! - room events (went live / went offline): [`Bus::events`], a `Channel<RoomEvent>`;
 //! - viewer counters per room (a set of viewer sessions, so joins and leaves are idempotent);
-//! - fixed-window rate limits;
+//! - fixed-window rate limits and token buckets;
 //! - finished recordings: [`Bus::recordings`], a `Queue<RecordingJob>`.
 //!
 //! [`Bus::Redis`] is the production backend (Redis Streams and pub/sub); [`Bus::Memory`] is
@@ -313,6 +313,17 @@ impl Bus {
         window: Duration,
     ) -> Result<bool, BusError> {
         dispatch!(self, bus => bus.rate_limit(key, limit, window).await)
+    }
+
+    /// Takes a token from the bucket `key` if it has one: a bucket holds at most `capacity`
+    /// tokens (a burst) and gains one every `per_token`. Shared by every process on the bus.
+    pub async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        per_token: Duration,
+    ) -> Result<bool, BusError> {
+        dispatch!(self, bus => bus.take_token(key, capacity, per_token).await)
     }
 
     /// The hits [`Bus::rate_limit`] has counted on `key` in its current window, without

@@ -27,6 +27,30 @@ end
 return 0";
 
 /// One hit in a fixed window: the first hit starts the window's expiry.
+/// A token bucket: KEYS[1] a hash {tokens, at}; ARGV[1] capacity, ARGV[2] milliseconds per
+/// token. On the server's clock, so that every instance refills the same bucket alike.
+const TAKE_TOKEN: &str = r"
+local capacity = tonumber(ARGV[1])
+local per = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = capacity
+  at = now
+end
+tokens = math.min(capacity, tokens + math.max(0, now - at) / per)
+local taken = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  taken = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * per) + 1000)
+return taken";
+
 const RATE_HIT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -112,6 +136,7 @@ pub struct RedisBus {
 struct Scripts {
     clear_live: Script,
     rate_hit: Script,
+    take_token: Script,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -140,6 +165,7 @@ impl RedisBus {
             scripts: Arc::new(Scripts {
                 clear_live: Script::new(CLEAR_LIVE),
                 rate_hit: Script::new(RATE_HIT),
+                take_token: Script::new(TAKE_TOKEN),
             }),
         })
     }
@@ -294,6 +320,27 @@ impl RedisBus {
             .invoke_async(&mut conn)
             .await?;
         Ok(hits <= u64::from(limit))
+    }
+
+    pub(super) async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        per_token: Duration,
+    ) -> Result<bool, BusError> {
+        let mut conn = self.link.conn();
+        let per_ms = u64::try_from(per_token.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let taken: u64 = self
+            .scripts
+            .take_token
+            .key(self.key(&format!("bucket:{key}")))
+            .arg(capacity.max(1))
+            .arg(per_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(taken == 1)
     }
 
     pub(super) async fn rate_hits(&self, key: &str, _window: Duration) -> Result<u64, BusError> {
