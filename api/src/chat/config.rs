@@ -45,6 +45,15 @@ pub struct ChatConfig {
     pub rate_window_ms: u64,
     /// Refused sends in a row after which a connection is closed for abuse. Default: 10.
     pub abuse_strikes: u32,
+    /// How often an instance refreshes the presence of the users it has sockets for, in
+    /// milliseconds. Default: 25000.
+    pub presence_refresh_ms: u64,
+    /// How long a user stays present without a refresh (after their last tab closed), in
+    /// milliseconds. Default: 60000.
+    pub presence_ttl_ms: u64,
+    /// Rooms with more present users than this get no join/leave frames; 0 turns them off
+    /// everywhere. Default: 1000.
+    pub presence_events_max: u64,
     /// Most messages waiting to be written to the database; beyond, new ones are kept only in
     /// the bus log (and counted). Default: 10000.
     pub store_queue: usize,
@@ -68,6 +77,9 @@ impl Default for ChatConfig {
             rate_messages: 5,
             rate_window_ms: 5000,
             abuse_strikes: 10,
+            presence_refresh_ms: 25_000,
+            presence_ttl_ms: 60_000,
+            presence_events_max: 1000,
             store_queue: 10_000,
             store_interval_ms: 500,
         }
@@ -97,6 +109,11 @@ impl ChatConfig {
                 && self.recover_limit <= self.history_len,
             "chat.recover_limit",
             "must be between 1 and 1000 and at most chat.history_len",
+        );
+        problems.check(
+            self.presence_ttl_ms > self.presence_refresh_ms && self.presence_refresh_ms > 0,
+            "chat.presence_ttl_ms",
+            "must be longer than chat.presence_refresh_ms (at least 1)",
         );
         for (key, ok) in [
             ("send_timeout_ms", self.send_timeout_ms > 0),

@@ -169,6 +169,55 @@ pub enum Direct<'a> {
     },
 }
 
+/// A user in a room's presence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresentUser {
+    /// The user id.
+    pub id: i64,
+    /// The username.
+    pub name: String,
+}
+
+impl PresentUser {
+    /// As the bus stores it: `id:name` (the id has no colon).
+    pub fn to_member(&self) -> String {
+        format!("{}:{}", self.id, self.name)
+    }
+
+    /// From the bus's `id:name`.
+    pub fn from_member(member: &str) -> Option<Self> {
+        let (id, name) = member.split_once(':')?;
+        Some(Self {
+            id: id.parse().ok()?,
+            name: name.to_owned(),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct PresenceFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    joined: &'a [PresentUser],
+    left: &'a [PresentUser],
+    count: u64,
+}
+
+impl Outgoing {
+    /// A `presence` frame.
+    pub fn presence(joined: &[PresentUser], left: &[PresentUser], count: u64) -> Outgoing {
+        Outgoing {
+            offset: None,
+            text: to_bytes(&PresenceFrame {
+                kind: "presence",
+                joined,
+                left,
+                count,
+            }),
+        }
+    }
+}
+
 /// What a client sends.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
@@ -214,6 +263,15 @@ pub enum Broadcast {
     SlowMode {
         /// Seconds between two messages of one user.
         seconds: u32,
+    },
+    /// Users came or went (coalesced: a reconnect is neither).
+    Presence {
+        /// Newly present.
+        joined: Vec<PresentUser>,
+        /// No longer present.
+        left: Vec<PresentUser>,
+        /// How many users are present.
+        count: u64,
     },
     /// A user was muted until `until_ms` (0 lifts it).
     Muted {

@@ -14,6 +14,7 @@
 //! - [`outbox`], [`frame`], [`close`]: the queue, the frames and the close codes;
 //! - [`store`], [`history`]: batched writes to `messages` and reading them back;
 //! - [`moderation`]: moderators, mutes, bans and slow mode;
+//! - [`presence`]: who is in a room, across instances;
 //! - [`events`]: live/offline frames from the hooks service.
 
 pub mod access;
@@ -25,6 +26,7 @@ pub mod history;
 pub mod metrics;
 pub mod moderation;
 pub mod outbox;
+pub mod presence;
 pub mod rooms;
 pub mod send;
 pub mod socket;
@@ -81,7 +83,8 @@ impl Chat {
     ) -> tokio::task::JoinHandle<()> {
         let _ = self.shutdown.set(shutdown.clone());
         let (rooms, stop) = (self.rooms.clone(), shutdown.token().clone());
-        shutdown.spawn(events::follow(bus, rooms, stop));
+        shutdown.spawn(events::follow(bus.clone(), rooms.clone(), stop.clone()));
+        shutdown.spawn(presence::refresh(config.clone(), bus, rooms, stop));
         let store = self.store.clone();
         let interval = Duration::from_millis(config.store_interval_ms);
         // Its own token: the writer flushes after the connections have closed.

@@ -30,6 +30,8 @@ pub struct Member {
     pub id: u64,
     /// The logged-in user, if any.
     pub user: Option<i64>,
+    /// The user's presence entry (`id:name`), if logged in.
+    pub presence: Option<String>,
     /// Where its frames go.
     pub outbox: Arc<Outbox>,
     /// Unix milliseconds until which the user may not send (0: not muted).
@@ -76,6 +78,11 @@ impl Room {
     fn apply(&self, broadcast: &Broadcast) {
         match broadcast {
             Broadcast::Message(_) => {}
+            Broadcast::Presence {
+                joined,
+                left,
+                count,
+            } => self.deliver(&Outgoing::presence(joined, left, *count)),
             Broadcast::RoomDisabled => self.close_all(Close::RoomDisabled),
             Broadcast::SlowMode { seconds } => {
                 self.slow_mode_s
@@ -179,12 +186,13 @@ impl Rooms {
         self: &Arc<Self>,
         shutdown: &Shutdown,
         room_id: i64,
-        user: Option<i64>,
+        user: Option<&super::frame::PresentUser>,
         outbox: Arc<Outbox>,
     ) -> Result<Membership, BusError> {
         let member = Arc::new(Member {
             id: self.next_member.fetch_add(1, Ordering::Relaxed),
-            user,
+            user: user.map(|user| user.id),
+            presence: user.map(super::frame::PresentUser::to_member),
             outbox,
             muted_until: AtomicU64::new(0),
         });
@@ -235,6 +243,24 @@ impl Rooms {
             }
             room.stop.cancel();
         }
+    }
+
+    /// Each room with sockets here, and the distinct users in it (tabs counted once).
+    pub fn present(&self) -> Vec<(i64, Vec<String>)> {
+        let rooms: Vec<Arc<Room>> = self.rooms().values().cloned().collect();
+        rooms
+            .iter()
+            .map(|room| {
+                let mut users: Vec<String> = room
+                    .members()
+                    .values()
+                    .filter_map(|member| member.presence.clone())
+                    .collect();
+                users.sort();
+                users.dedup();
+                (room.id, users)
+            })
+            .collect()
     }
 
     fn forget(&self, room: &Arc<Room>) {

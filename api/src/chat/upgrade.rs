@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::access;
 use super::config::MAX_FRAME_BYTES;
-use super::frame::{Direct, Outgoing};
+use super::frame::{Direct, Outgoing, PresentUser};
 use super::outbox::Outbox;
 use super::socket::Connection;
 use crate::error::{ApiError, Query};
@@ -63,9 +63,13 @@ pub async fn upgrade(
     })?;
     let shutdown = chat.shutdown().ok_or_else(ApiError::unavailable)?;
     let outbox = Arc::new(Outbox::new(config.max_outbound_bytes));
+    let present = access.sender.as_ref().map(|sender| PresentUser {
+        id: sender.id,
+        name: sender.name.clone(),
+    });
     let membership = chat
         .rooms()
-        .join(&shutdown, room.id, access.user_id(), outbox)
+        .join(&shutdown, room.id, present.as_ref(), outbox)
         .await
         .map_err(ApiError::from)?;
     membership
@@ -73,6 +77,9 @@ pub async fn upgrade(
         .muted_until
         .store(access.muted_until, std::sync::atomic::Ordering::Relaxed);
     membership.set_slow_mode_s(livegate_core::db::chat::slow_mode(state.db(), room.id).await?);
+    if let Some(present) = &present {
+        super::presence::arrive(&state, room.id, present).await;
+    }
     // After joining: anything appended from here on is in the outbox as well, and the
     // socket drops what the replay already sent.
     let key = room.id.to_string();

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
     let api = if chat_config.only { Router::new() } else { api };
     let api = if chat_config.enabled {
         api.route("/rooms/{id}/messages", get(chat::history::list))
+            .route("/rooms/{id}/presence", get(chat::presence::get))
             .route(
                 "/rooms/{id}/moderators/{user_id}",
                 put(chat::moderation::add_moderator).delete(chat::moderation::remove_moderator),

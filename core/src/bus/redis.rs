@@ -51,6 +51,30 @@ redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * per) + 1000)
 return taken";
 
+/// Presence: KEYS[1] a sorted set member -> expiry (unix ms); ARGV[1] the expiry, ARGV[2]
+/// the key's own lifetime, ARGV[3..] members. Returns the members that were not present.
+const PRESENCE_TOUCH: &str = r"
+local fresh = {}
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if not score or tonumber(score) <= tonumber(ARGV[1]) - tonumber(ARGV[2]) then
+    table.insert(fresh, ARGV[i])
+  end
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+end
+-- The key outlives its longest presence twice over, so that expired members are still
+-- there for the sweep that reports them.
+if redis.call('PTTL', KEYS[1]) < 2 * tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
+end
+return fresh";
+
+/// Presence: removes and returns the members expired at ARGV[1] (one caller gets each).
+const PRESENCE_EXPIRE: &str = r"
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) end
+return gone";
+
 const RATE_HIT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -137,6 +161,8 @@ struct Scripts {
     clear_live: Script,
     rate_hit: Script,
     take_token: Script,
+    presence_touch: Script,
+    presence_expire: Script,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -166,6 +192,8 @@ impl RedisBus {
                 clear_live: Script::new(CLEAR_LIVE),
                 rate_hit: Script::new(RATE_HIT),
                 take_token: Script::new(TAKE_TOKEN),
+                presence_touch: Script::new(PRESENCE_TOUCH),
+                presence_expire: Script::new(PRESENCE_EXPIRE),
             }),
         })
     }
@@ -320,6 +348,67 @@ impl RedisBus {
             .invoke_async(&mut conn)
             .await?;
         Ok(hits <= u64::from(limit))
+    }
+
+    pub(super) async fn presence_touch(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<String>, BusError> {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.link.conn();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let mut invocation = self
+            .scripts
+            .presence_touch
+            .key(self.key(&format!("presence:{key}")));
+        invocation
+            .arg(super::now_ms().saturating_add(ttl_ms))
+            .arg(ttl_ms);
+        for member in members {
+            invocation.arg(member);
+        }
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    pub(super) async fn presence_expire(&self, key: &str) -> Result<Vec<String>, BusError> {
+        let mut conn = self.link.conn();
+        Ok(self
+            .scripts
+            .presence_expire
+            .key(self.key(&format!("presence:{key}")))
+            .arg(super::now_ms())
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    pub(super) async fn presence(
+        &self,
+        key: &str,
+        max: usize,
+    ) -> Result<(u64, Vec<String>), BusError> {
+        let mut conn = self.link.conn();
+        let key = self.key(&format!("presence:{key}"));
+        let now = super::now_ms();
+        let count: u64 = redis::cmd("ZCOUNT")
+            .arg(&key)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&key)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .query_async(&mut conn)
+            .await?;
+        Ok((count, members))
     }
 
     pub(super) async fn take_token(
