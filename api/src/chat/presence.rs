@@ -114,6 +114,17 @@ pub async fn refresh(config: ChatConfig, bus: Bus, rooms: Arc<Rooms>, stop: Canc
     }
 }
 
+/// How many users are present in `room`; `None` when the bus cannot say.
+pub async fn online(state: &AppState, room: i64) -> Option<u64> {
+    match state.bus().presence(&key(room), 0).await {
+        Ok((count, _)) => Some(count),
+        Err(err) => {
+            tracing::warn!(room.id = room, error = %err, "chat presence not counted");
+            None
+        }
+    }
+}
+
 /// The answer of `GET /rooms/{id}/presence`.
 #[derive(Debug, Serialize)]
 pub struct Presence {

@@ -614,6 +614,8 @@ async fn presence_counts_tabs_once_and_coalesces_joins_and_leaves() {
             "two tabs count once: {:?}",
             presence.body
         );
+        let details = app.get(&format!("/api/v1/rooms/{room}"), None).await;
+        assert_eq!(details.body["chat_online"], 2, "{:?}", details.body);
         // A reconnect within the expiry is no leave and no join.
         drop(tab1);
         let (tab3, _) = join(&app, room, &viewer.access, None).await;
