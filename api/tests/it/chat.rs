@@ -635,3 +635,55 @@ async fn presence_counts_tabs_once_and_coalesces_joins_and_leaves() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn clients_of_a_stopped_instance_recover_everything_from_the_other() {
+    let Some(bus) = redis_config() else {
+        return;
+    };
+    let test_db = livegate_core::db::testing::TestDatabase::create(Backend::Sqlite)
+        .await
+        .unwrap();
+    let start = |bus| {
+        let mut options = Options::new(Backend::Sqlite, Some(bus));
+        options.db = Some(test_db.db.clone());
+        TestApp::start(options)
+    };
+    let first = start(bus.clone()).await;
+    let second = start(bus).await;
+    let owner = second.user("streamer").await;
+    let viewer = second.user("viewer").await;
+    let (room, _) = second.room(&owner).await;
+    let (mut speaker, _) = join(&second, room, &owner.access, None).await;
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let (ws, welcome) = join(&first, room, &viewer.access, None).await;
+        clients.push((ws, since(&welcome["position"])));
+    }
+    say(&mut speaker, "before").await;
+    for (ws, last) in &mut clients {
+        let frame = next_of(ws, "chat").await;
+        assert_eq!(text_of(&frame), "before");
+        *last = since(&frame);
+    }
+    // The instance goes away; its clients miss what is said meanwhile.
+    drop(first);
+    for (ws, _) in &mut clients {
+        assert!(matches!(close_code(ws).await, Some(1001) | None));
+    }
+    for n in 0..30 {
+        say(&mut speaker, &format!("gap {n}")).await;
+        next_of(&mut speaker, "ack").await;
+    }
+    for (_, last) in &clients {
+        let (mut ws, welcome) = join(&second, room, &viewer.access, Some(last)).await;
+        assert_eq!(
+            (welcome["recovered"].as_bool(), welcome["replayed"].as_u64()),
+            (Some(true), Some(30))
+        );
+        for n in 0..30 {
+            assert_eq!(text_of(&next_of(&mut ws, "chat").await), format!("gap {n}"));
+        }
+    }
+    second.stop().await;
+}
