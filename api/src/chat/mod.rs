@@ -10,7 +10,7 @@
 //! - [`upgrade`]: the `/ws` handler and the replay of missed messages;
 //! - [`socket`]: one connection (writer, reader, pings, idle and expiry);
 //! - [`send`]: what a client's frame does;
-//! - [`rooms`]: the per-room pump and fan-out;
+//! - [`rooms`], `pump`: a room's members, and its ordered fan-out;
 //! - [`outbox`], [`frame`], [`close`]: the queue, the frames and the close codes;
 //! - [`store`], [`history`]: batched writes to `messages` and reading them back;
 //! - [`moderation`]: moderators, mutes, bans and slow mode;
@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod moderation;
 pub mod outbox;
 pub mod presence;
+mod pump;
 pub mod rooms;
 pub mod send;
 pub mod socket;

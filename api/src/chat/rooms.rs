@@ -1,12 +1,11 @@
-//! The rooms this instance has sockets in: one channel subscription and one pump per room,
-//! which puts messages in offset order (filling gaps from the log), serializes each once and
-//! hands it to every local socket's outbox.
+//! The rooms this instance has sockets in, their members, and sending to a room. Each room
+//! has one channel subscription and one pump (the `pump` module).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use livegate_core::bus::{Bus, BusError, Channel, Log, Position, Received};
+use livegate_core::bus::{Bus, BusError, Channel, Log, Position};
 use livegate_core::service::Shutdown;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +38,7 @@ pub struct Member {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Readiness {
+pub(super) enum Readiness {
     Starting,
     Ready,
     Failed,
@@ -47,35 +46,35 @@ enum Readiness {
 
 /// One room's local fan-out.
 #[derive(Debug)]
-struct Room {
-    id: i64,
+pub(super) struct Room {
+    pub(super) id: i64,
     // A std mutex: held while handing a frame to each outbox, never across an await.
     members: Mutex<HashMap<u64, Arc<Member>>>,
-    ready: watch::Sender<Readiness>,
-    stop: CancellationToken,
+    pub(super) ready: watch::Sender<Readiness>,
+    pub(super) stop: CancellationToken,
     slow_mode_s: AtomicU64,
 }
 
 impl Room {
-    fn members(&self) -> MutexGuard<'_, HashMap<u64, Arc<Member>>> {
+    pub(super) fn members(&self) -> MutexGuard<'_, HashMap<u64, Arc<Member>>> {
         self.members
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn deliver(&self, frame: &Outgoing) {
+    pub(super) fn deliver(&self, frame: &Outgoing) {
         for member in self.members().values() {
             member.outbox.push(frame.clone());
         }
     }
 
-    fn close_all(&self, close: Close) {
+    pub(super) fn close_all(&self, close: Close) {
         for member in self.members().values() {
             member.outbox.close(close);
         }
     }
 
-    fn apply(&self, broadcast: &Broadcast) {
+    pub(super) fn apply(&self, broadcast: &Broadcast) {
         match broadcast {
             Broadcast::Message(_) => {}
             Broadcast::Presence {
@@ -111,7 +110,7 @@ impl Room {
 #[derive(Debug)]
 pub struct Rooms {
     bus: Bus,
-    log: Log<Message>,
+    pub(super) log: Log<Message>,
     // A std mutex: held to find, add or drop a room, never across an await.
     rooms: Mutex<HashMap<i64, Arc<Room>>>,
     next_member: AtomicU64,
@@ -209,7 +208,7 @@ impl Rooms {
                         stop: shutdown.token().child_token(),
                         slow_mode_s: AtomicU64::new(0),
                     });
-                    shutdown.spawn(pump(self.clone(), room.clone()));
+                    shutdown.spawn(super::pump::run(self.clone(), room.clone()));
                     room
                 })
                 .clone();
@@ -263,7 +262,7 @@ impl Rooms {
             .collect()
     }
 
-    fn forget(&self, room: &Arc<Room>) {
+    pub(super) fn forget(&self, room: &Arc<Room>) {
         let mut rooms = self.rooms();
         if rooms.get(&room.id).is_some_and(|r| Arc::ptr_eq(r, room)) {
             rooms.remove(&room.id);
@@ -290,131 +289,5 @@ impl Rooms {
     /// Tells every instance's connections of `room` about a ban or mute.
     pub async fn broadcast(&self, room: i64, broadcast: &Broadcast) -> Result<(), BusError> {
         self.channel(room).publish(broadcast).await
-    }
-}
-
-/// A room's pump: subscribed while the room has local sockets.
-async fn pump(rooms: Arc<Rooms>, room: Arc<Room>) {
-    let key = room.id.to_string();
-    let mut subscriber = match rooms.channel(room.id).subscribe().await {
-        Ok(subscriber) => subscriber,
-        Err(err) => {
-            tracing::warn!(room.id = room.id, error = %err, "chat room cannot subscribe");
-            rooms.forget(&room);
-            room.ready.send_replace(Readiness::Failed);
-            return;
-        }
-    };
-    // After subscribing: whatever is appended later arrives on the channel.
-    let mut at = match rooms.log.position(&key).await {
-        Ok(position) => position,
-        Err(err) => {
-            tracing::warn!(room.id = room.id, error = %err, "chat room cannot read its log");
-            rooms.forget(&room);
-            room.ready.send_replace(Readiness::Failed);
-            return;
-        }
-    };
-    room.ready.send_replace(Readiness::Ready);
-    loop {
-        let received = tokio::select! {
-            () = room.stop.cancelled() => break,
-            received = subscriber.recv() => received,
-        };
-        match received {
-            Some(Received::Message(Broadcast::Message(published))) => {
-                accept(&rooms, &room, &key, &mut at, published).await;
-            }
-            Some(Received::Message(other)) => room.apply(&other),
-            Some(Received::Lagged(_) | Received::Reconnected) => {
-                catch_up(&rooms, &room, &key, &mut at).await;
-            }
-            None => break,
-        }
-    }
-    if room.stop.is_cancelled() && !room.members().is_empty() {
-        room.close_all(Close::GoingAway);
-    }
-}
-
-/// Delivers `published` in offset order: duplicates are dropped, gaps filled from the log.
-async fn accept(rooms: &Rooms, room: &Room, key: &str, at: &mut Position, published: Published) {
-    if published.epoch != at.epoch {
-        if at.epoch.is_empty() {
-            // The room had no history when the pump started: this epoch is the first.
-            *at = Position {
-                offset: 0,
-                epoch: published.epoch.clone(),
-            };
-        } else {
-            tracing::info!(room.id = room.id, "chat history epoch changed");
-            room.close_all(Close::Resync);
-            *at = Position {
-                offset: published.offset,
-                epoch: published.epoch,
-            };
-            return;
-        }
-    }
-    if published.offset <= at.offset {
-        return;
-    }
-    if published.offset == at.offset + 1 {
-        at.offset = published.offset;
-        room.deliver(&Outgoing::message(
-            published.offset,
-            &published.epoch,
-            &published.message,
-        ));
-        return;
-    }
-    catch_up(rooms, room, key, at).await;
-}
-
-/// Delivers everything the log holds after `at`; closes every socket for a resync when the
-/// log cannot give it back without a hole.
-async fn catch_up(rooms: &Rooms, room: &Room, key: &str, at: &mut Position) {
-    loop {
-        let history = match rooms
-            .log
-            .read(key, Some(at), livegate_core::bus::log::MAX_READ)
-            .await
-        {
-            Ok(history) => history,
-            Err(err) => {
-                tracing::warn!(room.id = room.id, error = %err, "chat room cannot fill a gap");
-                room.close_all(Close::Resync);
-                return;
-            }
-        };
-        let continues = history.epoch == at.epoch
-            && history
-                .entries
-                .first()
-                .is_none_or(|entry| entry.offset == at.offset + 1);
-        // A pump that has seen nothing yet takes the history as it finds it.
-        let fresh = at.epoch.is_empty() && at.offset == 0;
-        if !(continues || fresh) {
-            room.close_all(Close::Resync);
-            *at = Position {
-                offset: history.latest,
-                epoch: history.epoch,
-            };
-            return;
-        }
-        at.epoch.clone_from(&history.epoch);
-        for entry in &history.entries {
-            if entry.offset > at.offset {
-                at.offset = entry.offset;
-                room.deliver(&Outgoing::message(
-                    entry.offset,
-                    &history.epoch,
-                    &entry.value,
-                ));
-            }
-        }
-        if history.complete || history.entries.is_empty() {
-            return;
-        }
     }
 }

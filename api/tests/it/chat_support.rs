@@ -125,6 +125,11 @@ pub(crate) async fn close_code(ws: &mut Ws) -> Option<u16> {
     }
 }
 
+/// The `text` of a frame ("" when it has none).
+pub(crate) fn text_of(frame: &Value) -> &str {
+    frame["text"].as_str().unwrap_or_default()
+}
+
 /// `OFFSET:EPOCH` of a frame or position.
 pub(crate) fn since(position: &Value) -> String {
     format!(

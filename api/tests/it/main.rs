@@ -6,6 +6,8 @@
 mod accounts;
 mod binary;
 mod chat;
+mod chat_moderation;
+mod chat_presence;
 mod chat_support;
 mod configs;
 mod input;
