@@ -1,5 +1,5 @@
 //! The room API's configuration: `[server]`, `[database]`, `[bus]`, `[auth]`, `[rooms]`,
-//! `[play_token]`, `[[origins]]`, `[payments]` and `[log]`.
+//! `[play_token]`, `[[origins]]`, `[payments]`, `[chat]` and `[log]`.
 //! Loaded from TOML (`-c/--config` or `LIVEGATE_API_CONFIG`) with `LIVEGATE_API__SECTION__KEY`
 //! overrides. There is no running on defaults alone: the JWT and play token keys must be given.
 
@@ -38,6 +38,8 @@ pub struct Config {
     pub origins: Vec<OriginConfig>,
     /// Gift orders and the payment provider's callbacks.
     pub payments: PaymentsConfig,
+    /// Room chat over WebSocket.
+    pub chat: crate::chat::config::ChatConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -479,6 +481,7 @@ impl Validate for Config {
         );
         self.validate_origins(problems);
         self.validate_payments(problems);
+        self.chat.validate(problems);
         self.log.validate(problems);
     }
 }

@@ -6,6 +6,7 @@
 //! [`App::run`] serves until shutdown.
 
 pub mod auth;
+pub mod chat;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -103,6 +104,7 @@ impl App {
     pub fn build_with(config: Config, deps: Deps) -> Result<App, StartError> {
         let mut registry = Registry::with_prefix("api");
         let metrics = Metrics::register(&mut registry);
+        let chat_metrics = chat::metrics::ChatMetrics::register(&mut registry);
         let jwt = Jwt::new(&config.auth.jwt_keys, config.auth.access_ttl_s)
             .ok_or(StartError::NoJwtKeys)?;
         let passwords = Passwords::new(&config.auth)?;
@@ -116,6 +118,7 @@ impl App {
             play_keys,
             origins: deps.origins,
             metrics,
+            chat_metrics,
         });
         Ok(App {
             state,
@@ -184,6 +187,10 @@ impl App {
             })
         };
         let gift_relay = shutdown.spawn(payments::relay::run(state.clone(), stop.clone()));
+        let chat_store = state
+            .chat()
+            .start(&state.config().chat, state.bus().clone(), &shutdown);
+        let chat_state = state.clone();
         let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -202,6 +209,10 @@ impl App {
             Some(result) => result,
             None => drain.step("requests", serve).await.unwrap_or(Ok(())),
         };
+        // The connections closed with the requests (they end on the stop token): what they
+        // queued for the database is written last.
+        chat_state.chat().stop_store();
+        drain.step("chat store", chat_store).await;
         drain.step("admin listener", admin_server).await;
         drain.step("edge viewer counts", edge_viewers).await;
         drain.step("gift relay", gift_relay).await;

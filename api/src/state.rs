@@ -9,6 +9,8 @@ use livegate_core::token::TokenKeys;
 
 use crate::auth::jwt::Jwt;
 use crate::auth::password::Passwords;
+use crate::chat::metrics::ChatMetrics;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::kick::Origins;
 use crate::metrics::Metrics;
@@ -33,6 +35,7 @@ struct Inner {
     metrics: Metrics,
     edge_viewers: EdgeViewers,
     relay_wake: RelayWake,
+    chat: Chat,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -54,6 +57,8 @@ pub struct Parts {
     pub origins: Origins,
     /// Metrics.
     pub metrics: Metrics,
+    /// Chat's metrics.
+    pub chat_metrics: ChatMetrics,
 }
 
 impl AppState {
@@ -68,9 +73,12 @@ impl AppState {
             play_keys,
             origins,
             metrics,
+            chat_metrics,
         } = parts;
+        let chat = Chat::new(&config.chat, bus.clone(), db.clone(), chat_metrics);
         Self {
             inner: Arc::new(Inner {
+                chat,
                 config,
                 db,
                 bus,
@@ -93,6 +101,11 @@ impl AppState {
     /// Wakes the gift outbox relay.
     pub fn relay_wake(&self) -> &RelayWake {
         &self.inner.relay_wake
+    }
+
+    /// Room chat.
+    pub fn chat(&self) -> &Chat {
+        &self.inner.chat
     }
 
     /// The configuration.

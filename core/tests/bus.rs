@@ -184,6 +184,79 @@ async fn rate_limit_counts_within_a_window() {
 }
 
 #[tokio::test]
+async fn a_token_bucket_allows_a_burst_then_refills() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        // Slow enough that the burst surely does not refill while it is taken.
+        let per_token = Duration::from_secs(2);
+        for _ in 0..3 {
+            assert!(
+                bus.take_token("user:1", 3, per_token).await.unwrap(),
+                "{name}"
+            );
+        }
+        assert!(
+            !bus.take_token("user:1", 3, per_token).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            bus.take_token("user:2", 3, per_token).await.unwrap(),
+            "{name}"
+        );
+        wait_until("a token to come back", || async {
+            bus.take_token("user:1", 3, per_token)
+                .await
+                .unwrap()
+                .then_some(())
+        })
+        .await;
+        // One token came back, not the burst.
+        assert!(
+            !bus.take_token("user:1", 3, per_token).await.unwrap(),
+            "{name}"
+        );
+        bus.clear().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn presence_expires_unless_refreshed() {
+    for (name, config) in configs(100) {
+        let bus = Bus::connect(&config).unwrap();
+        let long = Duration::from_secs(60);
+        let members = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let fresh = bus
+            .presence_touch("room:1", &members(&["a", "b"]), long)
+            .await
+            .unwrap();
+        assert_eq!(fresh, members(&["a", "b"]), "{name}");
+        let fresh = bus
+            .presence_touch("room:1", &members(&["a"]), long)
+            .await
+            .unwrap();
+        assert!(fresh.is_empty(), "a refresh is not a join: {name}");
+        let short = Duration::from_millis(50);
+        bus.presence_touch("room:1", &members(&["c"]), short)
+            .await
+            .unwrap();
+        let gone = wait_until("c to expire", || async {
+            let gone = bus.presence_expire("room:1").await.unwrap();
+            (!gone.is_empty()).then_some(gone)
+        })
+        .await;
+        assert_eq!(gone, members(&["c"]), "{name}");
+        assert!(
+            bus.presence_expire("room:1").await.unwrap().is_empty(),
+            "once: {name}"
+        );
+        let (count, mut listed) = bus.presence("room:1", 10).await.unwrap();
+        listed.sort();
+        assert_eq!((count, listed), (2, members(&["a", "b"])), "{name}");
+        bus.clear().await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn jobs_are_delivered_once_and_acked() {
     for (name, config) in configs(100) {
         let bus = Bus::connect(&config).unwrap();

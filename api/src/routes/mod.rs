@@ -1,5 +1,6 @@
 //! The one router of the API under `/api/v1`, on the one [`AppState`]. Every resource has its
-//! module; new ones (chat's WebSocket, gifts, payments) are merged here the same way.
+//! module; new ones (gifts, payments) are merged here the same way. Chat's `/ws` sits beside
+//! `/api/v1`; `chat.only` serves chat alone.
 
 pub mod gifts;
 pub mod orders;
@@ -12,9 +13,10 @@ pub mod users;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
+use crate::chat;
 use crate::error::{method_not_allowed, no_route};
 use crate::metrics::track;
 use crate::state::AppState;
@@ -41,9 +43,39 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{id}/streams", get(rooms::read::streams))
         .route("/rooms/{id}/play-token", get(play::play_token))
         .merge(payment_routes());
+    let chat_config = &state.config().chat;
+    let api = if chat_config.only { Router::new() } else { api };
+    let api = if chat_config.enabled {
+        api.route("/rooms/{id}/messages", get(chat::history::list))
+            .route("/rooms/{id}/presence", get(chat::presence::get))
+            .route(
+                "/rooms/{id}/moderators/{user_id}",
+                put(chat::moderation::add_moderator).delete(chat::moderation::remove_moderator),
+            )
+            .route("/rooms/{id}/mutes", post(chat::moderation::mute))
+            .route(
+                "/rooms/{id}/mutes/{user_id}",
+                delete(chat::moderation::unmute),
+            )
+            .route("/rooms/{id}/bans", post(chat::moderation::ban))
+            .route(
+                "/rooms/{id}/bans/{user_id}",
+                delete(chat::moderation::unban),
+            )
+            .route(
+                "/rooms/{id}/chat/slow-mode",
+                put(chat::moderation::slow_mode),
+            )
+    } else {
+        api
+    };
     let max_body = state.config().server.max_body_bytes;
-    Router::new()
-        .nest("/api/v1", api)
+    let root = if chat_config.enabled {
+        Router::new().route("/ws", get(chat::upgrade::upgrade))
+    } else {
+        Router::new()
+    };
+    root.nest("/api/v1", api)
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(middleware::from_fn(no_store))

@@ -5,6 +5,10 @@
 
 mod accounts;
 mod binary;
+mod chat;
+mod chat_moderation;
+mod chat_presence;
+mod chat_support;
 mod configs;
 mod gifts;
 mod input;

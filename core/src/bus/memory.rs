@@ -39,6 +39,10 @@ struct State {
     live: HashMap<i64, LiveState>,
     viewers: HashMap<i64, HashSet<String>>,
     rates: HashMap<String, (Instant, u32)>,
+    /// Token buckets: tokens left and when they were counted.
+    buckets: HashMap<String, (f64, Instant)>,
+    /// Presence: member -> when it expires, per key.
+    presence: HashMap<String, HashMap<String, Instant>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,6 +179,96 @@ impl MemoryBus {
         }
         entry.1 = entry.1.saturating_add(1);
         Ok(entry.1 <= limit)
+    }
+
+    pub(super) async fn presence_touch(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<String>, BusError> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let set = state.presence.entry(key.to_owned()).or_default();
+        let mut fresh = Vec::new();
+        for member in members {
+            if set.get(member).is_none_or(|expires| *expires <= now) {
+                fresh.push(member.clone());
+            }
+            set.insert(member.clone(), now + ttl);
+        }
+        Ok(fresh)
+    }
+
+    pub(super) async fn presence_expire(&self, key: &str) -> Result<Vec<String>, BusError> {
+        let now = Instant::now();
+        let mut state = self.state();
+        let Some(set) = state.presence.get_mut(key) else {
+            return Ok(Vec::new());
+        };
+        let gone: Vec<String> = set
+            .iter()
+            .filter(|(_, expires)| **expires <= now)
+            .map(|(member, _)| member.clone())
+            .collect();
+        for member in &gone {
+            set.remove(member);
+        }
+        if set.is_empty() {
+            state.presence.remove(key);
+        }
+        Ok(gone)
+    }
+
+    pub(super) async fn presence(
+        &self,
+        key: &str,
+        max: usize,
+    ) -> Result<(u64, Vec<String>), BusError> {
+        let now = Instant::now();
+        let state = self.state();
+        let mut members: Vec<String> = state
+            .presence
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter(|(_, expires)| **expires > now)
+            .map(|(member, _)| member.clone())
+            .collect();
+        let count = members.len() as u64;
+        members.sort();
+        members.truncate(max);
+        Ok((count, members))
+    }
+
+    pub(super) async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        per_token: Duration,
+    ) -> Result<bool, BusError> {
+        let now = Instant::now();
+        let capacity = f64::from(capacity.max(1));
+        let per_s = per_token.as_secs_f64().max(0.001);
+        let mut state = self.state();
+        if state.buckets.len() >= MAX_RATE_KEYS {
+            // Full buckets hold nothing a fresh one would not.
+            state.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() / per_s < capacity
+            });
+        }
+        let (tokens, at) = state
+            .buckets
+            .entry(key.to_owned())
+            .or_insert((capacity, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() / per_s).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
     }
 
     pub(super) async fn rate_hits(&self, key: &str, window: Duration) -> Result<u64, BusError> {

@@ -10,7 +10,8 @@
 //! - live state per room (`live:{room}`), set on publish and cleared on stop;
 //! - room events (went live / went offline): [`Bus::events`], a `Channel<RoomEvent>`;
 //! - viewer counters per room (a set of viewer sessions, so joins and leaves are idempotent);
-//! - fixed-window rate limits;
+//! - fixed-window rate limits and token buckets;
+//! - presence per key (members that expire unless refreshed);
 //! - finished recordings: [`Bus::recordings`], a `Queue<RecordingJob>`, and stored ones:
 //!   [`Bus::recordings_ready`], a `Channel<RecordingReady>`.
 //!
@@ -337,6 +338,39 @@ impl Bus {
         window: Duration,
     ) -> Result<bool, BusError> {
         dispatch!(self, bus => bus.rate_limit(key, limit, window).await)
+    }
+
+    /// Marks `members` present under `key` for `ttl` (refreshing those already there); returns
+    /// the ones that were not present (new, or expired).
+    pub async fn presence_touch(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<String>, BusError> {
+        dispatch!(self, bus => bus.presence_touch(key, members, ttl).await)
+    }
+
+    /// Removes the members of `key` whose presence expired and returns them; each expired
+    /// member is returned to one caller only, whatever the number of processes asking.
+    pub async fn presence_expire(&self, key: &str) -> Result<Vec<String>, BusError> {
+        dispatch!(self, bus => bus.presence_expire(key).await)
+    }
+
+    /// How many members are present under `key`, and up to `max` of them.
+    pub async fn presence(&self, key: &str, max: usize) -> Result<(u64, Vec<String>), BusError> {
+        dispatch!(self, bus => bus.presence(key, max).await)
+    }
+
+    /// Takes a token from the bucket `key` if it has one: a bucket holds at most `capacity`
+    /// tokens (a burst) and gains one every `per_token`. Shared by every process on the bus.
+    pub async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        per_token: Duration,
+    ) -> Result<bool, BusError> {
+        dispatch!(self, bus => bus.take_token(key, capacity, per_token).await)
     }
 
     /// The hits [`Bus::rate_limit`] has counted on `key` in its current window, without

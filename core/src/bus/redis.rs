@@ -27,6 +27,54 @@ end
 return 0";
 
 /// One hit in a fixed window: the first hit starts the window's expiry.
+/// A token bucket: KEYS[1] a hash {tokens, at}; ARGV[1] capacity, ARGV[2] milliseconds per
+/// token. On the server's clock, so that every instance refills the same bucket alike.
+const TAKE_TOKEN: &str = r"
+local capacity = tonumber(ARGV[1])
+local per = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1])
+local at = tonumber(state[2])
+if tokens == nil or at == nil then
+  tokens = capacity
+  at = now
+end
+tokens = math.min(capacity, tokens + math.max(0, now - at) / per)
+local taken = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  taken = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(capacity * per) + 1000)
+return taken";
+
+/// Presence: KEYS[1] a sorted set member -> expiry (unix ms); ARGV[1] the expiry, ARGV[2]
+/// the key's own lifetime, ARGV[3..] members. Returns the members that were not present.
+const PRESENCE_TOUCH: &str = r"
+local fresh = {}
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if not score or tonumber(score) <= tonumber(ARGV[1]) - tonumber(ARGV[2]) then
+    table.insert(fresh, ARGV[i])
+  end
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+end
+-- The key outlives its longest presence twice over, so that expired members are still
+-- there for the sweep that reports them.
+if redis.call('PTTL', KEYS[1]) < 2 * tonumber(ARGV[2]) then
+  redis.call('PEXPIRE', KEYS[1], 2 * tonumber(ARGV[2]))
+end
+return fresh";
+
+/// Presence: removes and returns the members expired at ARGV[1] (one caller gets each).
+const PRESENCE_EXPIRE: &str = r"
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #gone > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1]) end
+return gone";
+
 const RATE_HIT: &str = r"
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
@@ -112,6 +160,9 @@ pub struct RedisBus {
 struct Scripts {
     clear_live: Script,
     rate_hit: Script,
+    take_token: Script,
+    presence_touch: Script,
+    presence_expire: Script,
 }
 
 impl std::fmt::Debug for RedisBus {
@@ -140,6 +191,9 @@ impl RedisBus {
             scripts: Arc::new(Scripts {
                 clear_live: Script::new(CLEAR_LIVE),
                 rate_hit: Script::new(RATE_HIT),
+                take_token: Script::new(TAKE_TOKEN),
+                presence_touch: Script::new(PRESENCE_TOUCH),
+                presence_expire: Script::new(PRESENCE_EXPIRE),
             }),
         })
     }
@@ -294,6 +348,88 @@ impl RedisBus {
             .invoke_async(&mut conn)
             .await?;
         Ok(hits <= u64::from(limit))
+    }
+
+    pub(super) async fn presence_touch(
+        &self,
+        key: &str,
+        members: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<String>, BusError> {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.link.conn();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+        let mut invocation = self
+            .scripts
+            .presence_touch
+            .key(self.key(&format!("presence:{key}")));
+        invocation
+            .arg(super::now_ms().saturating_add(ttl_ms))
+            .arg(ttl_ms);
+        for member in members {
+            invocation.arg(member);
+        }
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+
+    pub(super) async fn presence_expire(&self, key: &str) -> Result<Vec<String>, BusError> {
+        let mut conn = self.link.conn();
+        Ok(self
+            .scripts
+            .presence_expire
+            .key(self.key(&format!("presence:{key}")))
+            .arg(super::now_ms())
+            .invoke_async(&mut conn)
+            .await?)
+    }
+
+    pub(super) async fn presence(
+        &self,
+        key: &str,
+        max: usize,
+    ) -> Result<(u64, Vec<String>), BusError> {
+        let mut conn = self.link.conn();
+        let key = self.key(&format!("presence:{key}"));
+        let now = super::now_ms();
+        let count: u64 = redis::cmd("ZCOUNT")
+            .arg(&key)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        let members: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&key)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .query_async(&mut conn)
+            .await?;
+        Ok((count, members))
+    }
+
+    pub(super) async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        per_token: Duration,
+    ) -> Result<bool, BusError> {
+        let mut conn = self.link.conn();
+        let per_ms = u64::try_from(per_token.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let taken: u64 = self
+            .scripts
+            .take_token
+            .key(self.key(&format!("bucket:{key}")))
+            .arg(capacity.max(1))
+            .arg(per_ms)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(taken == 1)
     }
 
     pub(super) async fn rate_hits(&self, key: &str, _window: Duration) -> Result<u64, BusError> {

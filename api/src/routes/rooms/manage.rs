@@ -294,6 +294,7 @@ pub async fn disable(
     // After the commit: a publisher that reconnects at once is already refused, and so is a
     // viewer asking for a new token.
     let viewers_revoked = revoke_viewers(&state, id).await;
+    state.chat().room_disabled(id).await;
     let kicked = kick_live(&state, id).await?;
     let room = rooms::get(state.db(), id)
         .await?

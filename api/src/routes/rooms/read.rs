@@ -41,7 +41,13 @@ pub async fn get(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<RoomView>, ApiError> {
     let room = visible_room(&state, room_id(id)?, caller.as_ref()).await?;
-    Ok(axum::Json(RoomView::new(&room, &state, caller.as_ref())))
+    let view = RoomView::new(&room, &state, caller.as_ref());
+    // Without the bus, the details still answer, without the chat count.
+    let view = match crate::chat::presence::online(&state, room.id).await {
+        Some(online) => view.with_chat_online(online),
+        None => view,
+    };
+    Ok(axum::Json(view))
 }
 
 /// The listing's query.

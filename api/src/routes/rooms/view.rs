@@ -21,6 +21,9 @@ pub struct RoomView {
     disabled: bool,
     login_required: bool,
     viewer_count: i64,
+    /// Users present in the room's chat (in the details of one room only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chat_online: Option<u64>,
     hls_url: String,
     flv_url: Option<String>,
     created_at: i64,
@@ -80,11 +83,25 @@ impl RoomView {
             } else {
                 0
             },
+            chat_online: None,
             hls_url,
             flv_url,
             created_at: room.created_at,
             settings,
         }
+    }
+
+    /// Adds the chat's online count. A live room's viewer count is the larger of the two:
+    /// most chatting users also watch, so a sum would count them twice, yet chat sees
+    /// viewers the edge may not (HLS players behind a CDN).
+    pub fn with_chat_online(mut self, online: u64) -> Self {
+        self.chat_online = Some(online);
+        if self.is_live {
+            self.viewer_count = self
+                .viewer_count
+                .max(i64::try_from(online).unwrap_or(i64::MAX));
+        }
+        self
     }
 }
 

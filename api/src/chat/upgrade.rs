@@ -1,0 +1,153 @@
+//! `GET /ws?token=…&room=…[&since=OFFSET:EPOCH]`: every check happens before the upgrade, so
+//! a refusal is an HTTP answer with the error envelope, never a socket closed later.
+
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use livegate_core::bus::Position;
+use serde::Deserialize;
+
+use super::access;
+use super::config::MAX_FRAME_BYTES;
+use super::frame::{Direct, Outgoing, PresentUser};
+use super::outbox::Outbox;
+use super::socket::Connection;
+use crate::error::{ApiError, Query};
+use crate::state::AppState;
+
+/// The query of `/ws`.
+#[derive(Debug, Deserialize)]
+pub struct WsQuery {
+    token: Option<String>,
+    room: Option<String>,
+    since: Option<String>,
+}
+
+/// The upgrade handler.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<WsQuery>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let chat = state.chat();
+    let config = &state.config().chat;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|origin| config.origin_allowed(origin));
+        if !allowed {
+            return Err(ApiError::forbidden(
+                "chat may not be opened from this page's origin",
+            ));
+        }
+    }
+    let since = query
+        .since
+        .as_deref()
+        .map(parse_since)
+        .transpose()
+        .map_err(|message| ApiError::invalid("since", message))?;
+    let room = access::open_room(&state, query.room.as_deref()).await?;
+    let access = access::check(&state, query.token.as_deref(), &room).await?;
+    let ws = ws.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("not a WebSocket upgrade: {rejection}"),
+        )
+    })?;
+    let shutdown = chat.shutdown().ok_or_else(ApiError::unavailable)?;
+    let outbox = Arc::new(Outbox::new(config.max_outbound_bytes));
+    let present = access.sender.as_ref().map(|sender| PresentUser {
+        id: sender.id,
+        name: sender.name.clone(),
+    });
+    let membership = chat
+        .rooms()
+        .join(&shutdown, room.id, present.as_ref(), outbox)
+        .await
+        .map_err(ApiError::from)?;
+    membership
+        .member()
+        .muted_until
+        .store(access.muted_until, std::sync::atomic::Ordering::Relaxed);
+    membership.set_slow_mode_s(livegate_core::db::chat::slow_mode(state.db(), room.id).await?);
+    if let Some(present) = &present {
+        super::presence::arrive(&state, room.id, present).await;
+    }
+    // After joining: anything appended from here on is in the outbox as well, and the
+    // socket drops what the replay already sent.
+    let key = room.id.to_string();
+    let log = chat.rooms().log();
+    let (position, recovered, replay) = match &since {
+        None => (log.position(&key).await?, None, Vec::new()),
+        Some(since) => {
+            let history = log.read(&key, Some(since), config.recover_limit).await?;
+            let fresh = since.offset == 0 && since.epoch.is_empty();
+            if history.complete && (history.epoch == since.epoch || fresh) {
+                let replay = history
+                    .entries
+                    .iter()
+                    .map(|entry| Outgoing::message(entry.offset, &history.epoch, &entry.value))
+                    .collect::<Vec<_>>();
+                (history.position(), Some(true), replay)
+            } else {
+                let latest = Position {
+                    offset: history.latest,
+                    epoch: history.epoch,
+                };
+                (latest, Some(false), Vec::new())
+            }
+        }
+    };
+    let welcome = Outgoing::direct(&Direct::Welcome {
+        room: room.id,
+        user: access.sender.as_ref(),
+        can_send: access.can_send,
+        position: &position,
+        recovered,
+        replayed: recovered.map(|_| replay.len()),
+    });
+    let connection = Connection {
+        state: state.clone(),
+        room,
+        access,
+        membership,
+        welcome,
+        replay,
+        last_offset: position.offset,
+    };
+    let response = ws
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            // Tracked, so that shutdown waits for the connection to close.
+            let task = shutdown.spawn(connection.run(socket));
+            if let Err(err) = task.await {
+                tracing::warn!(error = %err, "chat connection task failed");
+            }
+        });
+    Ok(response.into_response())
+}
+
+/// `OFFSET:EPOCH`, as the last frame's `offset` and `epoch`.
+fn parse_since(value: &str) -> Result<Position, &'static str> {
+    let (offset, epoch) = value
+        .split_once(':')
+        .ok_or("must be OFFSET:EPOCH from the last frame received")?;
+    let offset = offset
+        .parse::<u64>()
+        .map_err(|_| "the offset must be a number")?;
+    if epoch.len() > 128 {
+        return Err("the epoch is too long");
+    }
+    Ok(Position {
+        offset,
+        epoch: epoch.to_owned(),
+    })
+}
