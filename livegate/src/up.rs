@@ -159,6 +159,7 @@ impl Plan {
              [auth]\njwt_keys = [{jwt}]\n\
              [rooms]\ningest_host = {host}\nedge_base_url = {edge}\n\
              [play_token]\nkeys = [{key}]\n\
+             [chat]\nallowed_origins = [{edge}]\n\
              [[origins]]\nkind = \"srs\"\nurl = \"http://127.0.0.1:1985\"\n",
             api = port(&options, ports::API),
             api_admin = port(&options, ports::API_ADMIN),

@@ -59,6 +59,10 @@ async fn a_start_notice_closes_only_what_the_api_no_longer_lists() {
         let app = start_with_api(backend, &fake).await;
         app.room(42, "k42").await;
         app.room(43, "k43").await;
+        // Listed before the publishes are answered, so that no reconciliation pass (grace 0)
+        // can find them missing in between.
+        fake.publish("42", "10-11", 0);
+        fake.publish("43", "27-17", 0);
         assert_eq!(
             app.json("on_publish", publish("42", "k42", "10-11", 1))
                 .await,
@@ -69,8 +73,6 @@ async fn a_start_notice_closes_only_what_the_api_no_longer_lists() {
                 .await,
             (200, ACCEPT.to_owned())
         );
-        fake.publish("42", "10-11", 0);
-        fake.publish("43", "27-17", 0);
 
         // A second instance with the same mediaServerId announces itself, then fails with
         // "address already in use": the running instance still lists both streams.
@@ -110,12 +112,13 @@ async fn reconciliation_closes_what_the_api_dropped_and_counts_its_readers() {
         let app = start_with_api(backend, &fake).await;
         app.room(42, "k42").await;
         app.room(43, "k43").await;
+        // Listed first: see a_start_notice_closes_only_what_the_api_no_longer_lists.
+        fake.publish("42", "10-11", 0);
+        fake.publish("43", "27-17", 0);
         app.json("on_publish", publish("42", "k42", "10-11", 1))
             .await;
         app.json("on_publish", publish("43", "k43", "27-17", 2))
             .await;
-        fake.publish("42", "10-11", 0);
-        fake.publish("43", "27-17", 0);
 
         // Ten short plays, none of them reported as over (they stay below flowThreshold).
         let token = format!("token={}", play_token(42, 600));
@@ -201,12 +204,14 @@ async fn the_api_decides_whether_a_lower_index_publish_is_a_new_process() {
         let fake = FakeZlm::start().await;
         let app = start_with_api(backend, &fake).await;
         app.room(42, "k42").await;
+        // Listed by the API from the start: a reconciliation pass (grace 0) that runs between
+        // the publish and its listing would otherwise close the stream under a loaded machine.
+        fake.publish("42", "10-11", 0);
         assert_eq!(
             app.json("on_publish", publish("42", "k42", "10-11", 500))
                 .await,
             (200, ACCEPT.to_owned())
         );
-        fake.publish("42", "10-11", 0);
         // A lower index while the API still carries the publish: a second publisher racing.
         assert_eq!(
             app.json("on_publish", publish("42", "k42", "11-1", 4))
@@ -309,9 +314,9 @@ async fn rooms_on_zlmediakit_are_kicked_through_close_streams() {
     let fake = FakeZlm::start().await;
     let app = start_with_api(Backend::Sqlite, &fake).await;
     app.room(42, "k42").await;
+    fake.publish("42", "10-11", 0);
     app.json("on_publish", publish("42", "k42", "10-11", 1))
         .await;
-    fake.publish("42", "10-11", 0);
     assert_eq!(
         kick(&app.state, 42).await.unwrap(),
         KickOutcome::Kicked("10-11".into())
