@@ -27,7 +27,7 @@ use std::time::Duration;
 use livegate_core::bus::{Bus, BusError};
 use livegate_core::db::{users, Database, DbError};
 use livegate_core::origin::OriginError;
-use livegate_core::service::{self, bind, BindError, Readiness, Shutdown, Signals, Stop};
+use livegate_core::service::{self, bind, Readiness, Shutdown, Signals, Stop};
 use livegate_core::telemetry::Registry;
 use livegate_core::token::{KeyError, TokenKeys};
 use tokio::net::TcpListener;
@@ -257,24 +257,7 @@ pub async fn create_account(
 }
 
 /// Why the process ended with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The async runtime could not be started.
-    #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
-    /// A listener could not be opened.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// The service could not be built.
-    #[error(transparent)]
-    Start(#[from] StartError),
-    /// The signal handlers could not be installed.
-    #[error("cannot listen for signals: {0}")]
-    Signals(#[source] std::io::Error),
-    /// The API listener failed while serving.
-    #[error("API listener failed: {0}")]
-    Serve(#[source] std::io::Error),
-}
+pub type RunError = livegate_core::service::RunError<StartError>;
 
 /// The process: binds the listeners, builds the service and serves until SIGTERM (drain) or
 /// SIGINT (stop at once).
@@ -283,7 +266,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let signals = Signals::install().map_err(RunError::Signals)?;
     let listener = bind(config.server.listen, "server.listen").await?;
     let admin = bind(config.server.admin_listen, "server.admin_listen").await?;
-    let app = App::build(config).await?;
+    let app = App::build(config).await.map_err(RunError::Start)?;
     let shutdown = Shutdown::new();
     shutdown
         .run_with_signals(signals, app.run(listener, admin, shutdown.clone()))

@@ -56,7 +56,9 @@ fn main() -> ExitCode {
         .and_then(|runtime| {
             runtime.block_on(async {
                 match cli.command {
-                    Some(Command::Migrate) => Ok(livegate_api::migrate(&config).await?),
+                    Some(Command::Migrate) => livegate_api::migrate(&config)
+                        .await
+                        .map_err(RunError::Start),
                     Some(Command::Admin(AdminCommand::Create { username })) => {
                         let mut password = String::new();
                         std::io::stdin()
@@ -64,7 +66,9 @@ fn main() -> ExitCode {
                             .read_line(&mut password)
                             .map_err(RunError::Runtime)?;
                         let password = password.trim_end_matches(['\r', '\n']);
-                        let id = livegate_api::admin_create(config, &username, password).await?;
+                        let id = livegate_api::admin_create(config, &username, password)
+                            .await
+                            .map_err(RunError::Start)?;
                         println!("created admin {username} (id {id})");
                         Ok(())
                     }

@@ -42,7 +42,9 @@ fn main() -> ExitCode {
         .and_then(|runtime| {
             runtime.block_on(async {
                 match cli.command {
-                    Some(Command::Migrate) => Ok(livegate_hooks::migrate(&config).await?),
+                    Some(Command::Migrate) => livegate_hooks::migrate(&config)
+                        .await
+                        .map_err(livegate_hooks::RunError::Start),
                     None => livegate_hooks::serve(config).await,
                 }
             })

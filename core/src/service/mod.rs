@@ -9,6 +9,7 @@
 //! - [`ConfigArgs`]: `-c/--config` and `LIVEGATE_<SERVICE>_CONFIG`, the same for every binary,
 //!   with the exit code 64 (`EX_USAGE`) for an unusable configuration.
 //! - [`Readiness`]: the named checks behind `/readyz`, and their [`ReadyReport`].
+//! - [`RunError`]: why a service's process ended, around the service's own start error.
 //!
 //! With the `service-parts` feature alone (a binary whose servers run on a runtime of their
 //! own, like the proxy on Pingora's) only [`ConfigArgs`], [`Readiness`] and [`bind`] are
@@ -20,11 +21,15 @@ mod cli;
 mod listen;
 mod ready;
 #[cfg(feature = "service")]
+mod run_error;
+#[cfg(feature = "service")]
 mod shutdown;
 
 pub use self::cli::{ConfigArgs, ConfigFailure, OnDefaults, EX_USAGE};
 pub use self::listen::{bind, bind_std, BindError};
 pub use self::ready::{Check, CheckFuture, Readiness, ReadyReport};
+#[cfg(feature = "service")]
+pub use self::run_error::RunError;
 #[cfg(feature = "service")]
 pub use self::shutdown::{Drain, Shutdown, Signals, Stop};
 #[cfg(feature = "service")]
