@@ -7,6 +7,7 @@
 pub mod flv;
 pub mod media;
 pub mod nginx;
+pub mod nginx_conf;
 pub mod rtmp;
 pub mod scripted;
 

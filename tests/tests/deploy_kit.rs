@@ -24,10 +24,7 @@ mod compose;
 mod k8s;
 #[path = "deploy_kit/running.rs"]
 mod running;
-#[path = "deploy_kit/srs_conf.rs"]
-mod srs_conf;
-
-use srs_conf::{parse_nginx, Directive};
+use livegate_tests::nginx_conf::{parse_nginx, Directive};
 
 /// Metrics the alert rules use before their service exports them, under the names the
 /// services are expected to register. Each is checked to be used and not yet exported; when

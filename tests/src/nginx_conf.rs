@@ -1,43 +1,65 @@
-//! SRS's configuration (nginx syntax), parsed as in shipped_configs.rs.
+//! nginx-style configuration files (nginx, nginx-rtmp and SRS share the syntax), parsed into a
+//! tree of directives so that tests can check what the shipped configurations say.
 
+/// One directive of an nginx-style configuration (SRS uses the same syntax).
 #[derive(Debug)]
-pub(crate) struct Directive {
-    pub(crate) name: String,
-    pub(crate) args: Vec<String>,
-    pub(crate) block: Vec<Directive>,
+pub struct Directive {
+    /// Its name.
+    pub name: String,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The directives of its block (empty for a simple directive).
+    pub block: Vec<Directive>,
 }
 
 impl Directive {
-    pub(crate) fn one<'a>(&'a self, name: &str) -> &'a Directive {
-        self.block
-            .iter()
-            .find(|d| d.name == name)
+    /// The directives named `name` in this block.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Directive> + 'a {
+        self.block.iter().filter(move |d| d.name == name)
+    }
+
+    /// The first directive named `name` in this block (panics if there is none).
+    pub fn one<'a>(&'a self, name: &'a str) -> &'a Directive {
+        self.all(name)
+            .next()
             .unwrap_or_else(|| panic!("no `{name}` in `{}`", self.name))
     }
 
-    pub(crate) fn arg<'a>(&'a self, name: &str) -> Option<&'a str> {
-        self.block
-            .iter()
-            .find(|d| d.name == name)
+    /// The first argument of the first directive named `name` in this block.
+    pub fn arg<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.all(name)
+            .next()
             .and_then(|d| d.args.first())
             .map(String::as_str)
     }
+
+    /// Every directive at any depth.
+    pub fn walk(&self) -> Vec<&Directive> {
+        let mut out = vec![self];
+        for child in &self.block {
+            out.extend(child.walk());
+        }
+        out
+    }
 }
 
-pub(crate) fn parse_nginx(text: &str) -> Directive {
+/// Parses `text` (comments dropped, quoted words kept whole); panics on unbalanced braces.
+pub fn parse_nginx(text: &str) -> Directive {
     let mut tokens = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
         let mut word = String::new();
+        let mut quoted = false;
         for c in line.chars() {
             match c {
-                '{' | '}' | ';' => {
+                '"' => quoted = !quoted,
+                '{' | '}' | ';' if !quoted => {
                     if !word.is_empty() {
                         tokens.push(std::mem::take(&mut word));
                     }
                     tokens.push(c.to_string());
                 }
-                c if c.is_whitespace() => {
+                c if c.is_whitespace() && !quoted => {
                     if !word.is_empty() {
                         tokens.push(std::mem::take(&mut word));
                     }
