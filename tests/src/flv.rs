@@ -20,17 +20,22 @@ const TAG_HEADER_LEN: usize = 11;
 
 /// One FLV tag: its timestamp in ms and its bytes (header, data and trailing size).
 #[derive(Debug, Clone)]
-struct Tag {
-    timestamp_ms: u32,
-    bytes: Vec<u8>,
+pub struct Tag {
+    /// The tag's timestamp.
+    pub timestamp_ms: u32,
+    /// The whole tag: header, data and the trailing PreviousTagSize.
+    pub bytes: Vec<u8>,
 }
 
 /// A parsed FLV file, ready to be replayed.
 #[derive(Debug)]
 pub struct FlvFile {
-    header: Vec<u8>,
-    tags: Vec<Tag>,
-    duration_ms: u32,
+    /// The 13-byte file header (with the first PreviousTagSize).
+    pub header: Vec<u8>,
+    /// The tags in file order.
+    pub tags: Vec<Tag>,
+    /// One loop: the last timestamp plus one frame.
+    pub duration_ms: u32,
 }
 
 impl FlvFile {

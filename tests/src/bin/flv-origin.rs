@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use livegate_tests::flv::{FlvFile, Tag};
 use livegate_tests::media::make_flv;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,7 +34,6 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-const FLV_HEADER_LEN: usize = 9 + 4;
 const TAG_HEADER_LEN: usize = 11;
 
 /// Paced HTTP-FLV origin.
@@ -56,13 +56,6 @@ struct Args {
     live: bool,
 }
 
-/// One FLV tag: its timestamp in ms and its bytes (header, data and trailing size).
-#[derive(Debug)]
-struct Tag {
-    timestamp_ms: u32,
-    bytes: Vec<u8>,
-}
-
 /// The parsed file.
 #[derive(Debug)]
 struct Stream {
@@ -76,32 +69,14 @@ struct Stream {
 
 impl Stream {
     fn read(path: &Path) -> Stream {
-        let data = std::fs::read(path).expect("read FLV file");
-        assert!(
-            data.starts_with(b"FLV"),
-            "not an FLV file: {}",
-            path.display()
-        );
-        let mut tags = Vec::new();
-        let mut at = FLV_HEADER_LEN;
-        while at + TAG_HEADER_LEN <= data.len() {
-            let size = u32::from_be_bytes([0, data[at + 1], data[at + 2], data[at + 3]]) as usize;
-            let timestamp_ms =
-                u32::from_be_bytes([data[at + 7], data[at + 4], data[at + 5], data[at + 6]]);
-            let end = at + TAG_HEADER_LEN + size + 4;
-            if end > data.len() {
-                break;
-            }
-            tags.push(Tag {
-                timestamp_ms,
-                bytes: data[at..end].to_vec(),
-            });
-            at = end;
-        }
+        let FlvFile {
+            header,
+            tags,
+            duration_ms,
+        } = FlvFile::read(path);
         let init = tags.iter().take_while(|t| is_init(&t.bytes)).count();
-        let duration_ms = tags.iter().map(|t| t.timestamp_ms).max().unwrap_or(0) + 40;
         Stream {
-            header: data[..FLV_HEADER_LEN].to_vec(),
+            header,
             tags,
             init,
             duration_ms,
