@@ -27,7 +27,7 @@ use std::time::Duration;
 use livegate_core::bus::{Bus, BusError};
 use livegate_core::db::{users, Database, DbError};
 use livegate_core::origin::OriginError;
-use livegate_core::service::{self, bind, Readiness, Shutdown, Signals, Stop};
+use livegate_core::service::{self, bind, Readiness, Shutdown, Signals};
 use livegate_core::telemetry::Registry;
 use livegate_core::token::{KeyError, TokenKeys};
 use tokio::net::TcpListener;
@@ -195,20 +195,7 @@ impl App {
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .into_future();
-        let mut serve = std::pin::pin!(serve);
-        let ended = tokio::select! {
-            result = &mut serve => Some(result),
-            _ = shutdown.requested() => None,
-        };
-        if ended.is_some() {
-            // The API listener failed: stop the admin listener too before returning.
-            shutdown.request(Stop::Drain);
-        }
-        let mut drain = shutdown.drain(grace);
-        let served = match ended {
-            Some(result) => result,
-            None => drain.step("requests", serve).await.unwrap_or(Ok(())),
-        };
+        let (mut drain, served) = shutdown.serve_then_drain(serve, grace).await;
         // The connections closed with the requests (they end on the stop token): what they
         // queued for the database is written last.
         chat_state.chat().stop_store();

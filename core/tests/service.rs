@@ -72,6 +72,36 @@ async fn an_immediate_stop_leaves_nothing_to_drain_and_cuts_a_step_short() {
 }
 
 #[tokio::test]
+async fn a_server_runs_until_the_stop_and_its_requests_are_the_first_drain_step() {
+    // A server that ends its connections when the stop token is cancelled.
+    let shutdown = Shutdown::new();
+    let token = shutdown.token().clone();
+    let server = async move {
+        token.cancelled().await;
+        Ok(())
+    };
+    let stopper = shutdown.clone();
+    let stop = tokio::spawn(async move { stopper.request(Stop::Drain) });
+    let (drain, served) = shutdown
+        .serve_then_drain(server, Duration::from_secs(5))
+        .await;
+    stop.await.unwrap();
+    assert!(served.is_ok());
+    assert!(drain.finish().is_empty());
+
+    // A server that fails first makes the rest of the process stop too.
+    let shutdown = Shutdown::new();
+    let failing = async { Err(std::io::Error::other("listener gone")) };
+    let (drain, served) = shutdown
+        .serve_then_drain(failing, Duration::from_secs(5))
+        .await;
+    assert!(served.is_err());
+    assert!(shutdown.token().is_cancelled());
+    assert_eq!(shutdown.kind(), Stop::Drain);
+    drop(drain);
+}
+
+#[tokio::test]
 async fn tracked_tasks_are_awaited_by_the_drain() {
     let shutdown = Shutdown::new();
     let token = shutdown.token().clone();

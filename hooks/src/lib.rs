@@ -27,7 +27,7 @@ use livegate_core::db::{Database, DbError};
 use livegate_core::origin::srs::SrsApi;
 use livegate_core::origin::zlm::ZlmApi;
 use livegate_core::origin::{OriginControl, OriginError};
-use livegate_core::service::{self, bind, CancellationToken, Shutdown, Signals, Stop};
+use livegate_core::service::{self, bind, CancellationToken, Shutdown, Signals};
 use livegate_core::telemetry::Registry;
 use tokio::net::TcpListener;
 
@@ -193,20 +193,7 @@ impl App {
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .into_future();
-        let mut serve = std::pin::pin!(serve);
-        let ended = tokio::select! {
-            result = &mut serve => Some(result),
-            _ = shutdown.requested() => None,
-        };
-        if ended.is_some() {
-            // The hook listener failed: stop everything else before returning.
-            shutdown.request(Stop::Drain);
-        }
-        let mut drain = shutdown.drain(grace);
-        let served = match ended {
-            Some(result) => result,
-            None => drain.step("requests", serve).await.unwrap_or(Ok(())),
-        };
+        let (mut drain, served) = shutdown.serve_then_drain(serve, grace).await;
         // Publishes still finishing past their deadline (bounded by the statement timeout).
         state.tasks().close();
         drain

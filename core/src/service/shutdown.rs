@@ -95,6 +95,31 @@ impl Shutdown {
         }
     }
 
+    /// Serves until a stop is requested, then starts the drain with the requests in flight as
+    /// its first step: `serve` is a server that ends its connections when the stop token is
+    /// cancelled (axum's `with_graceful_shutdown(token.cancelled_owned())`). A server that
+    /// fails first asks the rest of the process to stop too. Returns the drain, for the steps
+    /// that follow, and what the server ended with.
+    pub async fn serve_then_drain<F>(&self, serve: F, grace: Duration) -> (Drain, F::Output)
+    where
+        F: Future<Output = std::io::Result<()>>,
+    {
+        let mut serve = std::pin::pin!(serve);
+        let ended = tokio::select! {
+            result = &mut serve => Some(result),
+            _ = self.requested() => None,
+        };
+        if ended.is_some() {
+            self.request(Stop::Drain);
+        }
+        let mut drain = self.drain(grace);
+        let served = match ended {
+            Some(result) => result,
+            None => drain.step("requests", serve).await.unwrap_or(Ok(())),
+        };
+        (drain, served)
+    }
+
     /// Runs `run` while turning signals into stop requests: SIGTERM asks for a drain, SIGINT
     /// or a second SIGTERM for an immediate stop. Returns what `run` returns.
     pub async fn run_with_signals<F: Future>(&self, mut signals: Signals, run: F) -> F::Output {
