@@ -9,7 +9,9 @@ use super::flvtags::{FlvReader, Tag};
 use super::metrics::{Live, Outcome, Protocol, ViewerReport};
 use super::playout::Playout;
 use super::stamp;
-use super::viewer::{latency_ms, transport_error, ViewerSpec, READ_TIMEOUT, REBUFFER};
+use super::viewer::{
+    close_report, latency_ms, transport_error, ViewerSpec, READ_TIMEOUT, REBUFFER,
+};
 
 /// Media time credited to a frame when its timestamp cannot say (the first, or after a jump).
 const FRAME: Duration = Duration::from_millis(40);
@@ -40,18 +42,20 @@ pub(crate) async fn run(spec: ViewerSpec) -> ViewerReport {
         stall_reported: Duration::ZERO,
     };
     let ended_at = watch.read(response).await;
-    let mut report = watch.report;
-    if report.first_frame.is_some() {
-        let (watched, stalled, stalls) = watch.playout.finish(ended_at);
-        (report.watched, report.stalled, report.stalls) = (watched, stalled, stalls);
-        // A stall still going on at the end has not been counted live yet.
-        let tail = stalled.saturating_sub(watch.stall_reported);
-        Live::add(&spec.live.stall_ms, tail.as_millis() as u64);
-        Live::sub(&spec.live.playing, 1);
-    } else if report.outcome == Outcome::Watched {
-        report.fail(Outcome::BadMedia, "no video keyframe");
-    }
-    report
+    let Watch {
+        report,
+        mut playout,
+        stall_reported,
+        ..
+    } = watch;
+    close_report(
+        &spec,
+        report,
+        &mut playout,
+        stall_reported,
+        ended_at,
+        "no video keyframe",
+    )
 }
 
 struct Watch<'a> {

@@ -11,7 +11,7 @@ use url::Url;
 use super::metrics::{Live, Outcome, Protocol, ViewerReport};
 use super::playout::Playout;
 use super::stamp;
-use super::viewer::{latency_ms, transport_error, ViewerSpec, REBUFFER};
+use super::viewer::{close_report, latency_ms, transport_error, ViewerSpec, REBUFFER};
 
 /// Segments from the live edge a player starts at (hls.js's `liveSyncDurationCount`).
 const START_FROM_EDGE: usize = 3;
@@ -100,17 +100,20 @@ pub(crate) async fn run(spec: ViewerSpec) -> ViewerReport {
         stall_reported: Duration::ZERO,
     };
     let ended_at = player.watch(response).await;
-    let mut report = player.report;
-    if report.first_frame.is_some() {
-        let (watched, stalled, stalls) = player.playout.finish(ended_at);
-        (report.watched, report.stalled, report.stalls) = (watched, stalled, stalls);
-        let tail = stalled.saturating_sub(player.stall_reported);
-        Live::add(&spec.live.stall_ms, tail.as_millis() as u64);
-        Live::sub(&spec.live.playing, 1);
-    } else if report.outcome == Outcome::Watched {
-        report.fail(Outcome::BadMedia, "no segment");
-    }
-    report
+    let Player {
+        report,
+        mut playout,
+        stall_reported,
+        ..
+    } = player;
+    close_report(
+        &spec,
+        report,
+        &mut playout,
+        stall_reported,
+        ended_at,
+        "no segment",
+    )
 }
 
 struct Player<'a> {

@@ -9,6 +9,7 @@ use livegate_core::service::CancellationToken;
 use tokio::time::Instant;
 
 use super::metrics::{now_ms, BadToken, Live, Outcome, Protocol, ViewerReport};
+use super::playout::Playout;
 
 /// Longest wait to connect.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,6 +94,30 @@ impl ViewerSpec {
 }
 
 /// A transport error's kind, without its URL (which carries the token).
+/// Closes a viewer's report once its response ended at `ended_at`: watch and stall times from
+/// the playout model (a stall still going on, not yet counted live, is added to the live
+/// count), or bad media — `missing` says what never came — when nothing played.
+pub(crate) fn close_report(
+    spec: &ViewerSpec,
+    mut report: ViewerReport,
+    playout: &mut Playout,
+    stall_reported: Duration,
+    ended_at: Instant,
+    missing: &str,
+) -> ViewerReport {
+    if report.first_frame.is_some() {
+        let (watched, stalled, stalls) = playout.finish(ended_at);
+        (report.watched, report.stalled, report.stalls) = (watched, stalled, stalls);
+        let tail = stalled.saturating_sub(stall_reported);
+        Live::add(&spec.live.stall_ms, tail.as_millis() as u64);
+        Live::sub(&spec.live.playing, 1);
+    } else if report.outcome == Outcome::Watched {
+        report.fail(Outcome::BadMedia, missing);
+    }
+    report
+}
+
+/// A transport failure, said briefly.
 pub(crate) fn transport_error(err: &reqwest::Error) -> String {
     let kind = if err.is_connect() {
         "connect"
