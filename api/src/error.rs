@@ -2,6 +2,7 @@
 //! `{"error": {"code": "…", "message": "…", "field": "…"}}`. A 4xx says what was wrong and
 //! names the field; a 5xx says only that it failed (the cause is logged, once, here).
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -23,15 +24,23 @@ pub struct ApiError {
     challenge: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// The body of every refusal and failure.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Envelope<'a> {
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 struct Body<'a> {
+    /// Machine-readable: `invalid_field`, `invalid_body`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `rate_limited`, `unavailable`, … (see docs/api.md).
     code: &'a str,
+    /// For people; a 5xx says only that the request failed.
     message: &'a str,
+    /// The request field at fault (a body field, a parameter or a header), when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }
@@ -185,27 +194,88 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
+        match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(from_json(value)?)),
             Err(rejection) => Err(body_rejection(&rejection)),
         }
     }
 }
 
+/// Why a JSON body is not the `T` a route takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Not JSON at all.
+    #[error("the body is not valid JSON")]
+    Syntax,
+    /// JSON, but not an object.
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    /// An object, but a field is missing, unknown or of the wrong type (serde's message,
+    /// after the field's path).
+    #[error("{0}")]
+    Data(String),
+}
+
+impl From<BodyError> for ApiError {
+    fn from(err: BodyError) -> Self {
+        match err {
+            BodyError::Data(message) => {
+                let mut error =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message.clone());
+                if let Some(field) = named_field(&message) {
+                    error = error.field(field);
+                }
+                error
+            }
+            other => ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", other.to_string()),
+        }
+    }
+}
+
+/// `bytes` as the JSON object `T`, as [`from_json`] reads it.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyError> {
+    let value = serde_json::from_slice(bytes).map_err(|_| BodyError::Syntax)?;
+    from_json(value)
+}
+
+/// `value` as the JSON object `T`. Refuses what serde alone would take for a struct but JSON
+/// Schema's `object` is not (an array of its fields), and takes what JSON Schema's
+/// `integer` is but serde would refuse for an integer field (`5.0`, `5e2`).
+pub fn from_json<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, BodyError> {
+    if !value.is_object() {
+        return Err(BodyError::NotAnObject);
+    }
+    integral_numbers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|err| BodyError::Data(err.to_string()))
+}
+
+/// Rewrites floats without a fractional part that fit an `i64` or `u64` as integers.
+fn integral_numbers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    // 2^63 and 2^64: exact as floats.
+    const I64_END: f64 = 9_223_372_036_854_775_808.0;
+    const U64_END: f64 = 18_446_744_073_709_551_616.0;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            let float = number.as_f64().unwrap_or(f64::NAN);
+            if float.fract() != 0.0 {
+                return;
+            }
+            if (-I64_END..I64_END).contains(&float) {
+                *value = Value::from(float as i64);
+            } else if (0.0..U64_END).contains(&float) {
+                *value = Value::from(float as u64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+    }
+}
+
 fn body_rejection(rejection: &JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(err) => {
-            // The inner serde message, without axum's prefix.
-            let message =
-                std::error::Error::source(err).map_or_else(|| err.body_text(), ToString::to_string);
-            let mut error =
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", message.clone());
-            if let Some(field) = named_field(&message) {
-                error = error.field(field);
-            }
-            error
-        }
-        JsonRejection::JsonSyntaxError(_) => ApiError::new(
+        JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
             "the body is not valid JSON",
@@ -215,16 +285,46 @@ fn body_rejection(rejection: &JsonRejection) -> ApiError {
             "unsupported_media_type",
             "the body must be JSON (Content-Type: application/json)",
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the body is larger than the server accepts",
-        ),
-        _ => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            "the body could not be read",
-        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
+        _ => unreadable_body(),
+    }
+}
+
+fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "the body is larger than the server accepts",
+    )
+}
+
+fn unreadable_body() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_body",
+        "the body could not be read",
+    )
+}
+
+/// The body as it came, for routes that hash or verify it before parsing it (with
+/// [`parse_json`]); refused with the envelope.
+#[derive(Debug, Clone, Default)]
+pub struct RawBody(pub Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(RawBody(bytes)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(body_too_large())
+            }
+            Err(_) => Err(unreadable_body()),
+        }
     }
 }
 

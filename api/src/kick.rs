@@ -87,7 +87,8 @@ impl Origins {
 }
 
 /// What became of a kick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Kicked {
     /// The origin dropped the publisher (its stop callback then closes the stream).
     Kicked,

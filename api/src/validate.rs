@@ -11,8 +11,9 @@ pub const TITLE_MAX: usize = 255;
 pub const CIDRS_MAX: usize = 20;
 /// Shortest password, in characters.
 pub const PASSWORD_MIN: usize = 8;
-/// Longest password, in bytes: argon2 time must not grow with what a client sends.
-pub const PASSWORD_MAX_BYTES: usize = 256;
+/// Longest password, in characters (so at most 1 KiB of UTF-8): argon2 time must not grow
+/// with what a client sends. Characters, not bytes, as JSON Schema's `maxLength` counts.
+pub const PASSWORD_MAX: usize = 256;
 
 /// 3 to 32 of `a-z`, `0-9`, `_`, `.`, `-`, starting with a letter or digit.
 pub fn username(name: &str) -> Result<(), String> {
@@ -33,12 +34,13 @@ pub fn username(name: &str) -> Result<(), String> {
     }
 }
 
-/// At least 8 characters, at most 256 bytes.
+/// 8 to 256 characters.
 pub fn password(password: &str) -> Result<(), String> {
-    if password.chars().count() < PASSWORD_MIN {
+    let chars = password.chars().count();
+    if chars < PASSWORD_MIN {
         Err(format!("must be at least {PASSWORD_MIN} characters"))
-    } else if password.len() > PASSWORD_MAX_BYTES {
-        Err(format!("must be at most {PASSWORD_MAX_BYTES} bytes"))
+    } else if chars > PASSWORD_MAX {
+        Err(format!("must be at most {PASSWORD_MAX} characters"))
     } else {
         Ok(())
     }
@@ -101,6 +103,57 @@ pub fn cidrs(list: &[String]) -> Result<Option<String>, String> {
         parsed.push(net.trunc().to_string());
     }
     Ok((!parsed.is_empty()).then(|| parsed.join(",")))
+}
+
+/// One network of an allow-list, as [`cidrs`] parses it: an IPv4 or IPv6 address with an
+/// optional prefix length.
+const NETWORK_PATTERN: &str = concat!(
+    "^(",
+    // IPv4, then its prefix: no leading zeros, as Rust parses them.
+    "((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    "(/(3[0-2]|[12]?[0-9]))?",
+    "|(",
+    // IPv6 in its full, compressed and IPv4-suffixed forms.
+    "([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,7}:",
+    "|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}",
+    "|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}",
+    "|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}",
+    "|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}",
+    "|[0-9a-fA-F]{1,4}:(:[0-9a-fA-F]{1,4}){1,6}",
+    "|:((:[0-9a-fA-F]{1,4}){1,7}|:)",
+    "|::(ffff(:0{1,4})?:)?((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    "|([0-9a-fA-F]{1,4}:){1,4}:((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])",
+    ")(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?",
+    ")$",
+);
+
+/// The schema of a publisher allow-list as [`cidrs`] takes it.
+pub fn cidrs_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(NETWORK_PATTERN)),
+        )
+        .max_items(Some(CIDRS_MAX))
+        .description(Some(
+            "Networks publishers may push from (`203.0.113.0/24`, `2001:db8::/32` or an \
+             address); empty: anywhere.",
+        ))
+        .build()
+}
+
+/// [`cidrs_schema`], or `null` (a change that keeps the list).
+pub fn cidrs_or_null_schema() -> utoipa::openapi::Array {
+    let mut schema = cidrs_schema();
+    schema.schema_type = utoipa::openapi::schema::SchemaType::from_iter([
+        utoipa::openapi::schema::Type::Array,
+        utoipa::openapi::schema::Type::Null,
+    ]);
+    schema
 }
 
 /// The stored allow-list as a list.

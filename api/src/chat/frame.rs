@@ -170,7 +170,7 @@ pub enum Direct<'a> {
 }
 
 /// A user in a room's presence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PresentUser {
     /// The user id.
     pub id: i64,

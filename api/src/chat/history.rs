@@ -4,6 +4,7 @@
 use axum::extract::State;
 use livegate_core::db::messages;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::MaybeCaller;
 use crate::error::{ApiError, Path, Query};
@@ -11,25 +12,35 @@ use crate::routes::rooms::read::{room_id, visible_room};
 use crate::state::AppState;
 
 /// The query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Messages older than this id (the `next_before` of the previous page).
+    #[param(minimum = 1)]
     before: Option<i64>,
+    /// Messages per page (50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
 /// One stored message.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ChatMessage)]
 pub struct StoredMessage {
     id: i64,
+    /// `chat` or `gift`.
     #[serde(rename = "type")]
     kind: String,
+    /// The sender.
     user_id: i64,
     text: String,
+    /// Unix milliseconds.
     at: i64,
 }
 
-/// A page of history.
-#[derive(Debug, Serialize)]
+/// A page of history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ChatHistory)]
 pub struct Page {
     messages: Vec<StoredMessage>,
     /// `before` for the next (older) page; absent on the last.

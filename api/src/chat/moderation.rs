@@ -102,12 +102,16 @@ pub async fn remove_moderator(
 }
 
 /// The body of a mute or ban.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Sanction)]
 pub struct SanctionBody {
+    /// Who; not the room's owner.
+    #[schema(minimum = 1)]
     user_id: i64,
-    /// Seconds; absent: until lifted.
+    /// Seconds, at most 30 days; absent: until lifted.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2_592_000)]
     duration_s: Option<u64>,
 }
 
@@ -213,9 +217,12 @@ pub async fn unban(
 }
 
 /// The body of `PUT /rooms/{id}/chat/slow-mode`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SlowMode)]
 pub struct SlowModeBody {
+    /// One message per this many seconds per user; 0: off.
+    #[schema(minimum = 0, maximum = 3600)]
     seconds: u32,
 }
 

@@ -126,7 +126,7 @@ pub async fn online(state: &AppState, room: i64) -> Option<u64> {
 }
 
 /// The answer of `GET /rooms/{id}/presence`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Presence {
     count: u64,
     /// Up to 100 of them.

@@ -9,28 +9,34 @@ use livegate_core::bus::GiftEvent;
 use livegate_core::db::payments::{self, InboxEvent};
 use livegate_core::db::{orders, users, Database, DbError};
 
-/// A provider event as it arrives.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// A provider event as it arrives. The field limits are those of [`check`].
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PaymentEvent)]
 pub struct Event {
     /// The provider's event id: redeliveries carry the same.
+    #[schema(min_length = 1, max_length = 255)]
     pub id: String,
-    /// `payment.succeeded` or `payment.failed`.
+    /// `payment.succeeded` or `payment.failed` (others are recorded and refused with 422).
     #[serde(rename = "type")]
+    #[schema(min_length = 1, max_length = 64)]
     pub kind: String,
     /// What it is about.
     pub data: EventData,
 }
 
 /// The payment an event is about.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PaymentEventData)]
 pub struct EventData {
     /// The order's payment reference.
+    #[schema(min_length = 1, max_length = 64)]
     pub reference: String,
     /// The amount, in the smallest currency unit.
     pub amount: i64,
     /// ISO 4217 code.
+    #[schema(min_length = 1, max_length = 8)]
     pub currency: String,
 }
 
@@ -76,12 +82,14 @@ impl Outcome {
     }
 }
 
-/// Whether the event's fields fit their columns: checked before any query.
+/// Whether the event's fields fit their columns (in characters, as `VARCHAR` counts):
+/// checked before any query.
 pub fn check(event: &Event) -> Result<(), &'static str> {
-    let ok = (1..=255).contains(&event.id.len())
-        && (1..=64).contains(&event.data.reference.len())
-        && (1..=64).contains(&event.kind.len())
-        && (1..=8).contains(&event.data.currency.len());
+    let chars = |text: &str| text.chars().count();
+    let ok = (1..=255).contains(&chars(&event.id))
+        && (1..=64).contains(&chars(&event.data.reference))
+        && (1..=64).contains(&chars(&event.kind))
+        && (1..=8).contains(&chars(&event.data.currency));
     if ok {
         Ok(())
     } else {

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use livegate_core::db::gifts::{self, Gift, GiftChanges};
 use livegate_core::db::now_ms;
@@ -14,14 +15,18 @@ use crate::state::AppState;
 use crate::validate;
 
 /// A gift as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Gift)]
 pub struct GiftView {
     id: i64,
     name: String,
     /// In the smallest unit of `currency` (cents).
     price: i64,
+    /// ISO 4217.
     currency: String,
+    /// Whether it is on sale.
     active: bool,
+    /// Unix milliseconds.
     created_at: i64,
 }
 
@@ -39,15 +44,17 @@ impl From<&Gift> for GiftView {
 }
 
 /// The listing.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct GiftList {
     items: Vec<GiftView>,
 }
 
 /// The listing's query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Inactive gifts too (admins only).
     all: Option<bool>,
 }
 
@@ -68,12 +75,23 @@ pub async fn list(
 }
 
 /// The creation body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGift {
+    /// 1 to 64 characters, not blank, no control characters ([`validate::gift_name`]).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
+    /// In the smallest unit of `currency` ([`validate::price`]).
+    #[schema(minimum = 1, maximum = 100_000_000)]
     price: i64,
+    /// Three capitals, ISO 4217 ([`validate::currency`]).
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: String,
+    /// Whether it is on sale (yes).
     #[serde(default = "yes")]
     active: bool,
 }
@@ -124,11 +142,18 @@ pub async fn create(
 }
 
 /// The change body: any of the fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GiftPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: Option<String>,
+    #[schema(minimum = 1, maximum = 100_000_000)]
     price: Option<i64>,
+    #[schema(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
     active: Option<bool>,
 }

@@ -1,16 +1,16 @@
 //! `POST /api/v1/payments/callback` (the provider's signed webhook) and
 //! `GET /api/v1/rooms/{id}/leaderboard`.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use livegate_core::db::{now_ms, payments};
 
 use crate::auth::MaybeCaller;
-use crate::error::{ApiError, Path, Query};
+use crate::error::{parse_json, ApiError, Path, Query, RawBody};
 use crate::metrics::CallbackLabels;
 use crate::payments::callback::{self, ApplyError, Event, Outcome};
 use crate::payments::{leaderboard, signature};
@@ -19,12 +19,27 @@ use crate::state::AppState;
 use crate::validate;
 
 /// The answer to an accepted callback.
-#[derive(Debug, Serialize)]
-struct Accepted {
-    /// `paid`, `failed`, `ignored` or `duplicate`.
-    status: &'static str,
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CallbackAccepted)]
+pub struct Accepted {
+    status: Applied,
+    /// Why an `ignored` event was: `order_paid`, `order_failed` or `order_expired`.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
+}
+
+/// What became of an accepted event.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Applied {
+    /// The order is paid.
+    Paid,
+    /// The order failed.
+    Failed,
+    /// The order is no longer pending: recorded, nothing changed.
+    Ignored,
+    /// Seen before: nothing done.
+    Duplicate,
 }
 
 /// The event id a body claims, to record with a refusal (untrusted, so never used as the
@@ -60,7 +75,7 @@ async fn refuse(state: &AppState, reason: &'static str, body: &[u8]) -> Result<(
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let config = &state.config().payments;
     let header = headers
@@ -81,7 +96,7 @@ pub async fn callback(
         )
         .field("Livegate-Signature"));
     }
-    let event: Event = match serde_json::from_slice(&body) {
+    let event: Event = match parse_json(&body) {
         Ok(event) => event,
         Err(err) => {
             refuse(&state, "malformed_event", &body).await?;
@@ -124,20 +139,20 @@ pub async fn callback(
         Outcome::Paid { .. } => {
             state.relay_wake().wake();
             Accepted {
-                status: "paid",
+                status: Applied::Paid,
                 reason: None,
             }
         }
         Outcome::Failed { .. } => Accepted {
-            status: "failed",
+            status: Applied::Failed,
             reason: None,
         },
         Outcome::Ignored(reason) => Accepted {
-            status: "ignored",
+            status: Applied::Ignored,
             reason: Some(reason),
         },
         Outcome::Duplicate => Accepted {
-            status: "duplicate",
+            status: Applied::Duplicate,
             reason: None,
         },
         Outcome::Refused(reason) => {
@@ -159,24 +174,30 @@ pub async fn callback(
 }
 
 /// The leaderboard query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BoardQuery {
+    /// ISO 4217 (`payments.default_currency`).
+    #[param(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
+    /// Givers listed (10).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
 /// One giver.
-#[derive(Debug, Serialize)]
-struct Giver {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Giver {
     user_id: i64,
     username: String,
     /// In the smallest unit of the currency.
     total: i64,
 }
 
-/// The leaderboard.
-#[derive(Debug, Serialize)]
+/// The leaderboard: the top givers, most first.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Leaderboard)]
 pub struct Board {
     room_id: i64,
     currency: String,

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::MaybeCaller;
 use crate::client::ClientAddr;
@@ -14,13 +15,18 @@ use crate::state::AppState;
 use crate::unix_now;
 
 /// A play token and where to use it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PlayToken {
+    /// A v1 play token (README.md, "Play tokens v1").
     token: String,
     /// The last unix second at which the edge accepts it.
     expires_at: u64,
+    /// Seconds from now.
     expires_in: u64,
+    /// The room's HLS URL with the token.
     hls_url: String,
+    /// The room's HTTP-FLV URL with the token; `null` when the edge serves HLS only.
+    #[schema(required = true)]
     flv_url: Option<String>,
 }
 

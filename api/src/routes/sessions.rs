@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use livegate_core::db::sessions::{self, NewRefreshToken};
 use livegate_core::db::{now_ms, users, User};
@@ -23,24 +24,33 @@ use crate::validate;
 const REFRESH_TOKEN_BYTES: usize = 32;
 
 /// The login body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
+    #[schema(min_length = 1, max_length = 64)]
     username: String,
+    /// At most 256 characters.
+    #[schema(max_length = 256)]
     password: String,
 }
 
 /// The refresh and logout body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
+    /// As a login or the last refresh handed it out.
+    #[schema(min_length = 1, max_length = 128)]
     refresh_token: String,
 }
 
 /// A new pair of tokens.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
 pub struct SessionView {
+    /// A JWT for `Authorization: Bearer`.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     token_type: &'static str,
     /// Seconds the access token is valid.
     expires_in: u64,
@@ -73,13 +83,13 @@ pub async fn login(
     addr: ClientAddr,
     Json(body): Json<Login>,
 ) -> Result<(StatusCode, axum::Json<SessionView>), ApiError> {
-    if body.username.is_empty() || body.username.len() > 64 {
+    if !(1..=64).contains(&body.username.chars().count()) {
         return Err(ApiError::invalid("username", "must be 1 to 64 characters"));
     }
-    if body.password.len() > validate::PASSWORD_MAX_BYTES {
+    if body.password.chars().count() > validate::PASSWORD_MAX {
         return Err(ApiError::invalid(
             "password",
-            format!("must be at most {} bytes", validate::PASSWORD_MAX_BYTES),
+            format!("must be at most {} characters", validate::PASSWORD_MAX),
         ));
     }
     let auth = &state.config().auth;
@@ -182,7 +192,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshBody>,
 ) -> Result<axum::Json<SessionView>, ApiError> {
-    if body.refresh_token.is_empty() || body.refresh_token.len() > 128 {
+    if !(1..=128).contains(&body.refresh_token.chars().count()) {
         return Err(ApiError::invalid(
             "refresh_token",
             "must be 1 to 128 characters",
@@ -249,7 +259,7 @@ pub async fn logout(
     State(state): State<AppState>,
     Json(body): Json<RefreshBody>,
 ) -> Result<StatusCode, ApiError> {
-    if body.refresh_token.is_empty() || body.refresh_token.len() > 128 {
+    if !(1..=128).contains(&body.refresh_token.chars().count()) {
         return Err(ApiError::invalid(
             "refresh_token",
             "must be 1 to 128 characters",

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use livegate_core::db::{now_ms, users, User};
 
@@ -12,7 +13,8 @@ use crate::state::AppState;
 use crate::validate;
 
 /// A user as the API shows it (never the hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = User)]
 pub struct UserView {
     /// User id.
     pub id: i64,
@@ -36,10 +38,15 @@ impl From<&User> for UserView {
 }
 
 /// The registration body.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Register {
+    /// 3 to 32 of `a-z`, `0-9`, `_`, `.`, `-`, starting with a letter or digit
+    /// ([`validate::username`]).
+    #[schema(min_length = 3, max_length = 32, pattern = r"^[a-z0-9][a-z0-9_.-]*$")]
     username: String,
+    /// 8 to 256 characters ([`validate::password`]).
+    #[schema(min_length = 8, max_length = 256)]
     password: String,
     /// `viewer` (default) or `streamer`; `admin` only when an admin registers someone.
     #[serde(default)]

@@ -3,26 +3,33 @@
 
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use livegate_core::db::{now_ms, orders};
 
-use super::{cursor, page, page_size, OrderPage, OrderView};
+use super::{cursor, page, page_size, OrderPage, OrderStatus, OrderView};
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Path, Query};
 use crate::state::AppState;
 
 /// The reconciliation query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AdminQuery {
+    /// Orders in this status (`pending`).
+    #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
-    /// Seconds: only orders created at least this long ago.
+    /// Seconds: only orders created at least this long ago (0), at most ten years.
+    #[param(maximum = 315_360_000)]
     older_than: Option<u64>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
+    /// Orders per page (50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
-
-const STATUSES: [&str; 4] = ["pending", "paid", "failed", "expired"];
 
 fn admin(caller: &Caller) -> Result<(), ApiError> {
     if caller.role == Role::Admin {
@@ -41,7 +48,10 @@ pub async fn list(
 ) -> Result<axum::Json<OrderPage>, ApiError> {
     admin(&caller)?;
     let status = query.status.as_deref().unwrap_or("pending");
-    if !STATUSES.contains(&status) {
+    if !OrderStatus::ALL
+        .iter()
+        .any(|known| known.as_str() == status)
+    {
         return Err(ApiError::invalid(
             "status",
             "must be pending, paid, failed or expired",

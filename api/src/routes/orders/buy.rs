@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use livegate_core::db::idempotency::{self as stored_answers, Stored};
 use livegate_core::db::orders::{self, NewOrder};
@@ -12,15 +13,17 @@ use livegate_core::db::{gifts, now_ms};
 
 use super::OrderView;
 use crate::auth::{random_hex, Caller};
-use crate::error::{ApiError, Path};
+use crate::error::{parse_json, ApiError, Path, RawBody};
 use crate::payments::idempotency;
 use crate::routes::rooms::read::{room_id, visible_room};
 use crate::state::AppState;
 
 /// The purchase body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Purchase {
+pub struct Purchase {
+    /// A gift on sale.
+    #[schema(minimum = 1)]
     gift_id: i64,
 }
 
@@ -31,7 +34,7 @@ pub async fn buy(
     caller: Caller,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let key = idempotency::key(&headers)?;
     let now = now_ms();
@@ -133,14 +136,7 @@ async fn check_purchase(
     id: i64,
     body: &Bytes,
 ) -> Result<Checked, ApiError> {
-    let purchase: Purchase = serde_json::from_slice(body).map_err(|err| {
-        let error = ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", err.to_string());
-        if err.is_data() {
-            error.field("gift_id")
-        } else {
-            error
-        }
-    })?;
+    let purchase: Purchase = parse_json(body)?;
     let room = visible_room(state, room_id(id)?, Some(caller)).await?;
     if room.disabled {
         return Err(ApiError::conflict("the room is disabled"));

@@ -7,6 +7,7 @@ mod buy;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use livegate_core::db::orders::{self, Order};
 
@@ -14,11 +15,46 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Query};
 use crate::state::AppState;
 
-pub use admin::{expire, list};
-pub use buy::buy;
+pub use admin::{expire, list, AdminQuery};
+pub use buy::{buy, Purchase};
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum OrderStatus {
+    /// Waiting for the payment provider.
+    Pending,
+    /// Paid: its gift went to the room.
+    Paid,
+    /// The provider said the payment failed.
+    Failed,
+    /// Given up on by an admin.
+    Expired,
+}
+
+impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 4] = [
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Failed,
+        OrderStatus::Expired,
+    ];
+
+    /// The `orders.status` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Expired => "expired",
+        }
+    }
+}
 
 /// An order as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Order)]
 pub struct OrderView {
     id: i64,
     user_id: i64,
@@ -26,12 +62,16 @@ pub struct OrderView {
     gift_id: i64,
     /// In the smallest unit of `currency`.
     amount: i64,
+    /// ISO 4217.
     currency: String,
-    /// `pending`, `paid`, `failed` or `expired`.
+    #[schema(value_type = OrderStatus)]
     status: String,
     /// What the payment provider is told, and echoes in its callbacks.
+    #[schema(required = true)]
     payment_reference: Option<String>,
+    /// Unix milliseconds.
     created_at: i64,
+    /// Unix milliseconds.
     updated_at: i64,
 }
 
@@ -53,7 +93,7 @@ impl From<&Order> for OrderView {
 }
 
 /// A page of orders.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrderPage {
     items: Vec<OrderView>,
     /// Pass as `cursor` for the next page; absent on the last.
@@ -62,10 +102,15 @@ pub struct OrderPage {
 }
 
 /// A listing's query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct MineQuery {
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
+    /// Orders per page (50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
@@ -79,9 +124,10 @@ pub(crate) fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
 pub(crate) fn cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
     cursor
         .map(|c| {
-            c.parse::<i64>()
-                .ok()
-                .filter(|id| *id >= 0)
+            // Digits only, as handed out: `+5` and 19-digit ids are no cursors of ours.
+            Some(c)
+                .filter(|c| (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|c| c.parse::<i64>().ok())
                 .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor this API handed out"))
         })
         .transpose()

@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
 
 use livegate_core::bus::Revocation;
 use livegate_core::db::{now_ms, rooms, streams, NewRoom, Room, RoomChanges};
@@ -22,25 +23,28 @@ use crate::validate;
 const STREAM_KEY_BYTES: usize = 32;
 
 /// A room with its publishing secret, for its owner only.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RoomWithKey {
     room: RoomView,
+    /// The secret of the publish URL.
     stream_key: String,
+    /// `rtmp://{ingest host}/live/{room id}?key={stream key}`.
     publish_url: String,
+    /// What became of a publisher live on the old key (absent when none was).
     #[serde(skip_serializing_if = "Option::is_none")]
-    kicked: Option<&'static str>,
+    kicked: Option<Kicked>,
     /// Whether the edge was told to refuse the viewers' current tokens (absent on creation).
     #[serde(skip_serializing_if = "Option::is_none")]
     viewers_revoked: Option<bool>,
 }
 
 /// A room after a change that may have kicked its publisher.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RoomAfterKick {
     room: RoomView,
-    /// `kicked`, `failed` or `no_control` when a publisher was live; absent otherwise.
+    /// What became of the publisher when one was live; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    kicked: Option<&'static str>,
+    kicked: Option<Kicked>,
     /// Whether the edge was told to refuse the viewers' current tokens.
     viewers_revoked: bool,
 }
@@ -55,27 +59,38 @@ where
 }
 
 /// The body of `POST /api/v1/rooms`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRoom {
+    /// At most 255 characters, no control characters ([`validate::title`]).
     #[serde(default)]
+    #[schema(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     title: String,
+    /// Whether only logged-in viewers get play tokens.
     #[serde(default)]
     login_required: bool,
+    /// ([`validate::cidrs`])
     #[serde(default)]
+    #[schema(schema_with = validate::cidrs_schema)]
     publish_allow_cidrs: Vec<String>,
+    /// When the stream key stops working, unix milliseconds in the future; absent: never.
     #[serde(default)]
     stream_key_expires_at: Option<i64>,
 }
 
 /// The body of `PATCH /api/v1/rooms/{id}`: absent fields stay as they are.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchRoom {
+    /// At most 255 characters, no control characters.
+    #[schema(max_length = 255, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")]
     title: Option<String>,
     login_required: Option<bool>,
+    #[schema(schema_with = validate::cidrs_or_null_schema)]
     publish_allow_cidrs: Option<Vec<String>>,
+    /// Unix milliseconds in the future; `null`: never.
     #[serde(default, deserialize_with = "some_option")]
+    #[schema(value_type = Option<i64>)]
     stream_key_expires_at: Option<Option<i64>>,
 }
 
@@ -273,7 +288,7 @@ pub async fn kill(
     tracing::info!(room.id = id, user.id = caller.user_id, "room killed");
     Ok(axum::Json(RoomAfterKick {
         room: RoomView::new(&room, &state, Some(&caller)),
-        kicked: kicked.map(Kicked::as_str),
+        kicked,
         viewers_revoked,
     }))
 }
@@ -301,7 +316,7 @@ pub async fn disable(
         .ok_or_else(|| ApiError::not_found("room"))?;
     Ok(axum::Json(RoomAfterKick {
         room: RoomView::new(&room, &state, Some(&caller)),
-        kicked: kicked.map(Kicked::as_str),
+        kicked,
         viewers_revoked,
     }))
 }
@@ -334,7 +349,7 @@ pub async fn rotate_key(
         room: RoomView::new(&room, &state, Some(&caller)),
         stream_key: key,
         publish_url,
-        kicked: kicked.map(Kicked::as_str),
+        kicked,
         viewers_revoked: Some(viewers_revoked),
     }))
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use livegate_core::db::{rooms, streams, Room};
 
@@ -51,11 +52,18 @@ pub async fn get(
 }
 
 /// The listing's query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this user's rooms.
+    #[param(minimum = 1)]
     owner: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(max_length = 64)]
     cursor: Option<String>,
+    /// Rooms per page (20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -88,10 +96,15 @@ pub async fn list(
 }
 
 /// The streams query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamsQuery {
+    /// The `next_cursor` of the previous page.
+    #[param(max_length = 64)]
     cursor: Option<String>,
+    /// Streams per page (20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 

@@ -1,7 +1,12 @@
 //! How rooms and streams are shown, and the cursors of their listings.
 
+use std::borrow::Cow;
+
 use base64::Engine as _;
 use serde::Serialize;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use livegate_core::db::{Room, RoomCursor, Stream};
 
@@ -12,29 +17,43 @@ use crate::state::AppState;
 use crate::validate;
 
 /// A room as anyone may see it, plus its settings for its owner and admins. Never the key.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Room)]
 pub struct RoomView {
     id: i64,
     owner_id: i64,
     title: String,
+    /// Whether a publisher is on.
     is_live: bool,
+    /// Disabled rooms are seen by their owner and admins only.
     disabled: bool,
+    /// Whether only logged-in viewers get play tokens.
     login_required: bool,
+    /// Viewers of a live room (0 when it is not live).
+    #[schema(minimum = 0)]
     viewer_count: i64,
     /// Users present in the room's chat (in the details of one room only).
     #[serde(skip_serializing_if = "Option::is_none")]
     chat_online: Option<u64>,
+    /// Where viewers play HLS (with a play token).
     hls_url: String,
+    /// Where viewers play HTTP-FLV; `null` when the edge serves HLS only.
+    #[schema(required = true)]
     flv_url: Option<String>,
+    /// Unix milliseconds.
     created_at: i64,
+    /// For the owner and admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
     settings: Option<RoomSettings>,
 }
 
 /// What only the owner and admins see.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RoomSettings {
+    /// Networks publishers may push from; empty: anywhere.
     publish_allow_cidrs: Vec<String>,
+    /// When the stream key stops working, unix milliseconds; `null`: never.
+    #[schema(required = true)]
     stream_key_expires_at: Option<i64>,
 }
 
@@ -106,10 +125,14 @@ impl RoomView {
 }
 
 /// A publish session.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Stream)]
 pub struct StreamView {
     id: i64,
+    /// Unix milliseconds.
     start_at: i64,
+    /// Unix milliseconds; `null` while live.
+    #[schema(required = true)]
     stop_at: Option<i64>,
     is_live: bool,
     /// Where the recording is; shown to the owner and admins only.
@@ -141,6 +164,39 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<String>,
+}
+
+/// By hand, not derived: a derived generic schema has one name for every item type.
+impl<T: ToSchema> PartialSchema for Page<T> {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .property(
+                "items",
+                ArrayBuilder::new().items(Ref::from_schema_name(T::name())),
+            )
+            .required("items")
+            .property(
+                "next_cursor",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                    .description(Some(
+                        "Pass as `cursor` for the next page; `null` on the last.",
+                    )),
+            )
+            .required("next_cursor")
+            .into()
+    }
+}
+
+impl<T: ToSchema> ToSchema for Page<T> {
+    fn name() -> Cow<'static, str> {
+        Cow::Owned(format!("{}Page", T::name()))
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
 }
 
 fn encode(text: &str) -> String {
