@@ -24,4 +24,7 @@ node --test infra/cdn/test/*.test.mjs
 # The deployment kit: compose and Kubernetes schemas, Prometheus rules (offline validators in a
 # cached virtualenv).
 infra/deploy/check.sh
+# The room API's contract test (api/tests/it/contract.rs) runs schemathesis from a cached
+# virtualenv: made here, so that an install failure shows before the tests.
+infra/contract/schemathesis.sh --install
 exec cargo test --workspace --locked "$@"

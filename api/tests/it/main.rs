@@ -10,6 +10,7 @@ mod chat_moderation;
 mod chat_presence;
 mod chat_support;
 mod configs;
+mod contract;
 mod gifts;
 mod input;
 mod kicks;
