@@ -411,3 +411,59 @@ pub fn method_not_allowed() -> ApiError {
         "this route does not take that method",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Outer {
+        count: u32,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Inner {
+        id: i64,
+    }
+
+    #[test]
+    fn integral_floats_are_integers() {
+        let outer: Outer = from_json(json!({"count": 3.0, "inner": {"id": -2e3}})).unwrap();
+        assert_eq!(
+            outer,
+            Outer {
+                count: 3,
+                inner: Some(Inner { id: -2000 })
+            }
+        );
+        let err = from_json::<Outer>(json!({"count": 3.5})).unwrap_err();
+        let err = ApiError::from(err);
+        assert_eq!(
+            (err.code(), err.field.as_deref()),
+            ("invalid_field", Some("count"))
+        );
+        let err = ApiError::from(
+            from_json::<Outer>(json!({"count": 1, "inner": {"id": 0.5}})).unwrap_err(),
+        );
+        assert_eq!(err.field.as_deref(), Some("inner.id"));
+    }
+
+    #[test]
+    fn only_objects_are_bodies() {
+        assert_eq!(from_json::<Outer>(json!([1])), Err(BodyError::NotAnObject));
+        assert_eq!(parse_json::<Outer>(b"{"), Err(BodyError::Syntax));
+        let err = ApiError::from(parse_json::<Outer>(br#"{"count": 1, "extra": 2}"#).unwrap_err());
+        assert_eq!(
+            (err.code(), err.field.as_deref()),
+            ("invalid_field", Some("extra"))
+        );
+        let err = ApiError::from(parse_json::<Outer>(b"{}").unwrap_err());
+        assert_eq!(err.field.as_deref(), Some("count"));
+    }
+}

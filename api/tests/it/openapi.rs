@@ -118,3 +118,106 @@ async fn every_route_is_in_the_openapi_document_and_nothing_else() {
     }
     app.stop().await;
 }
+
+/// Every `$ref` in `value`.
+fn refs<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            if let Some(target) = fields.get("$ref").and_then(|r| r.as_str()) {
+                found.push(target);
+            }
+            fields.values().for_each(|v| refs(v, found));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_operation_describes_its_bodies_and_refusals() {
+    use livegate_api::validate;
+
+    let doc = serde_json::to_value(livegate_api::openapi::document()).unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    for target in &found {
+        let name = target.strip_prefix("#/components/schemas/").unwrap();
+        assert!(schemas.get(name).is_some(), "{target} names no schema");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let (success, answer) = responses
+                .iter()
+                .find(|(status, _)| status.starts_with('2'))
+                .unwrap_or_else(|| panic!("{method} {path} has no success"));
+            let schema = &answer["content"]["application/json"]["schema"];
+            assert_eq!(
+                schema.is_object(),
+                success != "204",
+                "{method} {path}: a JSON answer unless 204"
+            );
+            for (status, refusal) in responses.iter().filter(|(s, _)| !s.starts_with('2')) {
+                assert_eq!(
+                    refusal["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/Error",
+                    "{method} {path} {status}"
+                );
+            }
+            assert!(responses.contains_key("503"), "{method} {path}");
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413"] {
+                    assert!(responses.contains_key(status), "{method} {path} {status}");
+                }
+            }
+        }
+    }
+    // The limits the derives spell out are the validation's.
+    let field = |schema: &str, field: &str, key: &str| {
+        schemas[schema]["properties"][field][key].as_u64().unwrap() as usize
+    };
+    assert_eq!(
+        field("Register", "username", "maxLength"),
+        validate::USERNAME_MAX
+    );
+    assert_eq!(
+        field("Register", "password", "minLength"),
+        validate::PASSWORD_MIN
+    );
+    assert_eq!(
+        field("Register", "password", "maxLength"),
+        validate::PASSWORD_MAX
+    );
+    assert_eq!(
+        field("Login", "password", "maxLength"),
+        validate::PASSWORD_MAX
+    );
+    assert_eq!(
+        field("CreateRoom", "title", "maxLength"),
+        validate::TITLE_MAX
+    );
+    assert_eq!(
+        field("PatchRoom", "title", "maxLength"),
+        validate::TITLE_MAX
+    );
+    assert_eq!(
+        field("CreateRoom", "publish_allow_cidrs", "maxItems"),
+        validate::CIDRS_MAX
+    );
+    assert_eq!(
+        field("NewGift", "name", "maxLength"),
+        validate::GIFT_NAME_MAX
+    );
+    assert_eq!(
+        field("GiftPatch", "name", "maxLength"),
+        validate::GIFT_NAME_MAX
+    );
+    for schema in ["NewGift", "GiftPatch"] {
+        assert_eq!(
+            schemas[schema]["properties"]["price"]["maximum"].as_i64(),
+            Some(validate::PRICE_MAX),
+            "{schema}"
+        );
+    }
+}
