@@ -520,7 +520,7 @@ fn operation(entry: &Operation, components: &mut Components) -> PathOperation {
         let mut response = ResponseBuilder::new()
             .description(refusal_meaning(status))
             .content("application/json", json(error.clone().into()));
-        if status == 401 && entry.access != Access::Public {
+        if status == 401 {
             response = response.header(
                 "WWW-Authenticate",
                 HeaderBuilder::new()
