@@ -96,9 +96,10 @@ pub struct ServerConfig {
     pub upgrade_sock: String,
     /// Idle upstream connections kept for reuse. Default 128.
     pub upstream_keepalive_pool_size: usize,
-    /// Read buffer of each viewer connection, in bytes. It only ever holds request heads (and
-    /// WebRTC offers), and an FLV viewer keeps its connection for hours: Pingora's 64 KiB
-    /// default would be most of a viewer's memory. Default 8192.
+    /// Read buffer of each viewer connection, in bytes. It could only ever hold request heads
+    /// (and WebRTC offers), which the head guard collects into a buffer of its own with reads
+    /// larger than this one (so they bypass it), and an FLV viewer keeps its connection for
+    /// hours: Pingora's 64 KiB default would be most of a viewer's memory. Default 1024.
     pub read_buffer_bytes: usize,
 }
 
@@ -113,7 +114,7 @@ impl Default for ServerConfig {
             pid_file: "/tmp/livegate-proxy.pid".to_owned(),
             upgrade_sock: "/tmp/livegate-proxy-upgrade.sock".to_owned(),
             upstream_keepalive_pool_size: 128,
-            read_buffer_bytes: 8192,
+            read_buffer_bytes: 1024,
         }
     }
 }

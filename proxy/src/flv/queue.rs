@@ -12,6 +12,9 @@ use tokio::sync::Notify;
 
 use super::tags::Batch;
 
+/// Entries a drained queue keeps room for: a viewer that keeps up holds one batch or two.
+const KEPT_CAPACITY: usize = 8;
+
 /// Why a viewer's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -166,9 +169,17 @@ impl ViewerQueue {
                 }
                 if let Some(bytes) = state.items.pop_front() {
                     state.bytes -= bytes.len();
-                    if state.items.is_empty() && !state.skipping {
-                        // Caught up.
-                        state.behind_since = None;
+                    if state.items.is_empty() {
+                        // A viewer's queue is long only right after it joins (the cached GOP)
+                        // or while it catches up; kept at that size for hours it would be a
+                        // large share of the viewer's memory.
+                        if state.items.capacity() > KEPT_CAPACITY {
+                            state.items.shrink_to(KEPT_CAPACITY);
+                        }
+                        if !state.skipping {
+                            // Caught up.
+                            state.behind_since = None;
+                        }
                     }
                     return Next::Data(bytes);
                 }
@@ -228,6 +239,27 @@ mod tests {
             }
         });
         out
+    }
+
+    #[test]
+    fn a_drained_queue_gives_back_the_room_of_its_join_backlog() {
+        let queue = ViewerQueue::new(QueueLimits {
+            max_bytes: 1 << 20,
+            max_lag: Duration::from_secs(10),
+        });
+        for _ in 0..200 {
+            queue.push_start(Bytes::from_static(b"tag"));
+        }
+        assert!(queue.lock().items.capacity() >= 200);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for _ in 0..200 {
+                assert!(matches!(queue.next().await, Next::Data(_)));
+            }
+        });
+        assert!(queue.lock().items.capacity() <= KEPT_CAPACITY);
     }
 
     #[test]
