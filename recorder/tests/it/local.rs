@@ -289,7 +289,7 @@ async fn shutdown_kills_ffmpeg_and_hands_the_job_back() {
         make_flv(&flv, 20, 300);
         let marker = dirs.work.parent().unwrap().join("ffmpeg.pid");
         let mut config = support::config(&dirs);
-        config.remux.ffmpeg = support::slow_ffmpeg(dirs.work.parent().unwrap(), &marker, false);
+        config.remux.ffmpeg = support::slow_ffmpeg(dirs.work.parent().unwrap(), &marker);
         let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
         env.bus
             .recordings()
