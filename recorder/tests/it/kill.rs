@@ -354,10 +354,16 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
             "{name}: resumed, not restarted"
         );
         let key = done.object_key.clone().unwrap();
+        let poster = livegate_recorder::storage::poster_key(&key);
         assert_eq!(
             server.keys().await,
-            std::slice::from_ref(&key),
-            "{name}: exactly one object"
+            [poster.clone(), key.clone()],
+            "{name}: exactly one object, and its poster"
+        );
+        assert_eq!(
+            done.poster_url,
+            Some(format!("s3://recordings/{poster}")),
+            "{name}"
         );
         let stored = server.get(&key).await;
         let stored_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored));
@@ -392,14 +398,14 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
             "{name}: no credential in the log"
         );
         // Next environment: a fresh bucket content.
-        if let Some(key) = server.keys().await.first() {
+        for key in server.keys().await {
             let storage =
                 livegate_recorder::storage::s3::S3Storage::new(&server.config(&server.endpoint()));
             storage
                 .client()
                 .delete_object()
                 .bucket("recordings")
-                .key(key)
+                .key(&key)
                 .send()
                 .await
                 .unwrap();

@@ -285,6 +285,32 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The stored recordings (MP4s, not their posters) under `dir`.
+pub(crate) fn recordings_under(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "mp4"))
+        .collect()
+}
+
+/// What ffprobe says `path` is: `(codec, width, height)` of its first video stream.
+pub(crate) fn picture_of(path: &Path) -> (String, u32, u32) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {} failed", path.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.trim().split(',');
+    let codec = fields.next().unwrap_or_default().to_owned();
+    let width = fields.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let height = fields.next().and_then(|h| h.parse().ok()).unwrap_or(0);
+    (codec, width, height)
+}
+
 /// ffprobe's stream kinds of `path`, sorted.
 pub(crate) fn stream_kinds(path: &Path) -> Vec<String> {
     let out = Command::new("ffprobe")
