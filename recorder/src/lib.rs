@@ -112,7 +112,19 @@ impl App {
                 Layout::Faststart
             },
             setpriv: (!config.remux.setpriv.as_os_str().is_empty())
-                .then(|| config.remux.setpriv.clone()),
+                .then(|| config.remux.setpriv.clone())
+                .filter(|setpriv| {
+                    let found = is_executable(setpriv);
+                    if !found {
+                        // `build` refuses this; a caller wiring the service itself gets it
+                        // running without the parent-death signal rather than not at all.
+                        tracing::warn!(
+                            setpriv = %setpriv.display(),
+                            "remux.setpriv not found: ffmpeg runs without a parent-death signal"
+                        );
+                    }
+                    found
+                }),
         };
         App {
             ctx: Context {
