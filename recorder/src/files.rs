@@ -221,14 +221,10 @@ pub fn playlist_ended(path: &Path) -> bool {
 /// Whether `path` is an MPEG-TS segment beside an HLS playlist (part of that playlist's
 /// recording when HLS streams are merged).
 pub fn is_playlist_segment(path: &Path) -> bool {
-    let is_ts = path
-        .extension()
-        .and_then(|ext| ext.to_str())
-        .is_some_and(|ext| ext.eq_ignore_ascii_case("ts"));
     let Some(dir) = path.parent() else {
         return false;
     };
-    is_ts
+    crate::media::segments::is_segment(path)
         && std::fs::read_dir(dir).is_ok_and(|entries| {
             entries
                 .flatten()

@@ -84,12 +84,17 @@ async fn snapshot(ctx: Context, keys: Option<TokenKeys>, room: i64) {
     };
     let key = format!("{}{room}.jpg", config.key_prefix);
     let stored = async {
-        ctx.storage.put_picture(&key, jpeg).await?;
+        ctx.storage
+            .put_picture(&key, jpeg)
+            .await
+            .map_err(|err| err.to_string())?;
         let at = now_ms();
-        let link = picture_link(ctx.storage.as_ref(), &ctx.config.pictures, &key, at).await?;
+        let link = picture_link(ctx.storage.as_ref(), &ctx.config.pictures, &key, at)
+            .await
+            .map_err(|err| err.to_string())?;
         covers::set_snapshot(&ctx.db, room, &link, at, at)
             .await
-            .map_err(|err| crate::storage::StorageError::Progress(format!("database: {err}")))
+            .map_err(|err| format!("database: {err}"))
     }
     .await;
     match stored {

@@ -34,53 +34,43 @@ impl RoomCover {
     }
 }
 
-/// Makes sure the room has a row, then runs `update` (its last bind is the room id).
+/// Makes sure the room has a row, then runs `update`, which binds `url`, `at`, the time, the
+/// room id and, when `at_twice`, `at` again. Returns whether it changed the row.
 async fn upsert(
     exec: impl Executor<'_>,
     room_id: i64,
-    now_ms: i64,
     update: &str,
-    binds: (Option<&str>, i64),
-    only_if_newer: bool,
+    (url, at, at_twice): (&str, i64, bool),
+    now_ms: i64,
 ) -> Result<bool, DbError> {
     let mut handle = exec.connection().await?;
-    let insert = match handle.target() {
-        Target::Mysql(_) => "INSERT IGNORE INTO room_covers (room_id, updated_at) VALUES (?, ?)",
-        Target::Sqlite(_) => {
-            "INSERT OR IGNORE INTO room_covers (room_id, updated_at) VALUES (?, ?)"
-        }
-    };
     let updated = match handle.target() {
         Target::Mysql(conn) => {
-            sqlx::query(insert)
+            sqlx::query("INSERT IGNORE INTO room_covers (room_id, updated_at) VALUES (?, ?)")
                 .bind(room_id)
                 .bind(now_ms)
                 .execute(&mut *conn)
                 .await?;
-            let mut query = sqlx::query(update)
-                .bind(binds.0)
-                .bind(binds.1)
+            let query = sqlx::query(update)
+                .bind(url)
+                .bind(at)
                 .bind(now_ms)
                 .bind(room_id);
-            if only_if_newer {
-                query = query.bind(binds.1);
-            }
+            let query = if at_twice { query.bind(at) } else { query };
             query.execute(&mut *conn).await?.rows_affected()
         }
         Target::Sqlite(conn) => {
-            sqlx::query(insert)
+            sqlx::query("INSERT OR IGNORE INTO room_covers (room_id, updated_at) VALUES (?, ?)")
                 .bind(room_id)
                 .bind(now_ms)
                 .execute(&mut *conn)
                 .await?;
-            let mut query = sqlx::query(update)
-                .bind(binds.0)
-                .bind(binds.1)
+            let query = sqlx::query(update)
+                .bind(url)
+                .bind(at)
                 .bind(now_ms)
                 .bind(room_id);
-            if only_if_newer {
-                query = query.bind(binds.1);
-            }
+            let query = if at_twice { query.bind(at) } else { query };
             query.execute(&mut *conn).await?.rows_affected()
         }
     };
@@ -98,11 +88,10 @@ pub async fn set_snapshot(
     upsert(
         exec,
         room_id,
-        now_ms,
         "UPDATE room_covers SET snapshot_url = ?, snapshot_at = ?, updated_at = ? \
          WHERE room_id = ?",
-        (Some(url), taken_at),
-        false,
+        (url, taken_at, false),
+        now_ms,
     )
     .await
     .map(drop)
@@ -121,11 +110,10 @@ pub async fn set_poster(
     upsert(
         exec,
         room_id,
-        now_ms,
         "UPDATE room_covers SET poster_url = ?, poster_at = ?, updated_at = ? \
          WHERE room_id = ? AND (poster_at IS NULL OR poster_at <= ?)",
-        (Some(url), recording_started_at),
-        true,
+        (url, recording_started_at, true),
+        now_ms,
     )
     .await
 }

@@ -332,3 +332,56 @@ async fn the_multipart_upload_of_a_failed_job_is_aborted_once_old_enough() {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_upload_created_by_an_attempt_that_died_before_saving_its_id_is_aborted() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let storage = S3Storage::new(&server.config(&server.endpoint()));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.mp4");
+    let size = support::PART_SIZE as usize + 4321;
+    make_blob(&file, size);
+    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let key = "recordings/8/1733000000000-orphan.mp4";
+    // The earlier attempt: created, then killed before the id reached the job table.
+    storage
+        .client()
+        .create_multipart_upload()
+        .bucket(&server.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    // Another recording's upload under way is not touched.
+    let other = "recordings/8/1733000000000-orphan.mp4.other";
+    storage
+        .client()
+        .create_multipart_upload()
+        .bucket(&server.bucket)
+        .key(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(server.open_uploads().len(), 2);
+
+    let upload = Upload {
+        path: &file,
+        key,
+        size: size as u64,
+        sha256: &sha256,
+        part_size: support::PART_SIZE,
+        upload_id: None,
+    };
+    storage
+        .put(&upload, &mut Recorded::default())
+        .await
+        .unwrap();
+    assert_eq!(server.get(key).await, std::fs::read(&file).unwrap());
+    assert_eq!(
+        server.open_uploads().len(),
+        1,
+        "the unrecorded upload of this key is aborted, the other kept"
+    );
+}
