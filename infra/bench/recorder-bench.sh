@@ -247,13 +247,15 @@ kill_trials() {
         kill -TERM "$REC_PID"; wait "$REC_PID" 2>/dev/null || true
         key="trial-$trial/42/1733000000000-42-1733000000.mp4"
         local keys
-        keys=$(s3 GET "$BUCKET?list-type=2&prefix=trial-$trial/" | grep -o '<Key>[^<]*\.mp4</Key>' | wc -l)
-        sha=$(s3 GET "$BUCKET/$key" | sha256sum | cut -d' ' -f1)
+        # s3s-fs keeps each object as a file under its key: what the bucket holds, exactly.
+        keys=$(find "$S3_DIR/$BUCKET/trial-$trial" -name '*.mp4' 2>/dev/null | wc -l)
+        sha=$( (s3 GET "$BUCKET/$key" || true) | sha256sum | cut -d' ' -f1)
         [ "$(db_state "$dir")" = "cleaned" ] && ok=$((ok + 1))
         [ "$keys" = "1" ] && once=$((once + 1))
         [ "$sha" = "$reference" ] && identical=$((identical + 1))
-        printf 'trial %2d: killed at %5ss while %-10s -> %s, %s object(s), %s\n' "$trial" "$kill_at" \
-            "$state" "$(db_state "$dir")" "$keys" "$([ "$sha" = "$reference" ] && echo identical || echo DIFFERENT)"
+        printf 'trial %2d: killed at %5ss while %-10s -> %s, %s object(s), %s, %s multipart upload(s) open\n' \
+            "$trial" "$kill_at" "$state" "$(db_state "$dir")" "$keys" \
+            "$([ "$sha" = "$reference" ] && echo identical || echo DIFFERENT)" "$(open_uploads)"
         # The object is checked; its bytes are not needed any more.
         s3 DELETE "$BUCKET/$key" -o /dev/null || true
     done
