@@ -180,7 +180,10 @@ impl Plan {
              [bus]\nurl = {bus}\n\
              [watch]\ndirs = [{watched}]\n\
              [remux]\nwork_dir = {work}\nfailed_dir = {failed}\n\
-             [storage]\nkind = \"local\"\n[storage.local]\ndir = {stored}\n",
+             [storage]\nkind = \"local\"\n[storage.local]\ndir = {stored}\n\
+             [pictures.snapshots]\n\
+             play_url = \"rtmp://127.0.0.1:1935/live/{{room}}?token={{token}}\"\n\
+             token_key = {key}\n",
             admin = port(&options, ports::RECORDER_ADMIN),
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),

@@ -1,5 +1,5 @@
 //! The recorder's configuration: `[server]`, `[database]`, `[bus]`, `[log]`, `[watch]`,
-//! `[jobs]`, `[remux]` and `[storage]`. Loaded from TOML (`-c/--config` or
+//! `[jobs]`, `[remux]`, `[storage]` and `[pictures]`. Loaded from TOML (`-c/--config` or
 //! `LIVEGATE_RECORDER_CONFIG`) with `LIVEGATE_RECORDER__SECTION__KEY` overrides. Without a file
 //! the service runs on these defaults: SQLite, the in-process bus, no watched directory, and
 //! MP4s stored in a local directory.
@@ -42,6 +42,8 @@ pub struct Config {
     pub remux: RemuxConfig,
     /// Where MP4s are stored.
     pub storage: StorageConfig,
+    /// Posters of recordings and snapshots of live rooms.
+    pub pictures: PicturesConfig,
 }
 
 /// `[server]`.
@@ -81,6 +83,11 @@ pub struct WatchConfig {
     /// Milliseconds between two looks at files waiting for their quiet period (and for a
     /// fresh scan, which catches what the watcher missed). Default: 1000.
     pub check_interval_ms: u64,
+    /// Merge each stream's HLS segments into one MP4: a playlist (`.m3u8`) in a watched
+    /// directory becomes one job once it ends (`#EXT-X-ENDLIST`) and holds still, and the
+    /// `.ts` files beside a playlist are its segments, not recordings of their own. (Bus jobs
+    /// naming a playlist or a directory of segments are merged either way.) Default: false.
+    pub merge_hls: bool,
 }
 
 impl Default for WatchConfig {
@@ -90,6 +97,7 @@ impl Default for WatchConfig {
             quiet_period_ms: 10_000,
             abandoned_after_ms: 600_000,
             check_interval_ms: 1000,
+            merge_hls: false,
         }
     }
 }
@@ -157,6 +165,14 @@ pub struct RemuxConfig {
     pub time_limit_ms: u64,
     /// How far the MP4's duration may be from the source's, in milliseconds. Default: 1000.
     pub duration_tolerance_ms: u64,
+    /// Write fragmented MP4 (`frag_keyframe+empty_moov`: one pass, playable up to where it
+    /// was cut, less compatible with old players) instead of one index at the front
+    /// (`+faststart`). Default: false.
+    pub fragmented: bool,
+    /// util-linux's `setpriv`, through which ffmpeg and ffprobe run with a parent-death
+    /// signal, so that they die with the recorder even when it is killed with SIGKILL. Empty
+    /// runs them directly. Default: `setpriv`.
+    pub setpriv: PathBuf,
 }
 
 impl Default for RemuxConfig {
@@ -168,6 +184,91 @@ impl Default for RemuxConfig {
             failed_dir: PathBuf::from("/var/lib/livegate/recorder/failed"),
             time_limit_ms: 3_600_000,
             duration_tolerance_ms: 1000,
+            fragmented: false,
+            setpriv: PathBuf::from("setpriv"),
+        }
+    }
+}
+
+/// `[pictures]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PicturesConfig {
+    /// Make a poster (one JPEG of the MP4) for each recording, stored beside it. Default:
+    /// true.
+    pub posters: bool,
+    /// Where in a recording its poster is taken, in milliseconds (half the recording for
+    /// shorter ones). Default: 5000.
+    pub poster_at_ms: u64,
+    /// Widest a poster or snapshot may be, in pixels. Default: 640.
+    pub max_width: u32,
+    /// JPEG quality, 2 (best) to 31. Default: 5.
+    pub quality: u8,
+    /// Public base URL of the storage (a public bucket, a CDN, or a web server in front of
+    /// the local directory): pictures are linked as `{base}{key}`. Without it, S3 pictures
+    /// are linked by presigned URLs and local ones by their path. Default: none.
+    pub public_base_url: Option<String>,
+    /// How long a presigned picture URL stays valid, in seconds (at most 604800, S3's limit).
+    /// Default: 604800.
+    pub presign_expiry_s: u64,
+    /// `[pictures.snapshots]`.
+    pub snapshots: SnapshotsConfig,
+}
+
+impl Default for PicturesConfig {
+    fn default() -> Self {
+        Self {
+            posters: true,
+            poster_at_ms: 5000,
+            max_width: 640,
+            quality: 5,
+            public_base_url: None,
+            presign_expiry_s: 604_800,
+            snapshots: SnapshotsConfig::default(),
+        }
+    }
+}
+
+/// `[pictures.snapshots]`: one keyframe of each live room, pulled from the origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotsConfig {
+    /// Pull snapshots of live rooms. Off on deployments that do not want the extra pulls.
+    /// Default: true.
+    pub enabled: bool,
+    /// The origin's play URL of a room: `{room}` is its id, `{token}` a play token minted
+    /// with `token_key`. Default: `rtmp://127.0.0.1:1935/live/{room}`.
+    pub play_url: String,
+    /// Play token key for `{token}` (one of the hooks service's `play.token_keys`). May be
+    /// `env:NAME` or `file:PATH`. Default: none.
+    pub token_key: Option<Secret>,
+    /// Milliseconds between two snapshots of one room. Default: 5000.
+    pub interval_ms: u64,
+    /// Pulls at once, across rooms. Default: 4.
+    pub concurrency: usize,
+    /// Longest one pull may take, in milliseconds. Default: 10000.
+    pub timeout_ms: u64,
+    /// Milliseconds between two readings of the live rooms on the bus (events missed while
+    /// the bus was away are caught up then). Default: 30000.
+    pub resync_interval_ms: u64,
+    /// Most rooms snapshotted at once. Default: 10000.
+    pub max_rooms: usize,
+    /// Key prefix of the snapshots (`{prefix}{room}.jpg`). Default: `snapshots/`.
+    pub key_prefix: String,
+}
+
+impl Default for SnapshotsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            play_url: "rtmp://127.0.0.1:1935/live/{room}".to_owned(),
+            token_key: None,
+            interval_ms: 5000,
+            concurrency: 4,
+            timeout_ms: 10_000,
+            resync_interval_ms: 30_000,
+            max_rooms: 10_000,
+            key_prefix: "snapshots/".to_owned(),
         }
     }
 }
@@ -370,6 +471,7 @@ impl Validate for Config {
             "remux.failed_dir",
             "must be an absolute path other than remux.work_dir",
         );
+        self.pictures.validate(problems);
         match (self.storage.kind, &self.storage.s3) {
             (StorageKind::Local, _) => problems.check(
                 self.storage.local.dir.is_absolute(),
@@ -381,6 +483,69 @@ impl Validate for Config {
             }
             (StorageKind::S3, Some(s3)) => s3.validate(problems),
         }
+    }
+}
+
+impl PicturesConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(
+            (16..=4096).contains(&self.max_width),
+            "pictures.max_width",
+            "must be between 16 and 4096",
+        );
+        problems.check(
+            (2..=31).contains(&self.quality),
+            "pictures.quality",
+            "must be between 2 (best) and 31",
+        );
+        problems.check(
+            (1..=604_800).contains(&self.presign_expiry_s),
+            "pictures.presign_expiry_s",
+            "must be between 1 and 604800 (7 days, S3's limit)",
+        );
+        if let Some(base) = &self.public_base_url {
+            problems.check(
+                base.starts_with("http://") || base.starts_with("https://"),
+                "pictures.public_base_url",
+                "must be an http:// or https:// URL",
+            );
+        }
+        let snapshots = &self.snapshots;
+        if !snapshots.enabled {
+            return;
+        }
+        problems.check(
+            snapshots.play_url.contains("{room}") && snapshots.play_url.contains("://"),
+            "pictures.snapshots.play_url",
+            "must be a URL with {room} in it, e.g. rtmp://127.0.0.1:1935/live/{room}",
+        );
+        problems.check(
+            !snapshots.play_url.contains("{token}")
+                || snapshots
+                    .token_key
+                    .as_ref()
+                    .is_some_and(|key| !key.expose().is_empty()),
+            "pictures.snapshots.token_key",
+            "must be given when pictures.snapshots.play_url has {token}",
+        );
+        for (key, ok) in [
+            ("interval_ms", snapshots.interval_ms >= 100),
+            ("timeout_ms", snapshots.timeout_ms > 0),
+            ("resync_interval_ms", snapshots.resync_interval_ms > 0),
+            ("concurrency", (1..=64).contains(&snapshots.concurrency)),
+            ("max_rooms", snapshots.max_rooms > 0),
+        ] {
+            problems.check(
+                ok,
+                &format!("pictures.snapshots.{key}"),
+                "must be positive (interval_ms: 100 or more, concurrency: 1 to 64)",
+            );
+        }
+        problems.check(
+            !snapshots.key_prefix.starts_with('/'),
+            "pictures.snapshots.key_prefix",
+            "must not start with '/'",
+        );
     }
 }
 

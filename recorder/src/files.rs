@@ -24,6 +24,9 @@ pub enum Kind {
     Recording,
     /// Still being written by an origin (`.tmp` or hidden).
     InProgress,
+    /// An HLS playlist (`.m3u8`): with `watch.merge_hls`, its segments become one recording
+    /// once it ends.
+    Playlist,
     /// Not ours to handle.
     Other,
 }
@@ -53,6 +56,7 @@ pub fn kind_of(path: &Path) -> Kind {
                 _ => Kind::Other,
             }
         }
+        Some("m3u8") if !name.starts_with('.') => Kind::Playlist,
         Some(ext) if media(ext) && name.starts_with('.') => Kind::InProgress,
         Some(ext) if media(ext) => Kind::Recording,
         _ => Kind::Other,
@@ -188,6 +192,12 @@ impl Tracker {
             let verdict = match kind {
                 Kind::Recording if still >= self.quiet => Some(Verdict::Closed),
                 Kind::InProgress if still >= self.abandoned => Some(Verdict::Abandoned(still)),
+                // A playlist is closed once it says the stream ended; one that never does
+                // was left by an origin that stopped.
+                Kind::Playlist if still >= self.quiet && playlist_ended(path) => {
+                    Some(Verdict::Closed)
+                }
+                Kind::Playlist if still >= self.abandoned => Some(Verdict::Abandoned(still)),
                 Kind::Other => return false,
                 _ => None,
             };
@@ -201,6 +211,25 @@ impl Tracker {
         });
         decided
     }
+}
+
+/// Whether the HLS playlist at `path` ends the stream (`#EXT-X-ENDLIST`).
+pub fn playlist_ended(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| text.contains("#EXT-X-ENDLIST"))
+}
+
+/// Whether `path` is an MPEG-TS segment beside an HLS playlist (part of that playlist's
+/// recording when HLS streams are merged).
+pub fn is_playlist_segment(path: &Path) -> bool {
+    let Some(dir) = path.parent() else {
+        return false;
+    };
+    crate::media::segments::is_segment(path)
+        && std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|entry| kind_of(&entry.path()) == Kind::Playlist)
+        })
 }
 
 /// Every file under `dirs` (recursively) that is a recording or in progress, skipping
@@ -248,7 +277,8 @@ mod tests {
             Kind::InProgress
         );
         assert_eq!(kind_of(Path::new("/r/42/a.ts")), Kind::Recording);
-        assert_eq!(kind_of(Path::new("/r/42.m3u8")), Kind::Other);
+        assert_eq!(kind_of(Path::new("/r/42.m3u8")), Kind::Playlist);
+        assert_eq!(kind_of(Path::new("/r/.42.m3u8")), Kind::Other);
         assert_eq!(kind_of(Path::new("/r/notes.tmp")), Kind::Other);
         assert_eq!(kind_of(Path::new("/w/7.123-45.part.mp4")), Kind::Other);
     }

@@ -12,6 +12,7 @@ pub mod files;
 pub mod media;
 pub mod metrics;
 pub mod pipeline;
+mod snapshots;
 pub mod storage;
 mod watch;
 mod worker;
@@ -28,7 +29,7 @@ use tokio::net::TcpListener;
 pub use config::Config;
 
 use crate::config::StorageKind;
-use crate::media::Tools;
+use crate::media::{Layout, Tools};
 use crate::metrics::Metrics;
 use crate::pipeline::Context;
 use crate::storage::local::LocalStorage;
@@ -47,6 +48,21 @@ pub enum StartError {
     /// A recording directory cannot be watched.
     #[error(transparent)]
     Watch(#[from] watch::WatchError),
+    /// `remux.setpriv` names no executable.
+    #[error(
+        "remux.setpriv: {0} not found; install util-linux, or set remux.setpriv = \"\" to run \
+         ffmpeg without a parent-death signal (a SIGKILL of the recorder then leaves it running)"
+    )]
+    Setpriv(String),
+}
+
+/// Whether `program` is an executable file: a path, or a name looked up on `PATH`.
+fn is_executable(program: &std::path::Path) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// The storage `config` names.
@@ -68,6 +84,10 @@ impl App {
     /// Connects the database (migrating it if configured) and the bus, and builds the storage
     /// client.
     pub async fn build(config: Config) -> Result<App, StartError> {
+        let setpriv = &config.remux.setpriv;
+        if !setpriv.as_os_str().is_empty() && !is_executable(setpriv) {
+            return Err(StartError::Setpriv(setpriv.display().to_string()));
+        }
         let db = Database::connect(&config.database).await?;
         if config.database.migrate_on_start {
             db.migrate().await?;
@@ -86,6 +106,25 @@ impl App {
             ffprobe: config.remux.ffprobe.clone(),
             time_limit: Duration::from_millis(config.remux.time_limit_ms),
             duration_tolerance: Duration::from_millis(config.remux.duration_tolerance_ms),
+            layout: if config.remux.fragmented {
+                Layout::Fragmented
+            } else {
+                Layout::Faststart
+            },
+            setpriv: (!config.remux.setpriv.as_os_str().is_empty())
+                .then(|| config.remux.setpriv.clone())
+                .filter(|setpriv| {
+                    let found = is_executable(setpriv);
+                    if !found {
+                        // `build` refuses this; a caller wiring the service itself gets it
+                        // running without the parent-death signal rather than not at all.
+                        tracing::warn!(
+                            setpriv = %setpriv.display(),
+                            "remux.setpriv not found: ffmpeg runs without a parent-death signal"
+                        );
+                    }
+                    found
+                }),
         };
         App {
             ctx: Context {
@@ -141,6 +180,7 @@ impl App {
             workers.push(shutdown.spawn(worker::work(ctx.clone(), index, stop.clone())));
         }
         let watcher = shutdown.spawn(watch::run(ctx.clone(), watching, stop.clone()));
+        let snapshots = shutdown.spawn(snapshots::run(ctx.clone(), stop.clone()));
         shutdown.spawn(worker::housekeeping(
             ctx.clone(),
             ctx.metrics.clone(),
@@ -157,6 +197,7 @@ impl App {
             })
             .await;
         drain.step("watcher", watcher).await;
+        drain.step("snapshots", snapshots).await;
         drain.step("admin listener", admin).await;
         drain.tasks().await;
         drain.finish();

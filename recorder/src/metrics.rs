@@ -29,6 +29,15 @@ pub struct InputLabels {
     pub input: &'static str,
 }
 
+/// Labels of a picture taken.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct PictureLabels {
+    /// `poster` or `snapshot`.
+    pub kind: &'static str,
+    /// `stored`, `none` (nothing to take a picture of), `failed`, `timed_out` or `retried`.
+    pub outcome: &'static str,
+}
+
 /// Every metric of the recorder.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -52,6 +61,10 @@ pub struct Metrics {
     pub oldest_job_age: Gauge,
     /// Multipart uploads aborted as orphans.
     pub orphans_aborted: Counter,
+    /// Posters and snapshots, by outcome.
+    pub pictures: Family<PictureLabels, Counter>,
+    /// Live rooms being snapshotted.
+    pub snapshot_rooms: Gauge,
 }
 
 fn durations() -> Histogram {
@@ -74,6 +87,8 @@ impl Metrics {
             queue_depth: Gauge::default(),
             oldest_job_age: Gauge::default(),
             orphans_aborted: Counter::default(),
+            pictures: Family::default(),
+            snapshot_rooms: Gauge::default(),
         };
         registry.register(
             "jobs",
@@ -125,7 +140,24 @@ impl Metrics {
             "Multipart uploads aborted as orphans",
             metrics.orphans_aborted.clone(),
         );
+        registry.register(
+            "pictures",
+            "Posters and snapshots taken, by kind and outcome",
+            metrics.pictures.clone(),
+        );
+        registry.register(
+            "snapshot_rooms",
+            "Live rooms being snapshotted",
+            metrics.snapshot_rooms.clone(),
+        );
         metrics
+    }
+
+    /// Counts a picture's outcome.
+    pub fn picture(&self, kind: &'static str, outcome: &'static str) {
+        self.pictures
+            .get_or_create(&PictureLabels { kind, outcome })
+            .inc();
     }
 
     /// Counts an attempt's outcome.

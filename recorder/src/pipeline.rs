@@ -9,18 +9,21 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use livegate_core::bus::{Bus, RecordingReady};
 use livegate_core::db::recording_jobs::{self, Remuxed};
-use livegate_core::db::{now_ms, streams, Database, DbError, JobState, RecordingJobRow};
+use livegate_core::db::{covers, now_ms, streams, Database, DbError, JobState, RecordingJobRow};
 
 use crate::config::{part_size_for, Config, StorageKind};
 use crate::files::{self, Kind};
-use crate::media::{MediaError, Tools};
+use crate::media::picture::PictureOptions;
+use crate::media::{MediaError, Source, Tools};
 use crate::metrics::Metrics;
-use crate::storage::{object_key, sha256_file, Progress, Storage, StorageError, Upload};
+use crate::storage::{
+    object_key, picture_link, poster_key, sha256_file, Progress, Storage, StorageError, Upload,
+};
 
 /// Why a job stopped short of `cleaned`.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +179,15 @@ impl Context {
             self.remove_partials(row.id).await;
             // A file its origin never finished is recovered as far as it plays.
             let recovering = files::kind_of(source) == Kind::InProgress;
-            match self.tools.remux(source, &target, !recovering).await {
+            let input = match Source::open(source).await {
+                Ok(input) => input,
+                Err(MediaError::Io(err)) => {
+                    return Err(JobError::Transient(format!("reading the source: {err}")));
+                }
+                // A playlist or directory that cannot be merged stays where it is.
+                Err(err) => return self.give_up(row, owner, &err.to_string()).await,
+            };
+            match self.tools.remux(&input, &target, !recovering).await {
                 Ok(outcome) => {
                     self.metrics
                         .remux_duration
@@ -190,7 +201,9 @@ impl Context {
                     } else {
                         err.to_string()
                     };
-                    self.park_source(row, &reason).await;
+                    if let Source::File(_) = input {
+                        self.park_source(row, &reason).await;
+                    }
                     return self.give_up(row, owner, &reason).await;
                 }
                 Err(err @ MediaError::TimedOut { .. }) => {
@@ -240,7 +253,9 @@ impl Context {
         while let Ok(Some(entry)) = entries.next_entry().await {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(&prefix) && name.ends_with(".part.mp4") {
+            if name.starts_with(&prefix)
+                && (name.ends_with(".part.mp4") || name.ends_with(".part.concat"))
+            {
                 let _ = tokio::fs::remove_file(entry.path()).await;
             }
         }
@@ -287,9 +302,72 @@ impl Context {
             .upload_duration
             .observe(started.elapsed().as_secs_f64());
         self.metrics.uploaded_bytes.inc_by(stored.bytes_sent);
-        held(recording_jobs::set_uploaded(&self.db, row.id, owner, &stored.url, now_ms()).await?)?;
+        let poster = self.poster(row, path, key).await?;
+        held(
+            recording_jobs::set_uploaded(
+                &self.db,
+                row.id,
+                owner,
+                &stored.url,
+                poster.as_deref(),
+                now_ms(),
+            )
+            .await?,
+        )?;
         tracing::info!(job.id = row.id, room.id = row.room_id, key = %key, bytes_sent = stored.bytes_sent, "stored and confirmed");
         Ok(())
+    }
+
+    /// The picture options of the configuration.
+    pub fn picture_options(&self) -> PictureOptions {
+        PictureOptions {
+            max_width: self.config.pictures.max_width,
+            quality: self.config.pictures.quality,
+        }
+    }
+
+    /// Makes the recording's poster from its MP4 and stores it beside the object; returns
+    /// where it is stored. A recording without a picture to take (audio only) has none; a
+    /// storage failure is retried like the recording's.
+    async fn poster(
+        &self,
+        row: &RecordingJobRow,
+        mp4: &Path,
+        key: &str,
+    ) -> Result<Option<String>, JobError> {
+        let pictures = &self.config.pictures;
+        if !pictures.posters {
+            return Ok(None);
+        }
+        let duration = self.tools.probe(mp4).await.ok().and_then(|p| p.duration);
+        let at = Duration::from_millis(pictures.poster_at_ms);
+        match self
+            .tools
+            .poster(mp4, at, duration, self.picture_options())
+            .await
+        {
+            Ok(jpeg) => {
+                let bytes = jpeg.len();
+                let url = self.storage.put_picture(&poster_key(key), jpeg).await?;
+                self.metrics.picture("poster", "stored");
+                tracing::info!(
+                    job.id = row.id,
+                    room.id = row.room_id,
+                    bytes,
+                    "poster stored"
+                );
+                Ok(Some(url))
+            }
+            Err(err) if err.is_transient() => {
+                self.metrics.picture("poster", "retried");
+                Err(JobError::Transient(format!("poster: {err}")))
+            }
+            Err(err) => {
+                self.metrics.picture("poster", "none");
+                tracing::warn!(job.id = row.id, room.id = row.room_id, error = %err, "no poster for this recording");
+                Ok(None)
+            }
+        }
     }
 
     async fn record(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
@@ -299,6 +377,16 @@ impl Context {
             .ok_or_else(|| JobError::Permanent("uploaded without an object URL".to_owned()))?;
         if let Some(stream_id) = row.stream_id {
             streams::set_record_url(&self.db, stream_id, url).await?;
+        }
+        if let (Some(_), Some(key)) = (&row.poster_url, &row.object_key) {
+            let link = picture_link(
+                self.storage.as_ref(),
+                &self.config.pictures,
+                &poster_key(key),
+                row.updated_at,
+            )
+            .await?;
+            covers::set_poster(&self.db, row.room_id, &link, row.started_at, now_ms()).await?;
         }
         let ready = RecordingReady {
             room_id: row.room_id,
@@ -310,6 +398,7 @@ impl Context {
                 .and_then(|n| u64::try_from(n).ok())
                 .unwrap_or(0),
             started_at_ms: row.started_at,
+            poster_url: row.poster_url.clone(),
         };
         self.bus
             .recordings_ready()
@@ -331,11 +420,15 @@ impl Context {
 
     async fn clean(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
         if !self.config.storage.keep_local {
-            let mp4 = row.work_path.clone().map(PathBuf::from);
-            for path in [Some(PathBuf::from(&row.source_path)), mp4]
-                .into_iter()
-                .flatten()
-            {
+            let source = Path::new(&row.source_path);
+            // A merged stream's source is its playlist or directory and every segment.
+            let mut paths: Vec<PathBuf> = match Source::open(source).await {
+                Ok(input) => input.files().into_iter().map(Path::to_path_buf).collect(),
+                Err(_) if source.is_dir() => Vec::new(),
+                Err(_) => vec![source.to_path_buf()],
+            };
+            paths.extend(row.work_path.clone().map(PathBuf::from));
+            for path in paths {
                 match tokio::fs::remove_file(&path).await {
                     Ok(()) => {}
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -347,6 +440,10 @@ impl Context {
                     }
                 }
             }
+        }
+        if !self.config.storage.keep_local && Path::new(&row.source_path).is_dir() {
+            // Only once empty: it may hold what the origin keeps beside the segments.
+            let _ = tokio::fs::remove_dir(&row.source_path).await;
         }
         held(
             recording_jobs::set_state(&self.db, row.id, owner, JobState::Cleaned, now_ms()).await?,

@@ -78,6 +78,16 @@ pub(crate) fn start(ctx: &Context) -> Result<Watching, WatchError> {
     })
 }
 
+/// Whether the watcher looks after `path`: recordings and in-progress files, and playlists
+/// when HLS streams are merged.
+fn wanted(ctx: &Context, path: &std::path::Path) -> bool {
+    match files::kind_of(path) {
+        Kind::Other => false,
+        Kind::Playlist => ctx.config.watch.merge_hls,
+        Kind::Recording | Kind::InProgress => true,
+    }
+}
+
 fn excluded(ctx: &Context) -> Vec<PathBuf> {
     vec![
         ctx.config.remux.work_dir.clone(),
@@ -102,7 +112,7 @@ pub(crate) async fn run(ctx: Context, mut watching: Watching, stop: Cancellation
         files = scanned.len(),
         "start-up scan of the recording directories"
     );
-    for path in scanned {
+    for path in scanned.into_iter().filter(|path| wanted(&ctx, path)) {
         tracker.note(path);
     }
     let mut tick = tokio::time::interval(Duration::from_millis(config.check_interval_ms));
@@ -111,7 +121,7 @@ pub(crate) async fn run(ctx: Context, mut watching: Watching, stop: Cancellation
         tokio::select! {
             event = watching.events.recv() => match event {
                 Some(path) => {
-                    if !skip.iter().any(|dir| path.starts_with(dir)) && files::kind_of(&path) != Kind::Other {
+                    if !skip.iter().any(|dir| path.starts_with(dir)) && wanted(&ctx, &path) {
                         tracker.note(path);
                     }
                 }
@@ -120,7 +130,7 @@ pub(crate) async fn run(ctx: Context, mut watching: Watching, stop: Cancellation
             _ = tick.tick() => {
                 if watching.overflowed.swap(false, std::sync::atomic::Ordering::Relaxed) {
                     tracing::warn!("watcher events were dropped, rescanning");
-                    for path in scan(&config.dirs, &skip).await {
+                    for path in scan(&config.dirs, &skip).await.into_iter().filter(|path| wanted(&ctx, path)) {
                         tracker.note(path);
                     }
                 }
@@ -156,6 +166,16 @@ async fn scan(dirs: &[PathBuf], skip: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut Tracker) {
+    if ctx.config.watch.merge_hls {
+        let probe = path.clone();
+        let segment = tokio::task::spawn_blocking(move || files::is_playlist_segment(&probe))
+            .await
+            .unwrap_or(false);
+        if segment {
+            tracing::debug!(path = %path.display(), "an HLS segment, merged with its playlist");
+            return;
+        }
+    }
     let Some(room_id) = files::room_of(&path) else {
         park(ctx, &path, 0, "cannot tell the room from the file's path").await;
         return;

@@ -476,3 +476,53 @@ async fn a_streamer_owns_a_bounded_number_of_rooms() {
     assert_eq!((third.status, third.code()), (409, "conflict"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn room_details_show_the_recorders_snapshot_while_live_and_the_poster_after() {
+    for (backend, bus) in setups() {
+        let app = TestApp::spawn(backend, bus).await;
+        let streamer = app.user("streamer").await;
+        let room = app.room(&streamer).await.0;
+        let path = format!("/api/v1/rooms/{room}");
+        let details = app.get(&path, None).await;
+        assert_eq!(details.body["cover_url"], serde_json::Value::Null);
+        assert!(details.body.get("cover_url").is_some(), "present, null");
+
+        let now = livegate_core::db::now_ms();
+        livegate_core::db::covers::set_poster(&app.db, room, "https://cdn.example/p.jpg", 1, now)
+            .await
+            .unwrap();
+        livegate_core::db::covers::set_snapshot(
+            &app.db,
+            room,
+            "https://cdn.example/s.jpg",
+            now,
+            now,
+        )
+        .await
+        .unwrap();
+        let offline = app.get(&path, None).await;
+        assert_eq!(offline.body["cover_url"], "https://cdn.example/p.jpg");
+        go_live(&app, room, "srs", "c-cover").await;
+        let live = app.get(&path, None).await;
+        assert_eq!(live.body["is_live"], true);
+        assert_eq!(live.body["cover_url"], "https://cdn.example/s.jpg");
+
+        // An older recording's poster does not replace the newer one's.
+        let replaced = livegate_core::db::covers::set_poster(&app.db, room, "old.jpg", 0, now)
+            .await
+            .unwrap();
+        assert!(!replaced);
+        // Listings stay as they were.
+        let list = app.get("/api/v1/rooms?limit=100", None).await;
+        let item = list.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == room)
+            .unwrap()
+            .clone();
+        assert!(item.get("cover_url").is_none());
+        app.stop().await;
+    }
+}

@@ -244,6 +244,9 @@ pub struct RecordingReady {
     pub size_bytes: u64,
     /// When the recording started, unix milliseconds.
     pub started_at_ms: i64,
+    /// Where its poster (one JPEG of it) is, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster_url: Option<String>,
 }
 
 /// A bus backend.

@@ -1,13 +1,14 @@
 //! The database layer: one API over MySQL/MariaDB (production) and SQLite (embedded default).
 //!
 //! Repository functions are grouped by domain ([`rooms`], [`streams`], [`users`], [`gifts`],
-//! [`orders`], [`recording_jobs`], [`messages`], [`chat`]) and take any [`Executor`]: the pool,
-//! a held [`Conn`], or a [`Tx`]. No SQL lives outside this module. Every time is unix
-//! milliseconds. The schema lives in versioned migrations per backend under
+//! [`orders`], [`recording_jobs`], [`covers`], [`messages`], [`chat`]) and take any
+//! [`Executor`]: the pool, a held [`Conn`], or a [`Tx`]. No SQL lives outside this module.
+//! Every time is unix milliseconds. The schema lives in versioned migrations per backend under
 //! `core/migrations/{mysql,sqlite}/`, applied by [`Database::migrate`].
 
 pub mod chat;
 pub mod columns;
+pub mod covers;
 pub(crate) mod exec;
 pub mod gifts;
 pub mod idempotency;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 use super::{sha256_file, Progress, Storage, StorageError, Stored, Swept, Upload};
 
@@ -99,5 +100,27 @@ impl Storage for LocalStorage {
             aborted: 0,
             listed: true,
         })
+    }
+
+    async fn put_picture(&self, key: &str, jpeg: Bytes) -> Result<String, StorageError> {
+        let target = self.path_of(key);
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let partial = target.with_extension(format!("{}.part", std::process::id()));
+        let written = async {
+            tokio::fs::write(&partial, &jpeg).await?;
+            tokio::fs::rename(&partial, &target).await
+        }
+        .await;
+        if let Err(err) = written {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(err.into());
+        }
+        Ok(target.to_string_lossy().into_owned())
+    }
+
+    async fn link(&self, key: &str, _valid_for: Duration) -> Result<String, StorageError> {
+        Ok(self.path_of(key).to_string_lossy().into_owned())
     }
 }

@@ -9,8 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
+
+use crate::config::PicturesConfig;
 
 /// Why a storage operation failed. All of them may pass (storage back up, credentials
 /// fixed), so the job waits and retries; nothing local is deleted meanwhile.
@@ -101,6 +104,43 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
     /// Aborts multipart uploads under the storage's prefix begun longer than `max_age` ago.
     async fn sweep(&self, max_age: Duration) -> Result<Swept, StorageError>;
+
+    /// Stores a small JPEG (a poster or a snapshot) under `key` in one request, replacing
+    /// what is there; a reader sees the old picture or the new one, never half of one.
+    /// Returns its URL (`s3://bucket/key` or the local path).
+    async fn put_picture(&self, key: &str, jpeg: Bytes) -> Result<String, StorageError>;
+
+    /// A link a browser can load `key` from for at least `valid_for`: a presigned GET on S3
+    /// (a credential: never logged), the path of the file locally.
+    async fn link(&self, key: &str, valid_for: Duration) -> Result<String, StorageError>;
+}
+
+/// The link the room API shows for picture `key`, stored at `stored_at_ms`: under the
+/// configured public base URL (with the time as a version, so that caches see a replaced
+/// snapshot as new), else the storage's own link.
+pub async fn picture_link(
+    storage: &dyn Storage,
+    config: &PicturesConfig,
+    key: &str,
+    stored_at_ms: i64,
+) -> Result<String, StorageError> {
+    match &config.public_base_url {
+        Some(base) => Ok(format!(
+            "{}/{key}?v={stored_at_ms}",
+            base.trim_end_matches('/')
+        )),
+        None => {
+            storage
+                .link(key, Duration::from_secs(config.presign_expiry_s))
+                .await
+        }
+    }
+}
+
+/// The key of a recording's poster: its object key with `.jpg` for `.mp4`.
+pub fn poster_key(object_key: &str) -> String {
+    let stem = object_key.strip_suffix(".mp4").unwrap_or(object_key);
+    format!("{stem}.jpg")
 }
 
 /// The sha256 (hex) and size of a file, read in bounded chunks.
@@ -151,6 +191,14 @@ pub fn object_key(prefix: &str, room_id: i64, started_at_ms: i64, source: &Path)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poster_sits_beside_its_recording() {
+        assert_eq!(
+            poster_key("recordings/42/1700000000000-42-17.mp4"),
+            "recordings/42/1700000000000-42-17.jpg"
+        );
+    }
 
     #[test]
     fn object_keys_are_stable_and_safe() {

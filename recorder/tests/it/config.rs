@@ -108,3 +108,35 @@ fn s3_values_are_checked_and_secrets_never_shown() {
         "{shown}"
     );
 }
+
+#[test]
+fn picture_settings_are_checked_under_their_keys() {
+    let text = r#"
+        [pictures]
+        max_width = 8
+        quality = 40
+        public_base_url = "ftp://cdn"
+        [pictures.snapshots]
+        play_url = "rtmp://origin/live/{token}"
+        concurrency = 0
+        interval_ms = 10
+    "#;
+    let err = from_toml_str::<Config>(text).unwrap_err();
+    let keys = keys(&err);
+    for key in [
+        "pictures.max_width",
+        "pictures.quality",
+        "pictures.public_base_url",
+        "pictures.snapshots.play_url",
+        "pictures.snapshots.token_key",
+        "pictures.snapshots.concurrency",
+        "pictures.snapshots.interval_ms",
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} missing in {keys:?}");
+    }
+    let off = "[pictures.snapshots]\nenabled = false\nplay_url = \"nonsense\"\n";
+    assert!(
+        from_toml_str::<Config>(off).is_ok(),
+        "snapshots turned off need no play URL"
+    );
+}

@@ -1,5 +1,6 @@
-//! The recorder process killed with SIGKILL during a remux, and again during an upload, then
-//! restarted: the recording ends in storage exactly once, byte-identical to a clean run.
+//! The recorder process killed with SIGKILL during a remux (its ffmpeg dies with it), and
+//! again during an upload, then restarted: the recording ends in storage exactly once,
+//! byte-identical to a clean run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use livegate_core::bus::Bus;
 use livegate_core::db::recording_jobs::{self, NewRecordingJob};
 use livegate_core::db::{now_ms, JobState, RecordingJobRow};
-use livegate_recorder::media::Tools;
+use livegate_recorder::media::{Source, Tools};
 use livegate_tests::media::make_flv;
 use livegate_tests::ChildGuard;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -200,6 +201,18 @@ filter = "info,livegate_recorder=debug"
     }
 }
 
+/// Whether process `pid` runs (a zombie waiting for its reaper does not).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // `pid (comm) state …`: the state follows the last parenthesis.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
 async fn row_of(env: &Env, path: &Path) -> Option<RecordingJobRow> {
     recording_jobs::by_source(&env.db, &path.to_string_lossy())
         .await
@@ -238,13 +251,11 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
         make_flv(&staging, 45, 3000);
         // What a clean run stores.
         let clean = dirs.work.parent().unwrap().join("clean.mp4");
-        let tools = Tools {
-            ffmpeg: "ffmpeg".into(),
-            ffprobe: "ffprobe".into(),
-            time_limit: Duration::from_secs(300),
-            duration_tolerance: Duration::from_secs(1),
-        };
-        tools.remux(&staging, &clean, true).await.unwrap();
+        let tools = Tools::new("ffmpeg", "ffprobe", Duration::from_secs(300));
+        tools
+            .remux(&Source::File(staging.clone()), &clean, true)
+            .await
+            .unwrap();
         let (clean_sha, clean_size) = livegate_recorder::storage::sha256_file(&clean)
             .await
             .unwrap();
@@ -282,17 +293,27 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
             }
         }
 
-        // 1. Killed while ffmpeg remuxes.
+        // 1. Killed while ffmpeg remuxes: its ffmpeg dies with it (parent-death signal).
         let marker = dirs.work.parent().unwrap().join("ffmpeg-started");
-        let slow = slow_ffmpeg(dirs.work.parent().unwrap(), &marker, true);
+        let slow = slow_ffmpeg(dirs.work.parent().unwrap(), &marker);
         let mut recorder = setup.spawn(&slow);
-        livegate_tests::wait_until("the remux to be under way", || async {
+        let ffmpeg_pid = livegate_tests::wait_until("the remux to be under way", || async {
             let row = row_of(&env, &source).await?;
-            (marker.exists() && row.job_state() == JobState::Remuxing).then_some(())
+            let pid = std::fs::read_to_string(&marker)
+                .ok()?
+                .trim()
+                .parse::<u32>()
+                .ok()?;
+            (row.job_state() == JobState::Remuxing).then_some(pid)
         })
         .await;
+        assert!(running(ffmpeg_pid), "{name}: ffmpeg is remuxing");
         recorder.signal("KILL");
         recorder.wait();
+        livegate_tests::wait_until("the remux's ffmpeg to die with the recorder", || async {
+            (!running(ffmpeg_pid)).then_some(())
+        })
+        .await;
         let row = row_of(&env, &source).await.unwrap();
         assert_eq!(row.job_state(), JobState::Remuxing, "{name}");
         assert!(
@@ -333,10 +354,16 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
             "{name}: resumed, not restarted"
         );
         let key = done.object_key.clone().unwrap();
+        let poster = livegate_recorder::storage::poster_key(&key);
         assert_eq!(
             server.keys().await,
-            std::slice::from_ref(&key),
-            "{name}: exactly one object"
+            [poster.clone(), key.clone()],
+            "{name}: exactly one object, and its poster"
+        );
+        assert_eq!(
+            done.poster_url,
+            Some(format!("s3://recordings/{poster}")),
+            "{name}"
         );
         let stored = server.get(&key).await;
         let stored_sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&stored));
@@ -371,14 +398,14 @@ async fn sigkill_during_remux_and_during_upload_then_restart_stores_it_exactly_o
             "{name}: no credential in the log"
         );
         // Next environment: a fresh bucket content.
-        if let Some(key) = server.keys().await.first() {
+        for key in server.keys().await {
             let storage =
                 livegate_recorder::storage::s3::S3Storage::new(&server.config(&server.endpoint()));
             storage
                 .client()
                 .delete_object()
                 .bucket("recordings")
-                .key(key)
+                .key(&key)
                 .send()
                 .await
                 .unwrap();

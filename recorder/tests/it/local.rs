@@ -105,7 +105,7 @@ async fn a_file_announced_twice_and_watched_is_stored_once() {
         assert_eq!(rows.len(), 1, "{name}: one row for one file");
         assert_eq!(rows[0].attempts, 0, "{name}: done in one attempt");
         assert_eq!(
-            support::files_under(&dirs.store).len(),
+            support::recordings_under(&dirs.store).len(),
             1,
             "{name}: one object"
         );
@@ -170,7 +170,7 @@ async fn a_corrupt_input_is_parked_and_the_others_carry_on() {
             "{name}: kept whole"
         );
         assert_eq!(
-            support::files_under(&dirs.store).len(),
+            support::recordings_under(&dirs.store).len(),
             1,
             "{name}: the good one stored"
         );
@@ -270,7 +270,7 @@ async fn a_callback_after_the_watcher_finished_still_sets_record_url() {
         .await;
         assert_eq!(Some(url), row.object_url, "{}", env.name());
         assert_eq!(
-            support::files_under(&dirs.store).len(),
+            support::recordings_under(&dirs.store).len(),
             1,
             "{}: still one object",
             env.name()
@@ -289,7 +289,7 @@ async fn shutdown_kills_ffmpeg_and_hands_the_job_back() {
         make_flv(&flv, 20, 300);
         let marker = dirs.work.parent().unwrap().join("ffmpeg.pid");
         let mut config = support::config(&dirs);
-        config.remux.ffmpeg = support::slow_ffmpeg(dirs.work.parent().unwrap(), &marker, false);
+        config.remux.ffmpeg = support::slow_ffmpeg(dirs.work.parent().unwrap(), &marker);
         let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
         env.bus
             .recordings()
@@ -397,7 +397,7 @@ async fn retention_keeps_the_local_copies_and_a_restart_stores_nothing_twice() {
             .unwrap();
         assert_eq!(again, row, "{name}: the row is unchanged");
         assert_eq!(
-            support::files_under(&dirs.store).len(),
+            support::recordings_under(&dirs.store).len(),
             2,
             "{name}: one object each"
         );

@@ -5,6 +5,8 @@
 mod config;
 mod kill;
 mod local;
+mod media;
+mod pictures;
 mod rtmp;
 mod s3;
 mod support;

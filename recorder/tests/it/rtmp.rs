@@ -15,7 +15,7 @@ use livegate_tests::rtmp::{Publisher, RtmpOrigin};
 use crate::support::{self, dirs, envs, record_url, start, unique, wait_state, Env};
 
 /// The hooks service on `env`'s database and bus; returns its URL and how to stop it.
-async fn hooks(
+pub(crate) async fn hooks(
     env: &Env,
 ) -> (
     String,

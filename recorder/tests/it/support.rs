@@ -89,6 +89,8 @@ pub(crate) fn config(dirs: &Dirs) -> Config {
     config.remux.failed_dir = dirs.failed.clone();
     config.storage.local.dir = dirs.store.clone();
     config.server.shutdown_grace_ms = 5000;
+    // Only the tests of snapshots pull from an origin.
+    config.pictures.snapshots.enabled = false;
     config
 }
 
@@ -281,6 +283,32 @@ pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
+}
+
+/// The stored recordings (MP4s, not their posters) under `dir`.
+pub(crate) fn recordings_under(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|path| path.extension().is_some_and(|ext| ext == "mp4"))
+        .collect()
+}
+
+/// What ffprobe says `path` is: `(codec, width, height)` of its first video stream.
+pub(crate) fn picture_of(path: &Path) -> (String, u32, u32) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name,width,height"])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffprobe {} failed", path.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.trim().split(',');
+    let codec = fields.next().unwrap_or_default().to_owned();
+    let width = fields.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let height = fields.next().and_then(|h| h.parse().ok()).unwrap_or(0);
+    (codec, width, height)
 }
 
 /// ffprobe's stream kinds of `path`, sorted.
@@ -476,25 +504,14 @@ pub(crate) fn with_s3(mut config: Config, s3: S3Config) -> Config {
 }
 
 /// An ffmpeg that reads its input at its native rate (a 45-second recording takes 45
-/// seconds) and writes its process id to `marker` when it starts. With `orphan_guard`, it
-/// runs ffmpeg as a child that dies with the recorder process that started it (which a
-/// SIGKILL of the recorder would otherwise leave running); without, it is ffmpeg itself.
-pub(crate) fn slow_ffmpeg(dir: &Path, marker: &Path, orphan_guard: bool) -> PathBuf {
-    let script = dir.join(if orphan_guard {
-        "slow-ffmpeg-guarded.sh"
-    } else {
-        "slow-ffmpeg.sh"
-    });
-    let body = if orphan_guard {
-        "ffmpeg -re \"$@\" &\n\
-         child=$!\n\
-         while kill -0 \"$PPID\" 2>/dev/null && kill -0 \"$child\" 2>/dev/null; do sleep 0.05; done\n\
-         kill -9 \"$child\" 2>/dev/null\n\
-         wait \"$child\"\n"
-    } else {
-        "exec ffmpeg -re \"$@\"\n"
-    };
-    let text = format!("#!/bin/sh\necho $$ > '{}'\n{body}", marker.display());
+/// seconds) and writes its process id to `marker` when it starts (it is that process: the
+/// script `exec`s it).
+pub(crate) fn slow_ffmpeg(dir: &Path, marker: &Path) -> PathBuf {
+    let script = dir.join("slow-ffmpeg.sh");
+    let text = format!(
+        "#!/bin/sh\necho $$ > '{}'\nexec ffmpeg -re \"$@\"\n",
+        marker.display()
+    );
     std::fs::write(&script, text).unwrap();
     let status = Command::new("chmod")
         .arg("+x")

@@ -4,7 +4,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use livegate_core::db::{rooms, streams, Room};
+use livegate_core::db::{covers, rooms, streams, Room};
 
 use super::view::{self, Page, RoomView, StreamView};
 use crate::auth::{Caller, MaybeCaller};
@@ -42,7 +42,8 @@ pub async fn get(
     Path(id): Path<i64>,
 ) -> Result<axum::Json<RoomView>, ApiError> {
     let room = visible_room(&state, room_id(id)?, caller.as_ref()).await?;
-    let view = RoomView::new(&room, &state, caller.as_ref());
+    let cover = covers::of_room(state.db(), room.id).await?;
+    let view = RoomView::new(&room, &state, caller.as_ref()).with_cover(cover.as_ref());
     // Without the bus, the details still answer, without the chat count.
     let view = match crate::chat::presence::online(&state, room.id).await {
         Some(online) => view.with_chat_online(online),

@@ -8,6 +8,7 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, T
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
+use livegate_core::db::covers::RoomCover;
 use livegate_core::db::{Room, RoomCursor, Stream};
 
 use crate::auth::Caller;
@@ -40,6 +41,10 @@ pub struct RoomView {
     /// Where viewers play HTTP-FLV; `null` when the edge serves HLS only.
     #[schema(required = true)]
     flv_url: Option<String>,
+    /// The room's picture (in the details of one room only): its live snapshot while live,
+    /// else its newest recording's poster; `null` when the recorder made none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cover_url: Option<Option<String>>,
     /// Unix milliseconds.
     created_at: i64,
     /// For the owner and admins only.
@@ -103,11 +108,18 @@ impl RoomView {
                 0
             },
             chat_online: None,
+            cover_url: None,
             hls_url,
             flv_url,
             created_at: room.created_at,
             settings,
         }
+    }
+
+    /// Adds the room's cover, if the recorder made one.
+    pub fn with_cover(mut self, cover: Option<&RoomCover>) -> Self {
+        self.cover_url = Some(cover.and_then(|cover| cover.url(self.is_live).map(str::to_owned)));
+        self
     }
 
     /// Adds the chat's online count. A live room's viewer count is the larger of the two:

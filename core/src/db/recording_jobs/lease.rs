@@ -203,21 +203,24 @@ pub async fn set_upload(
     )
 }
 
-/// Records that the object is stored and verified at `object_url`.
+/// Records that the object is stored and verified at `object_url`, with its poster at
+/// `poster_url` when it has one.
 pub async fn set_uploaded(
     exec: impl Executor<'_>,
     id: i64,
     owner: &str,
     object_url: &str,
+    poster_url: Option<&str>,
     now_ms: i64,
 ) -> Result<bool, DbError> {
     held_update!(
         exec,
-        "UPDATE recording_jobs SET state = 'uploaded', object_url = ?, updated_at = ? \
-         WHERE id = ? AND lease_owner = ?",
+        "UPDATE recording_jobs SET state = 'uploaded', object_url = ?, poster_url = ?, \
+         updated_at = ? WHERE id = ? AND lease_owner = ?",
         id,
         owner,
         object_url,
+        poster_url,
         now_ms
     )
 }

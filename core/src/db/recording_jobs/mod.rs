@@ -116,6 +116,8 @@ pub struct RecordingJobRow {
     pub checksum: Option<String>,
     /// Where the stored object is (`s3://bucket/key` or a local path).
     pub object_url: Option<String>,
+    /// Where the recording's poster (one JPEG of it) is stored, when it has one.
+    pub poster_url: Option<String>,
     /// Why the job failed last (or for good, in state `failed`).
     pub error: Option<String>,
     /// Creation time, unix milliseconds.
@@ -163,7 +165,8 @@ pub struct Remuxed<'a> {
 
 const COLUMNS: &str = "id, source_path, room_id, stream_id, origin_kind, started_at, state, \
      attempts, next_attempt_at, lease_owner, lease_until, work_path, object_key, upload_id, \
-     part_size, parts_done, size_bytes, checksum, object_url, error, created_at, updated_at";
+     part_size, parts_done, size_bytes, checksum, object_url, poster_url, error, created_at, \
+     updated_at";
 
 /// The hash the unique index is on.
 fn source_hash(path: &str) -> String {

@@ -90,6 +90,39 @@ impl S3Storage {
         Ok(Some(parts))
     }
 
+    /// Aborts the multipart uploads of `key` the storage holds: before a fresh upload of a
+    /// key, they can only be this recording's, left by an attempt that died between creating
+    /// one and saving its id (no other record of them exists). A server that cannot list
+    /// uploads leaves them to its lifecycle rules.
+    async fn abort_unrecorded(&self, key: &str) -> Result<(), StorageError> {
+        let listed = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .send()
+            .await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(err) if code_of(&err) == Some("NotImplemented") || status_of(&err) == Some(501) => {
+                return Ok(())
+            }
+            Err(err) => return Err(describe("ListMultipartUploads", &err)),
+        };
+        for found in listed.uploads() {
+            if let (Some(found_key), Some(upload_id)) = (found.key(), found.upload_id()) {
+                if found_key == key {
+                    tracing::info!(
+                        key,
+                        "aborting a multipart upload an earlier attempt left unrecorded"
+                    );
+                    self.abort(key, upload_id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn create_upload(&self, upload: &Upload<'_>) -> Result<String, StorageError> {
         let created = self
             .client
@@ -224,6 +257,7 @@ impl S3Storage {
                     }
                 },
                 None => {
+                    self.abort_unrecorded(upload.key).await?;
                     let upload_id = self.create_upload(upload).await?;
                     // Saved before the first part: a crash from here on resumes this upload
                     // (or aborts it), never leaves it unknown.
