@@ -157,6 +157,12 @@ pub enum Direct<'a> {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
     },
+    /// The connection's user as their messages now show them: the room's moderator role
+    /// was given or taken back while connected.
+    Role {
+        /// The user, with the role they have now.
+        user: &'a Sender,
+    },
     /// The client's message is in the log at `offset`.
     Ack {
         /// The client frame's `ref`.
@@ -272,6 +278,13 @@ pub enum Broadcast {
         left: Vec<PresentUser>,
         /// How many users are present.
         count: u64,
+    },
+    /// A user was given the room's moderator role (`holds`) or lost it.
+    Moderator {
+        /// The user.
+        user: i64,
+        /// Whether they hold it now.
+        holds: bool,
     },
     /// A user was muted until `until_ms` (0 lifts it).
     Muted {

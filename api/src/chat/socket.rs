@@ -43,6 +43,12 @@ fn now_ms() -> i64 {
 }
 
 impl Connection {
+    /// Whether the user may moderate the room now: the owner and admins always, moderators
+    /// while they hold the role.
+    pub fn moderates(&self) -> bool {
+        self.access.manages || self.membership.member().is_moderator()
+    }
+
     /// Serves the connection until either side ends it.
     pub async fn run(self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();

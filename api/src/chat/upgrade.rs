@@ -69,13 +69,20 @@ pub async fn upgrade(
     });
     let membership = chat
         .rooms()
-        .join(&shutdown, room.id, present.as_ref(), outbox)
+        .join(&shutdown, room.id, access.sender.clone(), outbox)
         .await
         .map_err(ApiError::from)?;
-    membership
-        .member()
+    let member = membership.member();
+    member
         .muted_until
         .store(access.muted_until, std::sync::atomic::Ordering::Relaxed);
+    // After joining, so that a grant or revocation from here on reaches the member, and
+    // one made before is in the database.
+    if let Some(sender) = access.sender.as_ref().filter(|s| s.role != "owner") {
+        let seen = member.role_seen();
+        let holds = livegate_core::db::chat::is_moderator(state.db(), room.id, sender.id).await?;
+        member.set_moderator_from_db(seen, holds);
+    }
     membership.set_slow_mode_s(livegate_core::db::chat::slow_mode(state.db(), room.id).await?);
     if let Some(present) = &present {
         super::presence::arrive(&state, room.id, present).await;
@@ -105,9 +112,10 @@ pub async fn upgrade(
             }
         }
     };
+    let user = membership.member().current_sender();
     let welcome = Outgoing::direct(&Direct::Welcome {
         room: room.id,
-        user: access.sender.as_ref(),
+        user: user.as_ref(),
         can_send: access.can_send,
         position: &position,
         recovered,

@@ -8,6 +8,7 @@ mod binary;
 mod chat;
 mod chat_moderation;
 mod chat_presence;
+mod chat_store;
 mod chat_support;
 mod configs;
 mod gifts;
