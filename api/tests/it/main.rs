@@ -6,6 +6,7 @@
 mod accounts;
 mod binary;
 mod chat;
+mod chat_failover;
 mod chat_moderation;
 mod chat_presence;
 mod chat_store;
