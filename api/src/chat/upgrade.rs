@@ -19,6 +19,11 @@ use super::socket::Connection;
 use crate::error::{ApiError, Query};
 use crate::state::AppState;
 
+/// What a connection reads from its socket at once.
+const READ_BUFFER_BYTES: usize = 2048;
+/// Frames gathered before they are written (a flush writes them anyway).
+const WRITE_BUFFER_BYTES: usize = 8192;
+
 /// The query of `/ws`.
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -130,9 +135,14 @@ pub async fn upgrade(
         replay,
         last_offset: position.offset,
     };
+    // Small socket buffers: an idle connection costs what it holds, and the defaults
+    // (128 KiB each) are filled on the first read. The read buffer grows for a larger
+    // frame; the write buffer gathers a burst into few writes.
     let response = ws
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             // Tracked, so that shutdown waits for the connection to close.
             let task = shutdown.spawn(connection.run(socket));
