@@ -211,19 +211,17 @@ async fn reader(
             }
         };
         match frame {
-            // The last offset is known now.
-            None => {}
-            Some(Some(frame)) => {
-                if frame["type"] == "chat" {
-                    let offset = frame["offset"].as_u64().unwrap();
-                    seen.frames
-                        .push((offset, frame["id"].as_str().unwrap().to_owned()));
-                    position = since(&frame, &position);
-                    if offset == BEFORE as u64 {
-                        shared.caught_up.fetch_add(1, Ordering::SeqCst);
-                    }
+            Some(Some(frame)) if frame["type"] == "chat" => {
+                let offset = frame["offset"].as_u64().unwrap();
+                seen.frames
+                    .push((offset, frame["id"].as_str().unwrap().to_owned()));
+                position = since(&frame, &position);
+                if offset == BEFORE as u64 {
+                    shared.caught_up.fetch_add(1, Ordering::SeqCst);
                 }
             }
+            // Another frame, or the last offset is known now.
+            Some(Some(_)) | None => {}
             Some(None) => {
                 if on_second {
                     return Err("the surviving instance closed a reader".to_owned());

@@ -334,7 +334,8 @@ async fn main() {
     // Publishers, each with a task reading what the room sends it (its acks among them).
     let mut sinks = Vec::new();
     let mut publisher_tasks = tokio::task::JoinSet::new();
-    let refused = Arc::new(AtomicU64::new(0));
+    // Messages the server refused (their `ref` is their sequence number): never published.
+    let refused = Arc::new(std::sync::Mutex::new(Vec::<usize>::new()));
     for index in 0..args.publishers.max(1) {
         let target = url(
             &args.urls[index % instances],
@@ -355,9 +356,14 @@ async fn main() {
                 };
                 match frame {
                     Some(Ok(Message::Text(text))) if text.contains("\"type\":\"error\"") => {
-                        if refused.fetch_add(1, Ordering::Relaxed) < 5 {
+                        let seq = serde_json::from_str::<serde_json::Value>(&text)
+                            .ok()
+                            .and_then(|error| error["ref"].as_str()?.parse::<usize>().ok());
+                        let mut refused = refused.lock().unwrap_or_else(|e| e.into_inner());
+                        if refused.len() < 5 {
                             eprintln!("chat-load: a message was refused: {text}");
                         }
+                        refused.extend(seq);
                     }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => return,
@@ -380,14 +386,20 @@ async fn main() {
         let due = phase_start + interval.mul_f64(seq as f64);
         tokio::time::sleep_until(due).await;
         let due_us = u64::try_from((due - start).as_micros()).unwrap_or(u64::MAX);
-        let frame = serde_json::json!({"type": "chat", "text": format!("{seq} {due_us}")});
+        let frame = serde_json::json!({"type": "chat", "text": format!("{seq} {due_us}"), "ref": seq.to_string()});
         let publisher = seq % sinks.len();
         let sink = &mut sinks[publisher];
         if let Err(err) = sink.send(Message::text(frame.to_string())).await {
             panic!("a publisher's connection failed: {err}");
         }
     }
-    let paced_target = u64::try_from(paced * connected).unwrap_or(u64::MAX);
+    let refused_below = |end: usize| {
+        let refused = refused.lock().unwrap_or_else(|e| e.into_inner());
+        refused.iter().filter(|seq| **seq < end).count()
+    };
+    // Refusals come back before the last deliveries of what was accepted.
+    let paced_target =
+        u64::try_from((paced - refused_below(paced)) * connected).unwrap_or(u64::MAX);
     let paced_complete = drained(&shared, paced_target, Duration::from_secs(args.drain_s)).await;
     let paced_s = phase_start.elapsed().as_secs_f64();
     let paced_received = shared.unique.load(Ordering::Relaxed);
@@ -406,14 +418,14 @@ async fn main() {
         let burst_start = micros(start);
         for seq in paced..total {
             let due_us = micros(start);
-            let frame = serde_json::json!({"type": "chat", "text": format!("{seq} {due_us}")});
+            let frame = serde_json::json!({"type": "chat", "text": format!("{seq} {due_us}"), "ref": seq.to_string()});
             let publisher = seq % sinks.len();
             let sink = &mut sinks[publisher];
             if let Err(err) = sink.send(Message::text(frame.to_string())).await {
                 panic!("a publisher's connection failed: {err}");
             }
         }
-        let target = u64::try_from(total * connected).unwrap_or(u64::MAX);
+        let target = u64::try_from((total - refused_below(total)) * connected).unwrap_or(u64::MAX);
         burst_complete = drained(&shared, target, Duration::from_secs(args.drain_s)).await;
         let last = shared.last_burst_us.load(Ordering::Relaxed);
         burst_s = last.saturating_sub(burst_start) as f64 / 1e6;
@@ -421,6 +433,7 @@ async fn main() {
     let rss_end: Vec<u64> = args.api_pids.iter().map(|pid| rss_kib(*pid)).collect();
 
     stop_tx.send_replace(true);
+    let refused = std::mem::take(&mut *refused.lock().unwrap_or_else(|e| e.into_inner()));
     let mut paced_us = Vec::with_capacity(paced * connected);
     let mut burst_us = Vec::with_capacity(args.burst * connected);
     let (mut lost, mut duplicates, mut out_of_order) = (0u64, 0u64, 0u64);
@@ -429,8 +442,12 @@ async fn main() {
         let Ok(mut report) = report else { continue };
         paced_us.append(&mut report.paced_us);
         burst_us.append(&mut report.burst_us);
-        let seen = report.seen.iter().filter(|seen| **seen).count();
-        lost += u64::try_from(total - seen.min(total)).unwrap_or(0);
+        // What the server accepted and the reader never got.
+        let missing = (0..total)
+            .filter(|seq| !report.seen.get(*seq).copied().unwrap_or(false))
+            .filter(|seq| !refused.contains(seq))
+            .count();
+        lost += u64::try_from(missing).unwrap_or(u64::MAX);
         duplicates += report.duplicates;
         out_of_order += report.out_of_order;
         if let Some(code) = report.closed {
@@ -492,8 +509,8 @@ async fn main() {
         );
     }
     println!(
-        "lost {lost}, duplicated {duplicates}, out of order {out_of_order}, refused sends {}, readers closed by the server {closed:?}",
-        refused.load(Ordering::Relaxed)
+        "lost {lost} (deliveries of accepted messages that never arrived), duplicated {duplicates}, out of order {out_of_order}, sends refused by the server {} (never published), readers closed by the server {closed:?}",
+        refused.len()
     );
     for (index, pid) in args.api_pids.iter().enumerate() {
         println!(
@@ -505,10 +522,11 @@ async fn main() {
         "CPU in the paced phase: instances {api_cpu_s:.2} s ({cpu_us_per_delivery:.2} us per delivery), chat-load {own_cpu_s:.2} s; load average {load_before} before, {load_after} after"
     );
     println!(
-        "RESULT readers={connected} paced={paced} paced_deliveries={paced_received} paced_rate={paced_rate:.0} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} burst_rate={burst_rate:.0} lost={lost} duplicated={duplicates} out_of_order={out_of_order} closed={} kib_per_connection={worst_kib:.1} cpu_us_per_delivery={cpu_us_per_delivery:.2} api_cpu_s={api_cpu_s:.2} load_cpu_s={own_cpu_s:.2} connect_s={connect_s:.1}",
+        "RESULT readers={connected} paced={paced} paced_deliveries={paced_received} paced_rate={paced_rate:.0} p50_ms={:.1} p99_ms={:.1} max_ms={:.1} burst_rate={burst_rate:.0} refused={} lost={lost} duplicated={duplicates} out_of_order={out_of_order} closed={} kib_per_connection={worst_kib:.1} cpu_us_per_delivery={cpu_us_per_delivery:.2} api_cpu_s={api_cpu_s:.2} load_cpu_s={own_cpu_s:.2} connect_s={connect_s:.1}",
         percentile(&paced_us, 50.0),
         percentile(&paced_us, 99.0),
         percentile(&paced_us, 100.0),
+        refused.len(),
         closed.values().sum::<usize>(),
     );
 }
