@@ -15,6 +15,13 @@ use super::frame::{Broadcast, Message, Outgoing, Published, Sender};
 use super::member::Member;
 use super::outbox::Outbox;
 
+/// Pauses before publishing a logged message again when the channel failed: without it the
+/// pumps learn of the message only with the next one.
+const PUBLISH_RETRIES: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(200),
+];
+
 /// The log's name: room histories are its keys.
 pub const LOG_NAME: &str = "chat";
 
@@ -267,9 +274,20 @@ impl Rooms {
             epoch: position.epoch.clone(),
             message,
         });
-        if let Err(err) = self.channel(room).publish(&published).await {
+        let channel = self.channel(room);
+        let mut retries = PUBLISH_RETRIES.iter();
+        loop {
+            let Err(err) = channel.publish(&published).await else {
+                break;
+            };
+            // Publishing again is harmless: pumps drop an offset they have delivered.
+            if let Some(pause) = retries.next() {
+                tokio::time::sleep(*pause).await;
+                continue;
+            }
             // The message is in the log: every pump fills the gap with the next message.
             tracing::warn!(room.id = room, error = %err, "chat message logged but not published");
+            break;
         }
         Ok(position)
     }

@@ -112,6 +112,8 @@ impl Connection {
             let expiry = expiry_in(self.access.expires_at);
             let expired = tokio::time::sleep(expiry);
             let mut expired = std::pin::pin!(expired);
+            // Waited on once, not again for every frame: all connections share the token.
+            let mut stopped = std::pin::pin!(stop.cancelled());
             loop {
                 tokio::select! {
                     frames = outbox.next() => match frames {
@@ -142,7 +144,7 @@ impl Connection {
                         }
                     }
                     () = &mut expired => return Some(Close::TokenExpired),
-                    () = stop.cancelled() => return Some(Close::GoingAway),
+                    () = &mut stopped => return Some(Close::GoingAway),
                 }
             }
         };

@@ -19,8 +19,11 @@ use super::socket::Connection;
 use crate::error::{ApiError, Query};
 use crate::state::AppState;
 
-/// What a connection reads from its socket at once.
-const READ_BUFFER_BYTES: usize = 2048;
+/// What a connection reads from its socket at once. Small: the connection's reader is
+/// polled whenever its task wakes (for every frame it sends too), and the WebSocket layer
+/// clears this much of its buffer at each poll. Client frames are few and small; a larger
+/// one takes a few more reads.
+const READ_BUFFER_BYTES: usize = 512;
 /// Frames gathered before they are written (a flush writes them anyway).
 const WRITE_BUFFER_BYTES: usize = 8192;
 
