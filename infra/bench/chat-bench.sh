@@ -162,7 +162,9 @@ awk '/^RESULT/ {
         r["lost"], r["duplicated"], (r["lost"] + r["duplicated"] == 0 ? "met" : "MISSED") }' "$WORK/load.out"
 for name in a b; do
     if grep -qE 'WARN|ERROR' "$WORK/$name.log"; then
-        echo "instance $name logged $(grep -cE 'WARN|ERROR' "$WORK/$name.log") warnings/errors, first: $(grep -m1 -E 'WARN|ERROR' "$WORK/$name.log")"
+        echo "instance $name logged (count, level, target, message):"
+        sed -nE 's/^[^ ]+ +(WARN|ERROR) ([^ ]+) ([^=]*[^= ]) [a-z_.]+=.*/\1 \2 \3/p; t; s/^[^ ]+ +(WARN|ERROR) (.*)/\1 \2/p' "$WORK/$name.log" \
+            | sort | uniq -c | sort -rn | head -n 8
     fi
 done
 if [ -n "$PERF_PID" ]; then

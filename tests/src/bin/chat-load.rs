@@ -243,6 +243,23 @@ fn cpu_ticks(pid: &str) -> u64 {
     field(11) + field(12)
 }
 
+/// The machine's CPU time from `/proc/stat`, in clock ticks: (busy, softirq, all).
+fn machine_ticks() -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let field = |n: usize| fields.get(n).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal …
+    let all: u64 = fields.iter().take(8).sum();
+    (all - field(3) - field(4), field(6), all)
+}
+
 fn ticks_per_second() -> f64 {
     // Linux reports CPU time in USER_HZ, 100 on every architecture it runs on.
     100.0
@@ -380,6 +397,7 @@ async fn main() {
         .map(|pid| cpu_ticks(&pid.to_string()))
         .collect();
     let own_cpu_before = cpu_ticks("self");
+    let machine_before = machine_ticks();
     let phase_start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / args.rate.max(0.001));
     for seq in 0..paced {
@@ -409,6 +427,7 @@ async fn main() {
         .map(|pid| cpu_ticks(&pid.to_string()))
         .collect();
     let own_cpu_after = cpu_ticks("self");
+    let machine_after = machine_ticks();
     let load_after = load_average();
 
     // The burst: back to back, as fast as the publishers' sockets take them.
@@ -518,6 +537,12 @@ async fn main() {
             rss_idle_before[index], rss_connected[index], rss_end[index], per_connection_kib[index]
         );
     }
+    let machine_all = machine_after.2.saturating_sub(machine_before.2).max(1) as f64;
+    println!(
+        "machine CPU in the paced phase: {:.0}% busy, {:.0}% in softirq (the loopback's packet processing, charged to no process)",
+        100.0 * machine_after.0.saturating_sub(machine_before.0) as f64 / machine_all,
+        100.0 * machine_after.1.saturating_sub(machine_before.1) as f64 / machine_all,
+    );
     println!(
         "CPU in the paced phase: instances {api_cpu_s:.2} s ({cpu_us_per_delivery:.2} us per delivery), chat-load {own_cpu_s:.2} s; load average {load_before} before, {load_after} after"
     );
