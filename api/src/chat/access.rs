@@ -14,12 +14,15 @@ use crate::unix_now;
 /// What a connection may do, and until when.
 #[derive(Debug, Clone)]
 pub struct Access {
-    /// The logged-in user (none for a play token).
+    /// The logged-in user (none for a play token), with the role they have outside the
+    /// room's moderator list: `owner` in their own room, else their account's role. The
+    /// moderator role is the member's (it may change while connected).
     pub sender: Option<Sender>,
     /// Whether it may send.
     pub can_send: bool,
-    /// The room's owner or an admin: exempt from rate limits, may moderate.
-    pub moderates: bool,
+    /// The room's owner or an admin: exempt from rate limits, may moderate, whatever the
+    /// moderator list says.
+    pub manages: bool,
     /// The unix second after which the token is no longer valid.
     pub expires_at: u64,
     /// Unix milliseconds until which the user may not send (0: not muted).
@@ -72,14 +75,7 @@ pub async fn check(state: &AppState, token: Option<&str>, room: &Room) -> Result
             return Err(ApiError::forbidden("you are banned from this room's chat"));
         }
         let owner = room.owner_id == user_id;
-        let moderator = !owner && chat::is_moderator(state.db(), room.id, user_id).await?;
-        let role = if owner {
-            "owner"
-        } else if moderator {
-            "moderator"
-        } else {
-            claims.role.as_str()
-        };
+        let role = if owner { "owner" } else { claims.role.as_str() };
         return Ok(Access {
             sender: Some(Sender {
                 id: user_id,
@@ -87,7 +83,7 @@ pub async fn check(state: &AppState, token: Option<&str>, room: &Room) -> Result
                 role: role.to_owned(),
             }),
             can_send: true,
-            moderates: owner || moderator || claims.role == Role::Admin,
+            manages: owner || claims.role == Role::Admin,
             expires_at: claims.exp,
             muted_until: standing
                 .muted_until
@@ -110,7 +106,7 @@ pub async fn check(state: &AppState, token: Option<&str>, room: &Room) -> Result
     Ok(Access {
         sender: None,
         can_send: false,
-        moderates: false,
+        manages: false,
         expires_at: grant.expires_at,
         muted_until: 0,
     })

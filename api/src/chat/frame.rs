@@ -1,7 +1,7 @@
 //! The protocol's JSON frames: what a room's log holds, what goes to clients, what clients
 //! send. Written down for clients in `docs/chat.md`.
 
-use bytes::Bytes;
+use axum::extract::ws::Utf8Bytes;
 use livegate_core::bus::Position;
 use serde::{Deserialize, Serialize};
 
@@ -83,8 +83,8 @@ struct Wire<'a> {
 pub struct Outgoing {
     /// The room offset it carries, for frames from the log; sockets skip offsets they sent.
     pub offset: Option<u64>,
-    /// The JSON text.
-    pub text: Bytes,
+    /// The JSON text (text once, however many sockets send it: no check per socket).
+    pub text: Utf8Bytes,
 }
 
 impl Outgoing {
@@ -110,18 +110,18 @@ impl Outgoing {
 
     /// Its size in the outbound queue.
     pub fn len(&self) -> usize {
-        self.text.len()
+        self.text.as_str().len()
     }
 
     /// Whether the frame is empty (never: every frame is a JSON object).
     pub fn is_empty(&self) -> bool {
-        self.text.is_empty()
+        self.text.as_str().is_empty()
     }
 }
 
-fn to_bytes(value: &impl Serialize) -> Bytes {
+fn to_bytes(value: &impl Serialize) -> Utf8Bytes {
     // Serializing these types cannot fail: no maps with non-string keys, no foreign types.
-    Bytes::from(serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec()))
+    Utf8Bytes::from(serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned()))
 }
 
 /// Frames for one connection.
@@ -156,6 +156,12 @@ pub enum Direct<'a> {
         /// The `ref` of the client frame it answers, if it had one.
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a str>,
+    },
+    /// The connection's user as their messages now show them: the room's moderator role
+    /// was given or taken back while connected.
+    Role {
+        /// The user, with the role they have now.
+        user: &'a Sender,
     },
     /// The client's message is in the log at `offset`.
     Ack {
@@ -272,6 +278,13 @@ pub enum Broadcast {
         left: Vec<PresentUser>,
         /// How many users are present.
         count: u64,
+    },
+    /// A user was given the room's moderator role (`holds`) or lost it.
+    Moderator {
+        /// The user.
+        user: i64,
+        /// Whether they hold it now.
+        holds: bool,
     },
     /// A user was muted until `until_ms` (0 lifts it).
     Muted {

@@ -26,6 +26,8 @@ pub struct ChatMetrics {
     pub messages: Counter,
     /// Messages not written to the database (queue full or the database failed).
     pub not_stored: Counter,
+    /// Clears and deletes (from any instance) applied to this instance's queued rows.
+    pub store_cuts: Counter,
 }
 
 impl ChatMetrics {
@@ -51,6 +53,11 @@ impl ChatMetrics {
             "chat_messages_not_stored",
             "Chat messages not written to the database",
             metrics.not_stored.clone(),
+        );
+        registry.register(
+            "chat_store_cuts",
+            "Chat clears and deletes applied to the rows this instance queued",
+            metrics.store_cuts.clone(),
         );
         metrics
     }

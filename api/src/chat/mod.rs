@@ -10,9 +10,10 @@
 //! - [`upgrade`]: the `/ws` handler and the replay of missed messages;
 //! - [`socket`]: one connection (writer, reader, pings, idle and expiry);
 //! - [`send`]: what a client's frame does;
-//! - [`rooms`], `pump`: a room's members, and its ordered fan-out;
+//! - [`rooms`], [`member`], `pump`: a room's members, and its ordered fan-out;
 //! - [`outbox`], [`frame`], [`close`]: the queue, the frames and the close codes;
 //! - [`store`], [`history`]: batched writes to `messages` and reading them back;
+//! - [`cuts`]: what a clear or a delete takes out of `messages`, on every instance;
 //! - [`moderation`]: moderators, mutes, bans and slow mode;
 //! - [`presence`]: who is in a room, across instances;
 //! - [`events`]: live/offline frames from the hooks service.
@@ -20,9 +21,11 @@
 pub mod access;
 pub mod close;
 pub mod config;
+pub mod cuts;
 pub mod events;
 pub mod frame;
 pub mod history;
+pub mod member;
 pub mod metrics;
 pub mod moderation;
 pub mod outbox;
@@ -50,6 +53,7 @@ use self::store::Store;
 /// The chat of one instance.
 #[derive(Debug)]
 pub struct Chat {
+    bus: Bus,
     rooms: Arc<Rooms>,
     store: Arc<Store>,
     store_stop: CancellationToken,
@@ -62,11 +66,14 @@ impl Chat {
     /// Chat on `bus`, storing to `db`.
     pub fn new(config: &ChatConfig, bus: Bus, db: Database, metrics: ChatMetrics) -> Self {
         Self {
-            rooms: Arc::new(Rooms::new(bus, config.history_len)),
+            rooms: Arc::new(Rooms::new(bus.clone(), config.history_len)),
+            bus,
             store: Arc::new(Store::new(
                 db,
                 config.store_queue,
+                Duration::from_millis(config.store_interval_ms),
                 metrics.not_stored.clone(),
+                metrics.store_cuts.clone(),
             )),
             store_stop: CancellationToken::new(),
             metrics,
@@ -85,6 +92,7 @@ impl Chat {
         let _ = self.shutdown.set(shutdown.clone());
         let (rooms, stop) = (self.rooms.clone(), shutdown.token().clone());
         shutdown.spawn(events::follow(bus.clone(), rooms.clone(), stop.clone()));
+        shutdown.spawn(cuts::follow(bus.clone(), self.store.clone(), stop.clone()));
         shutdown.spawn(presence::refresh(config.clone(), bus, rooms, stop));
         let store = self.store.clone();
         let interval = Duration::from_millis(config.store_interval_ms);
@@ -142,8 +150,14 @@ impl Chat {
         };
         let position = self.rooms.send(message).await?;
         self.metrics.messages.inc();
-        self.store.enqueue(stored);
+        self.store.enqueue(stored, position.clone());
         Ok(position)
+    }
+
+    /// Takes what a moderator's clear or delete removes out of the database: the rows
+    /// queued on every instance and those stored already.
+    pub async fn cut(&self, cut: cuts::Cut) {
+        cuts::make(&self.bus, &self.rooms, &self.store, cut).await;
     }
 
     /// Closes every chat connection of a room that was just disabled, on every instance.

@@ -80,6 +80,11 @@ pub async fn add_moderator(
         by = caller.user_id,
         "chat moderator added"
     );
+    let broadcast = Broadcast::Moderator {
+        user: user_id,
+        holds: true,
+    };
+    tell(&state, room.id, &broadcast).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -98,6 +103,17 @@ pub async fn remove_moderator(
     if !chat::remove_moderator(state.db(), room.id, user_id).await? {
         return Err(ApiError::not_found("moderator"));
     }
+    tracing::info!(
+        room.id = room.id,
+        user.id = user_id,
+        by = caller.user_id,
+        "chat moderator removed"
+    );
+    let broadcast = Broadcast::Moderator {
+        user: user_id,
+        holds: false,
+    };
+    tell(&state, room.id, &broadcast).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -78,8 +78,9 @@ impl Outbox {
         self.inner().close
     }
 
-    /// Everything queued, or the reason to close; waits while there is neither.
-    pub async fn next(&self) -> Result<Vec<Outgoing>, Close> {
+    /// Everything queued, or the reason to close; waits while there is neither. The queue's
+    /// memory goes with the frames: an idle connection keeps none after a burst.
+    pub async fn next(&self) -> Result<VecDeque<Outgoing>, Close> {
         loop {
             let notified = self.ready.notified();
             {
@@ -89,7 +90,7 @@ impl Outbox {
                 }
                 if !inner.frames.is_empty() {
                     inner.bytes = 0;
-                    return Ok(inner.frames.drain(..).collect());
+                    return Ok(std::mem::take(&mut inner.frames));
                 }
             }
             notified.await;
@@ -99,14 +100,14 @@ impl Outbox {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
+    use axum::extract::ws::Utf8Bytes;
 
     use super::*;
 
     fn frame(len: usize) -> Outgoing {
         Outgoing {
             offset: None,
-            text: Bytes::from(vec![b'x'; len]),
+            text: Utf8Bytes::from("x".repeat(len)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! hands the bytes to every local socket's outbox.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use livegate_core::bus::{Position, Received};
 
@@ -88,20 +89,38 @@ async fn accept(rooms: &Rooms, room: &Room, key: &str, at: &mut Position, publis
     catch_up(rooms, room, key, at).await;
 }
 
+/// Reads of the log tried before a gap counts as unfillable, and the pause before each
+/// retry: a bus slow for a moment should not send every socket of the room to reconnect.
+const GAP_RETRIES: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+];
+
 /// Delivers everything the log holds after `at`; closes every socket for a resync when the
 /// log cannot give it back without a hole.
 async fn catch_up(rooms: &Rooms, room: &Room, key: &str, at: &mut Position) {
     loop {
-        let history = match rooms
-            .log
-            .read(key, Some(at), livegate_core::bus::log::MAX_READ)
-            .await
-        {
-            Ok(history) => history,
-            Err(err) => {
-                tracing::warn!(room.id = room.id, error = %err, "chat room cannot fill a gap");
-                room.close_all(Close::Resync);
-                return;
+        let mut retries = GAP_RETRIES.iter();
+        let history = loop {
+            let read = rooms
+                .log
+                .read(key, Some(at), livegate_core::bus::log::MAX_READ)
+                .await;
+            match (read, retries.next()) {
+                (Ok(history), _) => break history,
+                (Err(err), Some(pause)) => {
+                    tracing::debug!(room.id = room.id, error = %err, "chat room retries filling a gap");
+                    tokio::select! {
+                        () = room.stop.cancelled() => return,
+                        () = tokio::time::sleep(*pause) => {}
+                    }
+                }
+                (Err(err), None) => {
+                    tracing::warn!(room.id = room.id, error = %err, "chat room cannot fill a gap");
+                    room.close_all(Close::Resync);
+                    return;
+                }
             }
         };
         let continues = history.epoch == at.epoch

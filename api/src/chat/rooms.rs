@@ -11,8 +11,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::close::Close;
-use super::frame::{Broadcast, Message, Outgoing, Published};
+use super::frame::{Broadcast, Message, Outgoing, Published, Sender};
+use super::member::Member;
 use super::outbox::Outbox;
+
+/// Pauses before publishing a logged message again when the channel failed: without it the
+/// pumps learn of the message only with the next one.
+const PUBLISH_RETRIES: [std::time::Duration; 2] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(200),
+];
 
 /// The log's name: room histories are its keys.
 pub const LOG_NAME: &str = "chat";
@@ -20,21 +28,6 @@ pub const LOG_NAME: &str = "chat";
 /// A room's channel name.
 pub fn channel_name(room: i64) -> String {
     format!("chat:{room}")
-}
-
-/// One connection as the room sees it.
-#[derive(Debug)]
-pub struct Member {
-    /// The connection's id in this process.
-    pub id: u64,
-    /// The logged-in user, if any.
-    pub user: Option<i64>,
-    /// The user's presence entry (`id:name`), if logged in.
-    pub presence: Option<String>,
-    /// Where its frames go.
-    pub outbox: Arc<Outbox>,
-    /// Unix milliseconds until which the user may not send (0: not muted).
-    pub muted_until: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,14 +82,21 @@ impl Room {
             }
             Broadcast::Banned { user } => {
                 for member in self.members().values() {
-                    if member.user == Some(*user) {
+                    if member.user() == Some(*user) {
                         member.outbox.close(Close::Banned);
+                    }
+                }
+            }
+            Broadcast::Moderator { user, holds } => {
+                for member in self.members().values() {
+                    if member.user() == Some(*user) {
+                        member.set_moderator(*holds);
                     }
                 }
             }
             Broadcast::Muted { user, until_ms } => {
                 for member in self.members().values() {
-                    if member.user == Some(*user) {
+                    if member.user() == Some(*user) {
                         let until = u64::try_from(*until_ms).unwrap_or(0);
                         member.muted_until.store(until, Ordering::Relaxed);
                     }
@@ -185,16 +185,11 @@ impl Rooms {
         self: &Arc<Self>,
         shutdown: &Shutdown,
         room_id: i64,
-        user: Option<&super::frame::PresentUser>,
+        sender: Option<Sender>,
         outbox: Arc<Outbox>,
     ) -> Result<Membership, BusError> {
-        let member = Arc::new(Member {
-            id: self.next_member.fetch_add(1, Ordering::Relaxed),
-            user: user.map(|user| user.id),
-            presence: user.map(super::frame::PresentUser::to_member),
-            outbox,
-            muted_until: AtomicU64::new(0),
-        });
+        let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let member = Arc::new(Member::new(id, sender, outbox));
         let room = {
             let mut rooms = self.rooms();
             let room = rooms
@@ -279,14 +274,25 @@ impl Rooms {
             epoch: position.epoch.clone(),
             message,
         });
-        if let Err(err) = self.channel(room).publish(&published).await {
+        let channel = self.channel(room);
+        let mut retries = PUBLISH_RETRIES.iter();
+        loop {
+            let Err(err) = channel.publish(&published).await else {
+                break;
+            };
+            // Publishing again is harmless: pumps drop an offset they have delivered.
+            if let Some(pause) = retries.next() {
+                tokio::time::sleep(*pause).await;
+                continue;
+            }
             // The message is in the log: every pump fills the gap with the next message.
             tracing::warn!(room.id = room, error = %err, "chat message logged but not published");
+            break;
         }
         Ok(position)
     }
 
-    /// Tells every instance's connections of `room` about a ban or mute.
+    /// Tells every instance's connections of `room` about a moderation change.
     pub async fn broadcast(&self, room: i64, broadcast: &Broadcast) -> Result<(), BusError> {
         self.channel(room).publish(broadcast).await
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use livegate_core::bus::Position;
 use livegate_core::db::messages::NewMessage;
 
+use super::cuts::{Cut, CutKind};
 use super::frame::{Direct, Incoming, Kind, Message, Outgoing};
 use super::socket::Connection;
 
@@ -37,29 +38,32 @@ pub async fn handle(conn: &Connection, incoming: Incoming) -> Answer {
         Incoming::Chat { text, reference } => chat(conn, text, reference.as_deref()).await,
         Incoming::Delete { offset, reference } => {
             let message = service_message(conn, Kind::Delete, Some(offset));
-            moderate(conn, message, reference.as_deref()).await
+            moderate(conn, message, reference.as_deref(), |_| CutKind::Delete {
+                offset,
+            })
+            .await
         }
         Incoming::Clear { reference } => {
             let message = service_message(conn, Kind::Clear, None);
-            let answer = moderate(conn, message, reference.as_deref()).await;
-            if matches!(answer, Answer::Done(_)) {
-                conn.state.chat().store().clear(conn.room.id).await;
-            }
-            answer
+            moderate(conn, message, reference.as_deref(), |at| CutKind::Clear {
+                before: at.offset,
+            })
+            .await
         }
     }
 }
 
 async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answer {
     let config = &conn.state.config().chat;
-    let Some(sender) = conn.access.sender.as_ref().filter(|_| conn.access.can_send) else {
+    let member = conn.membership.member();
+    let Some(sender) = member.current_sender().filter(|_| conn.access.can_send) else {
         return refused(
             "read_only",
             "a play token may read chat, not send",
             reference,
         );
     };
-    let muted_until = conn.membership.member().muted_until.load(Ordering::Relaxed);
+    let muted_until = member.muted_until.load(Ordering::Relaxed);
     let now = livegate_core::db::now_ms();
     if u64::try_from(now).is_ok_and(|now| now < muted_until) {
         return refused("muted", "you are muted in this room for now", reference);
@@ -72,7 +76,7 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
         let message = format!("at most {} characters", config.max_message_chars);
         return refused("too_long", &message, reference);
     }
-    if !conn.access.moderates && config.rate_messages > 0 {
+    if !conn.moderates() && config.rate_messages > 0 {
         let key = format!("chat:rate:{}:{}", conn.room.id, sender.id);
         // A bucket of `rate_messages` that refills completely over `rate_window_ms`.
         let per_token = Duration::from_millis(config.rate_window_ms) / config.rate_messages.max(1);
@@ -97,7 +101,7 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
         }
     }
     let slow_mode_s = conn.membership.slow_mode_s();
-    if !conn.access.moderates && slow_mode_s > 0 {
+    if !conn.moderates() && slow_mode_s > 0 {
         let key = format!("chat:slow:{}:{}", conn.room.id, sender.id);
         let within = conn
             .state
@@ -116,15 +120,6 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
             }
         }
     }
-    let message = Message {
-        kind: Kind::Chat,
-        id: crate::auth::random_token(12),
-        room: conn.room.id,
-        user: Some(sender.clone()),
-        text: Some(text.to_owned()),
-        target: None,
-        at: now,
-    };
     let stored = NewMessage {
         room_id: conn.room.id,
         user_id: sender.id,
@@ -132,10 +127,19 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
         content: text.to_owned(),
         created_at: now,
     };
+    let message = Message {
+        kind: Kind::Chat,
+        id: crate::auth::random_token(12),
+        room: conn.room.id,
+        user: Some(sender),
+        text: Some(text.to_owned()),
+        target: None,
+        at: now,
+    };
     let id = message.id.clone();
     match append(conn, message).await {
         Some(position) => {
-            conn.state.chat().store().enqueue(stored);
+            conn.state.chat().store().enqueue(stored, position.clone());
             Answer::Done(ack(reference, &position, &id))
         }
         None => Answer::Done(unavailable(reference)),
@@ -147,15 +151,22 @@ fn service_message(conn: &Connection, kind: Kind, target: Option<u64>) -> Messag
         kind,
         id: crate::auth::random_token(12),
         room: conn.room.id,
-        user: conn.access.sender.clone(),
+        user: conn.membership.member().current_sender(),
         text: None,
         target,
         at: livegate_core::db::now_ms(),
     }
 }
 
-async fn moderate(conn: &Connection, message: Message, reference: Option<&str>) -> Answer {
-    if !conn.access.moderates {
+/// Appends a moderator's `delete` or `clear`, then takes what it removes out of the
+/// database (`cut` says what, from the frame's place in the log).
+async fn moderate(
+    conn: &Connection,
+    message: Message,
+    reference: Option<&str>,
+    cut: impl FnOnce(&Position) -> CutKind,
+) -> Answer {
+    if !conn.moderates() {
         return refused(
             "forbidden",
             "only the room's owner, its moderators and admins may do this",
@@ -163,10 +174,17 @@ async fn moderate(conn: &Connection, message: Message, reference: Option<&str>) 
         );
     }
     let id = message.id.clone();
-    match append(conn, message).await {
-        Some(position) => Answer::Done(ack(reference, &position, &id)),
-        None => Answer::Done(unavailable(reference)),
-    }
+    let Some(position) = append(conn, message).await else {
+        return Answer::Done(unavailable(reference));
+    };
+    let what = cut(&position);
+    let cut = Cut {
+        room: conn.room.id,
+        epoch: position.epoch.clone(),
+        what,
+    };
+    conn.state.chat().cut(cut).await;
+    Answer::Done(ack(reference, &position, &id))
 }
 
 async fn append(conn: &Connection, message: Message) -> Option<Position> {

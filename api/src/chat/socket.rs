@@ -43,8 +43,14 @@ fn now_ms() -> i64 {
 }
 
 impl Connection {
+    /// Whether the user may moderate the room now: the owner and admins always, moderators
+    /// while they hold the role.
+    pub fn moderates(&self) -> bool {
+        self.access.manages || self.membership.member().is_moderator()
+    }
+
     /// Serves the connection until either side ends it.
-    pub async fn run(self, socket: WebSocket) {
+    pub async fn run(mut self, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
         let outbox = self.membership.member().outbox.clone();
         let last_heard = AtomicI64::new(now_ms());
@@ -53,6 +59,10 @@ impl Connection {
         let stop = self.state.chat().stop_token();
         let metrics = self.state.chat().metrics().clone();
         metrics.connections.inc();
+        // Owned by the writer, so that the replay's memory goes once it is sent.
+        let first: Vec<Outgoing> = std::iter::once(self.welcome.clone())
+            .chain(std::mem::take(&mut self.replay))
+            .collect();
 
         let reader = async {
             let mut strikes = 0u32;
@@ -94,31 +104,31 @@ impl Connection {
 
         let writer = async {
             let mut last_offset = self.last_offset;
-            let first = std::iter::once(self.welcome.clone()).chain(self.replay.iter().cloned());
-            for frame in first {
-                if !write(&mut sink, frame, send_timeout).await {
-                    return None;
-                }
+            if !write(&mut sink, first, send_timeout).await {
+                return None;
             }
             let mut ping = tokio::time::interval(Duration::from_millis(config.ping_interval_ms));
             ping.tick().await;
             let expiry = expiry_in(self.access.expires_at);
             let expired = tokio::time::sleep(expiry);
             let mut expired = std::pin::pin!(expired);
+            // Waited on once, not again for every frame: all connections share the token.
+            let mut stopped = std::pin::pin!(stop.cancelled());
             loop {
                 tokio::select! {
                     frames = outbox.next() => match frames {
                         Ok(frames) => {
-                            for frame in frames {
-                                if let Some(offset) = frame.offset {
-                                    if offset <= last_offset {
-                                        continue;
-                                    }
+                            // What the replay sent already is skipped.
+                            let fresh = frames.into_iter().filter(|frame| match frame.offset {
+                                Some(offset) if offset <= last_offset => false,
+                                Some(offset) => {
                                     last_offset = offset;
+                                    true
                                 }
-                                if !write(&mut sink, frame, send_timeout).await {
-                                    return Some(Close::TooSlow);
-                                }
+                                None => true,
+                            });
+                            if !write(&mut sink, fresh, send_timeout).await {
+                                return Some(Close::TooSlow);
                             }
                         }
                         Err(close) => return Some(close),
@@ -134,7 +144,7 @@ impl Connection {
                         }
                     }
                     () = &mut expired => return Some(Close::TokenExpired),
-                    () = stop.cancelled() => return Some(Close::GoingAway),
+                    () = &mut stopped => return Some(Close::GoingAway),
                 }
             }
         };
@@ -180,16 +190,21 @@ fn expiry_in(expires_at: u64) -> Duration {
     Duration::from_secs(expires_at.saturating_add(1)).saturating_sub(now)
 }
 
-/// Writes one frame; `false` when the client is gone or took longer than `timeout`.
-async fn write<S>(sink: &mut S, frame: Outgoing, timeout: Duration) -> bool
+/// Writes `frames` and flushes them once (the socket's write buffer gathers a burst into
+/// few writes); `false` when the client is gone or took longer than `timeout`.
+async fn write<S>(
+    sink: &mut S,
+    frames: impl IntoIterator<Item = Outgoing>,
+    timeout: Duration,
+) -> bool
 where
     S: futures_util::Sink<WsMessage> + Unpin,
 {
-    let Ok(text) = Utf8Bytes::try_from(frame.text) else {
-        return true;
+    let written = async {
+        for frame in frames {
+            sink.feed(WsMessage::Text(frame.text)).await?;
+        }
+        sink.flush().await
     };
-    matches!(
-        tokio::time::timeout(timeout, sink.send(WsMessage::Text(text))).await,
-        Ok(Ok(()))
-    )
+    matches!(tokio::time::timeout(timeout, written).await, Ok(Ok(())))
 }

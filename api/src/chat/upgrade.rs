@@ -19,6 +19,14 @@ use super::socket::Connection;
 use crate::error::{ApiError, Query};
 use crate::state::AppState;
 
+/// What a connection reads from its socket at once. Small: the connection's reader is
+/// polled whenever its task wakes (for every frame it sends too), and the WebSocket layer
+/// clears this much of its buffer at each poll. Client frames are few and small; a larger
+/// one takes a few more reads.
+const READ_BUFFER_BYTES: usize = 512;
+/// Frames gathered before they are written (a flush writes them anyway).
+const WRITE_BUFFER_BYTES: usize = 8192;
+
 /// The query of `/ws`.
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -69,13 +77,20 @@ pub async fn upgrade(
     });
     let membership = chat
         .rooms()
-        .join(&shutdown, room.id, present.as_ref(), outbox)
+        .join(&shutdown, room.id, access.sender.clone(), outbox)
         .await
         .map_err(ApiError::from)?;
-    membership
-        .member()
+    let member = membership.member();
+    member
         .muted_until
         .store(access.muted_until, std::sync::atomic::Ordering::Relaxed);
+    // After joining, so that a grant or revocation from here on reaches the member, and
+    // one made before is in the database.
+    if let Some(sender) = access.sender.as_ref().filter(|s| s.role != "owner") {
+        let seen = member.role_seen();
+        let holds = livegate_core::db::chat::is_moderator(state.db(), room.id, sender.id).await?;
+        member.set_moderator_from_db(seen, holds);
+    }
     membership.set_slow_mode_s(livegate_core::db::chat::slow_mode(state.db(), room.id).await?);
     if let Some(present) = &present {
         super::presence::arrive(&state, room.id, present).await;
@@ -105,9 +120,10 @@ pub async fn upgrade(
             }
         }
     };
+    let user = membership.member().current_sender();
     let welcome = Outgoing::direct(&Direct::Welcome {
         room: room.id,
-        user: access.sender.as_ref(),
+        user: user.as_ref(),
         can_send: access.can_send,
         position: &position,
         recovered,
@@ -122,9 +138,14 @@ pub async fn upgrade(
         replay,
         last_offset: position.offset,
     };
+    // Small socket buffers: an idle connection costs what it holds, and the defaults
+    // (128 KiB each) are filled on the first read. The read buffer grows for a larger
+    // frame; the write buffer gathers a burst into few writes.
     let response = ws
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             // Tracked, so that shutdown waits for the connection to close.
             let task = shutdown.spawn(connection.run(socket));

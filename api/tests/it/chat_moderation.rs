@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::chat_support::{close_code, join, next, next_of, open, say, send, text_of};
-use crate::support::{setups, Options, TestApp};
+use crate::support::{redis_config, setups, Options, TestApp};
 
 #[tokio::test]
 async fn only_moderators_delete_and_everyone_sees_it() {
@@ -208,4 +208,61 @@ async fn the_rate_limit_warns_then_disconnects_and_spares_the_owner() {
         }
         app.stop().await;
     }
+}
+
+#[tokio::test]
+async fn a_moderator_role_change_reaches_open_connections_on_every_instance() {
+    let Some(bus) = redis_config() else {
+        return;
+    };
+    let first = TestApp::spawn(Backend::Sqlite, Some(bus.clone())).await;
+    let mut options = Options::new(Backend::Sqlite, Some(bus));
+    options.db = Some(first.db.clone());
+    let second = TestApp::start(options).await;
+    let owner = first.user("streamer").await;
+    let helper = first.user("viewer").await;
+    let (room, _) = first.room(&owner).await;
+    let (mut on_first, welcome) = join(&first, room, &helper.access, None).await;
+    assert_eq!(welcome["user"]["role"], "viewer");
+    let (mut on_second, _) = join(&second, room, &helper.access, None).await;
+    let (mut mine, _) = join(&second, room, &owner.access, None).await;
+    say(&mut mine, "rude").await;
+    let offset = next_of(&mut on_first, "chat").await["offset"].clone();
+    send(&mut on_first, json!({"type": "delete", "offset": offset})).await;
+    assert_eq!(next_of(&mut on_first, "error").await["code"], "forbidden");
+
+    let path = format!("/api/v1/rooms/{room}/moderators/{}", helper.user_id);
+    let grant = first
+        .call(Method::PUT, &path, Some(&owner.access), None)
+        .await;
+    assert_eq!(grant.status, 204, "{:?}", grant.body);
+    // Both open connections hold the role at once, whichever instance they are on.
+    for ws in [&mut on_first, &mut on_second] {
+        let role = next_of(ws, "role").await;
+        assert_eq!(role["user"]["role"], "moderator", "{role}");
+        assert_eq!(role["user"]["id"], helper.user_id);
+    }
+    send(&mut on_second, json!({"type": "delete", "offset": offset})).await;
+    assert_eq!(next_of(&mut mine, "delete").await["target"], offset);
+    say(&mut on_first, "as a moderator").await;
+    let sent = next_of(&mut mine, "chat").await;
+    assert_eq!(sent["user"]["role"], "moderator", "{sent}");
+    let (_again, welcome) = join(&second, room, &helper.access, None).await;
+    assert_eq!(welcome["user"]["role"], "moderator");
+
+    let revoke = second
+        .call(Method::DELETE, &path, Some(&owner.access), None)
+        .await;
+    assert_eq!(revoke.status, 204, "{:?}", revoke.body);
+    for ws in [&mut on_first, &mut on_second] {
+        assert_eq!(next_of(ws, "role").await["user"]["role"], "viewer");
+    }
+    send(&mut on_first, json!({"type": "delete", "offset": offset})).await;
+    assert_eq!(next_of(&mut on_first, "error").await["code"], "forbidden");
+    let again = second
+        .call(Method::DELETE, &path, Some(&owner.access), None)
+        .await;
+    assert_eq!(again.status, 404, "not a moderator any more");
+    second.stop().await;
+    first.stop().await;
 }

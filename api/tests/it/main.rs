@@ -6,8 +6,10 @@
 mod accounts;
 mod binary;
 mod chat;
+mod chat_failover;
 mod chat_moderation;
 mod chat_presence;
+mod chat_store;
 mod chat_support;
 mod configs;
 mod contract;

@@ -114,3 +114,26 @@ pub async fn clear_room(exec: impl Executor<'_>, room_id: i64) -> Result<u64, Db
     });
     Ok(done)
 }
+
+/// Deletes the stored row of one message (a moderator deleted it), found by everything it
+/// holds: the table keeps no log offset. Identical rows (the same sender, type, text and
+/// millisecond) go together. Returns how many went.
+pub async fn delete_matching(
+    exec: impl Executor<'_>,
+    message: &NewMessage,
+) -> Result<u64, DbError> {
+    const SQL: &str = "DELETE FROM messages WHERE room_id = ? AND user_id = ? AND type = ? \
+         AND created_at = ? AND content = ?";
+    let done = on_conn!(exec, conn => {
+        sqlx::query(SQL)
+            .bind(message.room_id)
+            .bind(message.user_id)
+            .bind(&message.kind)
+            .bind(message.created_at)
+            .bind(&message.content)
+            .execute(conn)
+            .await?
+            .rows_affected()
+    });
+    Ok(done)
+}
