@@ -274,11 +274,18 @@ async fn remove_as(
     }))
 }
 
+/// The path of a message, by name: a bad part is named in the refusal.
+#[derive(Debug, Deserialize)]
+pub struct MessagePath {
+    id: i64,
+    offset: u64,
+}
+
 /// `POST /rooms/{id}/chat/messages/{offset}/delete`: the `delete` frame over REST.
 pub async fn delete_message(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, offset)): Path<(i64, u64)>,
+    Path(MessagePath { id, offset }): Path<MessagePath>,
 ) -> Result<axum::Json<Removed>, ApiError> {
     if offset == 0 {
         return Err(ApiError::invalid(
