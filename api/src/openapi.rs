@@ -20,9 +20,13 @@ use utoipa::openapi::{
 use utoipa::{IntoParams, ToSchema};
 
 use crate::chat::{history, moderation, presence};
+use crate::console::snapshot::LiveSnapshot;
 use crate::error::Envelope;
 use crate::payments::callback::Event;
 use crate::payments::idempotency;
+use crate::routes::admin::{audit, callbacks, health, recordings};
+use crate::routes::rooms::history as room_history;
+use crate::routes::rooms::kick;
 use crate::routes::rooms::manage::{CreateRoom, PatchRoom, RoomAfterKick, RoomWithKey};
 use crate::routes::rooms::read::{ListQuery as RoomsQuery, StreamsQuery};
 use crate::routes::rooms::view::{Page, RoomView, StreamView};
@@ -69,6 +73,8 @@ pub struct Operation {
     body: Option<SchemaOf>,
     query: Option<ParamsOf>,
     answer: Option<SchemaOf>,
+    /// The success answer's media type.
+    answer_media: &'static str,
     refusals: &'static [u16],
     idempotency_key: bool,
 }
@@ -91,6 +97,7 @@ pub const fn op(
         body: None,
         query: None,
         answer: None,
+        answer_media: "application/json",
         refusals: &[],
         idempotency_key: false,
     }
@@ -121,6 +128,20 @@ impl Operation {
         self
     }
 
+    /// Answers success with a `text/event-stream` whose events carry a JSON `T` each.
+    pub const fn answers_events<T: ToSchema>(mut self) -> Self {
+        self.answer = Some(events_of::<T>);
+        self.answer_media = "text/event-stream";
+        self
+    }
+
+    /// Answers success with a file of `media` type.
+    pub const fn answers_file(mut self, media: &'static str) -> Self {
+        self.answer = Some(file);
+        self.answer_media = media;
+        self
+    }
+
     /// Refuses with these statuses too (403, 409, 422, 429, or 401 for wrong credentials).
     pub const fn refuses(mut self, statuses: &'static [u16]) -> Self {
         self.refusals = statuses;
@@ -138,6 +159,28 @@ fn named<T: ToSchema>(components: &mut Components) -> RefOr<Schema> {
     T::schemas(components);
     components.push((T::name().into_owned(), T::schema()));
     Ref::from_schema_name(T::name()).into()
+}
+
+/// Server-sent events, each `data:` a JSON `T` (registered, to be read by its name).
+fn events_of<T: ToSchema>(components: &mut Components) -> RefOr<Schema> {
+    named::<T>(components);
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(format!(
+            "Server-sent events: `event: snapshot` with `data:` a JSON `{}` (first at once, \
+             then on every change), keep-alive comments between; it ends when the service \
+             shuts down",
+            T::name()
+        )))
+        .into()
+}
+
+/// A file's bytes.
+fn file(_: &mut Components) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .content_media_type("application/octet-stream")
+        .into()
 }
 
 fn query_of<T: IntoParams>() -> Vec<Parameter> {
@@ -390,6 +433,139 @@ pub const OPERATIONS: &[Operation] = &[
     )
     .body::<moderation::SlowModeBody>()
     .refuses(&[403]),
+    // The operator console's (docs/api.md, "The operator console").
+    op(
+        "POST",
+        "/rooms/{id}/kick",
+        200,
+        Access::Bearer,
+        "Drop the live publisher, key unchanged",
+    )
+    .answers::<kick::KickAnswer>()
+    .refuses(&[403]),
+    op(
+        "POST",
+        "/rooms/{id}/chat/messages/{offset}/delete",
+        200,
+        Access::Bearer,
+        "Delete a chat message",
+    )
+    .answers::<moderation::Removed>()
+    .refuses(&[403]),
+    op(
+        "POST",
+        "/rooms/{id}/chat/clear",
+        200,
+        Access::Bearer,
+        "Clear the room's chat",
+    )
+    .answers::<moderation::Removed>()
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/rooms/{id}/history",
+        200,
+        Access::Bearer,
+        "A room's viewers and bitrate, last hour",
+    )
+    .query::<room_history::HistoryQuery>()
+    .answers::<room_history::History>()
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/rooms/{id}/recordings",
+        200,
+        Access::Bearer,
+        "A room's recordings",
+    )
+    .query::<recordings::RoomRecordingsQuery>()
+    .answers::<Page<recordings::RecordingView>>()
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/recordings/{id}/download",
+        200,
+        Access::Public,
+        "A stored recording (signed link)",
+    )
+    .query::<recordings::DownloadQuery>()
+    .answers_file("video/mp4")
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/admin/live",
+        200,
+        Access::Bearer,
+        "The rooms on air",
+    )
+    .answers::<LiveSnapshot>()
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/admin/live/events",
+        200,
+        Access::Bearer,
+        "The rooms on air, as server-sent events",
+    )
+    .answers_events::<LiveSnapshot>()
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/admin/health",
+        200,
+        Access::Bearer,
+        "Checks and numbers of every part (admin)",
+    )
+    .answers::<health::Health>()
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/admin/audit",
+        200,
+        Access::Bearer,
+        "The audit log (admin)",
+    )
+    .query::<audit::AuditQuery>()
+    .answers::<Page<audit::AuditView>>()
+    .refuses(&[403]),
+    op(
+        "GET",
+        "/admin/recordings",
+        200,
+        Access::Bearer,
+        "Recordings and their state",
+    )
+    .query::<recordings::RecordingsQuery>()
+    .answers::<Page<recordings::RecordingView>>()
+    .refuses(&[403, 404]),
+    op(
+        "POST",
+        "/admin/recordings/{id}/retry",
+        202,
+        Access::Bearer,
+        "Retry a failed recording",
+    )
+    .answers::<recordings::Retried>()
+    .refuses(&[403, 409]),
+    op(
+        "GET",
+        "/admin/payments/callbacks",
+        200,
+        Access::Bearer,
+        "The payment provider's recorded events (admin)",
+    )
+    .query::<callbacks::CallbacksQuery>()
+    .answers::<Page<callbacks::CallbackView>>()
+    .refuses(&[403]),
+    op(
+        "POST",
+        "/admin/orders/{id}/reconcile",
+        200,
+        Access::Bearer,
+        "An order with what is known of its payment (admin)",
+    )
+    .answers::<orders::Reconciled>()
+    .refuses(&[403]),
 ];
 
 /// The answer of `GET /openapi.json`: an OpenAPI document (its own schema is the
@@ -494,7 +670,7 @@ fn operation(entry: &Operation, components: &mut Components) -> PathOperation {
     let operation_id = format!("{} {}", entry.method.to_lowercase(), entry.path);
     let mut success = ResponseBuilder::new().description("success");
     if let Some(answer) = entry.answer {
-        success = success.content("application/json", json(answer(components)));
+        success = success.content(entry.answer_media, json(answer(components)));
     }
     if entry.idempotency_key {
         success = success.header(
@@ -617,7 +793,7 @@ pub fn document() -> OpenApi {
             InfoBuilder::new()
                 .title("livegate room API")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("Accounts, rooms, play tokens, gifts and payments.")),
+                .description(Some("Accounts, rooms, play tokens, gifts, payments, chat moderation and the operator console.")),
         )
         .paths(paths)
         .components(Some(schemas.build()))

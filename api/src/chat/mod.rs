@@ -14,7 +14,8 @@
 //! - [`outbox`], [`frame`], [`close`]: the queue, the frames and the close codes;
 //! - [`store`], [`history`]: batched writes to `messages` and reading them back;
 //! - [`cuts`]: what a clear or a delete takes out of `messages`, on every instance;
-//! - [`moderation`]: moderators, mutes, bans and slow mode;
+//! - [`moderation`]: moderators, mutes, bans and slow mode, and deletes and clears over REST;
+//! - [`removal`]: deleting a message or clearing a room, for both the socket and REST;
 //! - [`presence`]: who is in a room, across instances;
 //! - [`events`]: live/offline frames from the hooks service.
 
@@ -31,6 +32,7 @@ pub mod moderation;
 pub mod outbox;
 pub mod presence;
 mod pump;
+pub mod removal;
 pub mod rooms;
 pub mod send;
 pub mod socket;

@@ -1,5 +1,5 @@
 //! What a client's frame does: a chat message checked against the limits, or a moderator's
-//! delete or clear, each appended to the room's log.
+//! delete or clear ([`super::removal`]), each appended to the room's log.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use livegate_core::bus::Position;
 use livegate_core::db::messages::NewMessage;
 
-use super::cuts::{Cut, CutKind};
 use super::frame::{Direct, Incoming, Kind, Message, Outgoing};
+use super::removal::{self, Removal};
 use super::socket::Connection;
 
 /// The frame that answers a client frame.
@@ -37,19 +37,9 @@ pub async fn handle(conn: &Connection, incoming: Incoming) -> Answer {
     match incoming {
         Incoming::Chat { text, reference } => chat(conn, text, reference.as_deref()).await,
         Incoming::Delete { offset, reference } => {
-            let message = service_message(conn, Kind::Delete, Some(offset));
-            moderate(conn, message, reference.as_deref(), |_| CutKind::Delete {
-                offset,
-            })
-            .await
+            moderate(conn, Removal::Delete(offset), reference.as_deref()).await
         }
-        Incoming::Clear { reference } => {
-            let message = service_message(conn, Kind::Clear, None);
-            moderate(conn, message, reference.as_deref(), |at| CutKind::Clear {
-                before: at.offset,
-            })
-            .await
-        }
+        Incoming::Clear { reference } => moderate(conn, Removal::Clear, reference.as_deref()).await,
     }
 }
 
@@ -146,26 +136,7 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
     }
 }
 
-fn service_message(conn: &Connection, kind: Kind, target: Option<u64>) -> Message {
-    Message {
-        kind,
-        id: crate::auth::random_token(12),
-        room: conn.room.id,
-        user: conn.membership.member().current_sender(),
-        text: None,
-        target,
-        at: livegate_core::db::now_ms(),
-    }
-}
-
-/// Appends a moderator's `delete` or `clear`, then takes what it removes out of the
-/// database (`cut` says what, from the frame's place in the log).
-async fn moderate(
-    conn: &Connection,
-    message: Message,
-    reference: Option<&str>,
-    cut: impl FnOnce(&Position) -> CutKind,
-) -> Answer {
+async fn moderate(conn: &Connection, removal: Removal, reference: Option<&str>) -> Answer {
     if !conn.moderates() {
         return refused(
             "forbidden",
@@ -173,18 +144,17 @@ async fn moderate(
             reference,
         );
     }
-    let id = message.id.clone();
-    let Some(position) = append(conn, message).await else {
-        return Answer::Done(unavailable(reference));
-    };
-    let what = cut(&position);
-    let cut = Cut {
-        room: conn.room.id,
-        epoch: position.epoch.clone(),
-        what,
-    };
-    conn.state.chat().cut(cut).await;
-    Answer::Done(ack(reference, &position, &id))
+    match removal::remove(
+        &conn.state,
+        conn.room.id,
+        conn.membership.member().current_sender(),
+        removal,
+    )
+    .await
+    {
+        Ok((position, id)) => Answer::Done(ack(reference, &position, &id)),
+        Err(_) => Answer::Done(unavailable(reference)),
+    }
 }
 
 async fn append(conn: &Connection, message: Message) -> Option<Position> {

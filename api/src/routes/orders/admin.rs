@@ -17,10 +17,13 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AdminQuery {
-    /// Orders in this status (`pending`).
+    /// Orders in this status (`pending`); also spelled `state`.
+    #[serde(alias = "state")]
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
-    /// Seconds: only orders created at least this long ago (0), at most ten years.
+    /// Seconds: only orders created at least this long ago (0), at most ten years; also
+    /// spelled `older_than_s`.
+    #[serde(alias = "older_than_s")]
     #[param(maximum = 315_360_000)]
     older_than: Option<u64>,
     /// The `next_cursor` of the previous page.

@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
@@ -13,6 +14,7 @@ use livegate_core::unix_now;
 
 use super::read::room_id;
 use super::view::RoomView;
+use crate::audit::Detail;
 use crate::auth::{random_token, Caller, Role};
 use crate::error::{ApiError, Json, Path};
 use crate::kick::{self, Kicked};
@@ -275,7 +277,7 @@ pub async fn kill(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> Result<axum::Json<RoomAfterKick>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = room_id(id)?;
     if caller.role != Role::Admin {
         return Err(ApiError::forbidden("only an admin may kill a room"));
@@ -286,11 +288,14 @@ pub async fn kill(
     let viewers_revoked = revoke_viewers(&state, id).await;
     let kicked = kick_live(&state, id).await?;
     tracing::info!(room.id = id, user.id = caller.user_id, "room killed");
-    Ok(axum::Json(RoomAfterKick {
-        room: RoomView::new(&room, &state, Some(&caller)),
+    Ok(with_kick_detail(
+        axum::Json(RoomAfterKick {
+            room: RoomView::new(&room, &state, Some(&caller)),
+            kicked,
+            viewers_revoked,
+        }),
         kicked,
-        viewers_revoked,
-    }))
+    ))
 }
 
 /// Disables a room: publishes are refused from now on (by the hooks service) and a live
@@ -299,7 +304,7 @@ pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> Result<axum::Json<RoomAfterKick>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = room_id(id)?;
     let mut tx = state.db().begin().await?;
     lock_managed(&mut tx, id, &caller).await?;
@@ -314,11 +319,14 @@ pub async fn disable(
     let room = rooms::get(state.db(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("room"))?;
-    Ok(axum::Json(RoomAfterKick {
-        room: RoomView::new(&room, &state, Some(&caller)),
+    Ok(with_kick_detail(
+        axum::Json(RoomAfterKick {
+            room: RoomView::new(&room, &state, Some(&caller)),
+            kicked,
+            viewers_revoked,
+        }),
         kicked,
-        viewers_revoked,
-    }))
+    ))
 }
 
 /// Replaces the room's stream key (clearing its expiry) and kicks a publisher that is live on
@@ -327,7 +335,7 @@ pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> Result<axum::Json<RoomWithKey>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = room_id(id)?;
     let key = random_token(STREAM_KEY_BYTES);
     let mut tx = state.db().begin().await?;
@@ -345,11 +353,23 @@ pub async fn rotate_key(
         .await?
         .ok_or_else(|| ApiError::not_found("room"))?;
     let publish_url = publish_url(&state, id, &key);
-    Ok(axum::Json(RoomWithKey {
-        room: RoomView::new(&room, &state, Some(&caller)),
-        stream_key: key,
-        publish_url,
+    Ok(with_kick_detail(
+        axum::Json(RoomWithKey {
+            room: RoomView::new(&room, &state, Some(&caller)),
+            stream_key: key,
+            publish_url,
+            kicked,
+            viewers_revoked: Some(viewers_revoked),
+        }),
         kicked,
-        viewers_revoked: Some(viewers_revoked),
-    }))
+    ))
+}
+
+/// The answer, telling the audit log what became of the publisher.
+fn with_kick_detail(answer: impl axum::response::IntoResponse, kicked: Option<Kicked>) -> Response {
+    let mut response = answer.into_response();
+    response
+        .extensions_mut()
+        .insert(Detail::kicked(kicked.map_or("not_live", Kicked::as_str)));
+    response
 }
