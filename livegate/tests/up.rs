@@ -202,7 +202,11 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
         .await
         .unwrap();
     let link = recordings["items"][0]["download_url"].as_str().unwrap();
-    let download = client.get(format!("{api_base}{link}")).send().await.unwrap();
+    let download = client
+        .get(format!("{api_base}{link}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(download.status(), 200, "{recordings}");
     assert_eq!(
         download.bytes().await.unwrap().len() as u64,
