@@ -84,6 +84,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         detail,
     };
     if let Err(err) = audit::record(state.db(), &entry).await {
+        state.metrics().audit_unwritten.inc();
         tracing::warn!(
             action = %action,
             user.id = caller.user_id,

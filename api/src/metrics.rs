@@ -82,6 +82,10 @@ pub struct Metrics {
     pub gifts_relayed: Counter,
     /// Orders by status, as last counted.
     pub orders: Family<OrderLabels, prometheus_client::metrics::gauge::Gauge>,
+    /// Audit entries the database did not take.
+    pub audit_unwritten: Counter,
+    /// Live feeds (`GET /admin/live/events`) open on this instance.
+    pub live_feeds: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Metrics {
@@ -100,6 +104,8 @@ impl Metrics {
             callbacks: Family::default(),
             gifts_relayed: Counter::default(),
             orders: Family::default(),
+            audit_unwritten: Counter::default(),
+            live_feeds: prometheus_client::metrics::gauge::Gauge::default(),
         };
         registry.register(
             "requests",
@@ -136,6 +142,16 @@ impl Metrics {
             "gifts_relayed",
             "Gift events relayed from the outbox to the bus",
             metrics.gifts_relayed.clone(),
+        );
+        registry.register(
+            "audit_unwritten",
+            "Audit entries the database did not take",
+            metrics.audit_unwritten.clone(),
+        );
+        registry.register(
+            "live_feeds",
+            "Live feeds open on this instance",
+            metrics.live_feeds.clone(),
         );
         metrics
     }

@@ -170,6 +170,49 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
         "{stored}"
     );
 
+    // The console's health page reads the embedded services' metrics, and the recording
+    // has a download link into the data directory's storage.
+    let client = reqwest::Client::new();
+    let health: Value = client
+        .get(format!("{api_base}/api/v1/admin/health"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for service in ["proxy", "hooks", "recorder", "storage"] {
+        let check = health["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|check| check["name"] == service)
+            .unwrap_or_else(|| panic!("no {service} check in {health}"));
+        assert_eq!(check["ok"], true, "{service}: {health}");
+    }
+    assert!(health["recorder"]["backlog"].is_number(), "{health}");
+    let recordings: Value = client
+        .get(format!("{api_base}/api/v1/rooms/{room_id}/recordings"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = recordings["items"][0]["download_url"].as_str().unwrap();
+    let download = client
+        .get(format!("{api_base}{link}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200, "{recordings}");
+    assert_eq!(
+        download.bytes().await.unwrap().len() as u64,
+        std::fs::metadata(stored_path).unwrap().len()
+    );
+
     up.signal("TERM");
     let status = tokio::task::spawn_blocking(move || up.wait())
         .await

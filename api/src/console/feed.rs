@@ -77,6 +77,7 @@ pub async fn run(state: AppState, stop: CancellationToken) {
         if feed.latest.receiver_count() == 0 {
             // Nobody reads: forget the room events until someone does.
             events = None;
+            state.metrics().live_feeds.set(0);
             tokio::select! {
                 () = feed.wake.notified() => continue,
                 () = stop.cancelled() => break,
@@ -89,6 +90,10 @@ pub async fn run(state: AppState, stop: CancellationToken) {
                 Err(err) => tracing::debug!(error = %err, "live feed cannot follow room events"),
             }
         }
+        state
+            .metrics()
+            .live_feeds
+            .set(i64::try_from(feed.latest.receiver_count()).unwrap_or(i64::MAX));
         match snapshot::build(&state, None).await {
             Ok(taken) => {
                 feed.latest.send_replace(Some(Arc::new(taken)));

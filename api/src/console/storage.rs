@@ -179,6 +179,42 @@ mod tests {
         assert!(!store.verify_link(7, expires, "zz", 1000));
     }
 
+    #[tokio::test]
+    async fn s3_links_are_presigned_gets_of_the_object() {
+        let config = RecordingsConfig {
+            kind: StorageKind::S3,
+            s3: Some(livegate_recorder::config::S3Config {
+                endpoint: "http://127.0.0.1:9000".to_owned(),
+                region: "us-east-1".to_owned(),
+                bucket: "recordings".to_owned(),
+                access_key: livegate_core::Secret::new("AKIDEXAMPLE"),
+                secret_key: livegate_core::Secret::new("secret-key-example"),
+                path_style: true,
+                checksum: livegate_recorder::config::ChecksumWhen::WhenSupported,
+                part_size_bytes: 16 * 1024 * 1024,
+                orphan_upload_max_age_s: 86_400,
+                key_prefix: "recordings/".to_owned(),
+                request_timeout_ms: 1000,
+            }),
+            download_ttl_s: 600,
+            ..RecordingsConfig::default()
+        };
+        let store = RecordingStore::new(&config, b"unused for s3");
+        assert_eq!(store.kind(), "s3");
+        let url = store
+            .download_url(7, "recordings/42/1-a.mp4", 1000)
+            .await
+            .unwrap_or_default();
+        assert!(
+            url.starts_with("http://127.0.0.1:9000/recordings/recordings/42/1-a.mp4?"),
+            "{url}"
+        );
+        assert!(url.contains("X-Amz-Expires=600"), "{url}");
+        assert!(url.contains("X-Amz-Signature="), "{url}");
+        assert_eq!(store.local_path("recordings/42/1-a.mp4"), None);
+        assert!(!store.verify_link(7, 2000, "00", 1000));
+    }
+
     #[test]
     fn keys_stay_inside_the_directory() {
         let store = local();

@@ -11,6 +11,18 @@ pub mod srs;
 pub mod zlm;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Deserializer};
+
+/// A field the console reads and reconciliation does not: a value of an unexpected shape
+/// becomes the default instead of failing the whole listing.
+pub(crate) fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(T::deserialize(value).unwrap_or_default())
+}
 
 /// What an origin reports it is carrying.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

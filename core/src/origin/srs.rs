@@ -44,16 +44,16 @@ pub struct SrsStream {
     #[serde(default)]
     pub publish: SrsPublish,
     /// Connections to the stream: its publisher and its players.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub clients: u64,
     /// Bitrates over the last 30 seconds.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub kbps: SrsKbps,
     /// The video track, once SRS has seen its sequence header.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub video: Option<SrsVideo>,
     /// The audio track, once SRS has seen its sequence header.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub audio: Option<SrsAudio>,
 }
 

@@ -56,10 +56,10 @@ pub struct MediaSource {
     #[serde(default)]
     pub origin_sock: Option<OriginSock>,
     /// How fast the source produces data, bytes per second.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub bytes_speed: Option<u64>,
     /// The source's tracks.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub tracks: Vec<MediaTrack>,
 }
 
@@ -70,10 +70,10 @@ pub struct OriginSock {
     #[serde(default)]
     pub identifier: String,
     /// The publisher's address.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub peer_ip: String,
     /// The publisher's port.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient")]
     pub peer_port: Option<u16>,
 }
 
@@ -336,5 +336,23 @@ mod tests {
         assert_eq!(streams.streams[0].readers, Some(3));
         assert_eq!(streams.streams[1].publisher, None);
         assert_eq!(streams.streams[1].readers, Some(0));
+    }
+
+    #[test]
+    fn media_fields_of_an_unexpected_shape_do_not_fail_the_listing() {
+        let list: Result<MediaList, _> = serde_json::from_str(
+            r#"{"code":0,"data":[{"schema":"rtmp","vhost":"v","app":"live","stream":"42",
+              "bytesSpeed":"fast","tracks":{"odd":true},
+              "originSock":{"identifier":"10-11","peer_ip":7,"peer_port":44190}}]}"#,
+        );
+        let media = list.map(MediaList::into_media).unwrap_or_default();
+        assert_eq!(media.streams.len(), 1);
+        let stream = &media.streams[0];
+        assert_eq!(stream.publisher.as_deref(), Some("10-11"));
+        assert_eq!(
+            (stream.bitrate_kbps, stream.publisher_addr.as_deref()),
+            (None, None)
+        );
+        assert_eq!(stream.video, None);
     }
 }

@@ -24,6 +24,7 @@ fn listing(service: &str, publishers: &[&str]) -> SrsStreams {
                     active: true,
                     cid: Some((*cid).to_owned()),
                 },
+                ..SrsStream::default()
             })
             .collect(),
     }

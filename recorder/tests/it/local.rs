@@ -43,6 +43,9 @@ async fn flv_from_the_bus_and_ts_from_the_watcher_end_as_mp4s() {
                 .unwrap();
             assert_eq!(Some(sha), row.checksum, "{name}");
             assert_eq!(Some(size as i64), row.size_bytes, "{name}");
+            // Three seconds of media, as the remux's probe measured them.
+            let duration = row.duration_ms.unwrap_or_default();
+            assert!((2000..=4000).contains(&duration), "{name}: {duration} ms");
         }
         assert_eq!(flv_row.stream_id, Some(stream_id));
         assert_eq!(
