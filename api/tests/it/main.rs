@@ -21,3 +21,4 @@ mod revocations;
 mod rooms;
 mod secrets;
 mod support;
+mod web;
