@@ -126,17 +126,25 @@ impl Plan {
         let (secrets, first_start) = data.secrets()?;
         let key = toml_string(&secrets.token_key);
         let run = data.run_dir();
+        // The API's own pages (the console, the watch page) play from the proxy and open chat.
+        let pages = format!(
+            "http://{}:{}",
+            options.public_host,
+            port(&options, ports::API)
+        );
         let proxy_text = format!(
             "[server]\nlisten = [\"127.0.0.1:{proxy}\"]\ngrace_period_s = 10\nshutdown_timeout_s = 2\n\
              pid_file = {pid}\nupgrade_sock = {sock}\n\
              [admin]\nlisten = \"127.0.0.1:{proxy_admin}\"\n\
              [origin]\naddresses = [{origin}]\n\
-             [token]\nkeys = [{key}]\n",
+             [token]\nkeys = [{key}]\n\
+             [cors]\nallowed_origins = [{pages}]\n",
             proxy = port(&options, ports::PROXY),
             proxy_admin = port(&options, ports::PROXY_ADMIN),
             pid = toml_string(&run.join("proxy.pid").display().to_string()),
             sock = toml_string(&run.join("proxy-upgrade.sock").display().to_string()),
             origin = toml_string(&options.origin),
+            pages = toml_string(&pages),
         );
         let database = match &options.mysql {
             Some(url) => url.clone(),
@@ -159,13 +167,17 @@ impl Plan {
              [auth]\njwt_keys = [{jwt}]\n\
              [rooms]\ningest_host = {host}\nedge_base_url = {edge}\n\
              [play_token]\nkeys = [{key}]\n\
-             [chat]\nallowed_origins = [{edge}]\n\
-             [[origins]]\nkind = \"srs\"\nurl = \"http://127.0.0.1:1985\"\n",
+             [chat]\nallowed_origins = [{edge}, {pages}]\n\
+             [[origins]]\nkind = \"srs\"\nurl = \"http://127.0.0.1:1985\"\n\
+             [[origins]]\nkind = \"nginx-rtmp\"\nurl = {control}\n",
             api = port(&options, ports::API),
             api_admin = port(&options, ports::API_ADMIN),
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
             jwt = toml_string(&secrets.jwt_key),
+            pages = toml_string(&pages),
+            // nginx-rtmp's control module on its HTTP server (infra/nginx-rtmp/nginx.conf).
+            control = toml_string(&format!("http://{}/control", options.origin)),
             host = toml_string(&options.public_host),
             edge = toml_string(&format!(
                 "http://{}:{}",

@@ -74,6 +74,8 @@ export class ChatClient {
   private timer: ReturnType<typeof setTimeout> | null = null;
   private pending = new Map<string, Pending>();
   private nextRef = 1;
+  /** Bumped by every (re)start: a connect that finds it changed gives up. */
+  private generation = 0;
 
   constructor(
     private readonly room: number,
@@ -84,26 +86,43 @@ export class ChatClient {
   /** Opens the connection (and keeps it open until `stop`). */
   start(): void {
     this.stopped = false;
-    void this.connect();
+    this.restart();
   }
 
   /** Closes for good. */
   stop(): void {
     this.stopped = true;
+    this.generation += 1;
     if (this.timer) clearTimeout(this.timer);
-    this.socket?.close(1000);
-    this.socket = null;
+    this.discard();
     this.failPending("the chat connection closed");
   }
 
   /** Reconnects at once with another token source (after logging in or out). */
   switchToken(token: TokenSource): void {
     this.token = token;
-    this.socket?.close(1000);
-    this.socket = null;
-    if (this.timer) clearTimeout(this.timer);
     this.stopped = false;
-    void this.connect();
+    this.restart();
+  }
+
+  private restart(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.discard();
+    this.generation += 1;
+    void this.connect(this.generation);
+  }
+
+  /** Lets go of the current socket; one still connecting is closed once open (closing it
+   * before that makes the browser report a failed connection). */
+  private discard(): void {
+    const socket = this.socket;
+    this.socket = null;
+    if (!socket) return;
+    socket.onmessage = null;
+    socket.onclose = null;
+    if (socket.readyState === WebSocket.CONNECTING) socket.onopen = () => socket.close(1000);
+    else socket.close(1000);
   }
 
   /** Sends a message; resolves when the server has put it in the log. */
@@ -123,8 +142,8 @@ export class ChatClient {
     this.onChange({ lines: [...this.lines], status: this.status, online: this.online });
   }
 
-  private async connect(): Promise<void> {
-    if (this.stopped) return;
+  private async connect(generation: number): Promise<void> {
+    if (this.stopped || generation !== this.generation) return;
     this.status = { kind: "connecting" };
     this.emit();
     let token: string | null;
@@ -134,7 +153,7 @@ export class ChatClient {
       this.retry(error instanceof Error ? error.message : "no token");
       return;
     }
-    if (this.stopped) return;
+    if (this.stopped || generation !== this.generation) return;
     if (!token) {
       this.status = { kind: "closed", reason: "chat is not available for this room", final: true };
       this.emit();
@@ -166,7 +185,8 @@ export class ChatClient {
     if (this.stopped) return;
     this.status = { kind: "closed", reason, final: false };
     this.emit();
-    this.timer = setTimeout(() => void this.connect(), this.pause);
+    const generation = this.generation;
+    this.timer = setTimeout(() => void this.connect(generation), this.pause);
     this.pause = Math.min(this.pause * 2, MAX_PAUSE_MS);
   }
 

@@ -187,7 +187,10 @@ function Chat(props: {
     client.start();
     return () => client.stop();
   }, [client]);
+  const userOnOpen = useRef(props.user?.id);
   useEffect(() => {
+    if (userOnOpen.current === props.user?.id) return;
+    userOnOpen.current = props.user?.id;
     client.switchToken(tokenSource);
   }, [props.user?.id]);
   useEffect(() => {
