@@ -211,7 +211,7 @@ async function main() {
   await watch.getByRole("button", { name: "Log in to chat" }).click();
   await watch.getByTestId("chat-status").filter({ hasText: "connected" }).waitFor();
   const text = `hello from ${viewerName}`;
-  await watch.getByLabel("Message").fill(text);
+  await watch.getByRole("textbox", { name: "Message" }).fill(text);
   await watch.getByRole("button", { name: "Send" }).click();
   const viewerLine = watch.getByTestId("chat-log").locator(".chat-line", { hasText: text });
   await viewerLine.waitFor();

@@ -124,9 +124,11 @@ export function ChatPanel(props: { roomId: number; ownerId: number }) {
         {view.lines.map((line) => (
           <li key={line.id} class={`chat-line chat-${line.type}`} data-offset={line.offset}>
             <span class="chat-meta">
-              <time dateTime={new Date(line.at).toISOString()}>{clock(line.at)}</time> <strong>{line.type === "chat" || line.type === "gift" ? who(line) : line.type}</strong>
+              <time dateTime={new Date(line.at).toISOString()}>{clock(line.at)}</time>{" "}
+              {(line.type === "chat" || line.type === "gift") && <strong>{who(line)}</strong>}
             </span>{" "}
-            <span class="chat-text">{line.type === "live" ? "went live" : line.type === "offline" ? "went offline" : line.text}</span>
+            <span class="chat-text">{line.type === "gift" && "🎁 "}
+              {line.type === "live" ? "The stream started." : line.type === "offline" ? "The stream ended." : line.text}</span>
             {(line.type === "chat" || line.type === "gift") && line.offset !== undefined && (
               <span class="chat-actions">
                 <button type="button" class="small" onClick={() => void remove(line)} aria-label={`Delete message from ${who(line)}: ${line.text ?? ""}`}>
