@@ -126,12 +126,18 @@ impl Plan {
         let (secrets, first_start) = data.secrets()?;
         let key = toml_string(&secrets.token_key);
         let run = data.run_dir();
-        // The API's own pages (the console, the watch page) play from the proxy and open chat.
-        let pages = format!(
-            "http://{}:{}",
-            options.public_host,
-            port(&options, ports::API)
-        );
+        // The API's own pages (the console, the watch page) play from the proxy and open chat,
+        // under the public host and, on this machine, under `localhost` too.
+        let api_port = port(&options, ports::API);
+        let mut page_hosts = vec![options.public_host.as_str()];
+        if options.public_host == "127.0.0.1" {
+            page_hosts.push("localhost");
+        }
+        let pages = page_hosts
+            .iter()
+            .map(|host| toml_string(&format!("http://{host}:{api_port}")))
+            .collect::<Vec<_>>()
+            .join(", ");
         let proxy_text = format!(
             "[server]\nlisten = [\"127.0.0.1:{proxy}\"]\ngrace_period_s = 10\nshutdown_timeout_s = 2\n\
              pid_file = {pid}\nupgrade_sock = {sock}\n\
@@ -144,7 +150,6 @@ impl Plan {
             pid = toml_string(&run.join("proxy.pid").display().to_string()),
             sock = toml_string(&run.join("proxy-upgrade.sock").display().to_string()),
             origin = toml_string(&options.origin),
-            pages = toml_string(&pages),
         );
         let database = match &options.mysql {
             Some(url) => url.clone(),
@@ -175,7 +180,6 @@ impl Plan {
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
             jwt = toml_string(&secrets.jwt_key),
-            pages = toml_string(&pages),
             // nginx-rtmp's control module on its HTTP server (infra/nginx-rtmp/nginx.conf).
             control = toml_string(&format!("http://{}/control", options.origin)),
             host = toml_string(&options.public_host),
