@@ -1,5 +1,6 @@
 //! The room API's configuration: `[server]`, `[database]`, `[bus]`, `[auth]`, `[rooms]`,
-//! `[play_token]`, `[[origins]]`, `[payments]`, `[chat]` and `[log]`.
+//! `[play_token]`, `[[origins]]`, `[payments]`, `[chat]`, `[console]`, `[recordings]` and
+//! `[log]`.
 //! Loaded from TOML (`-c/--config` or `LIVEGATE_API_CONFIG`) with `LIVEGATE_API__SECTION__KEY`
 //! overrides. There is no running on defaults alone: the JWT and play token keys must be given.
 
@@ -40,6 +41,10 @@ pub struct Config {
     pub payments: PaymentsConfig,
     /// Room chat over WebSocket.
     pub chat: crate::chat::config::ChatConfig,
+    /// The operator console's live feed, history and health page.
+    pub console: crate::console::config::ConsoleConfig,
+    /// Where recordings are stored, for download links; none: listings have no links.
+    pub recordings: Option<crate::console::config::RecordingsConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -243,6 +248,22 @@ pub struct OriginConfig {
     /// Timeout of one control request, in milliseconds. Default: 3000.
     #[serde(default = "default_origin_timeout_ms")]
     pub timeout_ms: u64,
+    /// nginx-rtmp only: the stat module's URL (`location /stat { rtmp_stat all; }`), for the
+    /// console's media facts. Default: `url` with its last `/control` replaced by `/stat`.
+    #[serde(default)]
+    pub stat_url: Option<String>,
+}
+
+impl OriginConfig {
+    /// The nginx-rtmp stat URL: `stat_url`, else the control URL's sibling `/stat`.
+    pub fn nginx_stat_url(&self) -> Option<String> {
+        if let Some(url) = &self.stat_url {
+            return Some(url.clone());
+        }
+        let base = self.url.trim_end_matches('/');
+        base.strip_suffix("/control")
+            .map(|root| format!("{root}/stat"))
+    }
 }
 
 fn default_origin_timeout_ms() -> u64 {
@@ -406,6 +427,18 @@ impl Config {
                     "must be set for zlmediakit (its [api] secret)",
                 );
             }
+            if let Some(url) = &origin.stat_url {
+                problems.check(
+                    origin.kind == OriginKind::NginxRtmp,
+                    &key("stat_url"),
+                    "is for nginx-rtmp origins only",
+                );
+                problems.check(
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    &key("stat_url"),
+                    "must be an http:// or https:// URL",
+                );
+            }
             let twin = self.origins[..index]
                 .iter()
                 .any(|other| other.kind == origin.kind && other.server_id == origin.server_id);
@@ -482,6 +515,10 @@ impl Validate for Config {
         self.validate_origins(problems);
         self.validate_payments(problems);
         self.chat.validate(problems);
+        self.console.validate(problems);
+        if let Some(recordings) = &self.recordings {
+            recordings.validate(problems);
+        }
         self.log.validate(problems);
     }
 }

@@ -129,6 +129,13 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        // For the audit log: what was refused and why, without reading the body back.
+        response
+            .extensions_mut()
+            .insert(crate::audit::Detail(format!(
+                "{}: {}",
+                self.code, self.message
+            )));
         if let Some(error) = self.challenge {
             let challenge = format!("Bearer realm=\"livegate\", error=\"{error}\"");
             if let Ok(value) = HeaderValue::from_str(&challenge) {

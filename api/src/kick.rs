@@ -52,7 +52,13 @@ impl Origins {
                     config.server_id.as_deref().unwrap_or_default(),
                     timeout,
                 )?),
-                OriginKind::NginxRtmp => Arc::new(NginxRtmpControl::new(&config.url, timeout)?),
+                OriginKind::NginxRtmp => {
+                    let control = NginxRtmpControl::new(&config.url, timeout)?;
+                    Arc::new(match config.nginx_stat_url() {
+                        Some(stat) => control.with_stat_url(&stat),
+                        None => control,
+                    })
+                }
             };
             entries.push(OriginEntry {
                 kind: config.kind,
@@ -71,18 +77,31 @@ impl Origins {
     /// The control API for `stream`: the entry naming its server, else one of its kind
     /// naming none.
     pub fn for_stream(&self, stream: &Stream) -> Option<&Arc<dyn OriginControl>> {
-        let of_kind = |entry: &&OriginEntry| entry.kind.as_str() == stream.origin_kind;
-        self.entries
-            .iter()
+        self.index_of(&stream.origin_kind, &stream.origin_server_id)
+            .map(|index| &self.entries[index].control)
+    }
+
+    /// The index in [`Origins::entries`] of the entry for streams of origin `kind` and
+    /// `server_id`: the one naming the server, else one of its kind naming none.
+    pub fn index_of(&self, kind: &str, server_id: &str) -> Option<usize> {
+        let of_kind = |entry: &(usize, &OriginEntry)| entry.1.kind.as_str() == kind;
+        let mut entries = self.entries.iter().enumerate();
+        entries
+            .clone()
             .filter(of_kind)
-            .find(|entry| entry.server_id.as_deref() == Some(stream.origin_server_id.as_str()))
+            .find(|(_, entry)| entry.server_id.as_deref() == Some(server_id))
             .or_else(|| {
-                self.entries
-                    .iter()
+                entries
+                    .by_ref()
                     .filter(of_kind)
-                    .find(|entry| entry.server_id.is_none())
+                    .find(|(_, entry)| entry.server_id.is_none())
             })
-            .map(|entry| &entry.control)
+            .map(|(index, _)| index)
+    }
+
+    /// Every configured entry.
+    pub fn entries(&self) -> &[OriginEntry] {
+        &self.entries
     }
 }
 

@@ -5,10 +5,12 @@
 //! control APIs, and play tokens for the edge. [`App::build`] wires it from a [`Config`];
 //! [`App::run`] serves until shutdown.
 
+pub mod audit;
 pub mod auth;
 pub mod chat;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod kick;
 pub mod metrics;
@@ -188,6 +190,8 @@ impl App {
             })
         };
         let gift_relay = shutdown.spawn(payments::relay::run(state.clone(), stop.clone()));
+        let live_feed = shutdown.spawn(console::feed::run(state.clone(), stop.clone()));
+        let history = shutdown.spawn(console::history::run(state.clone(), stop.clone()));
         let chat_store = state
             .chat()
             .start(&state.config().chat, state.bus().clone(), &shutdown);
@@ -204,6 +208,8 @@ impl App {
         drain.step("admin listener", admin_server).await;
         drain.step("edge viewer counts", edge_viewers).await;
         drain.step("gift relay", gift_relay).await;
+        drain.step("live feed", live_feed).await;
+        drain.step("history sampler", history).await;
         drain.tasks().await;
         drain.finish();
         tracing::info!("livegate-api stopped");

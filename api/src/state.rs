@@ -12,6 +12,7 @@ use crate::auth::password::Passwords;
 use crate::chat::metrics::ChatMetrics;
 use crate::chat::Chat;
 use crate::config::Config;
+use crate::console::Console;
 use crate::kick::Origins;
 use crate::metrics::Metrics;
 use crate::payments::relay::RelayWake;
@@ -36,6 +37,7 @@ struct Inner {
     edge_viewers: EdgeViewers,
     relay_wake: RelayWake,
     chat: Chat,
+    console: Console,
 }
 
 /// The parts [`AppState::new`] assembles.
@@ -76,9 +78,17 @@ impl AppState {
             chat_metrics,
         } = parts;
         let chat = Chat::new(&config.chat, bus.clone(), db.clone(), chat_metrics);
+        let link_key = config
+            .auth
+            .jwt_keys
+            .first()
+            .map(|key| key.expose().as_bytes().to_vec())
+            .unwrap_or_default();
+        let console = Console::new(&config, &bus, &link_key);
         Self {
             inner: Arc::new(Inner {
                 chat,
+                console,
                 config,
                 db,
                 bus,
@@ -101,6 +111,11 @@ impl AppState {
     /// Wakes the gift outbox relay.
     pub fn relay_wake(&self) -> &RelayWake {
         &self.inner.relay_wake
+    }
+
+    /// The operator console's shared parts.
+    pub fn console(&self) -> &Console {
+        &self.inner.console
     }
 
     /// Room chat.

@@ -4,7 +4,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use livegate_core::bus::{Bus, Received, ViewerTally};
+use livegate_core::bus::{Bus, Received, RoomViewers, ViewerTally};
 use livegate_core::service::CancellationToken;
 use livegate_core::unix_now_ms;
 
@@ -21,9 +21,14 @@ pub struct EdgeViewers {
 impl EdgeViewers {
     /// Viewers of `room_id` on every edge that reported lately (FLV and HLS together).
     pub fn room(&self, room_id: i64) -> i64 {
-        let tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
-        let room = tally.room(room_id.unsigned_abs(), unix_now_ms());
+        let room = self.split(room_id);
         i64::try_from(room.flv + room.hls).unwrap_or(i64::MAX)
+    }
+
+    /// Viewers of `room_id` on every edge that reported lately, FLV and HLS apart.
+    pub fn split(&self, room_id: i64) -> RoomViewers {
+        let tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        tally.room(room_id.unsigned_abs(), unix_now_ms())
     }
 
     /// Follows the edges' reports on `bus` until `stop`.

@@ -172,11 +172,35 @@ impl Plan {
              [auth]\njwt_keys = [{jwt}]\n\
              [rooms]\ningest_host = {host}\nedge_base_url = {edge}\n\
              [play_token]\nkeys = [{key}]\n\
-             [chat]\nallowed_origins = [{edge}, {pages}]\n\
-             [[origins]]\nkind = \"srs\"\nurl = \"http://127.0.0.1:1985\"\n\
-             [[origins]]\nkind = \"nginx-rtmp\"\nurl = {control}\n",
+             [chat]
+allowed_origins = [{edge}, {pages}]
+\
+             [[origins]]
+kind = \"srs\"
+url = \"http://127.0.0.1:1985\"
+\
+             [[origins]]
+kind = \"nginx-rtmp\"
+url = {control}
+\
+             [console]
+proxy_metrics_url = \"http://127.0.0.1:{proxy_admin}/metrics\"
+\
+             hooks_metrics_url = \"http://127.0.0.1:{hooks_admin}/metrics\"
+\
+             recorder_metrics_url = \"http://127.0.0.1:{recorder_admin}/metrics\"
+\
+             [recordings]
+kind = \"local\"
+[recordings.local]
+dir = {stored}
+",
             api = port(&options, ports::API),
             api_admin = port(&options, ports::API_ADMIN),
+            proxy_admin = port(&options, ports::PROXY_ADMIN),
+            hooks_admin = port(&options, ports::HOOKS_ADMIN),
+            recorder_admin = port(&options, ports::RECORDER_ADMIN),
+            stored = toml_string(&data.root().join("stored").display().to_string()),
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
             jwt = toml_string(&secrets.jwt_key),
@@ -477,6 +501,10 @@ fn print_welcome(
     let proxy = port(options, ports::PROXY);
     let mut text = String::new();
     text.push_str("\nlivegate is up (Ctrl-C stops it cleanly; a second Ctrl-C at once).\n\n");
+    let api = port(options, ports::API);
+    text.push_str(&format!(
+        "  console  http://127.0.0.1:{api}/console   (log in with the admin account)\n\n"
+    ));
     if let Some(room) = demo {
         let expires = unix_now() + 3600;
         let token = TokenKeys::new([key])
@@ -486,7 +514,8 @@ fn print_welcome(
             "  demo room {id}{made}\n\
              \x20   publish (OBS or ffmpeg):  rtmp://{host}/live/{id}?key={stream_key}\n\
              \x20   play FLV (1 hour token):  http://{host}:{proxy}/live/{id}.flv?token={token}\n\
-             \x20   play HLS:                 http://{host}:{proxy}/live/{id}.m3u8?token={token}\n\n",
+             \x20   play HLS:                 http://{host}:{proxy}/live/{id}.m3u8?token={token}\n\
+             \x20   watch page:               http://127.0.0.1:{api}/watch/{id}\n\n",
             id = room.id,
             made = if first_start { " (made now)" } else { "" },
             stream_key = room.stream_key,
@@ -512,7 +541,6 @@ fn print_welcome(
         proxy_admin = port(options, ports::PROXY_ADMIN),
         hooks = port(options, ports::HOOKS),
         hooks_admin = port(options, ports::HOOKS_ADMIN),
-        api = port(options, ports::API),
         api_admin = port(options, ports::API_ADMIN),
         recordings = data.recordings().display(),
         stored = data.root().join("stored").display(),

@@ -100,6 +100,11 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
     let (room_id, key) = room.split_once("?key=").unwrap();
     let password = field(&text, "account admin", "password ");
     let api_base = format!("http://127.0.0.1:{api}");
+    assert!(text.contains(&format!("{api_base}/console")), "{text}");
+    assert!(
+        text.contains(&format!("{api_base}/watch/{room_id}")),
+        "{text}"
+    );
     assert_eq!(login(&api_base, "admin", &password).await, 201);
 
     // Publishing with the printed key through a real origin puts the room live.

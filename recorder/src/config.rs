@@ -379,60 +379,58 @@ impl Validate for Config {
             (StorageKind::S3, None) => {
                 problems.add("storage.s3", "must be given when storage.kind is \"s3\"");
             }
-            (StorageKind::S3, Some(s3)) => s3.validate(problems),
+            (StorageKind::S3, Some(s3)) => s3.validate_as("storage.s3", problems),
         }
     }
 }
 
 impl S3Config {
-    fn validate(&self, problems: &mut Problems) {
+    /// Records problems under `section` (`storage.s3` here; the room API names its own).
+    pub fn validate_as(&self, section: &str, problems: &mut Problems) {
+        let key = |field: &str| format!("{section}.{field}");
         problems.check(
             self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://"),
-            "storage.s3.endpoint",
+            &key("endpoint"),
             "must be an http:// or https:// URL",
         );
-        problems.check(
-            !self.region.is_empty(),
-            "storage.s3.region",
-            "must not be empty",
-        );
+        problems.check(!self.region.is_empty(), &key("region"), "must not be empty");
         problems.check(
             (3..=63).contains(&self.bucket.len())
                 && self
                     .bucket
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'),
-            "storage.s3.bucket",
+            &key("bucket"),
             "must be a bucket name: 3 to 63 lowercase letters, digits, '-' or '.'",
         );
         problems.check(
             !self.access_key.expose().is_empty(),
-            "storage.s3.access_key",
+            &key("access_key"),
             "must not be empty",
         );
         problems.check(
             !self.secret_key.expose().is_empty(),
-            "storage.s3.secret_key",
+            &key("secret_key"),
             "must not be empty",
         );
         problems.check(
             self.part_size_bytes >= MIN_PART_SIZE && self.part_size_bytes <= 5 * 1024 * MIB,
-            "storage.s3.part_size_bytes",
+            &key("part_size_bytes"),
             "must be between 65536 and 5 GiB (S3 needs at least 5 MiB)",
         );
         problems.check(
             self.orphan_upload_max_age_s > 0,
-            "storage.s3.orphan_upload_max_age_s",
+            &key("orphan_upload_max_age_s"),
             "must be positive",
         );
         problems.check(
             !self.key_prefix.starts_with('/'),
-            "storage.s3.key_prefix",
+            &key("key_prefix"),
             "must not start with '/'",
         );
         problems.check(
             self.request_timeout_ms > 0,
-            "storage.s3.request_timeout_ms",
+            &key("request_timeout_ms"),
             "must be positive",
         );
     }

@@ -169,6 +169,7 @@ impl Context {
         // A remux that finished before a crash left a validated MP4 (it is renamed into place
         // only once valid): use it.
         let have_mp4 = tokio::fs::metadata(&target).await.is_ok();
+        let mut duration = None;
         if !have_mp4 {
             if tokio::fs::metadata(source).await.is_err() {
                 return self.give_up(row, owner, "the source file is gone").await;
@@ -181,6 +182,7 @@ impl Context {
                     self.metrics
                         .remux_duration
                         .observe(outcome.elapsed.as_secs_f64());
+                    duration = outcome.source.duration;
                 }
                 Err(err @ (MediaError::Unreadable(_) | MediaError::Invalid(_))) => {
                     let reason = if recovering {
@@ -226,6 +228,10 @@ impl Context {
             part_size: i64::try_from(part_size).unwrap_or(i64::MAX),
         };
         held(recording_jobs::set_remuxed(&self.db, row.id, owner, &remuxed, now_ms()).await?)?;
+        if let Some(duration) = duration {
+            let ms = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+            held(recording_jobs::set_duration(&self.db, row.id, owner, ms).await?)?;
+        }
         tracing::info!(job.id = row.id, room.id = row.room_id, size_bytes = size, key = %key, "remuxed");
         Ok(())
     }

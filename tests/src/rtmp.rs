@@ -58,9 +58,10 @@ impl RtmpOrigin {
             done = hook("on_done"),
             record_done = hook("on_record_done"),
         );
-        // The control module (`/control/drop/publisher?app=…&name=…`) kicks publishers.
+        // The control module (`/control/drop/publisher?app=…&name=…`) kicks publishers; the
+        // stat module (`/stat`) lists the streams with their media, as XML.
         let http = "server {\n listen {listen};\n location = /health { return 200 \"ok\\n\"; }\n \
-                    location /control { rtmp_control all; }\n}\n";
+                    location /control { rtmp_control all; }\n location /stat { rtmp_stat all; }\n}\n";
         let nginx = Nginx::start(&main, http);
         RtmpOrigin { nginx, rtmp_addr }
     }
@@ -74,6 +75,11 @@ impl RtmpOrigin {
     /// Base URL of the control module (`http://ADDR/control`).
     pub fn control_url(&self) -> String {
         format!("http://{}/control", self.nginx.addr)
+    }
+
+    /// URL of the stat module (`http://ADDR/stat`).
+    pub fn stat_url(&self) -> String {
+        format!("http://{}/stat", self.nginx.addr)
     }
 
     /// Where recordings are written.

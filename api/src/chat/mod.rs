@@ -13,7 +13,8 @@
 //! - [`rooms`], `pump`: a room's members, and its ordered fan-out;
 //! - [`outbox`], [`frame`], [`close`]: the queue, the frames and the close codes;
 //! - [`store`], [`history`]: batched writes to `messages` and reading them back;
-//! - [`moderation`]: moderators, mutes, bans and slow mode;
+//! - [`moderation`]: moderators, mutes, bans and slow mode, and deletes and clears over REST;
+//! - [`removal`]: deleting a message or clearing a room, for both the socket and REST;
 //! - [`presence`]: who is in a room, across instances;
 //! - [`events`]: live/offline frames from the hooks service.
 
@@ -28,6 +29,7 @@ pub mod moderation;
 pub mod outbox;
 pub mod presence;
 mod pump;
+pub mod removal;
 pub mod rooms;
 pub mod send;
 pub mod socket;

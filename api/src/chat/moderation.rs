@@ -1,14 +1,17 @@
 //! Moderation over REST: the owner (or an admin) grants and takes back the moderator role;
-//! owners, moderators and admins mute, ban and set slow mode. Every change reaches the
-//! room's open connections on every instance through the room's channel.
+//! owners, moderators and admins mute, ban, set slow mode, delete a message and clear the
+//! room (the socket's `delete` and `clear` frames, through the same [`super::removal`]).
+//! Every change reaches the room's open connections on every instance through the room's
+//! channel.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use livegate_core::db::chat::{self, SanctionKind};
 use livegate_core::db::{rooms, users, Room};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::frame::Broadcast;
+use super::removal::{self, Removal};
 use crate::auth::Caller;
 use crate::error::{ApiError, Json, Path};
 use crate::routes::rooms::read::room_id;
@@ -236,4 +239,68 @@ pub async fn slow_mode(
     };
     tell(&state, room.id, &broadcast).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The answer to a delete or a clear: where the removal went in the room's log.
+#[derive(Debug, Serialize)]
+pub struct Removed {
+    /// Its offset.
+    offset: u64,
+    /// Its epoch.
+    epoch: String,
+    /// The server's id of it.
+    id: String,
+}
+
+async fn remove_as(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    what: Removal,
+) -> Result<axum::Json<Removed>, ApiError> {
+    let room = moderated(state, caller, id).await?;
+    let sender = removal::sender_of(state, &room, caller).await?;
+    let (position, message_id) = removal::remove(state, room.id, Some(sender), what).await?;
+    tracing::info!(
+        room.id = room.id,
+        by = caller.user_id,
+        offset = position.offset,
+        "chat removal"
+    );
+    Ok(axum::Json(Removed {
+        offset: position.offset,
+        epoch: position.epoch,
+        id: message_id,
+    }))
+}
+
+/// The path of a message, by name: a bad part is named in the refusal.
+#[derive(Debug, Deserialize)]
+pub struct MessagePath {
+    id: i64,
+    offset: u64,
+}
+
+/// `POST /rooms/{id}/chat/messages/{offset}/delete`: the `delete` frame over REST.
+pub async fn delete_message(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(MessagePath { id, offset }): Path<MessagePath>,
+) -> Result<axum::Json<Removed>, ApiError> {
+    if offset == 0 {
+        return Err(ApiError::invalid(
+            "offset",
+            "must be a message offset (1 or more)",
+        ));
+    }
+    remove_as(&state, &caller, id, Removal::Delete(offset)).await
+}
+
+/// `POST /rooms/{id}/chat/clear`: the `clear` frame over REST.
+pub async fn clear(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<axum::Json<Removed>, ApiError> {
+    remove_as(&state, &caller, id, Removal::Clear).await
 }

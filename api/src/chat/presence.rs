@@ -22,7 +22,8 @@ use crate::state::AppState;
 /// Most users `GET /rooms/{id}/presence` lists.
 const MAX_LISTED: usize = 100;
 
-fn key(room: i64) -> String {
+/// The bus presence key of `room`'s chat.
+pub(crate) fn key(room: i64) -> String {
     format!("chat:{room}")
 }
 

@@ -1,5 +1,5 @@
 //! What a client's frame does: a chat message checked against the limits, or a moderator's
-//! delete or clear, each appended to the room's log.
+//! delete or clear ([`super::removal`]), each appended to the room's log.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use livegate_core::bus::Position;
 use livegate_core::db::messages::NewMessage;
 
 use super::frame::{Direct, Incoming, Kind, Message, Outgoing};
+use super::removal::{self, Removal};
 use super::socket::Connection;
 
 /// The frame that answers a client frame.
@@ -36,17 +37,9 @@ pub async fn handle(conn: &Connection, incoming: Incoming) -> Answer {
     match incoming {
         Incoming::Chat { text, reference } => chat(conn, text, reference.as_deref()).await,
         Incoming::Delete { offset, reference } => {
-            let message = service_message(conn, Kind::Delete, Some(offset));
-            moderate(conn, message, reference.as_deref()).await
+            moderate(conn, Removal::Delete(offset), reference.as_deref()).await
         }
-        Incoming::Clear { reference } => {
-            let message = service_message(conn, Kind::Clear, None);
-            let answer = moderate(conn, message, reference.as_deref()).await;
-            if matches!(answer, Answer::Done(_)) {
-                conn.state.chat().store().clear(conn.room.id).await;
-            }
-            answer
-        }
+        Incoming::Clear { reference } => moderate(conn, Removal::Clear, reference.as_deref()).await,
     }
 }
 
@@ -142,19 +135,7 @@ async fn chat(conn: &Connection, text: String, reference: Option<&str>) -> Answe
     }
 }
 
-fn service_message(conn: &Connection, kind: Kind, target: Option<u64>) -> Message {
-    Message {
-        kind,
-        id: crate::auth::random_token(12),
-        room: conn.room.id,
-        user: conn.access.sender.clone(),
-        text: None,
-        target,
-        at: livegate_core::db::now_ms(),
-    }
-}
-
-async fn moderate(conn: &Connection, message: Message, reference: Option<&str>) -> Answer {
+async fn moderate(conn: &Connection, removal: Removal, reference: Option<&str>) -> Answer {
     if !conn.access.moderates {
         return refused(
             "forbidden",
@@ -162,10 +143,16 @@ async fn moderate(conn: &Connection, message: Message, reference: Option<&str>) 
             reference,
         );
     }
-    let id = message.id.clone();
-    match append(conn, message).await {
-        Some(position) => Answer::Done(ack(reference, &position, &id)),
-        None => Answer::Done(unavailable(reference)),
+    match removal::remove(
+        &conn.state,
+        conn.room.id,
+        conn.access.sender.clone(),
+        removal,
+    )
+    .await
+    {
+        Ok((position, id)) => Answer::Done(ack(reference, &position, &id)),
+        Err(_) => Answer::Done(unavailable(reference)),
     }
 }
 

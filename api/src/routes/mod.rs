@@ -2,6 +2,7 @@
 //! module; new ones (gifts, payments) are merged here the same way. Chat's `/ws` sits beside
 //! `/api/v1`; `chat.only` serves chat alone.
 
+pub mod admin;
 pub mod gifts;
 pub mod orders;
 pub mod payments;
@@ -42,7 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/rooms/{id}/kill", post(rooms::manage::kill))
         .route("/rooms/{id}/streams", get(rooms::read::streams))
         .route("/rooms/{id}/play-token", get(play::play_token))
-        .merge(payment_routes());
+        .merge(payment_routes())
+        .merge(admin::routes());
     let chat_config = &state.config().chat;
     let api = if chat_config.only { Router::new() } else { api };
     let api = if chat_config.enabled {
@@ -66,6 +68,11 @@ pub fn router(state: AppState) -> Router {
                 "/rooms/{id}/chat/slow-mode",
                 put(chat::moderation::slow_mode),
             )
+            .route(
+                "/rooms/{id}/chat/messages/{offset}/delete",
+                post(chat::moderation::delete_message),
+            )
+            .route("/rooms/{id}/chat/clear", post(chat::moderation::clear))
     } else {
         api
     };
@@ -85,6 +92,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { method_not_allowed() })
         .layer(middleware::from_fn(no_store))
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::record,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }

@@ -74,3 +74,33 @@ fn overrides_come_from_the_environment() {
     let config: Config = from_toml_str_with_env(&example(), &env).unwrap();
     assert_eq!(config.play_token.ttl_s, 600);
 }
+
+#[test]
+fn console_and_recordings_problems_name_their_keys() {
+    let text = r#"
+        [[origins]]
+        kind = "srs"
+        url = "http://127.0.0.1:1985"
+        stat_url = "http://127.0.0.1:8081/stat"
+        [console]
+        proxy_metrics_url = "127.0.0.1:9180/metrics"
+        history_interval_s = 0
+        [recordings]
+        kind = "s3"
+        download_ttl_s = 0
+    "#;
+    let err = from_toml_str::<Config>(text).unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    for key in [
+        "origins[0].stat_url",
+        "console.proxy_metrics_url",
+        "console.history_interval_s",
+        "recordings.s3",
+        "recordings.download_ttl_s",
+    ] {
+        assert!(keys.contains(&key), "{key} missing from {keys:?}");
+    }
+    let config: Config = from_toml_str(&example()).unwrap();
+    assert!(config.recordings.is_none());
+    assert_eq!(config.console.history_interval_s, 10);
+}

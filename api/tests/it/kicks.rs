@@ -51,7 +51,7 @@ async fn recording_api(code: i64) -> (String, Calls) {
     (base, calls)
 }
 
-fn origin(kind: OriginKind, url: &str, secret: Option<&str>) -> OriginConfig {
+pub(crate) fn origin(kind: OriginKind, url: &str, secret: Option<&str>) -> OriginConfig {
     OriginConfig {
         kind,
         server_id: None,
@@ -59,6 +59,7 @@ fn origin(kind: OriginKind, url: &str, secret: Option<&str>) -> OriginConfig {
         username: None,
         secret: secret.map(Secret::new),
         timeout_ms: 3000,
+        stat_url: None,
     }
 }
 
@@ -185,18 +186,29 @@ async fn a_failing_origin_api_is_reported_and_the_key_still_rotates() {
 }
 
 /// The hooks service on the API's database, as a deployment runs it.
-struct Hooks {
-    base: String,
+pub(crate) struct Hooks {
+    pub(crate) base: String,
+    /// Its admin endpoints (`/metrics`).
+    pub(crate) admin: String,
     shutdown: Shutdown,
     handle: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Hooks {
-    async fn start(db: livegate_core::db::Database) -> Hooks {
+    pub(crate) async fn start(db: livegate_core::db::Database) -> Hooks {
+        let bus =
+            livegate_core::bus::Bus::connect(&livegate_core::bus::BusConfig::default()).unwrap();
+        Self::start_on(db, bus).await
+    }
+
+    /// On the API's bus too, so that its room events reach the API.
+    pub(crate) async fn start_on(
+        db: livegate_core::db::Database,
+        bus: livegate_core::bus::Bus,
+    ) -> Hooks {
         let mut config = livegate_hooks::Config::default();
         config.play.token_keys = vec![Secret::new(crate::support::PLAY_KEY)];
         config.publish.attempts_per_ip_per_minute = 0;
-        let bus = livegate_core::bus::Bus::connect(&config.bus).unwrap();
         let app = livegate_hooks::App::build_with(
             config,
             livegate_hooks::Deps {
@@ -212,16 +224,18 @@ impl Hooks {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let admin_base = format!("http://{}", admin.local_addr().unwrap());
         let shutdown = Shutdown::new();
         let handle = tokio::spawn(app.run(listener, admin, shutdown.clone()));
         Hooks {
             base,
+            admin: admin_base,
             shutdown,
             handle,
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.request(Stop::Drain);
         tokio::time::timeout(livegate_tests::patience(), self.handle)
             .await

@@ -56,7 +56,13 @@ pub(crate) async fn callback(app: &TestApp, body: String, signature: Option<&str
     }
 }
 
-async fn buy(app: &TestApp, token: &str, room: i64, key: Option<&str>, body: &Value) -> Reply {
+pub(crate) async fn buy(
+    app: &TestApp,
+    token: &str,
+    room: i64,
+    key: Option<&str>,
+    body: &Value,
+) -> Reply {
     let mut request = app
         .client
         .post(format!("{}/api/v1/rooms/{room}/gifts", app.base))
@@ -306,7 +312,7 @@ async fn an_order_is_created_once_per_key_and_paid_once_per_event() {
 }
 
 /// A room with a 500-cent gift on sale: (viewer, room, gift id).
-async fn shop(app: &TestApp) -> (crate::support::Session, i64, i64) {
+pub(crate) async fn shop(app: &TestApp) -> (crate::support::Session, i64, i64) {
     let admin = app.user("admin").await;
     let streamer = app.user("streamer").await;
     let viewer = app.user("viewer").await;

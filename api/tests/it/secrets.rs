@@ -52,6 +52,7 @@ async fn no_secret_is_logged() {
         username: None,
         secret: Some(Secret::new(ZLM_SECRET)),
         timeout_ms: 500,
+        stat_url: None,
     };
     let app = TestApp::start(Options {
         config,

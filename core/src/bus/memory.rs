@@ -32,6 +32,7 @@ struct Inner {
     queues: Mutex<HashMap<String, MemoryQueue>>,
     logs: Mutex<HashMap<String, MemoryLog>>,
     boards: super::leaderboard::MemoryBoards,
+    series: super::series::SharedMemorySeries,
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +67,7 @@ impl MemoryBus {
                 queues: Mutex::new(queues),
                 logs: Mutex::new(HashMap::new()),
                 boards: super::leaderboard::MemoryBoards::default(),
+                series: super::series::SharedMemorySeries::default(),
             }),
         }
     }
@@ -80,6 +82,10 @@ impl MemoryBus {
 
     pub(crate) fn boards(&self) -> &super::leaderboard::MemoryBoards {
         &self.inner.boards
+    }
+
+    pub(crate) fn series(&self) -> &super::series::SharedMemorySeries {
+        &self.inner.series
     }
 
     pub(crate) fn recordings(&self) -> &MemoryQueue {

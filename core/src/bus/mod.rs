@@ -12,6 +12,7 @@
 //! - viewer counters per room (a set of viewer sessions, so joins and leaves are idempotent);
 //! - fixed-window rate limits and token buckets;
 //! - presence per key (members that expire unless refreshed);
+//! - short time series per key ([`Series`]: a room's viewers over the last hour);
 //! - finished recordings: [`Bus::recordings`], a `Queue<RecordingJob>`, and stored ones:
 //!   [`Bus::recordings_ready`], a `Channel<RecordingReady>`.
 //!
@@ -28,6 +29,7 @@ mod memory;
 pub mod queue;
 mod redis;
 pub mod revocation;
+pub mod series;
 pub mod viewers;
 
 use std::time::Duration;
@@ -46,6 +48,7 @@ pub use self::memory::MemoryBus;
 pub use self::queue::{Consumer, DeadLetter, Failed, Job, Queue, QueueOptions};
 pub use self::redis::RedisBus;
 pub use self::revocation::{Revocation, Revocations};
+pub use self::series::{Series, SeriesOptions};
 pub use self::viewers::{EdgeViewers, RoomViewers, ViewerTally};
 
 /// The channel of room events.
@@ -432,6 +435,17 @@ impl Bus {
         match self {
             Bus::Redis(bus) => Leaderboard::redis(bus.link().clone(), name),
             Bus::Memory(bus) => Leaderboard::memory(bus.boards().clone(), name),
+        }
+    }
+
+    /// The time series `options.name` (see [`series`]).
+    pub fn series<T>(&self, options: SeriesOptions) -> Series<T>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        match self {
+            Bus::Redis(bus) => Series::redis(bus.link().clone(), options),
+            Bus::Memory(bus) => Series::memory(bus.series().clone(), options),
         }
     }
 

@@ -1,16 +1,18 @@
 //! The database layer: one API over MySQL/MariaDB (production) and SQLite (embedded default).
 //!
 //! Repository functions are grouped by domain ([`rooms`], [`streams`], [`users`], [`gifts`],
-//! [`orders`], [`recording_jobs`], [`messages`], [`chat`]) and take any [`Executor`]: the pool,
+//! [`orders`], [`recording_jobs`], [`messages`], [`chat`], [`audit`]) and take any [`Executor`]: the pool,
 //! a held [`Conn`], or a [`Tx`]. No SQL lives outside this module. Every time is unix
 //! milliseconds. The schema lives in versioned migrations per backend under
 //! `core/migrations/{mysql,sqlite}/`, applied by [`Database::migrate`].
 
+pub mod audit;
 pub mod chat;
 pub mod columns;
 pub(crate) mod exec;
 pub mod gifts;
 pub mod idempotency;
+pub mod live;
 pub mod messages;
 pub mod orders;
 pub mod payments;

@@ -117,6 +117,60 @@ pub async fn events(
     Ok(found)
 }
 
+/// Recorded events newest first, with ids below `before` when given: the callbacks page.
+pub async fn events_newest(
+    exec: impl Executor<'_>,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<InboxEvent>, DbError> {
+    let sql = format!(
+        "SELECT {INBOX_COLUMNS} FROM payment_inbox WHERE (? IS NULL OR id < ?)          ORDER BY id DESC LIMIT ?"
+    );
+    let found = on_conn!(exec, conn => {
+        sqlx::query_as::<_, InboxEvent>(&sql)
+            .bind(before)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(conn)
+            .await?
+    });
+    Ok(found)
+}
+
+/// The recorded events about one order (naming its id or its payment reference), oldest
+/// first.
+pub async fn events_of_order(
+    exec: impl Executor<'_>,
+    order_id: i64,
+    payment_ref: Option<&str>,
+) -> Result<Vec<InboxEvent>, DbError> {
+    let sql = format!(
+        "SELECT {INBOX_COLUMNS} FROM payment_inbox WHERE order_id = ? OR payment_ref = ?          ORDER BY id LIMIT 100"
+    );
+    let found = on_conn!(exec, conn => {
+        sqlx::query_as::<_, InboxEvent>(&sql)
+            .bind(order_id)
+            .bind(payment_ref.unwrap_or(""))
+            .fetch_all(conn)
+            .await?
+    });
+    Ok(found)
+}
+
+/// Whether order `order_id`'s gift event is in the outbox (`None`: it has none) and, if so,
+/// whether it was relayed.
+pub async fn gift_relayed(exec: impl Executor<'_>, order_id: i64) -> Result<Option<bool>, DbError> {
+    let found = on_conn!(exec, conn => {
+        sqlx::query_as::<_, (Option<i64>,)>(
+            "SELECT relayed_at FROM gift_outbox WHERE order_id = ?",
+        )
+        .bind(order_id)
+        .fetch_optional(conn)
+        .await?
+    });
+    Ok(found.map(|(relayed_at,)| relayed_at.is_some()))
+}
+
 /// A row of `payment_refusals`.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Refusal {

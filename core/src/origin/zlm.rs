@@ -10,7 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{OriginControl, OriginError, OriginStream, OriginStreams, StreamRef};
+use super::{
+    AudioTrack, MediaStats, OriginControl, OriginError, OriginStream, OriginStreams, StreamMedia,
+    StreamRef, VideoTrack,
+};
 use crate::secret::Secret;
 
 /// ZLMediaKit's name of the default virtual host.
@@ -52,6 +55,12 @@ pub struct MediaSource {
     /// The publisher's connection; `null` for sources without one.
     #[serde(default)]
     pub origin_sock: Option<OriginSock>,
+    /// How fast the source produces data, bytes per second.
+    #[serde(default)]
+    pub bytes_speed: Option<u64>,
+    /// The source's tracks.
+    #[serde(default)]
+    pub tracks: Vec<MediaTrack>,
 }
 
 /// The publisher's connection of a media source.
@@ -60,6 +69,51 @@ pub struct OriginSock {
     /// The connection id that `on_publish` named as `id`.
     #[serde(default)]
     pub identifier: String,
+    /// The publisher's address.
+    #[serde(default)]
+    pub peer_ip: String,
+    /// The publisher's port.
+    #[serde(default)]
+    pub peer_port: Option<u16>,
+}
+
+/// One track of a media source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct MediaTrack {
+    /// ZLMediaKit's `CodecId`: 0 H264, 1 H265, 2 AAC, 3 G711A, 4 G711U, 5 Opus, …
+    #[serde(default)]
+    pub codec_id: Option<i64>,
+    /// The codec's name as ZLMediaKit spells it (RTSP names: AAC is `mpeg4-generic`).
+    #[serde(default)]
+    pub codec_id_name: String,
+    /// 0 video, 1 audio.
+    #[serde(default)]
+    pub codec_type: i64,
+    /// Pixels (video).
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// Pixels (video).
+    #[serde(default)]
+    pub height: Option<u32>,
+}
+
+impl MediaTrack {
+    /// The codec's common name.
+    fn codec(&self) -> String {
+        let known = match self.codec_id {
+            Some(0) => "H264",
+            Some(1) => "H265",
+            Some(2) => "AAC",
+            Some(3) => "G711A",
+            Some(4) => "G711U",
+            Some(5) => "Opus",
+            Some(7) => "VP8",
+            Some(8) => "VP9",
+            Some(9) => "AV1",
+            _ => return self.codec_id_name.clone(),
+        };
+        known.to_owned()
+    }
 }
 
 impl MediaList {
@@ -96,6 +150,75 @@ impl MediaList {
             server_id: server_id.to_owned(),
             process_id: None,
             streams: merged.into_values().collect(),
+        }
+    }
+}
+
+impl MediaList {
+    /// The media of every stream that has a publisher, its sources (one per schema) merged.
+    pub fn into_media(self) -> MediaStats {
+        let mut merged: BTreeMap<(String, String, String), StreamMedia> = BTreeMap::new();
+        for source in self.data {
+            let key = (
+                source.vhost.clone(),
+                source.app.clone(),
+                source.stream.clone(),
+            );
+            let entry = merged.entry(key).or_insert_with(|| StreamMedia {
+                vhost: Some(source.vhost.clone()),
+                app: source.app.clone(),
+                name: source.stream.clone(),
+                readers: Some(0),
+                ..StreamMedia::default()
+            });
+            if let Some(sock) = source
+                .origin_sock
+                .as_ref()
+                .filter(|s| !s.identifier.is_empty())
+            {
+                entry
+                    .publisher
+                    .get_or_insert_with(|| sock.identifier.clone());
+                if entry.publisher_addr.is_none() && !sock.peer_ip.is_empty() {
+                    entry.publisher_addr = Some(match sock.peer_port {
+                        Some(port) => format!("{}:{port}", sock.peer_ip),
+                        None => sock.peer_ip.clone(),
+                    });
+                }
+            }
+            for track in &source.tracks {
+                match track.codec_type {
+                    0 if entry.video.is_none() => {
+                        entry.video = Some(VideoTrack {
+                            codec: track.codec(),
+                            width: track.width,
+                            height: track.height,
+                        });
+                    }
+                    1 if entry.audio.is_none() => {
+                        entry.audio = Some(AudioTrack {
+                            codec: track.codec(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            // Every schema remuxes the same input: the fastest is the publisher's rate.
+            if let Some(speed) = source.bytes_speed {
+                let kbps = speed.saturating_mul(8) / 1000;
+                entry.bitrate_kbps = Some(entry.bitrate_kbps.map_or(kbps, |k| k.max(kbps)));
+            }
+            let readers = entry.readers.unwrap_or(0);
+            entry.readers = Some(match source.total_reader_count {
+                Some(total) => readers.max(total),
+                None => readers + source.reader_count,
+            });
+        }
+        MediaStats {
+            streams: merged
+                .into_values()
+                .filter(|stream| stream.publisher.is_some())
+                .collect(),
         }
     }
 }
@@ -182,6 +305,10 @@ impl OriginControl for ZlmApi {
             return Err(OriginError::Code { code: reply.code });
         }
         Ok(())
+    }
+
+    async fn stats(&self) -> Result<MediaStats, OriginError> {
+        Ok(self.media_list().await?.into_media())
     }
 }
 

@@ -15,8 +15,11 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminQuery {
+    /// Also spelled `state`.
+    #[serde(alias = "state")]
     status: Option<String>,
-    /// Seconds: only orders created at least this long ago.
+    /// Seconds: only orders created at least this long ago (also spelled `older_than_s`).
+    #[serde(alias = "older_than_s")]
     older_than: Option<u64>,
     cursor: Option<String>,
     limit: Option<u32>,

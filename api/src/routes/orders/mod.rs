@@ -1,9 +1,10 @@
 //! Orders: `POST /api/v1/rooms/{id}/gifts` (buy a gift, with an `Idempotency-Key`),
-//! `GET /api/v1/users/me/orders`, and for admins `GET /api/v1/admin/orders` (reconciliation)
-//! and `POST /api/v1/admin/orders/{id}/expire`.
+//! `GET /api/v1/users/me/orders`, and for admins `GET /api/v1/admin/orders` (reconciliation),
+//! `POST /api/v1/admin/orders/{id}/expire` and `POST /api/v1/admin/orders/{id}/reconcile`.
 
 mod admin;
 mod buy;
+mod reconcile;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use crate::state::AppState;
 
 pub use admin::{expire, list};
 pub use buy::buy;
+pub use reconcile::reconcile;
 
 /// An order as the API shows it.
 #[derive(Debug, Serialize)]

@@ -4,6 +4,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use livegate_core::bus::Revocation;
@@ -12,6 +13,7 @@ use livegate_core::unix_now;
 
 use super::read::room_id;
 use super::view::RoomView;
+use crate::audit::Detail;
 use crate::auth::{random_token, Caller, Role};
 use crate::error::{ApiError, Json, Path};
 use crate::kick::{self, Kicked};
@@ -260,7 +262,7 @@ pub async fn kill(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> Result<axum::Json<RoomAfterKick>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = room_id(id)?;
     if caller.role != Role::Admin {
         return Err(ApiError::forbidden("only an admin may kill a room"));
@@ -271,11 +273,14 @@ pub async fn kill(
     let viewers_revoked = revoke_viewers(&state, id).await;
     let kicked = kick_live(&state, id).await?;
     tracing::info!(room.id = id, user.id = caller.user_id, "room killed");
-    Ok(axum::Json(RoomAfterKick {
-        room: RoomView::new(&room, &state, Some(&caller)),
-        kicked: kicked.map(Kicked::as_str),
-        viewers_revoked,
-    }))
+    Ok(with_kick_detail(
+        axum::Json(RoomAfterKick {
+            room: RoomView::new(&room, &state, Some(&caller)),
+            kicked: kicked.map(Kicked::as_str),
+            viewers_revoked,
+        }),
+        kicked,
+    ))
 }
 
 /// Disables a room: publishes are refused from now on (by the hooks service) and a live
@@ -284,7 +289,7 @@ pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> Result<axum::Json<RoomAfterKick>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = room_id(id)?;
     let mut tx = state.db().begin().await?;
     lock_managed(&mut tx, id, &caller).await?;
@@ -299,11 +304,14 @@ pub async fn disable(
     let room = rooms::get(state.db(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("room"))?;
-    Ok(axum::Json(RoomAfterKick {
-        room: RoomView::new(&room, &state, Some(&caller)),
-        kicked: kicked.map(Kicked::as_str),
-        viewers_revoked,
-    }))
+    Ok(with_kick_detail(
+        axum::Json(RoomAfterKick {
+            room: RoomView::new(&room, &state, Some(&caller)),
+            kicked: kicked.map(Kicked::as_str),
+            viewers_revoked,
+        }),
+        kicked,
+    ))
 }
 
 /// Replaces the room's stream key (clearing its expiry) and kicks a publisher that is live on
@@ -312,7 +320,7 @@ pub async fn rotate_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> Result<axum::Json<RoomWithKey>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = room_id(id)?;
     let key = random_token(STREAM_KEY_BYTES);
     let mut tx = state.db().begin().await?;
@@ -330,11 +338,23 @@ pub async fn rotate_key(
         .await?
         .ok_or_else(|| ApiError::not_found("room"))?;
     let publish_url = publish_url(&state, id, &key);
-    Ok(axum::Json(RoomWithKey {
-        room: RoomView::new(&room, &state, Some(&caller)),
-        stream_key: key,
-        publish_url,
-        kicked: kicked.map(Kicked::as_str),
-        viewers_revoked: Some(viewers_revoked),
-    }))
+    Ok(with_kick_detail(
+        axum::Json(RoomWithKey {
+            room: RoomView::new(&room, &state, Some(&caller)),
+            stream_key: key,
+            publish_url,
+            kicked: kicked.map(Kicked::as_str),
+            viewers_revoked: Some(viewers_revoked),
+        }),
+        kicked,
+    ))
+}
+
+/// The answer, telling the audit log what became of the publisher.
+fn with_kick_detail(answer: impl axum::response::IntoResponse, kicked: Option<Kicked>) -> Response {
+    let mut response = answer.into_response();
+    response
+        .extensions_mut()
+        .insert(Detail::kicked(kicked.map_or("not_live", Kicked::as_str)));
+    response
 }

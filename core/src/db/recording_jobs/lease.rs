@@ -182,6 +182,22 @@ pub async fn set_remuxed(
     )
 }
 
+/// Records the MP4's media duration.
+pub async fn set_duration(
+    exec: impl Executor<'_>,
+    id: i64,
+    owner: &str,
+    duration_ms: i64,
+) -> Result<bool, DbError> {
+    held_update!(
+        exec,
+        "UPDATE recording_jobs SET duration_ms = ? WHERE id = ? AND lease_owner = ?",
+        id,
+        owner,
+        duration_ms
+    )
+}
+
 /// Records the multipart upload under way (`None`: none) and how many parts it has.
 pub async fn set_upload(
     exec: impl Executor<'_>,

@@ -7,6 +7,7 @@
 //! its row to another (it stalled, the other took over) cannot overwrite the other's progress.
 
 mod lease;
+mod listing;
 
 use sha2::{Digest, Sha256};
 
@@ -14,9 +15,10 @@ use super::exec::on_conn;
 use super::{DbError, Executor};
 
 pub use lease::{
-    claim, claim_next, extend, fail, release, retry_later, set_remuxed, set_state, set_upload,
-    set_uploaded,
+    claim, claim_next, extend, fail, release, retry_later, set_duration, set_remuxed, set_state,
+    set_upload, set_uploaded,
 };
+pub use listing::{latest_of_streams, page, requeue_failed, RecordingFilter};
 
 /// Where a recording is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,6 +124,8 @@ pub struct RecordingJobRow {
     pub created_at: i64,
     /// Last change, unix milliseconds.
     pub updated_at: i64,
+    /// The MP4's media duration, once remuxed, milliseconds.
+    pub duration_ms: Option<i64>,
 }
 
 impl RecordingJobRow {
@@ -163,7 +167,8 @@ pub struct Remuxed<'a> {
 
 const COLUMNS: &str = "id, source_path, room_id, stream_id, origin_kind, started_at, state, \
      attempts, next_attempt_at, lease_owner, lease_until, work_path, object_key, upload_id, \
-     part_size, parts_done, size_bytes, checksum, object_url, error, created_at, updated_at";
+     part_size, parts_done, size_bytes, checksum, object_url, error, created_at, updated_at, \
+     duration_ms";
 
 /// The hash the unique index is on.
 fn source_hash(path: &str) -> String {
