@@ -136,8 +136,8 @@ async function main() {
   log(`room ${ROOM} appeared under Live now ${appearedMs} ms after ffmpeg started`);
   if (appearedMs > LIVE_WITHIN_MS) throw new Error(`the room took ${appearedMs} ms to appear (limit ${LIVE_WITHIN_MS})`);
   // The numbers fill in from the origin as the stream settles; the screenshot waits for them.
-  await until("the incoming bitrate", async () => !(await row.locator('td[data-label="Incoming"]').innerText()).includes("—"), 15_000).catch(() =>
-    log("no bitrate shown yet; taking the screenshot anyway"),
+  await until("the stream's codecs", async () => !(await row.locator('td[data-label="Media"]').innerText()).includes("—"), 15_000).catch(() =>
+    log("no codecs shown yet; taking the screenshot anyway"),
   );
   await shot(page, "console-live.png");
 
@@ -219,10 +219,12 @@ async function main() {
   await adminLine.waitFor();
   await shot(page, "console-room.png");
   await adminLine.getByRole("button", { name: `Delete message from ${viewerName}: ${text}` }).click();
-  await confirmDialog(page, "Delete message");
-  const deletedAt = Date.now();
+  const dialog = page.locator("dialog[open]");
+  await dialog.waitFor();
+  const confirmedAt = Date.now();
+  await dialog.getByRole("button", { name: "Delete message", exact: true }).click();
   await viewerLine.waitFor({ state: "detached" });
-  log(`the deleted message vanished for the viewer ${Date.now() - deletedAt} ms after the delete was confirmed`);
+  log(`the deleted message vanished for the viewer ${Date.now() - confirmedAt} ms after the admin confirmed the delete`);
   await adminLine.waitFor({ state: "detached" });
 
   // ---- phone width ------------------------------------------------------------------------

@@ -7,6 +7,11 @@ import type { AuditEntry, Page } from "../../shared/types";
 import { useLoad } from "../hooks/use-load";
 import { LoadState } from "../parts/status";
 
+/** An outcome that is a refusal or failure: an HTTP status of 400 or more, or a word saying so. */
+function refused(status: number | string): boolean {
+  return typeof status === "number" ? status >= 400 : !/^(ok|2\d\d)$/i.test(status);
+}
+
 export function AuditPage() {
   const [room, setRoom] = useState("");
   const [actor, setActor] = useState("");
@@ -64,7 +69,7 @@ export function AuditPage() {
                   <td data-label="Target">{entry.target}</td>
                   <td data-label="Outcome">
                     {entry.status}
-                    {entry.detail && <div class="reason">{entry.detail}</div>}
+                    {entry.detail && <div class={refused(entry.status) ? "reason" : "muted"}>{entry.detail}</div>}
                   </td>
                 </tr>
               ))}

@@ -24,6 +24,9 @@ interface Feedback {
   reveal(title: string, body: ComponentChildren): void;
 }
 
+/** How long an announcement stays on screen (screen readers have read it by then). */
+const NOTICE_MS = 8000;
+
 const FeedbackContext = createContext<Feedback | null>(null);
 
 export function useFeedback(): Feedback {
@@ -55,6 +58,12 @@ export function FeedbackProvider(props: { children: ComponentChildren }) {
     setOpen({ kind: "reveal", title, body });
   }, []);
   const notify = useCallback((next: Notice) => setNotice(next), []);
+
+  useEffect(() => {
+    if (!notice) return;
+    const timer = setTimeout(() => setNotice(null), NOTICE_MS);
+    return () => clearTimeout(timer);
+  }, [notice]);
 
   useEffect(() => {
     const element = dialog.current;
