@@ -21,6 +21,16 @@ command -v node >/dev/null || {
   exit 1
 }
 node --test infra/cdn/test/*.test.mjs
+# The console is built with npm (api/build.rs) and tested in Debian's Chromium
+# (livegate/tests/console.rs).
+command -v npm >/dev/null || {
+  echo "infra/test.sh: 'npm' is missing (it builds the console); on Debian: apt-get install npm" >&2
+  exit 1
+}
+[ -x "${LIVEGATE_CHROMIUM:-/usr/bin/chromium}" ] || {
+  echo "infra/test.sh: Chromium is missing (the console's browser tests); on Debian: apt-get install chromium chromium-driver" >&2
+  exit 1
+}
 # The deployment kit: compose and Kubernetes schemas, Prometheus rules (offline validators in a
 # cached virtualenv).
 infra/deploy/check.sh

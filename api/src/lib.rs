@@ -20,6 +20,7 @@ pub mod routes;
 pub mod state;
 pub mod validate;
 pub mod viewers;
+pub mod web;
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;

@@ -126,12 +126,25 @@ impl Plan {
         let (secrets, first_start) = data.secrets()?;
         let key = toml_string(&secrets.token_key);
         let run = data.run_dir();
+        // The API's own pages (the console, the watch page) play from the proxy and open chat,
+        // under the public host and, on this machine, under `localhost` too.
+        let api_port = port(&options, ports::API);
+        let mut page_hosts = vec![options.public_host.as_str()];
+        if options.public_host == "127.0.0.1" {
+            page_hosts.push("localhost");
+        }
+        let pages = page_hosts
+            .iter()
+            .map(|host| toml_string(&format!("http://{host}:{api_port}")))
+            .collect::<Vec<_>>()
+            .join(", ");
         let proxy_text = format!(
             "[server]\nlisten = [\"127.0.0.1:{proxy}\"]\ngrace_period_s = 10\nshutdown_timeout_s = 2\n\
              pid_file = {pid}\nupgrade_sock = {sock}\n\
              [admin]\nlisten = \"127.0.0.1:{proxy_admin}\"\n\
              [origin]\naddresses = [{origin}]\n\
-             [token]\nkeys = [{key}]\n",
+             [token]\nkeys = [{key}]\n\
+             [cors]\nallowed_origins = [{pages}]\n",
             proxy = port(&options, ports::PROXY),
             proxy_admin = port(&options, ports::PROXY_ADMIN),
             pid = toml_string(&run.join("proxy.pid").display().to_string()),
@@ -159,12 +172,29 @@ impl Plan {
              [auth]\njwt_keys = [{jwt}]\n\
              [rooms]\ningest_host = {host}\nedge_base_url = {edge}\n\
              [play_token]\nkeys = [{key}]\n\
-             [chat]\nallowed_origins = [{edge}]\n\
-             [[origins]]\nkind = \"srs\"\nurl = \"http://127.0.0.1:1985\"\n\
-             [console]\nproxy_metrics_url = \"http://127.0.0.1:{proxy_admin}/metrics\"\n\
-             hooks_metrics_url = \"http://127.0.0.1:{hooks_admin}/metrics\"\n\
-             recorder_metrics_url = \"http://127.0.0.1:{recorder_admin}/metrics\"\n\
-             [recordings]\nkind = \"local\"\n[recordings.local]\ndir = {stored}\n",
+             [chat]
+allowed_origins = [{edge}, {pages}]
+\
+             [[origins]]
+kind = \"srs\"
+url = \"http://127.0.0.1:1985\"
+\
+             [[origins]]
+kind = \"nginx-rtmp\"
+url = {control}
+\
+             [console]
+proxy_metrics_url = \"http://127.0.0.1:{proxy_admin}/metrics\"
+\
+             hooks_metrics_url = \"http://127.0.0.1:{hooks_admin}/metrics\"
+\
+             recorder_metrics_url = \"http://127.0.0.1:{recorder_admin}/metrics\"
+\
+             [recordings]
+kind = \"local\"
+[recordings.local]
+dir = {stored}
+",
             api = port(&options, ports::API),
             api_admin = port(&options, ports::API_ADMIN),
             proxy_admin = port(&options, ports::PROXY_ADMIN),
@@ -174,6 +204,8 @@ impl Plan {
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
             jwt = toml_string(&secrets.jwt_key),
+            // nginx-rtmp's control module on its HTTP server (infra/nginx-rtmp/nginx.conf).
+            control = toml_string(&format!("http://{}/control", options.origin)),
             host = toml_string(&options.public_host),
             edge = toml_string(&format!(
                 "http://{}:{}",

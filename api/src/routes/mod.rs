@@ -82,6 +82,11 @@ pub fn router(state: AppState) -> Router {
     } else {
         Router::new()
     };
+    let root = if chat_config.only {
+        root
+    } else {
+        root.merge(crate::web::router(&state.config().rooms))
+    };
     root.nest("/api/v1", api)
         .fallback(no_route)
         .method_not_allowed_fallback(|| async { method_not_allowed() })
@@ -109,7 +114,8 @@ fn payment_routes() -> Router<AppState> {
         .route("/openapi.json", get(crate::openapi::serve))
 }
 
-/// Answers carry tokens and keys: no cache keeps them.
+/// Answers carry tokens and keys: no cache keeps them. The console's pages and assets say
+/// how they may be cached themselves.
 async fn no_store(
     request: axum::extract::Request,
     next: middleware::Next,
@@ -117,6 +123,7 @@ async fn no_store(
     let mut response = next.run(request).await;
     response
         .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
     response
 }

@@ -27,3 +27,4 @@ mod revocations;
 mod rooms;
 mod secrets;
 mod support;
+mod web;

@@ -17,7 +17,9 @@ fn declared_routes(dir: &Path, found: &mut BTreeSet<(String, String)>) {
             declared_routes(&path, found);
             continue;
         }
-        if path.extension().is_none_or(|ext| ext != "rs") {
+        // `src/web.rs` routes the console's and watch page's HTML and assets, outside
+        // `/api/v1`: pages, not operations.
+        if path.extension().is_none_or(|ext| ext != "rs") || path.ends_with("src/web.rs") {
             continue;
         }
         let source = std::fs::read_to_string(&path).unwrap();
