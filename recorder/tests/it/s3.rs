@@ -332,3 +332,44 @@ async fn the_multipart_upload_of_a_failed_job_is_aborted_once_old_enough() {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let storage = S3Storage::new(&server.config(&server.endpoint()));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.mp4");
+    let size = support::PART_SIZE as usize + 4321;
+    make_blob(&file, size);
+    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let key = "recordings/9/1733000000000-cut.mp4";
+    let mut upload = Upload {
+        path: &file,
+        key,
+        size: size as u64,
+        sha256: &sha256,
+        part_size: support::PART_SIZE,
+        upload_id: None,
+    };
+    // Both parts stored, then the recorder is killed during CompleteMultipartUpload.
+    let mut crashing = Recorded {
+        fail_after: Some(2),
+        ..Recorded::default()
+    };
+    storage.put(&upload, &mut crashing).await.unwrap_err();
+    let upload_id = crashing.upload_id.clone().unwrap();
+    server.cut_off_completion(&upload_id);
+
+    upload.upload_id = Some(&upload_id);
+    let mut resumed = Recorded::default();
+    let stored = storage.put(&upload, &mut resumed).await.unwrap();
+    assert_eq!(
+        stored.bytes_sent, size as u64,
+        "sent again, in a fresh upload"
+    );
+    assert_ne!(resumed.upload_id.as_deref(), Some(upload_id.as_str()));
+    assert_eq!(server.get(key).await, std::fs::read(&file).unwrap());
+    assert!(server.open_uploads().is_empty(), "no multipart upload open");
+}

@@ -462,6 +462,12 @@ impl S3Server {
             .collect()
     }
 
+    /// Leaves multipart upload `upload_id` as a completion cut off half way leaves it on
+    /// s3s-fs: its parts listed, its record gone, so that completing it is refused.
+    pub(crate) fn cut_off_completion(&self, upload_id: &str) {
+        std::fs::remove_file(self.root.path().join(format!(".upload-{upload_id}.json"))).unwrap();
+    }
+
     /// The bytes of object `key`.
     pub(crate) async fn get(&self, key: &str) -> Vec<u8> {
         let storage =

@@ -24,6 +24,13 @@ struct ListedPart {
     sha256: Option<String>,
 }
 
+/// Whether the server answered with a client error that a retry of the same request cannot
+/// change (not a timeout or throttling).
+fn refused_for_good<E>(err: &aws_sdk_s3::error::SdkError<E, super::HttpResponse>) -> bool {
+    status_of(err)
+        .is_some_and(|status| (400..500).contains(&status) && status != 408 && status != 429)
+}
+
 /// Reads bytes `offset .. offset + len` of `path`.
 async fn read_part(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes> {
     let mut file = tokio::fs::File::open(path).await?;
@@ -229,6 +236,18 @@ impl S3Storage {
         match done {
             Ok(_) => Ok(Some(sent)),
             Err(err) if code_of(&err) == Some("NoSuchUpload") => Ok(None),
+            // Every part was accepted, yet the upload cannot be completed: a server whose
+            // completion was cut off half way (s3s-fs drops the upload's record first) refuses
+            // it from then on. Retrying would never end; a fresh upload of the same bytes does.
+            Err(err) if refused_for_good(&err) => {
+                tracing::warn!(
+                    key = upload.key,
+                    error = %describe("CompleteMultipartUpload", &err),
+                    "the upload cannot be completed, starting a new one"
+                );
+                let _ = self.abort(upload.key, upload_id).await;
+                Ok(None)
+            }
             Err(err) => Err(describe("CompleteMultipartUpload", &err)),
         }
     }
