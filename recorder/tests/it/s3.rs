@@ -332,3 +332,75 @@ async fn the_multipart_upload_of_a_failed_job_is_aborted_once_old_enough() {
         running.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let storage = S3Storage::new(&server.config(&server.endpoint()));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.mp4");
+    let size = support::PART_SIZE as usize + 4321;
+    make_blob(&file, size);
+    let (sha256, _) = sha256_file(&file).await.unwrap();
+    // Cut off before it touched the parts (completion refused), and after it took the first
+    // one (the missing part's upload refused).
+    for (key, took_first_part) in [
+        ("recordings/9/1733000000000-cut.mp4", false),
+        ("recordings/9/1733000000001-cut.mp4", true),
+    ] {
+        let upload = Upload {
+            path: &file,
+            key,
+            size: size as u64,
+            sha256: &sha256,
+            part_size: support::PART_SIZE,
+            upload_id: None,
+        };
+        // Both parts stored, then the recorder is killed during CompleteMultipartUpload.
+        let mut crashing = Recorded {
+            fail_after: Some(2),
+            ..Recorded::default()
+        };
+        storage.put(&upload, &mut crashing).await.unwrap_err();
+        let upload_id = crashing.upload_id.clone().unwrap();
+        server.cut_off_completion(&upload_id, took_first_part);
+
+        // Retried as the worker retries: a part sent to the broken upload may be cut off by
+        // the server's refusal (a broken pipe, retried) before the refusal itself is read.
+        let mut saved = Some(upload_id.clone());
+        let mut stored = None;
+        for _ in 0..20 {
+            let attempt = Upload {
+                upload_id: saved.as_deref(),
+                ..upload.clone()
+            };
+            let mut resumed = Recorded {
+                upload_id: saved.clone(),
+                ..Recorded::default()
+            };
+            let outcome = storage.put(&attempt, &mut resumed).await;
+            saved = resumed.upload_id.clone();
+            match outcome {
+                Ok(done) => {
+                    stored = Some(done);
+                    break;
+                }
+                Err(StorageError::Unavailable(_)) => {}
+                Err(err) => panic!("{key}: {err}"),
+            }
+        }
+        let stored = stored.expect("stored within 20 attempts");
+        assert_eq!(
+            stored.bytes_sent, size as u64,
+            "{key}: sent again, in a fresh upload"
+        );
+        assert_ne!(saved.as_deref(), Some(upload_id.as_str()));
+        assert_eq!(server.get(key).await, std::fs::read(&file).unwrap());
+        assert!(
+            server.open_uploads().is_empty(),
+            "{key}: no multipart upload open"
+        );
+    }
+}

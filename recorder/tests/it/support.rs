@@ -462,6 +462,17 @@ impl S3Server {
             .collect()
     }
 
+    /// Leaves multipart upload `upload_id` as a completion cut off half way leaves it on
+    /// s3s-fs: its parts listed, its record gone, so that completing it is refused.
+    /// With `took_first_part`, the completion had consumed the first part already.
+    pub(crate) fn cut_off_completion(&self, upload_id: &str, took_first_part: bool) {
+        let root = self.root.path();
+        std::fs::remove_file(root.join(format!(".upload-{upload_id}.json"))).unwrap();
+        if took_first_part {
+            std::fs::remove_file(root.join(format!(".upload_id-{upload_id}.part-1"))).unwrap();
+        }
+    }
+
     /// The bytes of object `key`.
     pub(crate) async fn get(&self, key: &str) -> Vec<u8> {
         let storage =

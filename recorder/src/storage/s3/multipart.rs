@@ -24,6 +24,13 @@ struct ListedPart {
     sha256: Option<String>,
 }
 
+/// Whether the server answered with a client error that a retry of the same request cannot
+/// change (not a timeout or throttling).
+fn refused_for_good<E>(err: &aws_sdk_s3::error::SdkError<E, super::HttpResponse>) -> bool {
+    status_of(err)
+        .is_some_and(|status| (400..500).contains(&status) && status != 408 && status != 429)
+}
+
 /// Reads bytes `offset .. offset + len` of `path`.
 async fn read_part(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes> {
     let mut file = tokio::fs::File::open(path).await?;
@@ -140,12 +147,32 @@ impl S3Storage {
         })
     }
 
-    /// Sends the parts `listed` lacks and completes the upload. `Ok(None)`: the upload is gone.
+    /// Aborts a resumed upload the server refuses to go on with, so that a fresh one starts.
+    async fn give_up_broken<E>(
+        &self,
+        upload: &Upload<'_>,
+        upload_id: &str,
+        what: &str,
+        err: &aws_sdk_s3::error::SdkError<E, super::HttpResponse>,
+    ) where
+        E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        tracing::warn!(
+            key = upload.key,
+            error = %describe(what, err),
+            "the resumed upload is refused, starting a new one"
+        );
+        let _ = self.abort(upload.key, upload_id).await;
+    }
+
+    /// Sends the parts `listed` lacks and completes the upload. `Ok(None)`: the upload is gone
+    /// (or, `resumed`, refused for good: a completion cut off half way).
     async fn put_parts(
         &self,
         upload: &Upload<'_>,
         upload_id: &str,
         listed: &BTreeMap<i32, ListedPart>,
+        resumed: bool,
         progress: &mut dyn Progress,
     ) -> Result<Option<u64>, StorageError> {
         let count = upload.size.div_ceil(upload.part_size).max(1);
@@ -191,6 +218,13 @@ impl S3Storage {
                     let answer = match answer {
                         Ok(answer) => answer,
                         Err(err) if code_of(&err) == Some("NoSuchUpload") => return Ok(None),
+                        // A completion cut off half way may have taken parts and the upload's
+                        // record with it (s3s-fs): the rest is refused from then on.
+                        Err(err) if resumed && refused_for_good(&err) => {
+                            self.give_up_broken(upload, upload_id, "UploadPart", &err)
+                                .await;
+                            return Ok(None);
+                        }
                         Err(err) => return Err(describe("UploadPart", &err)),
                     };
                     sent += len;
@@ -229,6 +263,14 @@ impl S3Storage {
         match done {
             Ok(_) => Ok(Some(sent)),
             Err(err) if code_of(&err) == Some("NoSuchUpload") => Ok(None),
+            // Every part was accepted, yet the upload cannot be completed: a server whose
+            // completion was cut off half way (s3s-fs drops the upload's record first) refuses
+            // it from then on. Retrying would never end; a fresh upload of the same bytes does.
+            Err(err) if resumed && refused_for_good(&err) => {
+                self.give_up_broken(upload, upload_id, "CompleteMultipartUpload", &err)
+                    .await;
+                Ok(None)
+            }
             Err(err) => Err(describe("CompleteMultipartUpload", &err)),
         }
     }
@@ -241,9 +283,9 @@ impl S3Storage {
         let mut resume = upload.upload_id.map(str::to_owned);
         // At most one fresh upload after a resumed one turned out to be gone.
         for _ in 0..2 {
-            let (upload_id, listed) = match resume.take() {
+            let (upload_id, listed, resumed) = match resume.take() {
                 Some(upload_id) => match self.listed_parts(upload.key, &upload_id).await? {
-                    Some(listed) => (upload_id, listed),
+                    Some(listed) => (upload_id, listed, true),
                     None => {
                         tracing::info!(
                             key = upload.key,
@@ -265,7 +307,7 @@ impl S3Storage {
                         let _ = self.abort(upload.key, &upload_id).await;
                         return Err(StorageError::Progress(err));
                     }
-                    (upload_id, BTreeMap::new())
+                    (upload_id, BTreeMap::new(), false)
                 }
             };
             if !listed.is_empty() {
@@ -276,7 +318,7 @@ impl S3Storage {
                 );
             }
             match self
-                .put_parts(upload, &upload_id, &listed, progress)
+                .put_parts(upload, &upload_id, &listed, resumed, progress)
                 .await?
             {
                 Some(sent) => return Ok(sent),
