@@ -235,9 +235,14 @@ async fn a_smoke_run_through_the_proxy_measures_viewers_and_refuses_bad_tokens()
     assert!(watched["samples"].as_u64().unwrap() >= 5, "{watched}");
     assert!(watched["rss_mib_max"].as_f64().unwrap() > 1.0, "{watched}");
 
+    // The generator clocked its own lateness, every second and in all.
+    assert!(result["generator"]["longest_ms"].is_u64(), "{}", context());
+    assert!(timeline.iter().all(|p| p["generator_late_ms"].is_u64()));
+
     let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
     assert!(chart.contains("<svg") && chart.trim_end().ends_with("</svg>"));
     assert!(chart.contains("viewers playing"));
+    assert!(chart.contains("load generator"));
     assert!(
         stdout.contains("bad tokens: 2 sent, 2 refused"),
         "{}",
