@@ -3,9 +3,10 @@
 //! publisher pushing into nginx, FLV and HLS viewers through the proxy, and a share of bad
 //! tokens that must be refused.
 //!
-//! nginx-rtmp serves no HTTP-FLV, so the test's nginx hands `.flv` requests to a small
-//! relay that answers each with `ffmpeg -i rtmp://… -c copy -f flv` of the live stream, the
-//! way SRS serves `/{app}/{stream}.flv`: the proxy sees one origin that does both.
+//! nginx-rtmp serves no HTTP-FLV, so the test's nginx hands `.flv` requests to the harness's
+//! relay ([`FlvRelay`]), which answers each with `ffmpeg -i rtmp://… -c copy -f flv` of the
+//! live stream, the way SRS serves `/{app}/{stream}.flv`: the proxy sees one origin that does
+//! both, and the relay counts the pulls that reach it.
 #![allow(
     clippy::unwrap_used,
     reason = "a broken fixture should fail the test loudly"
@@ -16,12 +17,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use livegate_tests::flv_relay::FlvRelay;
 use livegate_tests::nginx::Nginx;
 use livegate_tests::rtmp::RTMP_MODULE;
 use livegate_tests::{free_addr, patience, require_tool, wait_until, ChildGuard};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinSet;
 
 /// `livegate up` listens on six base ports plus an offset: find one where all are free.
 fn free_offset() -> u16 {
@@ -35,81 +35,6 @@ fn free_offset() -> u16 {
         return offset;
     }
     panic!("no free set of ports for livegate up");
-}
-
-/// The HTTP-FLV side nginx-rtmp lacks: every `GET /{app}/{stream}.flv` is answered with the
-/// live stream pulled over RTMP and remuxed, unchanged, by ffmpeg; the body ends with the
-/// connection. Stops (with every ffmpeg) when dropped.
-struct FlvRelay {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl FlvRelay {
-    async fn start(rtmp: SocketAddr) -> FlvRelay {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        connections.spawn(relay_one(stream, rtmp));
-                    }
-                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
-                }
-            }
-        });
-        FlvRelay { addr, task }
-    }
-}
-
-impl Drop for FlvRelay {
-    fn drop(&mut self) {
-        // The accept loop's JoinSet aborts every connection, whose ffmpeg is killed on drop.
-        self.task.abort();
-    }
-}
-
-async fn relay_one(mut stream: tokio::net::TcpStream, rtmp: SocketAddr) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let target = text.split_whitespace().nth(1).unwrap_or("/");
-    let path = target.split('?').next().unwrap_or("/");
-    let Some(stream_path) = path.strip_suffix(".flv") else {
-        let _ = stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-            .await;
-        return;
-    };
-    let mut ffmpeg = tokio::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .arg("-i")
-        .arg(format!("rtmp://{rtmp}{stream_path}"))
-        .args(["-c", "copy", "-f", "flv", "pipe:1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut out = ffmpeg.stdout.take().unwrap();
-    if stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nConnection: close\r\n\r\n")
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let _ = tokio::io::copy(&mut out, &mut stream).await;
 }
 
 /// nginx with the RTMP module: application `live` with HLS in one-second fragments, the
@@ -160,7 +85,7 @@ async fn a_smoke_run_through_the_proxy_measures_viewers_and_refuses_bad_tokens()
     );
     let dir = tempfile::tempdir().unwrap();
     let rtmp = free_addr();
-    let relay = FlvRelay::start(rtmp).await;
+    let relay = FlvRelay::start(rtmp).await.unwrap();
     let origin = start_origin(rtmp, relay.addr);
     origin.ready().await;
     livegate_tests::wait_for_listener("nginx-rtmp to listen", rtmp).await;
@@ -280,8 +205,10 @@ async fn a_smoke_run_through_the_proxy_measures_viewers_and_refuses_bad_tokens()
         );
     }
     assert_eq!(int("unexpected_errors"), 0, "{}", context());
-    // The proxy's pull gauge was read while the FLV viewers watched.
+    // The proxy's pull gauge was read while the FLV viewers watched, and the origin never saw
+    // more than one pull at once.
     assert!(int("origin_pulls_max") >= 1, "{}", context());
+    assert_eq!(relay.pulls.peak(), 1, "{}", context());
     assert_eq!(int("bad_tokens.sent"), 2);
     assert_eq!(int("bad_tokens.refused"), 2, "{}", context());
     assert_eq!(int("bad_tokens.accepted"), 0);
@@ -308,9 +235,14 @@ async fn a_smoke_run_through_the_proxy_measures_viewers_and_refuses_bad_tokens()
     assert!(watched["samples"].as_u64().unwrap() >= 5, "{watched}");
     assert!(watched["rss_mib_max"].as_f64().unwrap() > 1.0, "{watched}");
 
+    // The generator clocked its own lateness, every second and in all.
+    assert!(result["generator"]["longest_ms"].is_u64(), "{}", context());
+    assert!(timeline.iter().all(|p| p["generator_late_ms"].is_u64()));
+
     let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
     assert!(chart.contains("<svg") && chart.trim_end().ends_with("</svg>"));
     assert!(chart.contains("viewers playing"));
+    assert!(chart.contains("load generator"));
     assert!(
         stdout.contains("bad tokens: 2 sent, 2 refused"),
         "{}",

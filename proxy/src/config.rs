@@ -378,6 +378,10 @@ pub struct FlvConfig {
     pub viewer_queue_bytes: usize,
     /// A viewer that stays behind longer than this, in milliseconds, is cut. Default 10000.
     pub max_lag_ms: u64,
+    /// Tags the origin sends within this many milliseconds go to the viewers as one write
+    /// (SRS's merged writes): fewer wake-ups and writes per viewer for at most this much more
+    /// latency. 0 sends every origin read at once. Default 100, at most 1000.
+    pub merge_ms: u64,
 }
 
 impl Default for FlvConfig {
@@ -389,6 +393,7 @@ impl Default for FlvConfig {
             gop_cache_bytes: 8 * 1024 * 1024,
             viewer_queue_bytes: 1024 * 1024,
             max_lag_ms: 10_000,
+            merge_ms: 100,
         }
     }
 }
@@ -608,6 +613,11 @@ impl Validate for Config {
             self.flv.max_lag_ms >= 100,
             "flv.max_lag_ms",
             "must be at least 100",
+        );
+        problems.check(
+            self.flv.merge_ms <= 1000,
+            "flv.merge_ms",
+            "must be at most 1000",
         );
         problems.check(
             self.playlist.max_line_bytes >= 256,

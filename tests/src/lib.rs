@@ -5,6 +5,7 @@
 //! stopped when its guard is dropped, so parallel runs never collide.
 
 pub mod flv;
+pub mod flv_relay;
 pub mod media;
 pub mod nginx;
 pub mod nginx_conf;

@@ -3,8 +3,8 @@
 //! with the service's own loader; the configurations agree with each other and with the
 //! compose file and manifests on ports, token keys, secrets and the URLs between services;
 //! and every metric the Grafana dashboard and the Prometheus alerts use is one the running
-//! services export (or one listed below as pending). A real JSON log line of each service
-//! carries the fields `docs/runbook.md` documents.
+//! services (proxy, hooks, API, recorder) export. A real JSON log line of each service carries
+//! the fields `docs/runbook.md` documents.
 #![allow(
     clippy::unwrap_used,
     reason = "a broken fixture should fail the test loudly"
@@ -25,17 +25,6 @@ mod k8s;
 #[path = "deploy_kit/running.rs"]
 mod running;
 use livegate_tests::nginx_conf::{parse_nginx, Directive};
-
-/// Metrics the alert rules use before their service exports them, under the names the
-/// services are expected to register. Each is checked to be used and not yet exported; when
-/// one appears, drop it here (and check the rule's name against the real one).
-const PENDING_METRICS: &[&str] = &[
-    // livegate-recorder's: the test does not start the recorder (it needs storage set up);
-    // these are its names in recorder/src/metrics.rs.
-    "livegate_recorder_queue_depth",
-    "livegate_recorder_oldest_job_age_seconds",
-    "livegate_recorder_attempts_total",
-];
 
 /// Fields every JSON log line of every service carries (documented in docs/runbook.md).
 const LOG_FIELDS: &[&str] = &["timestamp", "level", "target", "message"];

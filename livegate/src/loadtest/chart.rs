@@ -1,5 +1,6 @@
-//! `chart.svg`: viewers, delivered bitrate, stalls and latency over the run, one panel each,
-//! on a shared time axis — the picture that goes into a report.
+//! `chart.svg`: viewers, delivered bitrate, stalls, latency and the load generator's own
+//! lateness over the run, one panel each, on a shared time axis — the picture that goes into a
+//! report.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use super::sampler::Point;
 
 /// Draws the timeline into an SVG file at `path`.
 pub(crate) fn render(path: &Path, timeline: &[Point]) -> Result<(), String> {
-    let root = SVGBackend::new(path, (960, 1000)).into_drawing_area();
+    let root = SVGBackend::new(path, (960, 1200)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let x_max = timeline.last().map_or(1.0, |p| p.t_s).max(1.0);
     type Series = (
@@ -18,7 +19,7 @@ pub(crate) fn render(path: &Path, timeline: &[Point]) -> Result<(), String> {
         RGBColor,
         fn(&Point) -> Option<f64>,
     );
-    let panels: [Series; 4] = [
+    let panels: [Series; 5] = [
         ("viewers playing", "viewers", BLUE, |p| {
             Some(p.viewers as f64)
         }),
@@ -29,6 +30,12 @@ pub(crate) fn render(path: &Path, timeline: &[Point]) -> Result<(), String> {
         ("end-to-end latency, median", "ms", MAGENTA, |p| {
             p.latency_p50_ms
         }),
+        (
+            "load generator's latest wake (late: its viewers stall with it)",
+            "ms",
+            BLACK,
+            |p| Some(p.generator_late_ms as f64),
+        ),
     ];
     let areas = root.split_evenly((panels.len(), 1));
     for (area, (title, unit, color, value)) in areas.iter().zip(panels) {

@@ -5,7 +5,8 @@
 //! ([`stamp`]); viewers are HTTP-FLV and HLS players written here, each with a token of its
 //! own, a share of them with expired or forged tokens that the proxy must refuse. A run
 //! measures time to first frame, stalls (through a player model, [`playout`]), delivered
-//! bitrate, end-to-end latency, errors by kind and the CPU and memory of chosen processes,
+//! bitrate, end-to-end latency, errors by kind, the CPU and memory of chosen processes and the
+//! generator's own lateness ([`lateness`]: when it cannot run, every viewer stalls with it),
 //! and writes `result.json` and `chart.svg`. It is bounded by count and time, targets loopback
 //! unless told otherwise, and stops by itself.
 
@@ -14,6 +15,7 @@ mod chart;
 mod flv_viewer;
 mod flvtags;
 mod hls_viewer;
+mod lateness;
 mod metrics;
 mod playout;
 mod procstat;
@@ -31,6 +33,7 @@ use std::process::ExitCode;
 use livegate_core::service::Shutdown;
 
 pub use args::{parse_duration, Args, Plan};
+pub use lateness::Generator;
 pub use metrics::{BadToken, Outcome, Percentiles, Protocol};
 pub use publisher::PublisherReport;
 pub use report::{BadTokens, Process, Report, Setup, Viewers};

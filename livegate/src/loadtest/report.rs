@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::lateness::{Generator, STOP};
 use super::metrics::{Outcome, Percentiles, Protocol, ViewerReport};
 use super::publisher::PublisherReport;
 use super::sampler::{round, Point};
@@ -116,6 +117,8 @@ pub struct Report {
     pub publishers: Vec<PublisherReport>,
     /// Watched processes.
     pub processes: Vec<Process>,
+    /// The load generator's own lateness: while it could not run, its viewers stalled with it.
+    pub generator: Generator,
     /// One point a second.
     pub timeline: Vec<Point>,
 }
@@ -207,6 +210,7 @@ impl Report {
         reports: &[ViewerReport],
         publishers: Vec<PublisherReport>,
         processes: Vec<Process>,
+        generator: Generator,
         timeline: Vec<Point>,
     ) -> Report {
         let bad: Vec<&ViewerReport> = reports.iter().filter(|r| r.bad_token.is_some()).collect();
@@ -237,6 +241,7 @@ impl Report {
             origin_pulls_max: timeline.iter().filter_map(|p| p.origin_pulls).max(),
             publishers,
             processes,
+            generator,
             timeline,
         }
     }
@@ -336,6 +341,24 @@ impl Report {
                     .map_or_else(String::new, |e| format!(", error: {e}"))
             );
         }
+        let g = &self.generator;
+        let _ = writeln!(
+            out,
+            "  load generator: {}",
+            if g.stopped_ms == 0 {
+                format!(
+                    "never more than {} ms late (latest wake {} ms)",
+                    STOP.as_millis(),
+                    g.longest_ms
+                )
+            } else {
+                format!(
+                    "could not run for {:.1} s in all (longest {} ms): its viewers read late then, whatever the stream did",
+                    g.stopped_ms as f64 / 1000.0,
+                    g.longest_ms
+                )
+            }
+        );
         for p in &self.processes {
             let _ = writeln!(
                 out,

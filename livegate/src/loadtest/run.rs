@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::args::Plan;
+use super::lateness::{self, Lateness};
 use super::metrics::{now_ms, BadToken, Live, Protocol, ViewerReport};
 use super::procstat::Watched;
 use super::publisher::{self, PublisherReport, PublisherSpec};
@@ -71,9 +72,12 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Report, LoadError> {
         started + plan.ramp + Duration::from_secs(1),
         viewer_stop.clone(),
     ));
+    let lateness = Arc::new(Lateness::default());
+    let clock = shutdown.spawn(lateness::clock(lateness.clone(), end, viewer_stop.clone()));
     let sampler = shutdown.spawn(
         Sampler {
             live: live.clone(),
+            lateness: lateness.clone(),
             watched,
             started,
             end,
@@ -123,6 +127,7 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Report, LoadError> {
     interrupted.cancel();
     let _ = watcher.await;
     let _ = holder.await;
+    let _ = clock.await;
     let (timeline, watched) = sampler.await.unwrap_or_default();
     publish_stop.cancel();
     let mut publisher_reports = Vec::new();
@@ -146,7 +151,14 @@ pub async fn run(plan: Plan, shutdown: Shutdown) -> Result<Report, LoadError> {
         warmup_ms,
     };
     let processes = process_summaries(&watched, &timeline);
-    let report = Report::build(setup, &reports, publisher_reports, processes, timeline);
+    let report = Report::build(
+        setup,
+        &reports,
+        publisher_reports,
+        processes,
+        lateness.total(),
+        timeline,
+    );
     let json_path = plan.out.join("result.json");
     let json = serde_json::to_vec_pretty(&report).map_err(|err| LoadError::Io {
         path: json_path.clone(),

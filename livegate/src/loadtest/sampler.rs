@@ -9,6 +9,7 @@ use livegate_core::service::CancellationToken;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::lateness::Lateness;
 use super::metrics::{Live, Percentiles};
 use super::procstat::Watched;
 
@@ -27,6 +28,8 @@ pub struct Point {
     pub latency_p50_ms: Option<f64>,
     /// Viewers ended with an error so far.
     pub errors: u64,
+    /// The load generator's latest wake in this second, ms (see `Generator`).
+    pub generator_late_ms: u64,
     /// The proxy's FLV origin pulls running (`livegate_proxy_flv_pulls_active`), when
     /// `--proxy-metrics` is given.
     pub origin_pulls: Option<u64>,
@@ -48,6 +51,7 @@ pub struct ProcessPoint {
 /// What the sampler needs.
 pub(crate) struct Sampler {
     pub(crate) live: Arc<Live>,
+    pub(crate) lateness: Arc<Lateness>,
     pub(crate) watched: Vec<Watched>,
     pub(crate) started: Instant,
     pub(crate) end: Instant,
@@ -99,6 +103,7 @@ impl Sampler {
                 },
                 latency_p50_ms: Percentiles::of(live.take_latencies()).map(|p| round(p.p50, 0)),
                 errors: Live::get(&live.errors),
+                generator_late_ms: self.lateness.take_worst_ms(),
                 origin_pulls,
                 processes: self
                     .watched

@@ -3,10 +3,14 @@
 //! The first viewer of a stream starts its pull; later viewers join it. The hub keeps the FLV
 //! header, the latest metadata and codec configuration and the current GOP (from the last
 //! video keyframe, bounded in bytes), and a joining viewer is sent those first, so its player
-//! shows a picture at once instead of waiting for the next keyframe. Every batch of tags read
-//! from the origin is shared (`Bytes`) by all viewers, each through its own bounded
-//! [`ViewerQueue`]. The pull ends a configured time after its last viewer leaves, or when the
-//! origin's stream ends, which ends every viewer's response cleanly.
+//! shows a picture at once instead of waiting for the next keyframe. The tags read from the
+//! origin within one merge window go out as one batch, shared (`Bytes`) by all viewers, each
+//! through its own bounded [`ViewerQueue`]: a viewer costs one wake-up and one write per
+//! window rather than one per origin read (an origin sends a read or two per frame), which is
+//! what keeps one pull on time for thousands of viewers when CPU is short — every viewer of a
+//! stream waits on its pull, so a pull that falls behind stalls them all at once. The pull ends
+//! a configured time after its last viewer leaves, or when the origin's stream ends, which ends
+//! every viewer's response cleanly.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,6 +38,10 @@ pub struct HubSettings {
     pub linger: Duration,
     /// Most bytes of the current GOP kept for joining viewers.
     pub gop_max_bytes: usize,
+    /// How long tags read from the origin wait to go out together (zero: each read at once).
+    pub merge: Duration,
+    /// Bytes waiting that send a merge out before its window ends.
+    pub merge_max_bytes: usize,
     /// Bounds of each viewer's queue.
     pub queue: QueueLimits,
     /// Origin connection timeouts.
@@ -342,6 +350,7 @@ impl Hubs {
 
     async fn relay(&self, hub: &Hub, mut stream: OriginStream) -> End {
         let mut demuxer = Demuxer::new(MAX_TAG_BYTES);
+        let mut merge = MergeWindow::new(self.settings.merge, self.settings.merge_max_bytes);
         loop {
             let idle_until = hub
                 .lock()
@@ -349,6 +358,13 @@ impl Hubs {
                 .map(|since| since + self.settings.linger);
             let chunk = tokio::select! {
                 chunk = stream.next_chunk() => chunk,
+                () = sleep_until(merge.due()) => {
+                    merge.sent();
+                    if let Err(end) = self.publish_complete(hub, &mut demuxer) {
+                        return end;
+                    }
+                    continue;
+                }
                 () = hub.viewers_changed.notified() => continue,
                 () = sleep_until(idle_until) => {
                     if hub.lock().viewers.is_empty() {
@@ -361,7 +377,11 @@ impl Hubs {
                 Ok(Some(data)) => data,
                 Ok(None) => {
                     info!(stream = %hub.key, "FLV stream ended at the origin");
-                    return End::Finished;
+                    // What is still merging goes out before the end.
+                    return match self.publish_complete(hub, &mut demuxer) {
+                        Ok(()) => End::Finished,
+                        Err(end) => end,
+                    };
                 }
                 Err(err) => {
                     warn!(stream = %hub.key, error = %err, "FLV origin failed mid-stream");
@@ -369,14 +389,23 @@ impl Hubs {
                 }
             };
             demuxer.push(&data);
-            loop {
-                match demuxer.next_item() {
-                    Ok(Some(item)) => self.publish(hub, item),
-                    Ok(None) => break,
-                    Err(err) => {
-                        warn!(stream = %hub.key, error = %OriginError::Protocol("not FLV"), cause = %err, "FLV origin sent something else");
-                        return End::OriginFailed;
-                    }
+            if merge.arrived(Instant::now(), demuxer.pending()) {
+                if let Err(end) = self.publish_complete(hub, &mut demuxer) {
+                    return end;
+                }
+            }
+        }
+    }
+
+    /// Hands every complete item the demuxer holds to the viewers.
+    fn publish_complete(&self, hub: &Hub, demuxer: &mut Demuxer) -> Result<(), End> {
+        loop {
+            match demuxer.next_item() {
+                Ok(Some(item)) => self.publish(hub, item),
+                Ok(None) => return Ok(()),
+                Err(err) => {
+                    warn!(stream = %hub.key, error = %OriginError::Protocol("not FLV"), cause = %err, "FLV origin sent something else");
+                    return Err(End::OriginFailed);
                 }
             }
         }
@@ -419,9 +448,78 @@ impl Hubs {
     }
 }
 
+/// When what the origin sent goes out: a window opens with the first bytes read after the last
+/// send and closes `window` later, or as soon as `max_bytes` wait.
+#[derive(Debug)]
+struct MergeWindow {
+    window: Duration,
+    max_bytes: usize,
+    due: Option<Instant>,
+}
+
+impl MergeWindow {
+    fn new(window: Duration, max_bytes: usize) -> MergeWindow {
+        MergeWindow {
+            window,
+            max_bytes,
+            due: None,
+        }
+    }
+
+    /// Bytes arrived at `now` and `pending` wait: whether to send them now.
+    fn arrived(&mut self, now: Instant, pending: usize) -> bool {
+        if self.window.is_zero() || pending >= self.max_bytes {
+            self.due = None;
+            return true;
+        }
+        self.due.get_or_insert(now + self.window);
+        false
+    }
+
+    /// When the open window closes.
+    fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// The window's bytes were sent.
+    fn sent(&mut self) {
+        self.due = None;
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_within_a_window_go_out_together_and_a_full_window_at_once() {
+        let ms = Duration::from_millis;
+        let t0 = Instant::now();
+        let mut merge = MergeWindow::new(ms(100), 64 * 1024);
+        assert_eq!(merge.due(), None);
+        // The first read opens the window; later ones join it without moving its end.
+        assert!(!merge.arrived(t0, 500));
+        assert!(!merge.arrived(t0 + ms(40), 4_000));
+        assert!(!merge.arrived(t0 + ms(90), 9_000));
+        assert_eq!(merge.due(), Some(t0 + ms(100)));
+        merge.sent();
+        assert_eq!(merge.due(), None);
+        // The next read opens the next window.
+        assert!(!merge.arrived(t0 + ms(130), 300));
+        assert_eq!(merge.due(), Some(t0 + ms(230)));
+        // Enough bytes go out at once.
+        assert!(merge.arrived(t0 + ms(150), 64 * 1024));
+        assert_eq!(merge.due(), None);
+        // Without a window every read goes out as it comes.
+        let mut unmerged = MergeWindow::new(Duration::ZERO, 64 * 1024);
+        assert!(unmerged.arrived(t0, 1));
+        assert_eq!(unmerged.due(), None);
     }
 }

@@ -52,6 +52,10 @@ pub const CLIENT_CLOSED: u16 = 499;
 /// it once, when the request arrives.
 const PULL_TOKEN_TTL_S: u64 = 300;
 
+/// Bytes from an FLV origin that go out to the viewers before their merge window ends: a
+/// window's worth of any ordinary stream stays well below it.
+const FLV_MERGE_MAX_BYTES: usize = 256 * 1024;
+
 /// Says whether an HLS answer came from the cache (`HIT`), from this request's origin fetch
 /// (`MISS`) or from another request's (`COALESCED`).
 const X_CACHE: &str = "x-cache";
@@ -163,6 +167,8 @@ impl Gate {
             HubSettings {
                 linger: Duration::from_millis(config.flv.linger_ms),
                 gop_max_bytes: config.flv.gop_cache_bytes,
+                merge: Duration::from_millis(config.flv.merge_ms),
+                merge_max_bytes: FLV_MERGE_MAX_BYTES,
                 queue: QueueLimits {
                     max_bytes: config.flv.viewer_queue_bytes,
                     max_lag: Duration::from_millis(config.flv.max_lag_ms),

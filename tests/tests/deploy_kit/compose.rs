@@ -121,9 +121,13 @@ impl Compose {
             "LIVEGATE_API__",
             &api_env,
         );
-        // The recorder's own type joins once its crate is in the workspace; until then its
-        // secrets and cross-references are checked on the raw file.
-        let _ = resolve_env_refs(&recorder_text, "recorder", &recorder_env);
+        // Loaded to prove it loads; the cross-references are checked on the raw file.
+        let _: livegate_recorder::Config = load(
+            &resolve_env_refs(&recorder_text, "recorder", &recorder_env),
+            "compose recorder.toml",
+            "LIVEGATE_RECORDER__",
+            &recorder_env,
+        );
         Deployed {
             proxy,
             hooks,

@@ -100,7 +100,12 @@ impl Cluster {
             "LIVEGATE_API__",
             &none,
         );
-        let _ = resolve_env_refs(&recorder_text, "recorder", &env);
+        let _: livegate_recorder::Config = load(
+            &resolve_env_refs(&recorder_text, "recorder", &env),
+            "k8s recorder.toml",
+            "LIVEGATE_RECORDER__",
+            &none,
+        );
         Deployed {
             proxy,
             hooks,
