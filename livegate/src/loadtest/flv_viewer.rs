@@ -129,9 +129,11 @@ impl Watch<'_> {
             Live::add(&self.spec.live.stall_ms, stall.as_millis() as u64);
             self.stall_reported += stall;
         }
-        let due = self
-            .last_latency
-            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
+        // Sampled while playing, when the play time is known rather than guessed.
+        let due = self.playout.playing()
+            && self
+                .last_latency
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1));
         if due {
             if let Some(stamp_ms) = stamp::find(&tag.head) {
                 let latency = latency_ms(stamp_ms, plays_at, now);

@@ -95,6 +95,13 @@ impl Playout {
         }
     }
 
+    /// Whether media is playing — neither starting up nor stalled. Only then is the play time
+    /// [`Playout::arrive`] gives exact: before, it is a guess that the rest of the buffer comes
+    /// in real time, and a joiner handed a whole GOP at once starts far sooner than that.
+    pub(crate) fn playing(&self) -> bool {
+        matches!(self.state, State::Playing { .. })
+    }
+
     /// Closes the books at `end`: a stall still going on counts up to `end`. Returns the watch
     /// time (from the start of playback), the stall time and the number of stalls.
     pub(crate) fn finish(&mut self, end: Instant) -> (Duration, Duration, u32) {
@@ -142,6 +149,25 @@ mod tests {
         assert_eq!(stall, Some(ms(1300)));
         let (watched, stalled, stalls) = player.finish(t0 + ms(3400));
         assert_eq!((watched, stalled, stalls), (ms(3400), ms(1300), 1));
+    }
+
+    #[test]
+    fn play_times_are_known_once_playback_starts() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // A joiner gets a keyframe, then the rest of its GOP in the same instant.
+        let mut player = Playout::new(ms(500));
+        player.arrive(t0, ms(40));
+        assert!(!player.playing());
+        // Playback starts now; this arrival plays after the 40 ms before it.
+        let (plays_at, _) = player.arrive(t0, ms(480));
+        assert!(player.playing());
+        assert_eq!(plays_at, t0 + ms(40));
+        // Dry at t0 + 520 ms: stalled, and playing again once 500 ms are back.
+        player.arrive(t0 + ms(900), ms(300));
+        assert!(!player.playing());
+        player.arrive(t0 + ms(1000), ms(300));
+        assert!(player.playing());
     }
 
     #[test]
