@@ -39,13 +39,17 @@ pub struct Secrets {
     pub token_key: String,
     /// The key the API signs its access tokens with.
     pub jwt_key: String,
+    /// The secret payment callbacks are signed with (`Livegate-Signature`): give it to the
+    /// payment provider, or sign test callbacks with it.
+    pub payment_secret: String,
 }
 
-/// The file as an older binary may have written it (without the JWT key).
+/// The file as this or an older binary wrote it (older ones wrote fewer keys).
 #[derive(Debug, Deserialize)]
 struct StoredSecrets {
     token_key: String,
     jwt_key: Option<String>,
+    payment_secret: Option<String>,
 }
 
 /// A data directory.
@@ -91,10 +95,15 @@ impl DataDir {
         self.root.join("run")
     }
 
+    /// The secrets file.
+    pub fn secrets_file(&self) -> PathBuf {
+        self.root.join("secrets.toml")
+    }
+
     /// The installation's secrets, made (readable by this user only) on first start. Returns
     /// whether they were made now.
     pub fn secrets(&self) -> Result<(Secrets, bool), DataError> {
-        let path = self.root.join("secrets.toml");
+        let path = self.secrets_file();
         match fs::read_to_string(&path) {
             Ok(text) => {
                 let stored: StoredSecrets =
@@ -102,35 +111,30 @@ impl DataDir {
                         path: path.clone(),
                         message: err.message().to_owned(),
                     })?;
-                match stored.jwt_key {
-                    Some(jwt_key) => Ok((
-                        Secrets {
-                            token_key: stored.token_key,
-                            jwt_key,
-                        },
-                        false,
-                    )),
-                    None => {
-                        // Keep the token key (minted tokens still play); add the missing one.
-                        let secrets = Secrets {
-                            token_key: stored.token_key,
-                            jwt_key: random_hex(32)?,
-                        };
-                        let fresh = path.with_extension("toml.new");
-                        let _ = fs::remove_file(&fresh);
-                        write_private(&fresh, &toml_text(&secrets))?;
-                        fs::rename(&fresh, &path).map_err(|source| DataError::Io {
-                            path: path.clone(),
-                            source,
-                        })?;
-                        Ok((secrets, false))
-                    }
+                let complete = stored.jwt_key.is_some() && stored.payment_secret.is_some();
+                // Keep what is there (minted tokens still play, sessions stay valid); add
+                // what an older binary did not make.
+                let secrets = Secrets {
+                    token_key: stored.token_key,
+                    jwt_key: stored.jwt_key.map_or_else(|| random_hex(32), Ok)?,
+                    payment_secret: stored.payment_secret.map_or_else(|| random_hex(32), Ok)?,
+                };
+                if !complete {
+                    let fresh = path.with_extension("toml.new");
+                    let _ = fs::remove_file(&fresh);
+                    write_private(&fresh, &toml_text(&secrets))?;
+                    fs::rename(&fresh, &path).map_err(|source| DataError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
                 }
+                Ok((secrets, false))
             }
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let secrets = Secrets {
                     token_key: random_hex(32)?,
                     jwt_key: random_hex(32)?,
+                    payment_secret: random_hex(32)?,
                 };
                 write_private(&path, &toml_text(&secrets))?;
                 Ok((secrets, true))
@@ -143,8 +147,9 @@ impl DataDir {
 fn toml_text(secrets: &Secrets) -> String {
     format!(
         "# Made by `livegate up` on first start. Keep it private; deleting it makes new keys\n\
-         # (tokens minted before then stop playing).\ntoken_key = \"{}\"\njwt_key = \"{}\"\n",
-        secrets.token_key, secrets.jwt_key
+         # (tokens minted before then stop playing, sessions end, the payment provider needs\n\
+         # the new payment_secret).\ntoken_key = \"{}\"\njwt_key = \"{}\"\npayment_secret = \"{}\"\n",
+        secrets.token_key, secrets.jwt_key, secrets.payment_secret
     )
 }
 
@@ -187,13 +192,18 @@ mod tests {
         assert!(!made);
         assert_eq!(again.token_key, first.token_key);
         assert_eq!(again.jwt_key, first.jwt_key);
-        // A file without the JWT key keeps its token key and gains one.
-        let path = data.root().join("secrets.toml");
+        assert_eq!(again.payment_secret, first.payment_secret);
+        // A file an older binary wrote keeps what it has and gains what it lacks, once.
+        let path = data.secrets_file();
         fs::write(&path, format!("token_key = \"{}\"\n", first.token_key)).unwrap();
         let (upgraded, made) = data.secrets().unwrap();
         assert!(!made);
         assert_eq!(upgraded.token_key, first.token_key);
         assert_eq!(upgraded.jwt_key.len(), 64);
+        assert_eq!(upgraded.payment_secret.len(), 64);
+        let (kept, _) = data.secrets().unwrap();
+        assert_eq!(kept.jwt_key, upgraded.jwt_key);
+        assert_eq!(kept.payment_secret, upgraded.payment_secret);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;

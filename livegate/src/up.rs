@@ -172,6 +172,7 @@ impl Plan {
              [auth]\njwt_keys = [{jwt}]\n\
              [rooms]\ningest_host = {host}\nedge_base_url = {edge}\n\
              [play_token]\nkeys = [{key}]\n\
+             [payments]\ncallback_secrets = [{payment}]\n\
              [chat]
 allowed_origins = [{edge}, {pages}]
 \
@@ -204,6 +205,7 @@ dir = {stored}
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
             jwt = toml_string(&secrets.jwt_key),
+            payment = toml_string(&secrets.payment_secret),
             // nginx-rtmp's control module on its HTTP server (infra/nginx-rtmp/nginx.conf).
             control = toml_string(&format!("http://{}/control", options.origin)),
             host = toml_string(&options.public_host),
@@ -539,6 +541,7 @@ fn print_welcome(
          \x20 hooks  http://127.0.0.1:{hooks}    metrics http://127.0.0.1:{hooks_admin}/metrics\n\
          \x20 api    http://127.0.0.1:{api}/api/v1    metrics http://127.0.0.1:{api_admin}/metrics\n\
          \x20 recorder: files in {recordings} (or named by the origin's callbacks) become MP4s in {stored}; metrics http://127.0.0.1:{recorder_admin}/metrics\n\
+         \x20 payment callbacks: POST http://127.0.0.1:{api}/api/v1/payments/callback, signed with payment_secret in {secrets}\n\
          \x20 data   {data}\n",
         origin = options.origin,
         proxy_admin = port(options, ports::PROXY_ADMIN),
@@ -549,6 +552,7 @@ fn print_welcome(
         stored = data.root().join("stored").display(),
         recorder_admin = port(options, ports::RECORDER_ADMIN),
         data = data.root().display(),
+        secrets = data.secrets_file().display(),
     ));
     // The one place a stream key and a token are shown: the operator's own terminal.
     eprintln!("{text}");

@@ -1,5 +1,7 @@
 //! The per-room gift leaderboard: totals per giver in a bus [`Leaderboard`] (a Redis sorted
-//! set), incremented by the relay and rebuilt from the paid orders whenever it is missing.
+//! set), rebuilt from the paid orders by the relay after it relays a room's gifts, and by a
+//! reader that finds it missing. Each rebuild is versioned by the number of paid orders it
+//! sums, so racing rebuilds leave the newest and a gift is never counted twice.
 //!
 //! [`Leaderboard`]: livegate_core::bus::Leaderboard
 
@@ -13,17 +15,19 @@ pub fn board_key(room_id: i64, currency: &str) -> String {
     format!("{room_id}:{currency}")
 }
 
-/// Rebuilds the board of `room_id` in `currency` from the database.
+/// Rebuilds the board of `room_id` in `currency` from the database (unless a newer
+/// rebuild is already there).
 pub async fn rebuild(state: &AppState, room_id: i64, currency: &str) -> Result<(), ApiError> {
     let totals = orders::room_totals(state.db(), room_id, currency).await?;
     let scores: Vec<(String, i64)> = totals
+        .by_user
         .into_iter()
         .map(|(user, total)| (user.to_string(), total))
         .collect();
     state
         .bus()
         .gift_board()
-        .replace(&board_key(room_id, currency), &scores)
+        .replace(&board_key(room_id, currency), totals.paid_orders, &scores)
         .await?;
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The outbox relay: brings each paid gift from the database outbox to the room's gift log
 //! on the bus, once. It appends with `append_once` under the order id before marking the row
 //! relayed, so a relay that dies in between appends again on restart and the log keeps one
-//! copy. Woken by the callback that paid an order, and every `payments.relay_interval_ms`
-//! for rows an earlier process left.
+//! copy. After a batch it rebuilds the leaderboards of the rooms it relayed gifts for. Woken
+//! by the callback that paid an order, and every `payments.relay_interval_ms` for rows an
+//! earlier process left.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,7 +111,8 @@ pub async fn run(state: AppState, stop: CancellationToken) {
 pub async fn relay_batch(state: &AppState, batch: u32) -> Result<usize, ApiError> {
     let pending = payments::unrelayed(state.db(), batch).await?;
     let log = state.bus().gift_events();
-    let board = state.bus().gift_board();
+    let mut boards = BTreeSet::new();
+    let mut appended_rows = Vec::with_capacity(pending.len());
     for entry in &pending {
         let event: GiftEvent = match serde_json::from_str(&entry.payload) {
             Ok(event) => event,
@@ -128,18 +131,8 @@ pub async fn relay_batch(state: &AppState, batch: u32) -> Result<usize, ApiError
                 &event,
             )
             .await?;
-        if appended {
-            // A board that does not exist is rebuilt from the database by its next reader.
-            board
-                .add(
-                    &super::leaderboard::board_key(event.room_id, &event.currency),
-                    &event.user_id.to_string(),
-                    event.amount,
-                )
-                .await?;
-        }
-        payments::mark_relayed(state.db(), entry.id, now_ms()).await?;
-        state.metrics().gifts_relayed.inc();
+        boards.insert((event.room_id, event.currency));
+        appended_rows.push(entry.id);
         tracing::debug!(
             order.id = entry.order_id,
             room.id = entry.room_id,
@@ -147,6 +140,16 @@ pub async fn relay_batch(state: &AppState, batch: u32) -> Result<usize, ApiError
             appended,
             "gift relayed"
         );
+    }
+    // The orders are paid before their outbox rows exist, so these rebuilds count every gift
+    // just appended. The rows are marked only after them: a relay killed (or a bus failing)
+    // before then finds the rows again, appends nothing new, and rebuilds again.
+    for (room_id, currency) in boards {
+        super::leaderboard::rebuild(state, room_id, &currency).await?;
+    }
+    for id in appended_rows {
+        payments::mark_relayed(state.db(), id, now_ms()).await?;
+        state.metrics().gifts_relayed.inc();
     }
     Ok(pending.len())
 }

@@ -402,3 +402,51 @@ async fn a_relay_that_died_after_appending_does_not_append_again() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_gift_is_counted_once_when_a_reader_rebuilds_the_board_before_the_relay() {
+    for (backend, bus) in setups() {
+        let mut options = Options::new(backend, bus);
+        payments_options(&mut options);
+        // The relay runs only when this test calls it.
+        options.config.payments.relay_interval_ms = 3_600_000;
+        let app = TestApp::start(options).await;
+        let (viewer, room, gift) = shop(&app).await;
+        let order = buy(
+            &app,
+            &viewer.access,
+            room,
+            Some("k"),
+            &json!({"gift_id": gift}),
+        )
+        .await;
+        let reference = order.body["payment_reference"].as_str().unwrap();
+        // Paid as the callback pays it, without waking the relay.
+        let paid: livegate_api::payments::callback::Event = serde_json::from_value(event(
+            &unique("evt"),
+            "payment.succeeded",
+            reference,
+            500,
+            "EUR",
+        ))
+        .unwrap();
+        livegate_api::payments::callback::apply(&app.db, "default", &paid, 1)
+            .await
+            .unwrap();
+        let leaderboard = format!("/api/v1/rooms/{room}/leaderboard");
+        let totals = |reply: Reply| reply.body["items"].clone();
+        // A reader finds no board and rebuilds it from the paid order...
+        let first = app.get(&leaderboard, None).await;
+        assert_eq!(totals(first)[0]["total"], 500);
+        // ...then the relay gives the same gift to the room: still counted once.
+        let relayed = livegate_api::payments::relay::relay_batch(&app.app_state, 100)
+            .await
+            .unwrap();
+        assert_eq!(relayed, 1);
+        let after = totals(app.get(&leaderboard, None).await);
+        assert_eq!(after.as_array().unwrap().len(), 1);
+        assert_eq!(after[0]["total"], 500);
+        assert_eq!(payments::unrelayed_count(&app.db).await.unwrap(), 0);
+        app.stop().await;
+    }
+}

@@ -1,10 +1,13 @@
 //! `Leaderboard`: a score per member under a key (a Redis sorted set, an in-process map),
 //! for rankings a database can rebuild: gifts per room.
 //!
-//! A board is a cache of a sum the database holds. [`Leaderboard::add`] changes a key only
-//! while it exists, so a board lost with Redis is never restarted from a partial sum: the
-//! next reader finds it missing and rebuilds it with [`Leaderboard::replace`]. On Redis the
-//! key is the sorted set `{prefix}:board:{name}:{key}`.
+//! A board is a cache of sums the database holds, written whole by [`Leaderboard::replace`]
+//! with a version: a count that only grows as the sums do (the number of paid orders behind
+//! them), read in the same snapshot as the sums. A replacement with an older version than
+//! the board's is dropped, so writers racing each other (a reader rebuilding a missing board,
+//! relays on several instances) leave the newest snapshot, never an older one and never a
+//! sum counted twice. On Redis the key is the sorted set `{prefix}:board:{name}:{key}`; its
+//! member `""` holds the version.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,21 +17,21 @@ use redis::Script;
 use super::redis::Link;
 use super::BusError;
 
-/// Adds to a member's score only when the board exists.
-const ADD_IF_PRESENT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('ZINCRBY', KEYS[1], ARGV[1], ARGV[2])
-return 1";
-
-/// Replaces the whole board: `ARGV` is score, member, score, member, …; a placeholder
-/// member keeps an empty board existing, so that it is not rebuilt on every read.
-const REPLACE: &str = r"
+/// Replaces the whole board unless it holds a newer version: `ARGV` is the version, then
+/// score, member, score, member, …. The version member `""` also keeps an empty board
+/// existing, so that it is not rebuilt on every read.
+const REPLACE_IF_NOT_OLDER: &str = r"
+local current = redis.call('ZSCORE', KEYS[1], '')
+if current and tonumber(current) > tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('ZADD', KEYS[1], 0, '')
-for i = 1, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZADD', KEYS[1], ARGV[1], '')
+for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return 1";
 
-/// The in-process boards: `name:key` → member → score.
+/// The member that holds a board's version.
+const VERSION_MEMBER: &str = "";
+
+/// The in-process boards: `name:key` → member → score (the version under `""`).
 pub(crate) type MemoryBoards = Arc<Mutex<HashMap<String, HashMap<String, i64>>>>;
 
 #[derive(Debug, Clone)]
@@ -38,7 +41,6 @@ enum Backend {
 }
 
 struct Scripts {
-    add: Script,
     replace: Script,
 }
 
@@ -68,8 +70,7 @@ impl Leaderboard {
             backend: Backend::Redis(
                 link,
                 Arc::new(Scripts {
-                    add: Script::new(ADD_IF_PRESENT),
-                    replace: Script::new(REPLACE),
+                    replace: Script::new(REPLACE_IF_NOT_OLDER),
                 }),
             ),
         }
@@ -86,48 +87,42 @@ impl Leaderboard {
         format!("board:{}:{key}", self.name)
     }
 
-    /// Adds `delta` to `member`'s score on board `key` if the board exists; returns whether
-    /// it did (a missing board is rebuilt by its reader).
-    pub async fn add(&self, key: &str, member: &str, delta: i64) -> Result<bool, BusError> {
-        match &self.backend {
-            Backend::Redis(link, scripts) => {
-                let mut conn = link.conn();
-                let added: i64 = scripts
-                    .add
-                    .key(link.key(&self.full_key(key)))
-                    .arg(delta)
-                    .arg(member)
-                    .invoke_async(&mut conn)
-                    .await?;
-                Ok(added == 1)
-            }
-            Backend::Memory(boards) => {
-                let mut boards = lock(boards);
-                let Some(board) = boards.get_mut(&self.full_key(key)) else {
-                    return Ok(false);
-                };
-                let score = board.entry(member.to_owned()).or_insert(0);
-                *score = score.saturating_add(delta);
-                Ok(true)
-            }
-        }
-    }
-
-    /// Replaces board `key` with `scores` (it exists afterwards, even when empty).
-    pub async fn replace(&self, key: &str, scores: &[(String, i64)]) -> Result<(), BusError> {
+    /// Replaces board `key` with `scores` taken at `version`, unless the board holds a newer
+    /// version; returns whether it did. The board exists afterwards, even when empty.
+    pub async fn replace(
+        &self,
+        key: &str,
+        version: i64,
+        scores: &[(String, i64)],
+    ) -> Result<bool, BusError> {
         match &self.backend {
             Backend::Redis(link, scripts) => {
                 let mut conn = link.conn();
                 let mut invocation = scripts.replace.key(link.key(&self.full_key(key)));
+                invocation.arg(version);
                 for (member, score) in scores {
                     invocation.arg(*score).arg(member);
                 }
-                invocation.invoke_async::<i64>(&mut conn).await?;
-                Ok(())
+                let replaced: i64 = invocation.invoke_async(&mut conn).await?;
+                Ok(replaced == 1)
             }
             Backend::Memory(boards) => {
-                lock(boards).insert(self.full_key(key), scores.iter().cloned().collect());
-                Ok(())
+                let mut boards = lock(boards);
+                let full = self.full_key(key);
+                let current = boards
+                    .get(&full)
+                    .and_then(|board| board.get(VERSION_MEMBER).copied());
+                if current.is_some_and(|current| current > version) {
+                    return Ok(false);
+                }
+                let mut board: HashMap<String, i64> = scores
+                    .iter()
+                    .filter(|(member, _)| member != VERSION_MEMBER)
+                    .cloned()
+                    .collect();
+                board.insert(VERSION_MEMBER.to_owned(), version);
+                boards.insert(full, board);
+                Ok(true)
             }
         }
     }
@@ -157,7 +152,7 @@ impl Leaderboard {
                 #[expect(clippy::cast_possible_truncation, reason = "integral scores")]
                 let top = entries
                     .into_iter()
-                    .filter(|(member, _)| !member.is_empty())
+                    .filter(|(member, _)| member != VERSION_MEMBER)
                     .take(n)
                     .map(|(member, score)| (member, score as i64))
                     .collect();
@@ -170,6 +165,7 @@ impl Leaderboard {
                 };
                 let mut top: Vec<(String, i64)> = board
                     .iter()
+                    .filter(|(member, _)| member.as_str() != VERSION_MEMBER)
                     .map(|(member, score)| (member.clone(), *score))
                     .collect();
                 top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));

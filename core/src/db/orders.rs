@@ -253,34 +253,50 @@ pub async fn count_by_status(exec: impl Executor<'_>) -> Result<Vec<(String, i64
     Ok(counts)
 }
 
-/// What each user has paid for gifts in `room_id` in `currency`, highest first: the source
-/// the gift leaderboard is rebuilt from.
+/// What each user has paid for gifts in `room_id` in `currency`, and how many paid orders
+/// that is (one snapshot): the source the gift leaderboard is rebuilt from, the count being
+/// the board's version (a paid order stays paid, so it only grows).
 pub async fn room_totals(
     exec: impl Executor<'_>,
     room_id: i64,
     currency: &str,
-) -> Result<Vec<(i64, i64)>, DbError> {
+) -> Result<RoomTotals, DbError> {
     // CAST: MySQL sums BIGINTs as DECIMAL.
-    const SQL: &str = "SELECT user_id, CAST(SUM(amount) AS SIGNED) FROM orders \
+    const SQL: &str = "SELECT user_id, CAST(SUM(amount) AS SIGNED), COUNT(*) FROM orders \
          WHERE room_id = ? AND currency = ? AND status = 'paid' GROUP BY user_id";
-    const SQL_SQLITE: &str = "SELECT user_id, SUM(amount) FROM orders \
+    const SQL_SQLITE: &str = "SELECT user_id, SUM(amount), COUNT(*) FROM orders \
          WHERE room_id = ? AND currency = ? AND status = 'paid' GROUP BY user_id";
     let mut handle = exec.connection().await?;
-    let totals = match handle.target() {
+    let rows = match handle.target() {
         Target::Mysql(conn) => {
-            sqlx::query_as::<_, (i64, i64)>(SQL)
+            sqlx::query_as::<_, (i64, i64, i64)>(SQL)
                 .bind(room_id)
                 .bind(currency)
                 .fetch_all(conn)
                 .await?
         }
         Target::Sqlite(conn) => {
-            sqlx::query_as::<_, (i64, i64)>(SQL_SQLITE)
+            sqlx::query_as::<_, (i64, i64, i64)>(SQL_SQLITE)
                 .bind(room_id)
                 .bind(currency)
                 .fetch_all(conn)
                 .await?
         }
     };
-    Ok(totals)
+    Ok(RoomTotals {
+        paid_orders: rows.iter().map(|(_, _, count)| count).sum(),
+        by_user: rows
+            .into_iter()
+            .map(|(user, total, _)| (user, total))
+            .collect(),
+    })
+}
+
+/// A room's gift totals in one currency, as [`room_totals`] read them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomTotals {
+    /// (user id, amount paid).
+    pub by_user: Vec<(i64, i64)>,
+    /// How many paid orders the totals sum.
+    pub paid_orders: i64,
 }
