@@ -7,7 +7,7 @@ use livegate_core::db::{orders, payments};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{setups, unique, wait_until, Options, Reply, TestApp};
+use crate::support::{send, setups, unique, wait_until, Options, Reply, TestApp};
 
 /// The callback secrets of the test apps: the current one and one being retired.
 pub(crate) const SECRETS: [&str; 2] = [
@@ -45,15 +45,7 @@ pub(crate) async fn callback(app: &TestApp, body: String, signature: Option<&str
     if let Some(signature) = signature {
         request = request.header("livegate-signature", signature);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    send(request).await
 }
 
 pub(crate) async fn buy(
@@ -71,15 +63,7 @@ pub(crate) async fn buy(
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.json().await.unwrap_or(Value::Null);
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    send(request).await
 }
 
 #[tokio::test]

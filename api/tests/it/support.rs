@@ -132,6 +132,24 @@ impl Reply {
     }
 }
 
+/// Sends `request` and reads its answer (an empty body is `null`; any other must be JSON).
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Reply {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// A logged-in user.
 #[derive(Debug, Clone)]
 pub(crate) struct Session {
@@ -201,20 +219,7 @@ impl TestApp {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        send(request).await
     }
 
     pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> Reply {
