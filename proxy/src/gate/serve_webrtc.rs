@@ -35,11 +35,12 @@ impl Gate {
         }
         if !matches!(method, Method::POST | Method::DELETE | Method::PATCH) {
             return self
-                .respond(
+                .respond_allowing(
                     session,
                     ctx,
                     StatusCode::METHOD_NOT_ALLOWED,
                     b"method not allowed\n",
+                    METHODS,
                 )
                 .await;
         }

@@ -132,6 +132,7 @@ async fn offers_without_a_valid_token_for_their_room_never_reach_the_origin() {
         .await
         .unwrap();
     assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST, DELETE, PATCH, OPTIONS");
 
     // A revoked room gets no new sessions either.
     let revoke = format!("http://{}/revocations?room=42", proxy.admin);
