@@ -46,6 +46,11 @@ impl TokenParam {
             pair: format!("{name}={}", utf8_percent_encode(token, QUERY_VALUE)),
         }
     }
+
+    /// `name=value`, ready to append to a query.
+    pub fn pair(&self) -> &str {
+        &self.pair
+    }
 }
 
 /// The names under which viewers reach this edge: absolute URIs naming one of them are served

@@ -95,6 +95,49 @@ async fn lifecycle(backend: Backend, bus: Option<BusConfig>) {
         (200, ACCEPT.to_owned())
     );
 
+    // WebRTC viewers (SRS 6.0.155): WHEP's `param` is the whole signalling query without a
+    // `?` and `tcUrl` is empty; the play API's `param` is its `streamurl`'s query.
+    let viewer = token(42);
+    for (play, stop, param) in [
+        (
+            "on_play_whep.json",
+            "on_stop_whep.json",
+            format!("app=live&stream=42&token={viewer}"),
+        ),
+        (
+            "on_play_rtc_api.json",
+            "on_stop_rtc_api.json",
+            format!("?token={viewer}"),
+        ),
+    ] {
+        assert_eq!(app.json("on_play", fixture(play)).await.0, 403, "{play}");
+        let wrong_room = param.replace(&viewer, &token(7));
+        let refused = fixture_with(play, &[("param", json!(wrong_room))]);
+        assert_eq!(app.json("on_play", refused).await.0, 403, "{play}");
+        let admitted = fixture_with(play, &[("param", json!(param))]);
+        assert_eq!(
+            app.json("on_play", admitted).await,
+            (200, ACCEPT.to_owned()),
+            "{play}"
+        );
+        let bus = app.bus.clone();
+        wait_until("WebRTC viewer counted", || {
+            let bus = bus.clone();
+            async move { (bus.viewers(42).await.ok()? == 1).then_some(()) }
+        })
+        .await;
+        assert_eq!(
+            app.json("on_stop", fixture(stop)).await,
+            (200, ACCEPT.to_owned())
+        );
+        let bus = app.bus.clone();
+        wait_until("WebRTC viewer uncounted", || {
+            let bus = bus.clone();
+            async move { (bus.viewers(42).await.ok()? == 0).then_some(()) }
+        })
+        .await;
+    }
+
     // on_hls: acknowledged, changes nothing.
     assert_eq!(
         app.json("on_hls", fixture("on_hls.json")).await,

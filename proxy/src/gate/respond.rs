@@ -20,12 +20,25 @@ impl Gate {
         status: StatusCode,
         body: &'static [u8],
     ) -> Result<()> {
+        self.respond_allowing(session, ctx, status, body, "GET, HEAD, OPTIONS")
+            .await
+    }
+
+    /// [`Gate::respond`] on a path whose methods are `allow` (named by a 405).
+    pub(super) async fn respond_allowing(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        status: StatusCode,
+        body: &'static [u8],
+        allow: &'static str,
+    ) -> Result<()> {
         let mut response = ResponseHeader::build(status, Some(5))?;
         response.insert_header(header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
         response.insert_header(header::CONTENT_LENGTH, body.len().to_string())?;
         response.insert_header(header::CACHE_CONTROL, "no-store")?;
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            response.insert_header(header::ALLOW, "GET, HEAD, OPTIONS")?;
+            response.insert_header(header::ALLOW, allow)?;
         }
         cors::apply(&mut response, ctx.allow_origin.as_deref())?;
         self.write_local(session, ctx, response, Bytes::from_static(body))

@@ -14,7 +14,7 @@ use livegate_core::unix_now;
 use super::admit::FORBIDDEN_BODY;
 use super::{origin_failure, Gate, RequestCtx};
 use crate::cors;
-use crate::forwarding::{client_ip, strip_query_param};
+use crate::forwarding::client_ip;
 use crate::webrtc::{self, Signalling};
 
 /// Methods signalling uses: the offer, the session's teardown and ICE updates.
@@ -35,33 +35,49 @@ impl Gate {
         }
         if !matches!(method, Method::POST | Method::DELETE | Method::PATCH) {
             return self
-                .respond(
+                .respond_allowing(
                     session,
                     ctx,
                     StatusCode::METHOD_NOT_ALLOWED,
                     b"method not allowed\n",
+                    METHODS,
                 )
                 .await;
         }
-        let offer = webrtc::offer(
-            request.uri.query(),
-            request
-                .headers
-                .get(header::AUTHORIZATION)
-                .and_then(|value| value.to_str().ok()),
-            &self.settings.token_param,
-        );
-        if method == Method::POST {
-            let Some(room) = offer.room else {
-                return self
-                    .respond(
-                        session,
-                        ctx,
-                        StatusCode::BAD_REQUEST,
-                        b"stream: must be a room id\n",
-                    )
-                    .await;
+        let authorization = request
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let query = request.uri.query().map(str::to_owned);
+        let Some(body) = read_capped(session, signalling.max_offer_bytes).await? else {
+            // The rest of the body is never read: the connection cannot carry another request.
+            session.set_keepalive(None);
+            return self
+                .respond(
+                    session,
+                    ctx,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    b"offer too large\n",
+                )
+                .await;
+        };
+        let token_param = &self.settings.token_param;
+        let (offer, upstream) = if method == Method::POST {
+            let offer = match webrtc::offer(
+                query.as_deref(),
+                authorization.as_deref(),
+                &body,
+                token_param,
+            ) {
+                Ok(offer) => offer,
+                Err(bad) => {
+                    return self
+                        .respond(session, ctx, StatusCode::BAD_REQUEST, bad.body())
+                        .await
+                }
             };
+            let room = offer.room.unwrap_or_default();
             let verdict = self
                 .verifier
                 .verify_for_room(offer.token.as_deref(), room, unix_now());
@@ -90,28 +106,34 @@ impl Gate {
                     .respond(session, ctx, StatusCode::FORBIDDEN, FORBIDDEN_BODY)
                     .await;
             }
-        }
+            let upstream = offer.upstream(
+                query.as_deref(),
+                body,
+                token_param,
+                self.settings.forward_token,
+            );
+            (offer, upstream)
+        } else {
+            // A session's teardown or ICE update, at the address its answer gave: its query
+            // is the origin's (SRS's own session `token` among it) and goes on as it is.
+            let offer = webrtc::session(query.as_deref(), authorization.as_deref(), token_param);
+            (offer, webrtc::Upstream { query, body })
+        };
         let Some(origin) = self.origin.select(&offer.stream_key) else {
             let (status, body) = origin_failure(false);
             return self.respond(session, ctx, status, body).await;
         };
 
-        let Some(body) = read_capped(session, signalling.max_offer_bytes).await? else {
-            // The rest of the body is never read: the connection cannot carry another request.
-            session.set_keepalive(None);
-            return self
-                .respond(
-                    session,
-                    ctx,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    b"offer too large\n",
-                )
-                .await;
-        };
         let api = std::net::SocketAddr::new(origin.addr.ip(), signalling.api_port);
-        let upstream = self.signalling_request(session, &method, api, body.len())?;
+        let request = self.signalling_request(
+            session,
+            &method,
+            api,
+            upstream.query.as_deref(),
+            upstream.body.len(),
+        )?;
         let answer = tokio::select! {
-            answer = self.origin.send_to(api, upstream, body, signalling.max_answer_bytes) => answer,
+            answer = self.origin.send_to(api, request, upstream.body, signalling.max_answer_bytes) => answer,
             _ = session.read_body_or_idle(true) => {
                 ctx.aborted = true;
                 return Err(Error::explain(pingora::ErrorType::ConnectionClosed, "viewer left").into_down());
@@ -130,9 +152,7 @@ impl Gate {
             response.insert_header(header::CONTENT_TYPE, content_type.as_str())?;
         }
         if let Some(location) = &answer.location {
-            // The session's address, for its teardown: back through the edge.
-            let api_prefix = format!("http://{api}");
-            let location = location.strip_prefix(&api_prefix).unwrap_or(location);
+            let location = webrtc::session_location(location, api, session.req_header().uri.path());
             response.insert_header(header::LOCATION, location)?;
         }
         response.insert_header(header::CONTENT_LENGTH, answer.body.len().to_string())?;
@@ -144,23 +164,18 @@ impl Gate {
         self.write_local(session, ctx, response, answer.body).await
     }
 
-    /// The request for the origin's API: the viewer's method, path and query (without the
-    /// token unless tokens go on), its body's type, and who the viewer is.
+    /// The request for the origin's API: the viewer's method and path, `query`, its body's
+    /// type, and who the viewer is.
     fn signalling_request(
         &self,
         session: &Session,
         method: &Method,
         api: std::net::SocketAddr,
+        query: Option<&str>,
         body_len: usize,
     ) -> Result<RequestHeader> {
         let viewer = session.req_header();
         let uri = &viewer.uri;
-        let query = if self.settings.forward_token {
-            uri.query().map(str::to_owned)
-        } else {
-            uri.query()
-                .and_then(|q| strip_query_param(q, &self.settings.token_param))
-        };
         let target = match query {
             Some(query) => format!("{}?{query}", uri.path()),
             None => uri.path().to_owned(),

@@ -132,6 +132,7 @@ async fn offers_without_a_valid_token_for_their_room_never_reach_the_origin() {
         .await
         .unwrap();
     assert_eq!(get.status(), 405);
+    assert_eq!(get.headers()["allow"], "POST, DELETE, PATCH, OPTIONS");
 
     // A revoked room gets no new sessions either.
     let revoke = format!("http://{}/revocations?room=42", proxy.admin);
@@ -145,4 +146,177 @@ async fn offers_without_a_valid_token_for_their_room_never_reach_the_origin() {
     .await;
     assert_eq!(revoked.status(), 403);
     assert_eq!(api.requests(), 0);
+}
+
+/// An origin answering offers as SRS 6 does: WHEP sessions named on `/rtc/v1/whip/`, with
+/// SRS's own session token in the query.
+async fn srs_whep(forward_token: bool) -> (ScriptedOrigin, TestProxy) {
+    let api = ScriptedOrigin::start(Script::Send(
+        format!(
+            "HTTP/1.1 201 Created\r\nConnection: Close\r\nContent-Type: application/sdp\r\nLocation: /rtc/v1/whip/?action=delete&token=srs7session&app=live&stream=42&session=u1:p1\r\nContent-Length: {}\r\n\r\n{ANSWER}",
+            ANSWER.len()
+        )
+        .into_bytes(),
+    ))
+    .await;
+    let proxy = ProxyBuilder::new(api.addr)
+        .forward_token(forward_token)
+        .with(&format!(
+            "[webrtc]\napi_port = {}\n[cors]\nallowed_origins = [\"https://player.example\"]",
+            api.addr.port()
+        ))
+        .start()
+        .await;
+    (api, proxy)
+}
+
+#[tokio::test]
+async fn a_whep_session_is_torn_down_through_the_edge_with_the_origin_session_token() {
+    let (api, proxy) = srs_whep(false).await;
+    let answer = offer(
+        &proxy,
+        &format!("app=live&stream=42&token={}", token(42)),
+        None,
+        OFFER.into(),
+    )
+    .await;
+    assert_eq!(answer.status(), 201);
+    // On the path the offer came in on: the edge serves no `/rtc/v1/whip/` (publishing).
+    let location = answer.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        location,
+        "/rtc/v1/whep/?action=delete&token=srs7session&app=live&stream=42&session=u1:p1"
+    );
+
+    // A page on another origin asks first.
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, proxy.url(&location))
+        .header("Origin", "https://player.example")
+        .header("Access-Control-Request-Method", "DELETE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let methods = preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap();
+    assert!(methods.contains("DELETE"), "{methods}");
+
+    let teardown = client()
+        .delete(proxy.url(&location))
+        .header("Origin", "https://player.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(teardown.status(), 201);
+    // `token` here is SRS's session token, not a play token: SRS refuses the DELETE without it.
+    let sent = &api.heads()[1];
+    assert!(
+        sent.starts_with(
+            "DELETE /rtc/v1/whep/?action=delete&token=srs7session&app=live&stream=42&session=u1:p1 HTTP/1.1"
+        ),
+        "{sent}"
+    );
+}
+
+#[tokio::test]
+async fn a_bearer_token_reaches_srs_where_on_play_reads_it() {
+    let (api, proxy) = srs_whep(true).await;
+    let t = token(42);
+    let answer = offer(&proxy, "app=live&stream=42", Some(&t), OFFER.into()).await;
+    assert_eq!(answer.status(), 201);
+    // SRS ignores `Authorization`; its on_play hook sees the WHEP query only.
+    let sent = &api.heads()[0];
+    assert!(
+        sent.starts_with(&format!(
+            "POST /rtc/v1/whep/?app=live&stream=42&token={t} HTTP/1.1"
+        )),
+        "{sent}"
+    );
+}
+
+#[tokio::test]
+async fn the_room_checked_is_the_one_srs_reads_from_the_query() {
+    let (api, proxy) = srs_whep(false).await;
+    // SRS takes the last `stream`, and splits at `;` as at `&`.
+    for query in [
+        format!("app=live&stream=42&token={}&stream=43", token(42)),
+        format!("app=live&token={}&stream=42;stream=43", token(42)),
+    ] {
+        let refused = offer(&proxy, &query, None, OFFER.into()).await;
+        assert_eq!(refused.status(), 403, "{query}");
+    }
+    assert_eq!(api.requests(), 0);
+}
+
+const PLAY_ANSWER: &str =
+    r#"{"code":0,"server":"vid-1","service":"s1","pid":"1","sdp":"v=0\r\n","sessionid":"u1:p1"}"#;
+
+async fn srs_play_api() -> (ScriptedOrigin, TestProxy) {
+    let api = ScriptedOrigin::start(Script::Send(
+        format!(
+            "HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{PLAY_ANSWER}",
+            PLAY_ANSWER.len()
+        )
+        .into_bytes(),
+    ))
+    .await;
+    let proxy = ProxyBuilder::new(api.addr)
+        .with(&format!("[webrtc]\napi_port = {}", api.addr.port()))
+        .start()
+        .await;
+    (api, proxy)
+}
+
+/// A request as SRS's `srs.sdk.js` sends it for `webrtc://EDGE/live/{room}?token=…`.
+async fn play_request(proxy: &TestProxy, query: &str, stream_url: &str) -> reqwest::Response {
+    let body = serde_json::json!({
+        "api": proxy.url(&format!("/rtc/v1/play/?{query}")),
+        "tid": "1a2b3c4",
+        "streamurl": stream_url,
+        "clientip": null,
+        "sdp": OFFER,
+    });
+    client()
+        .post(proxy.url(&format!("/rtc/v1/play/?{query}")))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_play_api_is_gated_by_the_room_its_streamurl_names() {
+    let (api, proxy) = srs_play_api().await;
+    let t = token(42);
+    let answer = play_request(
+        &proxy,
+        &format!("token={t}"),
+        &format!("webrtc://edge.example/live/42?token={t}"),
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert_eq!(answer.text().await.unwrap(), PLAY_ANSWER);
+    let sent = &api.heads()[0];
+    assert!(sent.starts_with("POST /rtc/v1/play/ HTTP/1.1"), "{sent}");
+    assert!(!sent.contains(&t), "the token goes nowhere: {sent}");
+    let body: serde_json::Value =
+        serde_json::from_str(&sent[sent.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["streamurl"], "webrtc://edge.example/live/42");
+    assert_eq!(body["sdp"], OFFER);
+    assert_eq!(body["tid"], "1a2b3c4");
+
+    // A query naming room 42 does not open room 43's stream.
+    let other = play_request(
+        &proxy,
+        &format!("app=live&stream=42&token={t}"),
+        "webrtc://edge.example/live/43",
+    )
+    .await;
+    assert_eq!(other.status(), 403);
+    let nameless = play_request(&proxy, &format!("token={t}"), "webrtc://edge/live/room").await;
+    assert_eq!(nameless.status(), 400);
+    assert_eq!(api.requests(), 1);
 }
