@@ -254,6 +254,23 @@ pub async fn by_source(
     Ok(row)
 }
 
+/// The newest job of stream `stream_id`.
+pub async fn latest_of_stream(
+    exec: impl Executor<'_>,
+    stream_id: i64,
+) -> Result<Option<RecordingJobRow>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM recording_jobs WHERE stream_id = ? ORDER BY id DESC LIMIT 1"
+    );
+    let row = on_conn!(exec, conn => {
+        sqlx::query_as::<_, RecordingJobRow>(&sql)
+            .bind(stream_id)
+            .fetch_optional(conn)
+            .await?
+    });
+    Ok(row)
+}
+
 /// All jobs, oldest first, at most `limit` (for inspection and tests).
 pub async fn list(exec: impl Executor<'_>, limit: u32) -> Result<Vec<RecordingJobRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM recording_jobs ORDER BY id LIMIT ?");
