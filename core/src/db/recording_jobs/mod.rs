@@ -360,6 +360,27 @@ pub async fn abandoned_uploads(
     Ok(rows)
 }
 
+/// Which of `upload_ids` a job names: multipart uploads that are not orphans, whatever their
+/// age (a job may resume one; a failed job's is aborted by [`abandoned_uploads`]' rule).
+pub async fn known_uploads(
+    exec: impl Executor<'_>,
+    upload_ids: &[String],
+) -> Result<Vec<String>, DbError> {
+    if upload_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; upload_ids.len()].join(", ");
+    let sql = format!("SELECT DISTINCT upload_id FROM recording_jobs WHERE upload_id IN ({marks})");
+    let known = on_conn!(exec, conn => {
+        let mut query = sqlx::query_as::<_, (String,)>(&sql);
+        for id in upload_ids {
+            query = query.bind(id);
+        }
+        query.fetch_all(conn).await?
+    });
+    Ok(known.into_iter().map(|(id,)| id).collect())
+}
+
 /// Forgets the multipart upload of a failed job once it is aborted.
 pub async fn clear_upload(exec: impl Executor<'_>, id: i64) -> Result<(), DbError> {
     on_conn!(exec, conn => {
