@@ -364,6 +364,10 @@ pub struct S3Config {
     /// 10000 parts. Default: 16777216 (16 MiB).
     #[serde(default = "default_part_size")]
     pub part_size_bytes: u64,
+    /// Parts of one multipart upload sent at once, each streamed from disk (memory: a small
+    /// read buffer per part, not the part). Default: 2.
+    #[serde(default = "default_parts_in_flight")]
+    pub parts_in_flight: usize,
     /// Multipart uploads given up on are aborted once this old, in seconds. Default: 86400.
     #[serde(default = "default_orphan_age")]
     pub orphan_upload_max_age_s: u64,
@@ -383,6 +387,9 @@ fn yes() -> bool {
 }
 fn default_part_size() -> u64 {
     16 * MIB
+}
+fn default_parts_in_flight() -> usize {
+    2
 }
 fn default_orphan_age() -> u64 {
     86_400
@@ -582,6 +589,11 @@ impl S3Config {
             self.part_size_bytes >= MIN_PART_SIZE && self.part_size_bytes <= 5 * 1024 * MIB,
             &key("part_size_bytes"),
             "must be between 65536 and 5 GiB (S3 needs at least 5 MiB)",
+        );
+        problems.check(
+            (1..=16).contains(&self.parts_in_flight),
+            &key("parts_in_flight"),
+            "must be between 1 and 16",
         );
         problems.check(
             self.orphan_upload_max_age_s > 0,

@@ -61,6 +61,9 @@ pub struct Metrics {
     pub oldest_job_age: Gauge,
     /// Multipart uploads aborted as orphans.
     pub orphans_aborted: Counter,
+    /// Sweeps for orphaned multipart uploads, by outcome: `listed` (the storage listed its
+    /// uploads), `unlisted` (it cannot: only failed jobs' uploads were aborted) or `failed`.
+    pub orphan_sweeps: Family<OutcomeLabels, Counter>,
     /// Posters and snapshots, by outcome.
     pub pictures: Family<PictureLabels, Counter>,
     /// Live rooms being snapshotted.
@@ -87,6 +90,7 @@ impl Metrics {
             queue_depth: Gauge::default(),
             oldest_job_age: Gauge::default(),
             orphans_aborted: Counter::default(),
+            orphan_sweeps: Family::default(),
             pictures: Family::default(),
             snapshot_rooms: Gauge::default(),
         };
@@ -141,6 +145,11 @@ impl Metrics {
             metrics.orphans_aborted.clone(),
         );
         registry.register(
+            "orphan_upload_sweeps",
+            "Sweeps for orphaned multipart uploads, by outcome",
+            metrics.orphan_sweeps.clone(),
+        );
+        registry.register(
             "pictures",
             "Posters and snapshots taken, by kind and outcome",
             metrics.pictures.clone(),
@@ -163,6 +172,13 @@ impl Metrics {
     /// Counts an attempt's outcome.
     pub fn outcome(&self, outcome: &'static str) {
         self.attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Counts a sweep for orphaned uploads.
+    pub fn orphan_sweep(&self, outcome: &'static str) {
+        self.orphan_sweeps
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use livegate_core::bus::{Bus, RecordingReady};
 use livegate_core::db::recording_jobs::{self, Remuxed};
 use livegate_core::db::{covers, now_ms, streams, Database, DbError, JobState, RecordingJobRow};
@@ -21,8 +22,9 @@ use crate::files::{self, Kind};
 use crate::media::picture::PictureOptions;
 use crate::media::{MediaError, Source, Tools};
 use crate::metrics::Metrics;
+use crate::storage::digest::{digest_file, FileDigests};
 use crate::storage::{
-    object_key, picture_link, poster_key, sha256_file, Progress, Storage, StorageError, Upload,
+    object_key, picture_link, poster_key, Progress, Storage, StorageError, Upload,
 };
 
 /// Why a job stopped short of `cleaned`.
@@ -140,12 +142,16 @@ impl Context {
 
     /// Takes job `row` (held by `owner`) as far as it goes.
     pub async fn process(&self, mut row: RecordingJobRow, owner: &str) -> Result<(), JobError> {
+        // The checksums the remux step took, handed to the upload step that follows it.
+        let mut digests = None;
         loop {
             let state = row.job_state();
             tracing::debug!(job.id = row.id, state = state.as_str(), "job step");
             match state {
-                JobState::Discovered | JobState::Remuxing => self.remux(&row, owner).await?,
-                JobState::Uploading => self.upload(&row, owner).await?,
+                JobState::Discovered | JobState::Remuxing => {
+                    digests = Some(self.remux(&row, owner).await?);
+                }
+                JobState::Uploading => self.upload(&row, owner, digests.take()).await?,
                 JobState::Uploaded => self.record(&row, owner).await?,
                 JobState::Recorded => self.clean(&row, owner).await?,
                 JobState::Cleaned | JobState::Failed => return Ok(()),
@@ -159,7 +165,10 @@ impl Context {
         }
     }
 
-    async fn remux(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
+    /// Remuxes the source into the work directory (unless an earlier attempt left the MP4)
+    /// and checksums the MP4 in one read: the whole file's sha256 and, for a multipart
+    /// upload, each part's.
+    async fn remux(&self, row: &RecordingJobRow, owner: &str) -> Result<FileDigests, JobError> {
         held(
             recording_jobs::set_state(&self.db, row.id, owner, JobState::Remuxing, now_ms())
                 .await?,
@@ -216,12 +225,17 @@ impl Context {
                 }
             }
         }
-        let (sha256, size) = sha256_file(&target)
+        let reading = |err: std::io::Error| JobError::Transient(format!("reading the MP4: {err}"));
+        let size = tokio::fs::metadata(&target).await.map_err(reading)?.len();
+        let part_size = part_size_for(self.part_size(), size);
+        let multipart = self.config.storage.kind == StorageKind::S3 && size > part_size;
+        let digests = digest_file(&target, multipart.then_some(part_size))
             .await
-            .map_err(|err| JobError::Transient(format!("reading the MP4: {err}")))?;
+            .map_err(reading)?;
+        let (sha256, size) = (digests.sha256.as_str(), digests.size);
         if let (Some(upload_id), Some(key)) = (row.upload_id.as_deref(), row.object_key.as_deref())
         {
-            if row.checksum.as_deref() != Some(sha256.as_str()) {
+            if row.checksum.as_deref() != Some(sha256) {
                 // The parts already sent are of other bytes (a remux by another ffmpeg): they
                 // must not be resumed.
                 self.storage.abort(key, upload_id).await?;
@@ -231,12 +245,11 @@ impl Context {
             }
         }
         let key = object_key(self.key_prefix(), row.room_id, row.started_at, source);
-        let part_size = part_size_for(self.part_size(), size);
         let work_path = target.to_string_lossy();
         let remuxed = Remuxed {
             work_path: &work_path,
             size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
-            checksum: &sha256,
+            checksum: sha256,
             object_key: &key,
             part_size: i64::try_from(part_size).unwrap_or(i64::MAX),
         };
@@ -246,7 +259,7 @@ impl Context {
             held(recording_jobs::set_duration(&self.db, row.id, owner, ms).await?)?;
         }
         tracing::info!(job.id = row.id, room.id = row.room_id, size_bytes = size, key = %key, "remuxed");
-        Ok(())
+        Ok(digests)
     }
 
     /// Removes what earlier, interrupted remuxes of job `id` left (their ffmpeg may still be
@@ -267,7 +280,14 @@ impl Context {
         }
     }
 
-    async fn upload(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
+    /// Stores the MP4 and its poster. `digests`: the checksums the remux step just took of it
+    /// (none after a restart: each part's is then taken as it is sent).
+    async fn upload(
+        &self,
+        row: &RecordingJobRow,
+        owner: &str,
+        digests: Option<FileDigests>,
+    ) -> Result<(), JobError> {
         let (Some(work_path), Some(key), Some(sha256), Some(size), Some(part_size)) = (
             row.work_path.as_deref(),
             row.object_key.as_deref(),
@@ -296,6 +316,10 @@ impl Context {
             sha256,
             part_size,
             upload_id: row.upload_id.as_deref(),
+            part_sha256: digests
+                .as_ref()
+                .filter(|digests| digests.sha256 == sha256 && digests.size == size)
+                .and_then(|digests| digests.parts_for(part_size)),
         };
         let started = Instant::now();
         let mut progress = RowProgress {
@@ -303,12 +327,20 @@ impl Context {
             id: row.id,
             owner,
         };
-        let stored = self.storage.put(&upload, &mut progress).await?;
+        // The poster is taken from the MP4 while it goes up: neither waits for the other.
+        let (stored, poster) = tokio::join!(
+            self.storage.put(&upload, &mut progress),
+            self.poster(row, path)
+        );
+        let stored = stored?;
         self.metrics
             .upload_duration
             .observe(started.elapsed().as_secs_f64());
         self.metrics.uploaded_bytes.inc_by(stored.bytes_sent);
-        let poster = self.poster(row, path, key).await?;
+        let poster = match poster? {
+            Some(jpeg) => Some(self.store_poster(row, key, jpeg).await?),
+            None => None,
+        };
         held(
             recording_jobs::set_uploaded(
                 &self.db,
@@ -332,38 +364,26 @@ impl Context {
         }
     }
 
-    /// Makes the recording's poster from its MP4 and stores it beside the object; returns
-    /// where it is stored. A recording without a picture to take (audio only) has none; a
-    /// storage failure is retried like the recording's.
-    async fn poster(
-        &self,
-        row: &RecordingJobRow,
-        mp4: &Path,
-        key: &str,
-    ) -> Result<Option<String>, JobError> {
+    /// The recording's poster, made from its MP4; `None` for a recording without a picture to
+    /// take (audio only) or with posters off. A failure that may pass is retried like the
+    /// recording's upload.
+    async fn poster(&self, row: &RecordingJobRow, mp4: &Path) -> Result<Option<Bytes>, JobError> {
         let pictures = &self.config.pictures;
         if !pictures.posters {
             return Ok(None);
         }
-        let duration = self.tools.probe(mp4).await.ok().and_then(|p| p.duration);
+        // The remux measured the duration; only an MP4 from before that is probed again.
+        let duration = match row.duration_ms.and_then(|ms| u64::try_from(ms).ok()) {
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => self.tools.probe(mp4).await.ok().and_then(|p| p.duration),
+        };
         let at = Duration::from_millis(pictures.poster_at_ms);
         match self
             .tools
             .poster(mp4, at, duration, self.picture_options())
             .await
         {
-            Ok(jpeg) => {
-                let bytes = jpeg.len();
-                let url = self.storage.put_picture(&poster_key(key), jpeg).await?;
-                self.metrics.picture("poster", "stored");
-                tracing::info!(
-                    job.id = row.id,
-                    room.id = row.room_id,
-                    bytes,
-                    "poster stored"
-                );
-                Ok(Some(url))
-            }
+            Ok(jpeg) => Ok(Some(jpeg)),
             Err(err) if err.is_transient() => {
                 self.metrics.picture("poster", "retried");
                 Err(JobError::Transient(format!("poster: {err}")))
@@ -374,6 +394,25 @@ impl Context {
                 Ok(None)
             }
         }
+    }
+
+    /// Stores the poster beside the object; returns where it is stored.
+    async fn store_poster(
+        &self,
+        row: &RecordingJobRow,
+        key: &str,
+        jpeg: Bytes,
+    ) -> Result<String, JobError> {
+        let bytes = jpeg.len();
+        let url = self.storage.put_picture(&poster_key(key), jpeg).await?;
+        self.metrics.picture("poster", "stored");
+        tracing::info!(
+            job.id = row.id,
+            room.id = row.room_id,
+            bytes,
+            "poster stored"
+        );
+        Ok(url)
     }
 
     async fn record(&self, row: &RecordingJobRow, owner: &str) -> Result<(), JobError> {
@@ -457,12 +496,13 @@ impl Context {
         Ok(())
     }
 
-    async fn give_up(
+    /// Fails the job for good with `reason`: always an error, of any step's type.
+    async fn give_up<T>(
         &self,
         row: &RecordingJobRow,
         owner: &str,
         reason: &str,
-    ) -> Result<(), JobError> {
+    ) -> Result<T, JobError> {
         tracing::warn!(job.id = row.id, room.id = row.room_id, path = %row.source_path, reason, "recording failed");
         held(recording_jobs::fail(&self.db, row.id, owner, reason, now_ms()).await?)?;
         Err(JobError::Permanent(reason.to_owned()))

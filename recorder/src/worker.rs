@@ -17,6 +17,7 @@ use livegate_core::service::CancellationToken;
 use crate::files;
 use crate::metrics::Metrics;
 use crate::pipeline::{Context, JobError};
+use crate::storage::OpenUpload;
 
 /// How a job's run ended.
 enum Ran {
@@ -276,25 +277,62 @@ pub(crate) async fn housekeeping(ctx: Context, metrics: Metrics, stop: Cancellat
 }
 
 /// Aborts multipart uploads nobody will complete: those the storage lists as older than
-/// `max_age`, and those of failed jobs.
+/// `max_age` that no job names (a job may still resume its own, however old), and those of
+/// failed jobs.
 async fn sweep(ctx: &Context, max_age: Duration) {
-    match ctx.storage.sweep(max_age).await {
-        Ok(swept) if !swept.listed => {
+    let outcome = match ctx.storage.stale_uploads(max_age).await {
+        Ok(None) => {
             tracing::debug!(
                 "storage cannot list multipart uploads; aborting only those the job table names"
             );
+            "unlisted"
         }
-        Ok(swept) => {
-            if swept.aborted > 0 {
-                tracing::info!(
-                    aborted = swept.aborted,
-                    "aborted orphaned multipart uploads"
-                );
+        Ok(Some(stale)) => {
+            let aborted = abort_orphans(ctx, &stale).await;
+            if aborted > 0 {
+                tracing::info!(aborted, "aborted orphaned multipart uploads");
             }
-            ctx.metrics.orphans_aborted.inc_by(swept.aborted);
+            "listed"
         }
-        Err(err) => tracing::warn!(error = %err, "orphaned multipart upload sweep failed"),
+        Err(err) => {
+            tracing::warn!(error = %err, "orphaned multipart upload sweep failed");
+            "failed"
+        }
+    };
+    abort_failed_jobs_uploads(ctx, max_age).await;
+    ctx.metrics.orphan_sweep(outcome);
+}
+
+/// Aborts those of `stale` that no job names; returns how many.
+async fn abort_orphans(ctx: &Context, stale: &[OpenUpload]) -> u64 {
+    let mut aborted = 0;
+    for batch in stale.chunks(200) {
+        let ids: Vec<String> = batch.iter().map(|u| u.upload_id.clone()).collect();
+        // Without the job table's word nothing is aborted: it may be a job's.
+        let known = match recording_jobs::known_uploads(&ctx.db, &ids).await {
+            Ok(known) => known,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot tell orphaned uploads from jobs' uploads");
+                return aborted;
+            }
+        };
+        for upload in batch.iter().filter(|u| !known.contains(&u.upload_id)) {
+            match ctx.storage.abort(&upload.key, &upload.upload_id).await {
+                Ok(()) => {
+                    aborted += 1;
+                    ctx.metrics.orphans_aborted.inc();
+                }
+                Err(err) => {
+                    tracing::warn!(key = %upload.key, error = %err, "cannot abort an orphaned upload")
+                }
+            }
+        }
     }
+    aborted
+}
+
+/// Aborts the uploads of jobs that failed longer than `max_age` ago.
+async fn abort_failed_jobs_uploads(ctx: &Context, max_age: Duration) {
     let before = now_ms() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
     let Ok(rows) = recording_jobs::abandoned_uploads(&ctx.db, before, 100).await else {
         return;

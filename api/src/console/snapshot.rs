@@ -166,7 +166,8 @@ async fn origin_media(state: &AppState, sessions: &[LiveSession]) -> HashMap<usi
     join_all(asked).await.into_iter().flatten().collect()
 }
 
-/// What a live session's recording is, from its newest job and its `record_url`.
+/// What a live session's recording is, from its newest job and its `record_url` (set only
+/// once a recording of the session is confirmed in storage).
 fn recording_state(job_state: Option<&str>, record_url: Option<&str>) -> String {
     match job_state {
         Some("recorded" | "cleaned") => "recording".to_owned(),
@@ -276,7 +277,10 @@ mod tests {
     #[test]
     fn recording_state_follows_the_newest_job() {
         assert_eq!(recording_state(None, None), "off");
-        assert_eq!(recording_state(None, Some("/rec/42.flv")), "recording");
+        assert_eq!(
+            recording_state(None, Some("s3://recordings/42/1-42.mp4")),
+            "recording"
+        );
         assert_eq!(recording_state(Some("cleaned"), None), "recording");
         assert_eq!(recording_state(Some("uploading"), None), "uploading");
         assert_eq!(recording_state(Some("failed"), Some("x")), "failed");

@@ -192,6 +192,7 @@ mod tests {
                 path_style: true,
                 checksum: livegate_recorder::config::ChecksumWhen::WhenSupported,
                 part_size_bytes: 16 * 1024 * 1024,
+                parts_in_flight: 2,
                 orphan_upload_max_age_s: 86_400,
                 key_prefix: "recordings/".to_owned(),
                 request_timeout_ms: 1000,

@@ -1,5 +1,6 @@
 //! Finished recordings (SRS `on_dvr`, ZLMediaKit `on_record_mp4`, nginx-rtmp
-//! `on_record_done`): recorded on the stream row and queued for the recorder.
+//! `on_record_done`): queued for the recorder, which sets the stream's `record_url` once the
+//! MP4 is confirmed in storage (the origin's local file is no recording anyone can play).
 
 use std::time::Duration;
 
@@ -31,9 +32,6 @@ pub(super) async fn finished(
         recording.client_id.as_deref(),
     )
     .await?;
-    if let Some(stream) = &stream {
-        streams::set_record_url(state.db(), stream.id, &recording.path).await?;
-    }
     let job = RecordingJob {
         room_id,
         stream_id: stream.as_ref().map(|s| s.id),

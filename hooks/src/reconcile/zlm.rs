@@ -17,7 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use livegate_core::db::columns::{check_text, RECORD_URL};
-use livegate_core::db::{now_ms, rooms, streams, DbError, NewInterruptedRecording, Stream};
+use livegate_core::db::{
+    now_ms, recording_jobs, rooms, streams, DbError, NewInterruptedRecording, Stream,
+};
 use livegate_core::origin::zlm::DEFAULT_VHOST;
 use livegate_core::origin::{OriginControl, OriginStream, OriginStreams};
 
@@ -282,9 +284,14 @@ pub(crate) async fn close(
 }
 
 /// The directory a stream's MP4s go to: beside its last reported file (two levels up, past
-/// the per-day directory), else by the server's layout when it records MP4.
-fn record_directory(stream: &Stream, layout: Option<&RecordLayout>) -> Option<String> {
-    if let Some(file) = &stream.record_url {
+/// the per-day directory), known from the recorder's job for it, else by the server's layout
+/// when it records MP4.
+fn record_directory(
+    stream: &Stream,
+    last_file: Option<&str>,
+    layout: Option<&RecordLayout>,
+) -> Option<String> {
+    if let Some(file) = last_file {
         let directory = Path::new(file).parent()?.parent()?;
         return Some(format!("{}/", directory.display()));
     }
@@ -306,7 +313,12 @@ async fn note_interrupted_recording(
         return Ok(());
     }
     let layout = state.zlm_servers().get(&stream.origin_server_id).layout;
-    let Some(directory) = record_directory(stream, layout.as_ref()) else {
+    // The file the origin last reported is the job the recorder made of it (once it took the
+    // job off the bus; until then the layout says where).
+    let last_file = recording_jobs::latest_of_stream(state.db(), stream.id)
+        .await?
+        .map(|job| job.source_path);
+    let Some(directory) = record_directory(stream, last_file.as_deref(), layout.as_ref()) else {
         return Ok(());
     };
     if check_text(&directory, RECORD_URL).is_err() {

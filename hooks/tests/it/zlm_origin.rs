@@ -3,7 +3,7 @@
 //! [`FakeZlm`] answering like the real one, called through the real client.
 
 use livegate_core::db::testing::backends;
-use livegate_core::db::{rooms, Backend};
+use livegate_core::db::{now_ms, recording_jobs, rooms, Backend};
 use livegate_hooks::reconcile::{kick, reconcile_once, KickOutcome};
 
 use crate::support::{
@@ -255,12 +255,29 @@ async fn a_silent_server_loses_its_streams_and_their_recordings_are_noted() {
             .await;
         app.json("on_publish", publish("43", "k43", "27-17", 2))
             .await;
-        // Room 42 has already closed one MP4.
+        // Room 42 has already closed one MP4, and the recorder has taken its job: the job
+        // tells where the origin writes (ZLMediaKit's own save path is relative). Room 43's
+        // comes from the server's layout.
         assert_eq!(
             app.json("on_record_mp4", zlm_body("on_record_mp4", "", &[]))
                 .await,
             (200, ACCEPT.to_owned())
         );
+        let queued = app.recording_jobs("recorder").await;
+        let job = &queued[0].payload;
+        recording_jobs::discover(
+            &app.db,
+            &recording_jobs::NewRecordingJob {
+                source_path: &job.path,
+                room_id: job.room_id,
+                stream_id: job.stream_id,
+                origin_kind: &job.origin_kind,
+                started_at: job.enqueued_at_ms,
+            },
+            now_ms(),
+        )
+        .await
+        .unwrap();
         app.json("on_server_keepalive", keepalive(3)).await;
 
         // SIGKILL: no stop, no exit notice, no restart. The keepalives just stop.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{sha256_file, Progress, Storage, StorageError, Stored, Swept, Upload};
+use super::{sha256_file, OpenUpload, Progress, Storage, StorageError, Stored, Upload};
 
 /// Objects as files under one directory.
 #[derive(Debug, Clone)]
@@ -95,11 +95,12 @@ impl Storage for LocalStorage {
         Ok(())
     }
 
-    async fn sweep(&self, _max_age: Duration) -> Result<Swept, StorageError> {
-        Ok(Swept {
-            aborted: 0,
-            listed: true,
-        })
+    async fn stale_uploads(
+        &self,
+        _max_age: Duration,
+    ) -> Result<Option<Vec<OpenUpload>>, StorageError> {
+        // A directory has no multipart uploads.
+        Ok(Some(Vec::new()))
     }
 
     async fn put_picture(&self, key: &str, jpeg: Bytes) -> Result<String, StorageError> {

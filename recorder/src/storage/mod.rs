@@ -2,6 +2,7 @@
 //! what it stored. Two implementations: [`local::LocalStorage`] (a directory, the embedded
 //! default) and [`s3::S3Storage`] (any S3-compatible endpoint).
 
+pub mod digest;
 pub mod local;
 pub mod s3;
 
@@ -10,8 +11,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use crate::config::PicturesConfig;
 
@@ -51,6 +50,9 @@ pub struct Upload<'a> {
     pub part_size: u64,
     /// A multipart upload begun by an earlier attempt, to resume.
     pub upload_id: Option<&'a str>,
+    /// The sha256 (base64) of each `part_size` part, when the pass that checksummed the file
+    /// took them; else each part's is taken just before it is sent.
+    pub part_sha256: Option<&'a [String]>,
 }
 
 /// Where a stored file is.
@@ -72,14 +74,13 @@ pub trait Progress: Send {
     async fn parts_stored(&mut self, upload_id: &str, parts: i32) -> Result<(), String>;
 }
 
-/// What an orphan sweep did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Swept {
-    /// Uploads aborted.
-    pub aborted: u64,
-    /// Whether the storage can list its uploads (some S3 servers cannot: then only the
-    /// uploads the job table names are aborted).
-    pub listed: bool,
+/// A multipart upload the storage holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    /// The key it is for.
+    pub key: String,
+    /// Its id.
+    pub upload_id: String,
 }
 
 /// A place to store recordings.
@@ -102,8 +103,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Aborts a multipart upload that will not be completed. Gone already is fine.
     async fn abort(&self, key: &str, upload_id: &str) -> Result<(), StorageError>;
 
-    /// Aborts multipart uploads under the storage's prefix begun longer than `max_age` ago.
-    async fn sweep(&self, max_age: Duration) -> Result<Swept, StorageError>;
+    /// The multipart uploads under the storage's prefix begun longer than `max_age` ago;
+    /// `None` when the storage cannot list its uploads (some S3 servers cannot).
+    async fn stale_uploads(
+        &self,
+        max_age: Duration,
+    ) -> Result<Option<Vec<OpenUpload>>, StorageError>;
 
     /// Stores a small JPEG (a poster or a snapshot) under `key` in one request, replacing
     /// what is there; a reader sees the old picture or the new one, never half of one.
@@ -145,19 +150,8 @@ pub fn poster_key(object_key: &str) -> String {
 
 /// The sha256 (hex) and size of a file, read in bounded chunks.
 pub async fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1024 * 1024];
-    let mut size = 0u64;
-    loop {
-        let read = file.read(&mut buffer).await?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        size += read as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), size))
+    let digests = digest::digest_file(path, None).await?;
+    Ok((digests.sha256, digests.size))
 }
 
 /// The object key of a recording: room, start time and the source's file name, so that every

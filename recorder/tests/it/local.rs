@@ -1,34 +1,24 @@
 //! End to end into local storage: bus jobs and the watcher, FLV and TS, duplicates, corrupt
 //! and abandoned inputs.
 
-use std::sync::Arc;
-
 use livegate_core::bus::{LiveState, Received};
 use livegate_core::db::recording_jobs;
 use livegate_core::db::JobState;
-use livegate_recorder::storage::local::LocalStorage;
 use livegate_tests::media::{make_blob, make_flv, make_ts};
 
-use crate::support::{self, dirs, envs, job, record_url, start, stream, wait_state};
+use crate::support::{self, envs, wait_state, Case};
 
 #[tokio::test]
 async fn flv_from_the_bus_and_ts_from_the_watcher_end_as_mp4s() {
     for env in envs().await {
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
         let mut ready = env.bus.recordings_ready().subscribe().await.unwrap();
-        let config = support::config(&dirs);
-        let storage = Arc::new(LocalStorage::new(&dirs.store));
-        let running = start(config, &env, storage).await;
+        let running = case.start(&env).await;
 
-        let flv = dirs.rec.join(format!("{room}-1733000000.flv"));
-        make_flv(&flv, 3, 500);
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &flv))
-            .await
-            .unwrap();
-        let ts = dirs.rec.join(format!("{room}-1733000100.ts"));
+        let flv = case.flv(1733000000, 3, 500);
+        case.announce(&env, &flv).await;
+        let ts = dirs.rec.join(format!("{}-1733000100.ts", case.room));
         make_ts(&ts, 3);
 
         let flv_row = wait_state(&env.db, &flv, JobState::Cleaned).await;
@@ -47,13 +37,13 @@ async fn flv_from_the_bus_and_ts_from_the_watcher_end_as_mp4s() {
             let duration = row.duration_ms.unwrap_or_default();
             assert!((2000..=4000).contains(&duration), "{name}: {duration} ms");
         }
-        assert_eq!(flv_row.stream_id, Some(stream_id));
+        assert_eq!(flv_row.stream_id, Some(case.stream_id));
         assert_eq!(
             ts_row.stream_id, None,
             "{name}: the watcher knows no stream"
         );
         assert_eq!(
-            record_url(&env.db, room, stream_id).await,
+            case.record_url(&env).await,
             flv_row.object_url,
             "{name}: record_url names the stored object"
         );
@@ -79,25 +69,15 @@ async fn flv_from_the_bus_and_ts_from_the_watcher_end_as_mp4s() {
 #[tokio::test]
 async fn a_file_announced_twice_and_watched_is_stored_once() {
     for env in envs().await {
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
-        let flv = dirs.rec.join(format!("{room}-1733000200.flv"));
-        make_flv(&flv, 2, 400);
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
+        let flv = case.flv(1733000200, 2, 400);
         // The callback twice (origins retry) before the service runs; the watcher's scan
         // finds the file as well.
         for _ in 0..2 {
-            env.bus
-                .recordings()
-                .push(&job(room, Some(stream_id), &flv))
-                .await
-                .unwrap();
+            case.announce(&env, &flv).await;
         }
-        let running = start(
-            support::config(&dirs),
-            &env,
-            Arc::new(LocalStorage::new(&dirs.store)),
-        )
-        .await;
+        let running = case.start(&env).await;
         let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
         let name = env.name();
         livegate_tests::wait_until("both bus jobs acknowledged", || async {
@@ -112,11 +92,7 @@ async fn a_file_announced_twice_and_watched_is_stored_once() {
             1,
             "{name}: one object"
         );
-        assert_eq!(
-            record_url(&env.db, room, stream_id).await,
-            row.object_url,
-            "{name}"
-        );
+        assert_eq!(case.record_url(&env).await, row.object_url, "{name}");
         running.stop().await;
     }
 }
@@ -124,23 +100,13 @@ async fn a_file_announced_twice_and_watched_is_stored_once() {
 #[tokio::test]
 async fn a_corrupt_input_is_parked_and_the_others_carry_on() {
     for env in envs().await {
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
-        let corrupt = dirs.rec.join(format!("{room}-1733000300.flv"));
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
+        let corrupt = dirs.rec.join(format!("{}-1733000300.flv", case.room));
         make_blob(&corrupt, 200_000);
-        let good = dirs.rec.join(format!("{room}-1733000400.flv"));
-        make_flv(&good, 2, 400);
-        let running = start(
-            support::config(&dirs),
-            &env,
-            Arc::new(LocalStorage::new(&dirs.store)),
-        )
-        .await;
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &corrupt))
-            .await
-            .unwrap();
+        let good = case.flv(1733000400, 2, 400);
+        let running = case.start(&env).await;
+        case.announce(&env, &corrupt).await;
 
         let failed = wait_state(&env.db, &corrupt, JobState::Failed).await;
         wait_state(&env.db, &good, JobState::Cleaned).await;
@@ -185,7 +151,8 @@ async fn a_corrupt_input_is_parked_and_the_others_carry_on() {
 async fn in_progress_files_left_behind_are_recovered_or_parked_once_their_room_is_offline() {
     for env in envs().await {
         let name = env.name();
-        let dirs = dirs();
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
         // SRS died while writing: a truncated FLV under its temporary name.
         let srs_tmp = dirs.rec.join("42.1733000500000.flv.tmp");
         let whole = dirs.rec.join("whole.flv.part");
@@ -208,12 +175,7 @@ async fn in_progress_files_left_behind_are_recovered_or_parked_once_their_room_i
         };
         env.bus.set_live(44, &live).await.unwrap();
 
-        let running = start(
-            support::config(&dirs),
-            &env,
-            Arc::new(LocalStorage::new(&dirs.store)),
-        )
-        .await;
+        let running = case.start(&env).await;
         let recovered = wait_state(&env.db, &srs_tmp, JobState::Cleaned).await;
         assert_eq!(recovered.room_id, 42, "{name}");
         let object = std::path::PathBuf::from(recovered.object_url.unwrap());
@@ -250,25 +212,15 @@ async fn in_progress_files_left_behind_are_recovered_or_parked_once_their_room_i
 #[tokio::test]
 async fn a_callback_after_the_watcher_finished_still_sets_record_url() {
     for env in envs().await {
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
-        let running = start(
-            support::config(&dirs),
-            &env,
-            Arc::new(LocalStorage::new(&dirs.store)),
-        )
-        .await;
-        let flv = dirs.rec.join(format!("{room}-1733000800.flv"));
-        make_flv(&flv, 1, 300);
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
+        let running = case.start(&env).await;
+        let flv = case.flv(1733000800, 1, 300);
         let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
-        assert_eq!(record_url(&env.db, room, stream_id).await, None);
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &flv))
-            .await
-            .unwrap();
+        assert_eq!(case.record_url(&env).await, None);
+        case.announce(&env, &flv).await;
         let url = livegate_tests::wait_until("record_url from the late callback", || async {
-            record_url(&env.db, room, stream_id).await
+            case.record_url(&env).await
         })
         .await;
         assert_eq!(Some(url), row.object_url, "{}", env.name());
@@ -285,20 +237,15 @@ async fn a_callback_after_the_watcher_finished_still_sets_record_url() {
 #[tokio::test]
 async fn shutdown_kills_ffmpeg_and_hands_the_job_back() {
     for env in envs().await {
-        let dirs = dirs();
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
         let name = env.name();
-        let (room, stream_id) = stream(&env.db).await;
-        let flv = dirs.rec.join(format!("{room}-1733000900.flv"));
-        make_flv(&flv, 20, 300);
+        let flv = case.flv(1733000900, 20, 300);
         let marker = dirs.work.parent().unwrap().join("ffmpeg.pid");
-        let mut config = support::config(&dirs);
+        let mut config = case.config();
         config.remux.ffmpeg = support::slow_ffmpeg(dirs.work.parent().unwrap(), &marker);
-        let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &flv))
-            .await
-            .unwrap();
+        let running = case.start_with(&env, config).await;
+        case.announce(&env, &flv).await;
         let pid = livegate_tests::wait_until("ffmpeg to run", || async {
             let pid = std::fs::read_to_string(&marker).ok()?;
             let pid = pid.trim().to_owned();
@@ -330,12 +277,7 @@ async fn shutdown_kills_ffmpeg_and_hands_the_job_back() {
         .await;
 
         // Another instance (or this one restarted) takes it from there.
-        let running = start(
-            support::config(&dirs),
-            &env,
-            Arc::new(LocalStorage::new(&dirs.store)),
-        )
-        .await;
+        let running = case.start(&env).await;
         let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
         let metrics = livegate_tests::wait_until("the job gauges to catch up", || async {
             let text = support::metrics(running.admin).await;
@@ -364,23 +306,13 @@ async fn shutdown_kills_ffmpeg_and_hands_the_job_back() {
 async fn retention_keeps_the_local_copies_and_a_restart_stores_nothing_twice() {
     for env in envs().await {
         let name = env.name();
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
-        let flv = dirs.rec.join(format!("{room}-1733001200.flv"));
-        make_flv(&flv, 1, 300);
-        let mut config = support::config(&dirs);
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
+        let flv = case.flv(1733001200, 1, 300);
+        let mut config = case.config();
         config.storage.keep_local = true;
-        let running = start(
-            config.clone(),
-            &env,
-            Arc::new(LocalStorage::new(&dirs.store)),
-        )
-        .await;
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &flv))
-            .await
-            .unwrap();
+        let running = case.start_with(&env, config.clone()).await;
+        case.announce(&env, &flv).await;
         let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
         running.stop().await;
         assert!(flv.exists(), "{name}: source kept");
@@ -389,9 +321,8 @@ async fn retention_keeps_the_local_copies_and_a_restart_stores_nothing_twice() {
 
         // The start-up scan finds the kept file again, beside a new one: the new one is
         // stored, the kept one is known and nothing is redone.
-        let other = dirs.rec.join(format!("{room}-1733001300.flv"));
-        make_flv(&other, 1, 300);
-        let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
+        let other = case.flv(1733001300, 1, 300);
+        let running = case.start_with(&env, config).await;
         wait_state(&env.db, &other, JobState::Cleaned).await;
         running.stop().await;
         let again = recording_jobs::by_source(&env.db, &flv.to_string_lossy())

@@ -4,14 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use livegate_core::db::{recording_jobs, JobState};
-use livegate_recorder::storage::local::LocalStorage;
-use livegate_tests::media::{make_flv, make_hls};
+use livegate_tests::media::make_hls;
 
-use crate::support::{self, dirs, envs, job, start, stream, wait_state};
+use crate::support::{self, envs, wait_state, Case};
 
 /// ffprobe's duration of `path`.
 fn duration_of(path: &Path) -> Duration {
@@ -44,18 +42,12 @@ fn has_box(path: &Path, name: &[u8; 4]) -> bool {
 async fn fragmented_mp4_is_an_option_and_still_validated() {
     for env in envs().await {
         let name = env.name();
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
-        let mut config = support::config(&dirs);
+        let case = Case::new(&env).await;
+        let mut config = case.config();
         config.remux.fragmented = true;
-        let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
-        let flv = dirs.rec.join(format!("{room}-1733003000.flv"));
-        make_flv(&flv, 6, 500);
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &flv))
-            .await
-            .unwrap();
+        let running = case.start_with(&env, config).await;
+        let flv = case.flv(1733003000, 6, 500);
+        case.announce(&env, &flv).await;
         let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
         let object = PathBuf::from(row.object_url.unwrap());
         assert!(has_box(&object, b"moof"), "{name}: fragments");
@@ -71,11 +63,11 @@ async fn fragmented_mp4_is_an_option_and_still_validated() {
 async fn an_ended_hls_playlist_in_a_watched_directory_becomes_one_mp4() {
     for env in envs().await {
         let name = env.name();
-        let dirs = dirs();
-        let (room, _) = stream(&env.db).await;
-        let mut config = support::config(&dirs);
+        let case = Case::new(&env).await;
+        let (dirs, room) = (&case.dirs, case.room);
+        let mut config = case.config();
         config.watch.merge_hls = true;
-        let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
+        let running = case.start_with(&env, config).await;
 
         // Written aside, then moved in whole, as an origin's finished rendition.
         let staging = dirs.work.parent().unwrap().join("hls-staging");
@@ -109,24 +101,15 @@ async fn an_ended_hls_playlist_in_a_watched_directory_becomes_one_mp4() {
 async fn a_directory_of_segments_merges_in_numeric_order_and_a_gap_is_refused() {
     for env in envs().await {
         let name = env.name();
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
-        let running = start(
-            support::config(&dirs),
-            &env,
-            Arc::new(LocalStorage::new(&dirs.store)),
-        )
-        .await;
+        let case = Case::new(&env).await;
+        let (dirs, room) = (&case.dirs, case.room);
+        let running = case.start(&env).await;
         // Eleven segments: `-10.ts` sorts after `-9.ts`, not after `-1.ts`.
         let segments_dir = dirs.work.parent().unwrap().join(format!("hls/{room}"));
         let playlist = make_hls(&segments_dir, &room.to_string(), 22);
         std::fs::remove_file(&playlist).unwrap();
         assert!(segments_dir.join(format!("{room}-10.ts")).exists());
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &segments_dir))
-            .await
-            .unwrap();
+        case.announce(&env, &segments_dir).await;
         let row = wait_state(&env.db, &segments_dir, JobState::Cleaned).await;
         let object = PathBuf::from(row.object_url.clone().unwrap());
         let off = duration_of(&object).abs_diff(Duration::from_secs(22));
@@ -139,11 +122,7 @@ async fn a_directory_of_segments_merges_in_numeric_order_and_a_gap_is_refused() 
         let playlist = make_hls(&gap_dir, &room.to_string(), 8);
         let missing = gap_dir.join(format!("{room}-1.ts"));
         std::fs::remove_file(&missing).unwrap();
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &playlist))
-            .await
-            .unwrap();
+        case.announce(&env, &playlist).await;
         let failed = wait_state(&env.db, &playlist, JobState::Failed).await;
         let error = failed.error.unwrap();
         assert!(
@@ -154,11 +133,7 @@ async fn a_directory_of_segments_merges_in_numeric_order_and_a_gap_is_refused() 
 
         // The same directory without its playlist: the gap shows as a short MP4.
         std::fs::remove_file(&playlist).unwrap();
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &gap_dir))
-            .await
-            .unwrap();
+        case.announce(&env, &gap_dir).await;
         let failed = wait_state(&env.db, &gap_dir, JobState::Failed).await;
         let error = failed.error.unwrap();
         assert!(error.contains("duration"), "{name}: {error}");
@@ -216,27 +191,17 @@ impl Drop for SmallDisk {
 #[tokio::test]
 async fn a_full_disk_fails_the_remux_clearly_retries_it_and_lets_the_others_through() {
     let env = envs().await.remove(0);
-    let dirs = dirs();
+    let case = Case::new(&env).await;
+    let dirs = &case.dirs;
     // The work directory on a 3 MiB disk: too small for the big recording's MP4.
     let Some(disk) = SmallDisk::mount(&dirs.work, 3) else {
         return;
     };
-    let (room, stream_id) = stream(&env.db).await;
-    let running = start(
-        support::config(&dirs),
-        &env,
-        Arc::new(LocalStorage::new(&dirs.store)),
-    )
-    .await;
-    let big = dirs.rec.join(format!("{room}-1733004000.flv"));
-    make_flv(&big, 16, 3000);
+    let running = case.start(&env).await;
+    let big = case.flv(1733004000, 16, 3000);
     let big_size = std::fs::metadata(&big).unwrap().len();
     assert!(big_size > 4 * 1024 * 1024, "{big_size} bytes");
-    env.bus
-        .recordings()
-        .push(&job(room, Some(stream_id), &big))
-        .await
-        .unwrap();
+    case.announce(&env, &big).await;
     let retried = livegate_tests::wait_until("the full disk to be retried", || async {
         let row = recording_jobs::by_source(&env.db, &big.to_string_lossy())
             .await
@@ -261,8 +226,7 @@ async fn a_full_disk_fails_the_remux_clearly_retries_it_and_lets_the_others_thro
     );
 
     // Meanwhile a small recording goes through.
-    let small = dirs.rec.join(format!("{room}-1733004100.flv"));
-    make_flv(&small, 2, 300);
+    let small = case.flv(1733004100, 2, 300);
     let small_row = wait_state(&env.db, &small, JobState::Cleaned).await;
     assert!(PathBuf::from(small_row.object_url.unwrap()).exists());
 

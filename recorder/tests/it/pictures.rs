@@ -6,16 +6,15 @@ use std::process::Command;
 use std::sync::Arc;
 
 use livegate_core::bus::Received;
-use livegate_core::db::{covers, rooms, users, JobState, NewRoom};
+use livegate_core::db::{covers, JobState};
 use livegate_core::service::Stop;
 use livegate_recorder::storage::local::LocalStorage;
 use livegate_recorder::storage::poster_key;
 use livegate_recorder::storage::s3::S3Storage;
-use livegate_tests::media::make_flv;
 use livegate_tests::rtmp::{Publisher, RtmpOrigin};
 
 use crate::support::{
-    self, dirs, envs, job, picture_of, start, stream, unique, wait_state, S3Server,
+    self, dirs, envs, picture_of, room_with_key, start, wait_state, Case, S3Server,
 };
 
 /// Writes `seconds` of a tone alone (no video) as FLV.
@@ -34,20 +33,15 @@ fn make_audio_only(path: &Path, seconds: u32) {
 async fn every_recording_gets_a_poster_beside_it_and_its_room_a_cover() {
     for env in envs().await {
         let name = env.name();
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
+        let case = Case::new(&env).await;
+        let (dirs, room) = (&case.dirs, case.room);
         let mut ready = env.bus.recordings_ready().subscribe().await.unwrap();
-        let mut config = support::config(&dirs);
+        let mut config = case.config();
         config.pictures.max_width = 320;
-        let running = start(config, &env, Arc::new(LocalStorage::new(&dirs.store))).await;
+        let running = case.start_with(&env, config).await;
 
-        let flv = dirs.rec.join(format!("{room}-1733002000.flv"));
-        make_flv(&flv, 4, 500);
-        env.bus
-            .recordings()
-            .push(&job(room, Some(stream_id), &flv))
-            .await
-            .unwrap();
+        let flv = case.flv(1733002000, 4, 500);
+        case.announce(&env, &flv).await;
         let voice = dirs.rec.join(format!("{room}-1733001000.flv"));
         make_audio_only(&voice, 3);
         let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
@@ -74,8 +68,7 @@ async fn every_recording_gets_a_poster_beside_it_and_its_room_a_cover() {
         assert_eq!(cover.poster_at, Some(row.started_at), "{name}");
 
         // An older recording stored later keeps its own poster but does not take the cover.
-        let older = dirs.rec.join(format!("{room}-1733001500.flv"));
-        make_flv(&older, 2, 500);
+        let older = case.flv(1733001500, 2, 500);
         let older_row = wait_state(&env.db, &older, JobState::Cleaned).await;
         assert!(older_row.poster_url.is_some(), "{name}");
         let cover = covers::of_room(&env.db, room).await.unwrap().unwrap();
@@ -103,18 +96,12 @@ async fn in_s3_the_poster_is_an_object_beside_the_recording_and_the_cover_a_pres
         return;
     };
     let env = envs().await.remove(0);
-    let dirs = dirs();
-    let (room, stream_id) = stream(&env.db).await;
-    let config = support::with_s3(support::config(&dirs), server.config(&server.endpoint()));
+    let case = Case::new(&env).await;
+    let config = support::with_s3(case.config(), server.config(&server.endpoint()));
     let storage = Arc::new(S3Storage::new(config.storage.s3.as_ref().unwrap()));
     let running = start(config, &env, storage).await;
-    let flv = dirs.rec.join(format!("{room}-1733002100.flv"));
-    make_flv(&flv, 3, 500);
-    env.bus
-        .recordings()
-        .push(&job(room, Some(stream_id), &flv))
-        .await
-        .unwrap();
+    let flv = case.flv(1733002100, 3, 500);
+    case.announce(&env, &flv).await;
     let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
     let key = row.object_key.clone().unwrap();
     let poster = poster_key(&key);
@@ -123,7 +110,7 @@ async fn in_s3_the_poster_is_an_object_beside_the_recording_and_the_cover_a_pres
     let stored = server.get(&poster).await;
     assert_eq!(&stored[..2], [0xFF, 0xD8], "a JPEG");
 
-    let cover = covers::of_room(&env.db, room).await.unwrap().unwrap();
+    let cover = covers::of_room(&env.db, case.room).await.unwrap().unwrap();
     let link = cover.url(false).unwrap().to_owned();
     assert!(link.contains("X-Amz-Signature="), "presigned: {link}");
     let response = reqwest::get(&link).await.unwrap();
@@ -137,23 +124,7 @@ async fn a_live_room_is_snapshotted_every_few_seconds_until_it_goes_offline() {
     for env in envs().await {
         let name = env.name();
         let dirs = dirs();
-        let owner = users::create(&env.db, &unique("u"), "h", "streamer", 1)
-            .await
-            .unwrap();
-        let key = unique("key");
-        let room = rooms::create(
-            &env.db,
-            &NewRoom {
-                owner_id: owner,
-                title: "snapshots",
-                stream_key: &key,
-                stream_key_expires_at: None,
-                publish_allow_cidrs: None,
-            },
-            1,
-        )
-        .await
-        .unwrap();
+        let (room, key) = room_with_key(&env.db, "snapshots").await;
         let (base, hooks_shutdown, hooks_task) = crate::rtmp::hooks(&env).await;
         let origin = RtmpOrigin::start(&base, "?origin=rtmp-snap");
         origin.ready().await;

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livegate_core::bus::Received;
-use livegate_core::db::{recording_jobs, rooms, streams, users, JobState, NewRoom};
+use livegate_core::db::{recording_jobs, streams, JobState};
 use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
 use livegate_hooks::state::Origins;
 use livegate_recorder::storage::local::LocalStorage;
 use livegate_tests::rtmp::{Publisher, RtmpOrigin};
 
-use crate::support::{self, dirs, envs, record_url, start, unique, wait_state, Env};
+use crate::support::{self, dirs, envs, record_url, room_with_key, start, wait_state, Env};
 
 /// The hooks service on `env`'s database and bus; returns its URL and how to stop it.
 pub(crate) async fn hooks(
@@ -52,23 +52,7 @@ async fn an_nginx_rtmp_recording_reaches_storage_through_the_hooks_service() {
     for env in envs().await {
         let name = env.name();
         let dirs = dirs();
-        let owner = users::create(&env.db, &unique("u"), "h", "streamer", 1)
-            .await
-            .unwrap();
-        let key = unique("key");
-        let room = rooms::create(
-            &env.db,
-            &NewRoom {
-                owner_id: owner,
-                title: "live",
-                stream_key: &key,
-                stream_key_expires_at: None,
-                publish_allow_cidrs: None,
-            },
-            1,
-        )
-        .await
-        .unwrap();
+        let (room, key) = room_with_key(&env.db, "live").await;
         let (base, hooks_shutdown, hooks_task) = hooks(&env).await;
         let origin = RtmpOrigin::start(&base, "?origin=rtmp-rec");
         origin.ready().await;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use livegate_core::db::{recording_jobs, JobState};
 use livegate_core::Secret;
+use livegate_recorder::storage::digest::digest_file;
 use livegate_recorder::storage::s3::S3Storage;
 use livegate_recorder::storage::{sha256_file, Progress, Storage, StorageError, Upload};
 use livegate_tests::media::{make_blob, make_flv};
@@ -45,52 +46,104 @@ async fn readyz(admin: std::net::SocketAddr) -> (u16, String) {
     (status, response.text().await.unwrap())
 }
 
+/// The sizes of the parts the server holds of `upload_id`.
+async fn stored_parts(storage: &S3Storage, key: &str, upload_id: &str) -> Vec<(i32, u64)> {
+    let listed = storage
+        .client()
+        .list_parts()
+        .bucket(storage.bucket())
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await
+        .unwrap();
+    listed
+        .parts()
+        .iter()
+        .map(|part| {
+            (
+                part.part_number().unwrap(),
+                part.size().unwrap().try_into().unwrap(),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identical() {
     let Some(server) = S3Server::start().await else {
         return;
     };
-    let storage = S3Storage::new(&server.config(&server.endpoint()));
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("big.mp4");
     let size = 2 * support::PART_SIZE as usize + 123_457;
     make_blob(&file, size);
-    let (sha256, _) = sha256_file(&file).await.unwrap();
-    let key = "recordings/7/1733000000000-big.mp4";
-    let mut upload = Upload {
+    let digests = digest_file(&file, Some(support::PART_SIZE)).await.unwrap();
+    assert_eq!(digests.parts.len(), 3);
+    // One part at a time, and two at once: then the crash may leave either part stored.
+    for parts_in_flight in [1, 2] {
+        let mut config = server.config(&server.endpoint());
+        config.parts_in_flight = parts_in_flight;
+        let storage = S3Storage::new(&config);
+        let key = format!("recordings/7/1733000000000-big-{parts_in_flight}.mp4");
+        let mut upload = Upload {
+            path: &file,
+            key: &key,
+            size: size as u64,
+            sha256: &digests.sha256,
+            part_size: support::PART_SIZE,
+            upload_id: None,
+            // The first attempt has the checksum pass's part checksums, the resumed one
+            // (after a restart) takes them as it sends.
+            part_sha256: digests.parts_for(support::PART_SIZE),
+        };
+
+        let mut crashing = Recorded {
+            fail_after: Some(1),
+            ..Recorded::default()
+        };
+        let err = storage.put(&upload, &mut crashing).await.unwrap_err();
+        assert!(matches!(err, StorageError::Progress(_)), "{err}");
+        let upload_id = crashing.upload_id.clone().unwrap();
+        assert_eq!(
+            server.open_uploads().len(),
+            1,
+            "the upload is left to resume"
+        );
+        let held = stored_parts(&storage, &key, &upload_id).await;
+        if parts_in_flight == 1 {
+            assert_eq!(held, [(1, support::PART_SIZE)]);
+        }
+        // Whichever part was stored first stopped the upload; the other may have been stored.
+        assert!((1..3).contains(&held.len()), "{held:?}");
+
+        upload.upload_id = Some(&upload_id);
+        upload.part_sha256 = None;
+        let mut resumed = Recorded::default();
+        let stored = storage.put(&upload, &mut resumed).await.unwrap();
+        assert_eq!(stored.url, format!("s3://recordings/{key}"));
+        let held_bytes: u64 = held.iter().map(|(_, size)| size).sum();
+        assert_eq!(
+            stored.bytes_sent,
+            size as u64 - held_bytes,
+            "only the missing parts were sent ({held:?} were stored)"
+        );
+        let counts: Vec<i32> = (held.len() as i32 + 1..=3).collect();
+        assert_eq!(resumed.parts, counts);
+        assert_eq!(server.get(&key).await, std::fs::read(&file).unwrap());
+        assert!(server.upload_files().is_empty(), "no multipart upload left");
+    }
+    let storage = S3Storage::new(&server.config(&server.endpoint()));
+    let key = "recordings/7/1733000000000-big-1.mp4";
+    let upload = Upload {
         path: &file,
         key,
         size: size as u64,
-        sha256: &sha256,
+        sha256: &digests.sha256,
         part_size: support::PART_SIZE,
         upload_id: None,
+        part_sha256: None,
     };
-
-    let mut crashing = Recorded {
-        fail_after: Some(1),
-        ..Recorded::default()
-    };
-    let err = storage.put(&upload, &mut crashing).await.unwrap_err();
-    assert!(matches!(err, StorageError::Progress(_)), "{err}");
-    let upload_id = crashing.upload_id.clone().unwrap();
-    assert_eq!(
-        server.open_uploads().len(),
-        1,
-        "the upload is left to resume"
-    );
-
-    upload.upload_id = Some(&upload_id);
-    let mut resumed = Recorded::default();
-    let stored = storage.put(&upload, &mut resumed).await.unwrap();
-    assert_eq!(stored.url, format!("s3://recordings/{key}"));
-    assert_eq!(
-        stored.bytes_sent,
-        size as u64 - support::PART_SIZE,
-        "only the two missing parts were sent"
-    );
-    assert_eq!(resumed.parts, [2, 3]);
-    assert_eq!(server.get(key).await, std::fs::read(&file).unwrap());
-    assert!(server.upload_files().is_empty(), "no multipart upload left");
 
     // A retry after a crash between completion and the database update sends nothing.
     let again = storage
@@ -153,6 +206,7 @@ async fn wrong_credentials_are_refused_with_a_clear_message() {
         sha256: &sha256,
         part_size: support::PART_SIZE,
         upload_id: None,
+        part_sha256: None,
     };
     let err = storage
         .put(&upload, &mut Recorded::default())
@@ -267,56 +321,14 @@ async fn the_multipart_upload_of_a_failed_job_is_aborted_once_old_enough() {
         s3.orphan_upload_max_age_s = 1;
         let storage = S3Storage::new(&s3);
         let key = format!("recordings/9/{}.mp4", support::unique("orphan"));
-        let created = storage
-            .client()
-            .create_multipart_upload()
-            .bucket(storage.bucket())
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
-        let upload_id = created.upload_id().unwrap().to_owned();
+        let upload_id = support::begin_upload(&storage, &key).await;
         assert_eq!(server.open_uploads().len(), 1, "{name}");
 
         // A job that failed for good in the middle of its upload, a while ago.
-        let path = dirs.rec.join("gone.flv").to_string_lossy().into_owned();
-        let (row, _) = recording_jobs::discover(
-            &env.db,
-            &recording_jobs::NewRecordingJob {
-                source_path: &path,
-                room_id: 9,
-                stream_id: None,
-                origin_kind: "srs",
-                started_at: 1,
-            },
-            1,
-        )
-        .await
-        .unwrap();
         let long_ago = livegate_core::db::now_ms() - 60_000;
-        recording_jobs::claim(&env.db, row.id, "old", long_ago + 1000, long_ago)
-            .await
-            .unwrap()
-            .unwrap();
-        let remuxed = recording_jobs::Remuxed {
-            work_path: "/nonexistent/1.mp4",
-            size_bytes: 1,
-            checksum: "00",
-            object_key: &key,
-            part_size: 1,
-        };
+        let id = support::job_mid_upload(&env.db, "old", &key, &upload_id, long_ago).await;
         assert!(
-            recording_jobs::set_remuxed(&env.db, row.id, "old", &remuxed, long_ago)
-                .await
-                .unwrap()
-        );
-        assert!(
-            recording_jobs::set_upload(&env.db, row.id, "old", Some(&upload_id), 0, long_ago)
-                .await
-                .unwrap()
-        );
-        assert!(
-            recording_jobs::fail(&env.db, row.id, "old", "given up", long_ago)
+            recording_jobs::fail(&env.db, id, "old", "given up", long_ago)
                 .await
                 .unwrap()
         );
@@ -324,7 +336,7 @@ async fn the_multipart_upload_of_a_failed_job_is_aborted_once_old_enough() {
         let config = support::with_s3(support::config(&dirs), s3.clone());
         let running = start(config, &env, Arc::new(storage.clone())).await;
         livegate_tests::wait_until("the orphaned upload to be aborted", || async {
-            let row = recording_jobs::get(&env.db, row.id).await.unwrap()?;
+            let row = recording_jobs::get(&env.db, id).await.unwrap()?;
             (row.upload_id.is_none() && server.open_uploads().is_empty()).then_some(())
         })
         .await;
@@ -357,6 +369,7 @@ async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
             sha256: &sha256,
             part_size: support::PART_SIZE,
             upload_id: None,
+            part_sha256: None,
         };
         // Both parts stored, then the recorder is killed during CompleteMultipartUpload.
         let mut crashing = Recorded {

@@ -17,6 +17,8 @@ use livegate_core::db::{
 use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
 use livegate_recorder::config::{ChecksumWhen, Config, S3Config, StorageKind};
+use livegate_recorder::storage::local::LocalStorage;
+use livegate_recorder::storage::s3::S3Storage;
 use livegate_recorder::storage::Storage;
 use livegate_recorder::App;
 use livegate_tests::ChildGuard;
@@ -184,23 +186,7 @@ impl Drop for Running {
 
 /// A room with a publish session: `(room_id, stream_id)`.
 pub(crate) async fn stream(db: &Database) -> (i64, i64) {
-    let name = unique("u");
-    let owner = users::create(db, &name, "hash", "streamer", 1)
-        .await
-        .unwrap();
-    let room = rooms::create(
-        db,
-        &NewRoom {
-            owner_id: owner,
-            title: "recorded",
-            stream_key: &unique("key"),
-            stream_key_expires_at: None,
-            publish_allow_cidrs: None,
-        },
-        1,
-    )
-    .await
-    .unwrap();
+    let (room, _) = room_with_key(db, "recorded").await;
     let origin = OriginIds {
         kind: "nginx-rtmp".into(),
         server_id: "nginx-rtmp".into(),
@@ -223,6 +209,85 @@ pub(crate) async fn stream(db: &Database) -> (i64, i64) {
         panic!("stream not started");
     };
     (room, stream)
+}
+
+/// A room with a stream key, not live: `(room_id, stream_key)`.
+pub(crate) async fn room_with_key(db: &Database, title: &str) -> (i64, String) {
+    let owner = users::create(db, &unique("u"), "h", "streamer", 1)
+        .await
+        .unwrap();
+    let key = unique("key");
+    let room = rooms::create(
+        db,
+        &NewRoom {
+            owner_id: owner,
+            title,
+            stream_key: &key,
+            stream_key_expires_at: None,
+            publish_allow_cidrs: None,
+        },
+        1,
+    )
+    .await
+    .unwrap();
+    (room, key)
+}
+
+/// What most tests start from: their directories and a room with a publish session, for a
+/// service storing into the local directory `dirs.store`.
+pub(crate) struct Case {
+    pub(crate) dirs: Dirs,
+    pub(crate) room: i64,
+    pub(crate) stream_id: i64,
+}
+
+impl Case {
+    pub(crate) async fn new(env: &Env) -> Case {
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        Case {
+            dirs,
+            room,
+            stream_id,
+        }
+    }
+
+    /// The tests' configuration for these directories.
+    pub(crate) fn config(&self) -> Config {
+        config(&self.dirs)
+    }
+
+    /// The service with `config`, storing into `dirs.store`.
+    pub(crate) async fn start_with(&self, env: &Env, config: Config) -> Running {
+        start(config, env, Arc::new(LocalStorage::new(&self.dirs.store))).await
+    }
+
+    /// The service with the tests' configuration, storing into `dirs.store`.
+    pub(crate) async fn start(&self, env: &Env) -> Running {
+        self.start_with(env, self.config()).await
+    }
+
+    /// An FLV recording of the room in the watched directory, named for `unix_s` (the start
+    /// its origin would give it): `seconds` long at `kbps`.
+    pub(crate) fn flv(&self, unix_s: u64, seconds: u32, kbps: u32) -> PathBuf {
+        let path = self.dirs.rec.join(format!("{}-{unix_s}.flv", self.room));
+        livegate_tests::media::make_flv(&path, seconds, kbps);
+        path
+    }
+
+    /// The callback's job for `path`, on the bus, as the hooks service queues it.
+    pub(crate) async fn announce(&self, env: &Env, path: &Path) {
+        env.bus
+            .recordings()
+            .push(&job(self.room, Some(self.stream_id), path))
+            .await
+            .unwrap();
+    }
+
+    /// The stream's `record_url`.
+    pub(crate) async fn record_url(&self, env: &Env) -> Option<String> {
+        record_url(&env.db, self.room, self.stream_id).await
+    }
 }
 
 /// The job the hooks service queues for a closed file.
@@ -335,32 +400,170 @@ pub(crate) fn stream_kinds(path: &Path) -> Vec<String> {
     kinds
 }
 
-/// The s3s-fs binary: `LIVEGATE_TEST_S3S_BIN`, else `s3s-fs` on `PATH`, else where `.ci/run`
-/// installs it. Missing, the test fails under CI and is reported as skipped elsewhere.
-pub(crate) fn s3s_bin() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("LIVEGATE_TEST_S3S_BIN") {
+/// The recorder's configuration for the test S3 server at `endpoint` with `bucket`: 5 MiB
+/// parts, two in flight, keys under `recordings/`.
+fn s3_config(endpoint: &str, bucket: &str) -> S3Config {
+    S3Config {
+        endpoint: endpoint.to_owned(),
+        region: "us-east-1".to_owned(),
+        bucket: bucket.to_owned(),
+        access_key: Secret::new(ACCESS_KEY),
+        secret_key: Secret::new(SECRET_KEY),
+        path_style: true,
+        checksum: ChecksumWhen::WhenSupported,
+        part_size_bytes: PART_SIZE,
+        parts_in_flight: 2,
+        orphan_upload_max_age_s: 86_400,
+        key_prefix: "recordings/".to_owned(),
+        request_timeout_ms: 10_000,
+    }
+}
+
+/// Begins a multipart upload of `key`; returns its id.
+pub(crate) async fn begin_upload(storage: &S3Storage, key: &str) -> String {
+    let created = storage
+        .client()
+        .create_multipart_upload()
+        .bucket(storage.bucket())
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    created.upload_id().unwrap().to_owned()
+}
+
+/// The row of a job that was in the middle of uploading `key` as `upload_id` at `at_ms`,
+/// held by `owner`: the caller decides how its attempt ended.
+pub(crate) async fn job_mid_upload(
+    db: &Database,
+    owner: &str,
+    key: &str,
+    upload_id: &str,
+    at_ms: i64,
+) -> i64 {
+    let path = format!("/nonexistent/{}.flv", unique("uploading"));
+    let (row, _) = recording_jobs::discover(
+        db,
+        &recording_jobs::NewRecordingJob {
+            source_path: &path,
+            room_id: 9,
+            stream_id: None,
+            origin_kind: "srs",
+            started_at: 1,
+        },
+        at_ms,
+    )
+    .await
+    .unwrap();
+    recording_jobs::claim(db, row.id, owner, at_ms + 60_000, at_ms)
+        .await
+        .unwrap()
+        .unwrap();
+    let remuxed = recording_jobs::Remuxed {
+        work_path: "/nonexistent/9.mp4",
+        size_bytes: 20 * 1024 * 1024,
+        checksum: "00",
+        object_key: key,
+        part_size: i64::try_from(PART_SIZE).unwrap(),
+    };
+    assert!(
+        recording_jobs::set_remuxed(db, row.id, owner, &remuxed, at_ms)
+            .await
+            .unwrap()
+    );
+    assert!(
+        recording_jobs::set_upload(db, row.id, owner, Some(upload_id), 2, at_ms)
+            .await
+            .unwrap()
+    );
+    row.id
+}
+
+/// A server the tests run: the binary `env_var` names, else `name` on `PATH`, else where
+/// `.ci/run` installs it (`cached`). Missing, the test fails under CI and is reported as
+/// skipped elsewhere.
+fn server_bin(env_var: &str, name: &str, cached: &str) -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os(env_var) {
         let bin = PathBuf::from(bin);
         if bin.is_file() {
             return Some(bin);
         }
         return livegate_core::testing::missing(&format!(
-            "s3s-fs (LIVEGATE_TEST_S3S_BIN={} does not exist)",
+            "{name} ({env_var}={} does not exist)",
             bin.display()
         ));
     }
     let on_path = std::env::var_os("PATH").and_then(|path| {
         std::env::split_paths(&path)
-            .map(|dir| dir.join("s3s-fs"))
+            .map(|dir| dir.join(name))
             .find(|bin| bin.is_file())
     });
-    let cached = PathBuf::from("/var/tmp/s3s/bin/s3s-fs");
+    let cached = PathBuf::from(cached);
     on_path
         .or_else(|| cached.is_file().then_some(cached))
         .or_else(|| {
-            livegate_core::testing::missing(
-                "s3s-fs (set LIVEGATE_TEST_S3S_BIN or put it on PATH; .ci/run installs it)",
-            )
+            livegate_core::testing::missing(&format!(
+                "{name} (set {env_var} or put it on PATH; .ci/run installs it)"
+            ))
         })
+}
+
+/// The s3s-fs binary: `LIVEGATE_TEST_S3S_BIN`, else `s3s-fs` on `PATH`, else where `.ci/run`
+/// installs it.
+pub(crate) fn s3s_bin() -> Option<PathBuf> {
+    server_bin("LIVEGATE_TEST_S3S_BIN", "s3s-fs", "/var/tmp/s3s/bin/s3s-fs")
+}
+
+/// moto's S3 server: `LIVEGATE_TEST_MOTO_BIN`, else `moto_server` on `PATH`, else where
+/// `.ci/run` installs it.
+pub(crate) fn moto_bin() -> Option<PathBuf> {
+    server_bin(
+        "LIVEGATE_TEST_MOTO_BIN",
+        "moto_server",
+        "/var/tmp/moto/bin/moto_server",
+    )
+}
+
+/// A running moto S3 server on loopback with one bucket: the S3-compatible server here that
+/// lists multipart uploads (s3s-fs does not). It accepts any credentials, and lists every
+/// upload as initiated on 2010-11-10.
+pub(crate) struct MotoServer {
+    _child: ChildGuard,
+    addr: SocketAddr,
+    bucket: String,
+}
+
+impl MotoServer {
+    pub(crate) async fn start() -> Option<MotoServer> {
+        let bin = moto_bin()?;
+        let addr = livegate_tests::free_addr();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = MotoServer {
+            _child: ChildGuard::new("moto_server", child),
+            addr,
+            bucket: "recordings".to_owned(),
+        };
+        livegate_tests::wait_for_listener("moto_server to listen", addr).await;
+        let storage = S3Storage::new(&server.config());
+        storage
+            .client()
+            .create_bucket()
+            .bucket(&server.bucket)
+            .send()
+            .await
+            .unwrap();
+        Some(server)
+    }
+
+    /// The recorder's configuration for this server.
+    pub(crate) fn config(&self) -> S3Config {
+        s3_config(&format!("http://{}", self.addr), &self.bucket)
+    }
 }
 
 /// A running s3s-fs on loopback that checks signatures, with one bucket.
@@ -385,8 +588,7 @@ impl S3Server {
             bucket: "recordings".to_owned(),
         };
         server.resume().await;
-        let storage =
-            livegate_recorder::storage::s3::S3Storage::new(&server.config(&server.endpoint()));
+        let storage = S3Storage::new(&server.config(&server.endpoint()));
         storage
             .client()
             .create_bucket()
@@ -403,19 +605,7 @@ impl S3Server {
 
     /// The recorder's configuration for this server at `endpoint` (itself, or a proxy).
     pub(crate) fn config(&self, endpoint: &str) -> S3Config {
-        S3Config {
-            endpoint: endpoint.to_owned(),
-            region: "us-east-1".to_owned(),
-            bucket: self.bucket.clone(),
-            access_key: Secret::new(ACCESS_KEY),
-            secret_key: Secret::new(SECRET_KEY),
-            path_style: true,
-            checksum: ChecksumWhen::WhenSupported,
-            part_size_bytes: PART_SIZE,
-            orphan_upload_max_age_s: 86_400,
-            key_prefix: "recordings/".to_owned(),
-            request_timeout_ms: 10_000,
-        }
+        s3_config(endpoint, &self.bucket)
     }
 
     /// Stops the server (its files stay).
@@ -462,6 +652,15 @@ impl S3Server {
             .collect()
     }
 
+    /// How many parts of multipart upload `upload_id` the server holds.
+    pub(crate) fn stored_parts(&self, upload_id: &str) -> usize {
+        let prefix = format!(".upload_id-{upload_id}.part-");
+        self.upload_files()
+            .iter()
+            .filter(|name| name.starts_with(&prefix))
+            .count()
+    }
+
     /// Leaves multipart upload `upload_id` as a completion cut off half way leaves it on
     /// s3s-fs: its parts listed, its record gone, so that completing it is refused.
     /// With `took_first_part`, the completion had consumed the first part already.
@@ -475,8 +674,7 @@ impl S3Server {
 
     /// The bytes of object `key`.
     pub(crate) async fn get(&self, key: &str) -> Vec<u8> {
-        let storage =
-            livegate_recorder::storage::s3::S3Storage::new(&self.config(&self.endpoint()));
+        let storage = S3Storage::new(&self.config(&self.endpoint()));
         let object = storage
             .client()
             .get_object()
@@ -490,8 +688,7 @@ impl S3Server {
 
     /// The keys in the bucket.
     pub(crate) async fn keys(&self) -> Vec<String> {
-        let storage =
-            livegate_recorder::storage::s3::S3Storage::new(&self.config(&self.endpoint()));
+        let storage = S3Storage::new(&self.config(&self.endpoint()));
         let listed = storage
             .client()
             .list_objects_v2()

@@ -254,6 +254,23 @@ pub async fn by_source(
     Ok(row)
 }
 
+/// The newest job of stream `stream_id`.
+pub async fn latest_of_stream(
+    exec: impl Executor<'_>,
+    stream_id: i64,
+) -> Result<Option<RecordingJobRow>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM recording_jobs WHERE stream_id = ? ORDER BY id DESC LIMIT 1"
+    );
+    let row = on_conn!(exec, conn => {
+        sqlx::query_as::<_, RecordingJobRow>(&sql)
+            .bind(stream_id)
+            .fetch_optional(conn)
+            .await?
+    });
+    Ok(row)
+}
+
 /// All jobs, oldest first, at most `limit` (for inspection and tests).
 pub async fn list(exec: impl Executor<'_>, limit: u32) -> Result<Vec<RecordingJobRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM recording_jobs ORDER BY id LIMIT ?");
@@ -341,6 +358,27 @@ pub async fn abandoned_uploads(
             .await?
     });
     Ok(rows)
+}
+
+/// Which of `upload_ids` a job names: multipart uploads that are not orphans, whatever their
+/// age (a job may resume one; a failed job's is aborted by [`abandoned_uploads`]' rule).
+pub async fn known_uploads(
+    exec: impl Executor<'_>,
+    upload_ids: &[String],
+) -> Result<Vec<String>, DbError> {
+    if upload_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; upload_ids.len()].join(", ");
+    let sql = format!("SELECT DISTINCT upload_id FROM recording_jobs WHERE upload_id IN ({marks})");
+    let known = on_conn!(exec, conn => {
+        let mut query = sqlx::query_as::<_, (String,)>(&sql);
+        for id in upload_ids {
+            query = query.bind(id);
+        }
+        query.fetch_all(conn).await?
+    });
+    Ok(known.into_iter().map(|(id,)| id).collect())
 }
 
 /// Forgets the multipart upload of a failed job once it is aborted.

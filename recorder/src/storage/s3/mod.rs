@@ -1,7 +1,8 @@
 //! S3-compatible storage through `aws-sdk-s3`.
 //!
-//! A file larger than one part goes up as a multipart upload streamed from disk one part at a
-//! time (memory: one part), each part with its sha256. The upload id is handed to the caller
+//! A file larger than one part goes up as a multipart upload, `parts_in_flight` parts at a
+//! time, each streamed from its range of the file (memory: a read buffer per part in flight)
+//! with its sha256. The upload id is handed to the caller
 //! before the first part, so that after a crash the next attempt lists the parts already
 //! stored and sends only the missing ones. The object carries the file's sha256 in its
 //! metadata; after completion its size and that checksum are confirmed with `HeadObject`,
@@ -27,7 +28,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use super::{Progress, Storage, StorageError, Stored, Swept, Upload};
+use super::{OpenUpload, Progress, Storage, StorageError, Stored, Upload};
 use crate::config::{ChecksumWhen, S3Config};
 
 /// The user metadata key holding the object's sha256 (hex).
@@ -41,6 +42,7 @@ pub struct S3Storage {
     client: Client,
     bucket: String,
     prefix: String,
+    parts_in_flight: usize,
 }
 
 /// What the storage says about an object's key.
@@ -144,6 +146,7 @@ impl S3Storage {
             client: Client::from_conf(conf),
             bucket: config.bucket.clone(),
             prefix: config.key_prefix.clone(),
+            parts_in_flight: config.parts_in_flight.max(1),
         }
     }
 
@@ -302,15 +305,15 @@ impl Storage for S3Storage {
         }
     }
 
-    async fn sweep(&self, max_age: Duration) -> Result<Swept, StorageError> {
+    async fn stale_uploads(
+        &self,
+        max_age: Duration,
+    ) -> Result<Option<Vec<OpenUpload>>, StorageError> {
         let cutoff = SystemTime::now()
             .checked_sub(max_age)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let mut swept = Swept {
-            aborted: 0,
-            listed: true,
-        };
+        let mut stale = Vec::new();
         let mut markers: (Option<String>, Option<String>) = (None, None);
         loop {
             let listed = self
@@ -327,16 +330,17 @@ impl Storage for S3Storage {
                 Err(err)
                     if code_of(&err) == Some("NotImplemented") || status_of(&err) == Some(501) =>
                 {
-                    swept.listed = false;
-                    return Ok(swept);
+                    return Ok(None);
                 }
                 Err(err) => return Err(describe("ListMultipartUploads", &err)),
             };
             for upload in listed.uploads() {
                 let old = upload.initiated().is_some_and(|at| at.secs() < cutoff);
                 if let (true, Some(key), Some(id)) = (old, upload.key(), upload.upload_id()) {
-                    self.abort(key, id).await?;
-                    swept.aborted += 1;
+                    stale.push(OpenUpload {
+                        key: key.to_owned(),
+                        upload_id: id.to_owned(),
+                    });
                 }
             }
             match (listed.is_truncated(), listed.next_key_marker()) {
@@ -349,7 +353,7 @@ impl Storage for S3Storage {
                 _ => break,
             }
         }
-        Ok(swept)
+        Ok(Some(stale))
     }
 
     async fn put_picture(&self, key: &str, jpeg: Bytes) -> Result<String, StorageError> {

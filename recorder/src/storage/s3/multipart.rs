@@ -1,20 +1,25 @@
 //! The multipart half of [`S3Storage`]: which parts an upload already holds, sending the
-//! missing ones one at a time from disk, and completing it.
+//! missing ones from disk (a few at a time, each streamed from its range of the file, never
+//! held in memory whole), and completing it.
 
 use std::collections::BTreeMap;
 use std::io::SeekFrom;
 use std::path::Path;
 
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
-use base64::Engine as _;
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{code_of, describe, status_of, S3Storage, SHA256_META};
+use crate::storage::digest::sha256_b64;
 use crate::storage::{Progress, Storage as _, StorageError, Upload};
+
+/// Bytes read from disk at a time while a part streams out: what a part in flight holds.
+const READ_BUFFER: usize = 256 * 1024;
 
 /// A part as the storage reports it.
 #[derive(Debug, Clone)]
@@ -24,6 +29,56 @@ struct ListedPart {
     sha256: Option<String>,
 }
 
+/// Where one part lies in the file.
+#[derive(Debug, Clone, Copy)]
+struct PartRange {
+    /// From 0.
+    index: usize,
+    /// S3's part number, from 1.
+    number: i32,
+    offset: u64,
+    len: u64,
+}
+
+/// How sending one part ended.
+enum SentPart {
+    /// Stored: what completion needs of it.
+    Stored {
+        part: PartRange,
+        e_tag: String,
+        sha256: String,
+    },
+    /// The upload is gone, or refused for good.
+    Gone,
+}
+
+/// The parts of `upload`, in order.
+fn part_ranges(upload: &Upload<'_>) -> Result<Vec<PartRange>, StorageError> {
+    let count = upload.size.div_ceil(upload.part_size).max(1);
+    (0..count)
+        .map(|index| {
+            let number = i32::try_from(index + 1)
+                .map_err(|_| StorageError::Mismatch("too many parts".to_owned()))?;
+            let offset = index * upload.part_size;
+            Ok(PartRange {
+                index: usize::try_from(index).unwrap_or(usize::MAX),
+                number,
+                offset,
+                len: upload.part_size.min(upload.size - offset),
+            })
+        })
+        .collect()
+}
+
+/// The sha256 of part `index` from the file's checksum pass, when it was taken for this
+/// upload's part size.
+fn part_digest(upload: &Upload<'_>, index: usize) -> Option<String> {
+    upload
+        .part_sha256
+        .filter(|parts| parts.len() == upload.size.div_ceil(upload.part_size).max(1) as usize)
+        .and_then(|parts| parts.get(index).cloned())
+}
+
 /// Whether the server answered with a client error that a retry of the same request cannot
 /// change (not a timeout or throttling).
 fn refused_for_good<E>(err: &aws_sdk_s3::error::SdkError<E, super::HttpResponse>) -> bool {
@@ -31,7 +86,8 @@ fn refused_for_good<E>(err: &aws_sdk_s3::error::SdkError<E, super::HttpResponse>
         .is_some_and(|status| (400..500).contains(&status) && status != 408 && status != 429)
 }
 
-/// Reads bytes `offset .. offset + len` of `path`.
+/// Reads bytes `offset .. offset + len` of `path` (for a part already stored whose listing
+/// lacks its ETag: rare, bounded by one part).
 async fn read_part(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes> {
     let mut file = tokio::fs::File::open(path).await?;
     file.seek(SeekFrom::Start(offset)).await?;
@@ -41,8 +97,29 @@ async fn read_part(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes>
     Ok(Bytes::from(buffer))
 }
 
-fn sha256_b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+/// The sha256 (base64) of bytes `offset .. offset + len` of `path`, read in bounded chunks.
+async fn sha256_of_range(path: &Path, offset: u64, len: u64) -> std::io::Result<String> {
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(SeekFrom::Start(offset)).await?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; READ_BUFFER];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left.min(READ_BUFFER as u64)).unwrap_or(READ_BUFFER);
+        let read = file.read(&mut buffer[..want]).await?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the MP4 is shorter than recorded",
+            ));
+        }
+        hasher.update(&buffer[..read]);
+        left -= read as u64;
+    }
+    Ok(base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        hasher.finalize(),
+    ))
 }
 
 fn md5_etag(bytes: &[u8]) -> String {
@@ -165,8 +242,88 @@ impl S3Storage {
         let _ = self.abort(upload.key, upload_id).await;
     }
 
-    /// Sends the parts `listed` lacks and completes the upload. `Ok(None)`: the upload is gone
-    /// (or, `resumed`, refused for good: a completion cut off half way).
+    /// The checksum and ETag completion needs for a part the storage already holds, from the
+    /// listing where it says them, else from the same bytes on disk (not sent again).
+    async fn stored_part(
+        &self,
+        upload: &Upload<'_>,
+        part: &PartRange,
+        listed: &ListedPart,
+    ) -> Result<(String, String), StorageError> {
+        let known_sha = listed
+            .sha256
+            .clone()
+            .or_else(|| part_digest(upload, part.index));
+        match (&listed.e_tag, known_sha) {
+            (Some(e_tag), Some(sha256)) => Ok((e_tag.clone(), sha256)),
+            (e_tag, sha256) => {
+                let bytes = read_part(upload.path, part.offset, part.len).await?;
+                let e_tag = e_tag.clone().unwrap_or_else(|| md5_etag(&bytes));
+                Ok((e_tag, sha256.unwrap_or_else(|| sha256_b64(&bytes))))
+            }
+        }
+    }
+
+    /// Sends one part, streamed from its range of the file, with its sha256 (taken by the
+    /// pass that checksummed the file, else from the range now).
+    async fn send_part(
+        &self,
+        upload: &Upload<'_>,
+        upload_id: &str,
+        part: PartRange,
+        resumed: bool,
+    ) -> Result<SentPart, StorageError> {
+        let sha256 = match part_digest(upload, part.index) {
+            Some(sha256) => sha256,
+            None => sha256_of_range(upload.path, part.offset, part.len).await?,
+        };
+        let body = ByteStream::read_from()
+            .path(upload.path)
+            .offset(part.offset)
+            .length(Length::Exact(part.len))
+            .buffer_size(READ_BUFFER)
+            .build()
+            .await
+            .map_err(|err| StorageError::Io(std::io::Error::other(err)))?;
+        let answer = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(upload.key)
+            .upload_id(upload_id)
+            .part_number(part.number)
+            .checksum_sha256(&sha256)
+            .content_length(i64::try_from(part.len).unwrap_or(i64::MAX))
+            .body(body)
+            .send()
+            .await;
+        match answer {
+            Ok(answer) => {
+                let e_tag = answer
+                    .e_tag()
+                    .map(str::to_owned)
+                    .ok_or_else(|| StorageError::Unavailable("UploadPart: no ETag".to_owned()))?;
+                Ok(SentPart::Stored {
+                    part,
+                    e_tag,
+                    sha256,
+                })
+            }
+            Err(err) if code_of(&err) == Some("NoSuchUpload") => Ok(SentPart::Gone),
+            // A completion cut off half way may have taken parts and the upload's record with
+            // it (s3s-fs): the rest is refused from then on.
+            Err(err) if resumed && refused_for_good(&err) => {
+                self.give_up_broken(upload, upload_id, "UploadPart", &err)
+                    .await;
+                Ok(SentPart::Gone)
+            }
+            Err(err) => Err(describe("UploadPart", &err)),
+        }
+    }
+
+    /// Sends the parts `listed` lacks, `parts_in_flight` at a time, and completes the upload.
+    /// `Ok(None)`: the upload is gone (or, `resumed`, refused for good: a completion cut off
+    /// half way).
     async fn put_parts(
         &self,
         upload: &Upload<'_>,
@@ -175,78 +332,61 @@ impl S3Storage {
         resumed: bool,
         progress: &mut dyn Progress,
     ) -> Result<Option<u64>, StorageError> {
-        let count = upload.size.div_ceil(upload.part_size).max(1);
-        let mut completed = Vec::new();
-        let mut sent = 0u64;
-        let mut stored = listed.len();
-        for index in 0..count {
-            let number = i32::try_from(index + 1)
-                .map_err(|_| StorageError::Mismatch("too many parts".to_owned()))?;
-            let offset = index * upload.part_size;
-            let len = upload.part_size.min(upload.size - offset);
-            let have = listed.get(&number).filter(|part| part.size == len);
-            let (e_tag, sha256) = match have {
-                Some(ListedPart {
-                    e_tag: Some(e_tag),
-                    sha256: Some(sha256),
-                    ..
-                }) => (e_tag.clone(), sha256.clone()),
-                Some(_) => {
-                    // Stored, but the listing lacks what completion needs: recompute it
-                    // from the same bytes instead of sending them again.
-                    let bytes = read_part(upload.path, offset, len).await?;
-                    let e_tag = have
-                        .and_then(|part| part.e_tag.clone())
-                        .unwrap_or_else(|| md5_etag(&bytes));
-                    (e_tag, sha256_b64(&bytes))
+        let ranges = part_ranges(upload)?;
+        let mut completed: BTreeMap<i32, (String, String)> = BTreeMap::new();
+        let mut missing = Vec::new();
+        for part in ranges {
+            match listed
+                .get(&part.number)
+                .filter(|have| have.size == part.len)
+            {
+                Some(have) => {
+                    let done = self.stored_part(upload, &part, have).await?;
+                    completed.insert(part.number, done);
                 }
-                None => {
-                    let bytes = read_part(upload.path, offset, len).await?;
-                    let sha256 = sha256_b64(&bytes);
-                    let answer = self
-                        .client
-                        .upload_part()
-                        .bucket(&self.bucket)
-                        .key(upload.key)
-                        .upload_id(upload_id)
-                        .part_number(number)
-                        .checksum_sha256(&sha256)
-                        .content_length(i64::try_from(len).unwrap_or(i64::MAX))
-                        .body(ByteStream::from(bytes))
-                        .send()
-                        .await;
-                    let answer = match answer {
-                        Ok(answer) => answer,
-                        Err(err) if code_of(&err) == Some("NoSuchUpload") => return Ok(None),
-                        // A completion cut off half way may have taken parts and the upload's
-                        // record with it (s3s-fs): the rest is refused from then on.
-                        Err(err) if resumed && refused_for_good(&err) => {
-                            self.give_up_broken(upload, upload_id, "UploadPart", &err)
-                                .await;
-                            return Ok(None);
-                        }
-                        Err(err) => return Err(describe("UploadPart", &err)),
-                    };
-                    sent += len;
+                None => missing.push(part),
+            }
+        }
+        let mut sent = 0u64;
+        let mut stored = completed.len();
+        let mut missing = missing.into_iter();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.parts_in_flight {
+                let Some(part) = missing.next() else { break };
+                in_flight.push(self.send_part(upload, upload_id, part, resumed));
+            }
+            let Some(result) = in_flight.next().await else {
+                break;
+            };
+            match result? {
+                SentPart::Stored {
+                    part,
+                    e_tag,
+                    sha256,
+                } => {
+                    sent += part.len;
                     stored += 1;
+                    completed.insert(part.number, (e_tag, sha256));
                     progress
                         .parts_stored(upload_id, i32::try_from(stored).unwrap_or(i32::MAX))
                         .await
                         .map_err(StorageError::Progress)?;
-                    let e_tag = answer.e_tag().map(str::to_owned).ok_or_else(|| {
-                        StorageError::Unavailable("UploadPart: no ETag".to_owned())
-                    })?;
-                    (e_tag, sha256)
                 }
-            };
-            completed.push(
+                SentPart::Gone => return Ok(None),
+            }
+        }
+        drop(in_flight);
+        let parts = completed
+            .into_iter()
+            .map(|(number, (e_tag, sha256))| {
                 CompletedPart::builder()
                     .part_number(number)
                     .e_tag(e_tag)
                     .checksum_sha256(sha256)
-                    .build(),
-            );
-        }
+                    .build()
+            })
+            .collect();
         let done = self
             .client
             .complete_multipart_upload()
@@ -255,7 +395,7 @@ impl S3Storage {
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(completed))
+                    .set_parts(Some(parts))
                     .build(),
             )
             .send()
