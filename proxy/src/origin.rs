@@ -1,5 +1,6 @@
-//! The origins: which one serves a stream, how to reach it, and a bounded fetch for the small
-//! responses (playlists) that the proxy reads whole before answering.
+//! The origins: which one serves a stream, how to reach it, and bounded fetches: a response read
+//! whole (playlists, signalling), or one handed on a piece at a time as it arrives (segments
+//! filling the cache).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ pub struct Origin {
     backend: pingora::lb::Backend,
 }
 
-/// Why a bounded fetch produced no response.
+/// Why a bounded fetch produced no (whole) response.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The origin did not deliver the whole response in time.
@@ -68,6 +69,9 @@ pub enum FetchError {
     /// Connecting, writing or reading failed.
     #[error("origin request failed: {0}")]
     Origin(Box<pingora::Error>),
+    /// The fetch stopped without an answer (the proxy is shutting down).
+    #[error("origin request abandoned")]
+    Abandoned,
 }
 
 impl FetchError {
@@ -76,7 +80,7 @@ impl FetchError {
         match self {
             FetchError::Timeout => true,
             FetchError::Origin(err) => is_timeout(err.etype()),
-            FetchError::TooLarge => false,
+            FetchError::TooLarge | FetchError::Abandoned => false,
         }
     }
 }
@@ -97,9 +101,9 @@ impl From<Box<pingora::Error>> for FetchError {
     }
 }
 
-/// A response read whole from the origin.
-#[derive(Debug)]
-pub struct Fetched {
+/// What the proxy keeps of an origin's response header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
     /// The origin's status.
     pub status: StatusCode,
     /// The origin's `Content-Type`.
@@ -108,10 +112,136 @@ pub struct Fetched {
     pub location: Option<String>,
     /// The origin's `Cache-Control`.
     pub cache_control: Option<String>,
+    /// The origin's `Content-Length` (`None`: chunked or until close).
+    pub content_length: Option<usize>,
+}
+
+impl ResponseHead {
+    fn from_header(header: &pingora::http::ResponseHeader) -> ResponseHead {
+        let text = |name| {
+            header
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        ResponseHead {
+            status: header.status,
+            content_type: text(header::CONTENT_TYPE),
+            location: text(header::LOCATION),
+            cache_control: text(header::CACHE_CONTROL),
+            content_length: header
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok()),
+        }
+    }
+}
+
+/// A response read whole from the origin.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Its head.
+    pub head: ResponseHead,
     /// The body (at most the limit asked for).
     pub body: Bytes,
     /// Time from sending the request to reading the response header.
     pub header_latency: Duration,
+}
+
+/// A response being read from the origin: its head at once, its body a piece at a time as the
+/// origin sends it, within the size limit and with at most `timeouts.upstream_read_s` between
+/// reads (and, when asked, within the fetch deadline as a whole). Reading it to its end puts
+/// the connection back in the pool; dropping it before closes the connection.
+pub struct OriginResponse {
+    /// Its head.
+    pub head: ResponseHead,
+    /// Time from sending the request to reading the response header.
+    pub header_latency: Duration,
+    session: Option<HttpSession>,
+    peer: Box<HttpPeer>,
+    client: Arc<OriginClient>,
+    deadline: tokio::time::Instant,
+    /// Whether the body too must be in by `deadline`.
+    whole_by_deadline: bool,
+    max_bytes: usize,
+    received: usize,
+}
+
+impl std::fmt::Debug for OriginResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OriginResponse")
+            .field("head", &self.head)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OriginResponse {
+    /// The next piece of the body as the origin sent it; `None` at its end. A body cut short by
+    /// the origin, one over the size limit and one not complete by the deadline are errors.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
+        loop {
+            let Some(session) = self.session.as_mut() else {
+                return Ok(None);
+            };
+            let read = if self.whole_by_deadline {
+                tokio::time::timeout_at(self.deadline, session.read_response_body())
+                    .await
+                    .map_err(|_| FetchError::Timeout)??
+            } else {
+                session.read_response_body().await?
+            };
+            match read {
+                Some(chunk) if chunk.is_empty() => continue,
+                Some(chunk) => {
+                    self.received += chunk.len();
+                    if self.received > self.max_bytes {
+                        return Err(FetchError::TooLarge);
+                    }
+                    return Ok(Some(chunk));
+                }
+                None => {
+                    if let Some(mut session) = self.session.take() {
+                        if session.response_done() {
+                            self.client
+                                .connector
+                                .release_http_session(
+                                    session,
+                                    &*self.peer,
+                                    Some(self.client.idle_timeout),
+                                )
+                                .await;
+                        }
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Holds the body to the fetch deadline too (for responses read whole before they are
+    /// answered: nobody sees a byte of them until then).
+    pub fn whole_by_deadline(mut self) -> OriginResponse {
+        self.whole_by_deadline = true;
+        self
+    }
+
+    /// Reads the rest of the body into one buffer, within the fetch deadline.
+    pub async fn read_whole(mut self) -> Result<Fetched, FetchError> {
+        self.whole_by_deadline = true;
+        let mut body =
+            BytesMut::with_capacity(self.head.content_length.unwrap_or(4096).min(self.max_bytes));
+        while let Some(chunk) = self.next_chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            head: self.head.clone(),
+            body: body.freeze(),
+            header_latency: self.header_latency,
+        })
+    }
 }
 
 /// Picks origins and talks to them.
@@ -160,19 +290,17 @@ impl OriginClient {
     /// Sends `request` with `body` to `addr` (an origin's API address, say) and reads the
     /// whole answer, as [`OriginClient::fetch`] does.
     pub async fn send_to(
-        &self,
+        self: &Arc<Self>,
         addr: std::net::SocketAddr,
         request: RequestHeader,
         body: Bytes,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
         let peer = self.peer_at(HttpPeer::new(addr, false, String::new()));
-        tokio::time::timeout(
-            self.fetch_timeout,
-            self.fetch_from(&peer, request, Some(body), max_bytes),
-        )
-        .await
-        .map_err(|_| FetchError::Timeout)?
+        self.open_peer(peer, request, Some(body), max_bytes)
+            .await?
+            .read_whole()
+            .await
     }
 
     fn peer_at(&self, mut peer: HttpPeer) -> Box<HttpPeer> {
@@ -187,37 +315,54 @@ impl OriginClient {
     }
 
     /// Sends `request` to `origin` and reads the whole response within `timeouts.fetch_ms`,
-    /// refusing bodies over `max_bytes`. A pooled connection that turns out to have been closed
-    /// by the origin is replaced and the request sent again.
+    /// refusing bodies over `max_bytes`.
     pub async fn fetch(
-        &self,
+        self: &Arc<Self>,
         origin: &Origin,
         request: RequestHeader,
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
-        let peer = self.peer(origin);
-        tokio::time::timeout(
-            self.fetch_timeout,
-            self.fetch_from(&peer, request, None, max_bytes),
-        )
-        .await
-        .map_err(|_| FetchError::Timeout)?
+        self.open(origin, request, max_bytes)
+            .await?
+            .read_whole()
+            .await
     }
 
-    async fn fetch_from(
-        &self,
-        peer: &HttpPeer,
+    /// Sends `request` to `origin` and returns once its response header is in, within
+    /// `timeouts.fetch_ms`, with the body to be read as it arrives. The body may not exceed
+    /// `max_bytes` (a declared larger one is refused at once). A pooled connection that turns
+    /// out to have been closed by the origin is replaced and the request sent again.
+    pub async fn open(
+        self: &Arc<Self>,
+        origin: &Origin,
+        request: RequestHeader,
+        max_bytes: usize,
+    ) -> Result<OriginResponse, FetchError> {
+        self.open_peer(self.peer(origin), request, None, max_bytes)
+            .await
+    }
+
+    async fn open_peer(
+        self: &Arc<Self>,
+        peer: Box<HttpPeer>,
         request: RequestHeader,
         body: Option<Bytes>,
         max_bytes: usize,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<OriginResponse, FetchError> {
+        let deadline = tokio::time::Instant::now() + self.fetch_timeout;
         let mut stale = 0;
         loop {
-            let (session, reused) = self.connector.get_http_session(peer).await?;
-            match self
-                .exchange(session, peer, request.clone(), body.clone(), max_bytes)
+            let attempt = async {
+                let (session, reused) = self.connector.get_http_session(&*peer).await?;
+                let answer = self
+                    .send_request(session, request.clone(), body.clone())
+                    .await;
+                Ok::<_, FetchError>((answer, reused))
+            };
+            let (answer, reused) = tokio::time::timeout_at(deadline, attempt)
                 .await
-            {
+                .map_err(|_| FetchError::Timeout)??;
+            match answer {
                 Err(FetchError::Origin(mut err)) if reused && stale < MAX_STALE_CONNECTIONS => {
                     // Errors on a reused connection leave the retry decision open until told
                     // whether the connection was reused; asking before deciding panics.
@@ -227,19 +372,35 @@ impl OriginClient {
                     }
                     stale += 1;
                 }
-                other => return other,
+                Err(err) => return Err(err),
+                Ok((session, head, header_latency)) => {
+                    if head.content_length.is_some_and(|len| len > max_bytes) {
+                        // Not worth draining: the connection is dropped instead of pooled.
+                        return Err(FetchError::TooLarge);
+                    }
+                    return Ok(OriginResponse {
+                        head,
+                        header_latency,
+                        session: Some(session),
+                        peer,
+                        client: self.clone(),
+                        deadline,
+                        whole_by_deadline: false,
+                        max_bytes,
+                        received: 0,
+                    });
+                }
             }
         }
     }
 
-    async fn exchange(
+    /// Writes the request and reads the response header.
+    async fn send_request(
         &self,
         mut session: HttpSession,
-        peer: &HttpPeer,
         request: RequestHeader,
         body: Option<Bytes>,
-        max_bytes: usize,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<(HttpSession, ResponseHead, Duration), FetchError> {
         session.set_read_timeout(Some(self.read_timeout));
         session.set_write_timeout(Some(self.write_timeout));
         let sent = Instant::now();
@@ -250,51 +411,15 @@ impl OriginClient {
         session.finish_request_body().await?;
         session.read_response_header().await?;
         let header_latency = sent.elapsed();
-        let header = session.response_header().ok_or_else(|| {
-            FetchError::Origin(pingora::Error::explain(
-                pingora::ErrorType::InvalidHTTPHeader,
-                "origin sent no response header",
-            ))
-        })?;
-        let status = header.status;
-        let text_header = |name| {
-            header
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let content_type = text_header(header::CONTENT_TYPE);
-        let location = text_header(header::LOCATION);
-        let cache_control = text_header(header::CACHE_CONTROL);
-        let declared_len = header
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared_len.is_some_and(|len| len > max_bytes) {
-            // Not worth draining: drop the connection instead of pooling it.
-            return Err(FetchError::TooLarge);
-        }
-        let mut body = BytesMut::with_capacity(declared_len.unwrap_or(4096).min(max_bytes));
-        while let Some(chunk) = session.read_response_body().await? {
-            if body.len() + chunk.len() > max_bytes {
-                return Err(FetchError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        if session.response_done() {
-            self.connector
-                .release_http_session(session, peer, Some(self.idle_timeout))
-                .await;
-        }
-        Ok(Fetched {
-            status,
-            content_type,
-            location,
-            cache_control,
-            body: body.freeze(),
-            header_latency,
-        })
+        let head = session
+            .response_header()
+            .map(ResponseHead::from_header)
+            .ok_or_else(|| {
+                FetchError::Origin(pingora::Error::explain(
+                    pingora::ErrorType::InvalidHTTPHeader,
+                    "origin sent no response header",
+                ))
+            })?;
+        Ok((session, head, header_latency))
     }
 }

@@ -21,6 +21,14 @@ pub enum Script {
     SendAndHang(Vec<u8>),
     /// Hold every request until [`ScriptedOrigin::release`], then send these bytes and close.
     SendWhenReleased(Vec<u8>),
+    /// Send `first` at once, then hold until [`ScriptedOrigin::release`], then send `rest` and
+    /// close: a response that is partly there for as long as a test needs.
+    SendRestWhenReleased {
+        /// Sent at once (a response head and the start of its body, say).
+        first: Vec<u8>,
+        /// Sent once released.
+        rest: Vec<u8>,
+    },
 }
 
 /// A running scripted origin; stops (closing every connection) when dropped.
@@ -157,6 +165,13 @@ async fn answer(
         Script::SendWhenReleased(bytes) => {
             if release.wait_for(|released| *released).await.is_ok() {
                 let _ = stream.write_all(&bytes).await;
+            }
+        }
+        Script::SendRestWhenReleased { first, rest } => {
+            if stream.write_all(&first).await.is_ok()
+                && release.wait_for(|released| *released).await.is_ok()
+            {
+                let _ = stream.write_all(&rest).await;
             }
         }
         Script::SendAndHang(bytes) => {

@@ -1,5 +1,6 @@
 //! Origin requests for HLS: built from the viewer's request, answered through the cache when it
-//! is on (one origin request per key, however many viewers ask at once), directly otherwise.
+//! is on (one origin request per key, however many viewers ask at once, its body handed to each
+//! of them as it arrives), directly otherwise.
 
 use std::sync::Arc;
 
@@ -11,8 +12,8 @@ use pingora::Result;
 use livegate_core::unix_now;
 
 use super::{Gate, RequestCtx, PULL_TOKEN_TTL_S};
-use crate::cache::{self, Cached, Source};
-use crate::origin::{FetchError, Origin};
+use crate::cache::{self, Answer, Cached, Source};
+use crate::origin::{FetchError, Origin, OriginResponse};
 use crate::route::{Kind, Matched};
 
 /// An HLS request for the origin, and where its answer is kept.
@@ -24,7 +25,7 @@ pub(super) struct HlsRequest {
 }
 
 /// An origin answer for an HLS request, and where it came from (`None`: the cache is off).
-pub(super) type HlsAnswer = (Result<Arc<Cached>, Arc<FetchError>>, Option<Source>);
+pub(super) type HlsAnswer = (Result<Answer, Arc<FetchError>>, Option<Source>);
 
 impl Gate {
     /// The origin request for this viewer's HLS request: its path and query (without the
@@ -80,7 +81,8 @@ impl Gate {
         })
     }
 
-    /// Fetches `request` from `origin` whole (at most `max_bytes`), through the cache.
+    /// Asks the origin for `request` (a body of at most `max_bytes`) through the cache, and
+    /// returns once the response head is in: without the cache, the response is read whole.
     pub(super) async fn fetch_hls(
         &self,
         kind: Kind,
@@ -99,7 +101,8 @@ impl Gate {
                 self.metrics
                     .upstream_latency(kind, fetched.header_latency.as_secs_f64());
             }
-            let cached = fetched.map(|fetched| Arc::new(Cached::uncached("", room, fetched)));
+            let cached =
+                fetched.map(|fetched| Answer::Whole(Arc::new(Cached::uncached(room, fetched))));
             return (cached.map_err(Arc::new), None);
         };
         let freshness = self.settings.freshness;
@@ -107,14 +110,14 @@ impl Gate {
         // viewers asking for the same one share the wait, but its answer is not kept (the next
         // reload asks for a later part anyway).
         let blocking = kind == Kind::Playlist && is_blocking_reload(&key);
-        let ttl_for = move |fetched: &crate::origin::Fetched| match kind {
+        let ttl_for: cache::TtlFor = Box::new(move |head, body| match kind {
             _ if blocking => std::time::Duration::ZERO,
-            Kind::Playlist => freshness.playlist(fetched),
-            _ => freshness.segment(fetched),
-        };
+            Kind::Playlist => freshness.playlist(head, body),
+            _ => freshness.segment(head),
+        });
         let client = self.origin.clone();
         let metrics = self.metrics.clone();
-        let fill = move || -> cache::Fill {
+        let open = move || -> cache::Open<OriginResponse> {
             let (client, metrics, origin, request) = (
                 client.clone(),
                 metrics.clone(),
@@ -122,15 +125,20 @@ impl Gate {
                 request.clone(),
             );
             Box::pin(async move {
-                let fetched = client.fetch(&origin, request, max_bytes).await;
-                if let Ok(fetched) = &fetched {
-                    metrics.upstream_latency(kind, fetched.header_latency.as_secs_f64());
-                }
-                fetched
+                let response = client.open(&origin, request, max_bytes).await?;
+                metrics.upstream_latency(kind, response.header_latency.as_secs_f64());
+                // A playlist is answered only once it is whole, so it must be whole in time; a
+                // segment's viewers get its bytes as they come.
+                Ok(match kind {
+                    Kind::Playlist => response.whole_by_deadline(),
+                    _ => response,
+                })
             })
         };
-        let (answer, source) = store.get_or_fetch(&key, room, ttl_for, fill).await;
-        self.metrics.cache_lookup(kind, source);
+        // Counted when decided, so that the requests waiting for a fill show at once.
+        let lookup = store.lookup(&key, room, ttl_for, open);
+        self.metrics.cache_lookup(kind, lookup.source());
+        let (answer, source) = lookup.answer().await;
         (answer, Some(source))
     }
 }

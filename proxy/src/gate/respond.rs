@@ -7,8 +7,8 @@ use pingora::proxy::Session;
 use pingora::{Error, Result};
 
 use super::{Gate, RequestCtx};
-use crate::cache::Cached;
 use crate::cors;
+use crate::origin::ResponseHead;
 use crate::playlist::{self, TokenParam};
 
 impl Gate {
@@ -52,7 +52,7 @@ impl Gate {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-        upstream: &Cached,
+        upstream: &ResponseHead,
         token: &TokenParam,
     ) -> Result<()> {
         let mut response = ResponseHeader::build(upstream.status, Some(5))?;

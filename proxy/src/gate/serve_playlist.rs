@@ -35,7 +35,15 @@ impl Gate {
         };
         let request = self.hls_request(session, ctx, route, &origin)?;
         let max_bytes = self.settings.playlist_max_bytes;
-        let fetch = self.fetch_hls(Kind::Playlist, request, max_bytes);
+        // A playlist is rewritten whole: its answer is waited for to the end.
+        let fetch = async {
+            let (answer, source) = self.fetch_hls(Kind::Playlist, request, max_bytes).await;
+            let whole = match answer {
+                Ok(answer) => answer.whole().await,
+                Err(err) => Err(err),
+            };
+            (whole, source)
+        };
         let (fetched, source) = tokio::select! {
             fetched = fetch => fetched,
             // A viewer that leaves while the origin is asked need not wait for the answer.
@@ -62,9 +70,9 @@ impl Gate {
 
         let edge = &self.settings.edge;
         let token = TokenParam::new(&self.settings.token_param, token.expose());
-        if upstream.status != StatusCode::OK {
+        if upstream.head.status != StatusCode::OK {
             return self
-                .pass_origin_status(session, ctx, &upstream, &token)
+                .pass_origin_status(session, ctx, &upstream.head, &token)
                 .await;
         }
         if let (true, Some(pullers)) = (ctx.puller, &self.settings.pullers) {
@@ -103,6 +111,7 @@ impl Gate {
         response.insert_header(
             header::CONTENT_TYPE,
             upstream
+                .head
                 .content_type
                 .as_deref()
                 .unwrap_or("application/vnd.apple.mpegurl"),
@@ -133,6 +142,7 @@ impl Gate {
         response.insert_header(
             header::CONTENT_TYPE,
             upstream
+                .head
                 .content_type
                 .as_deref()
                 .unwrap_or("application/vnd.apple.mpegurl"),

@@ -147,11 +147,11 @@ impl Gate {
                 return self.respond(session, ctx, status, body).await;
             }
         };
-        let mut response = ResponseHeader::build(answer.status, Some(6))?;
-        if let Some(content_type) = &answer.content_type {
+        let mut response = ResponseHeader::build(answer.head.status, Some(6))?;
+        if let Some(content_type) = &answer.head.content_type {
             response.insert_header(header::CONTENT_TYPE, content_type.as_str())?;
         }
-        if let Some(location) = &answer.location {
+        if let Some(location) = &answer.head.location {
             let location = webrtc::session_location(location, api, session.req_header().uri.path());
             response.insert_header(header::LOCATION, location)?;
         }

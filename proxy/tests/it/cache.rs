@@ -1,7 +1,10 @@
 //! The HLS cache: later viewers served without the origin, concurrent misses coalesced into
-//! one origin request, LL-HLS blocking reloads shared but never kept, purges.
+//! one origin request whose bytes reach every viewer as they arrive, bodies cut short never
+//! kept, LL-HLS blocking reloads shared but never kept, purges.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use livegate_core::unix_now;
 use livegate_tests::media::make_hls;
@@ -9,7 +12,7 @@ use livegate_tests::nginx::{static_origin, Nginx};
 use livegate_tests::scripted::{Script, ScriptedOrigin};
 use livegate_tests::wait_until;
 
-use crate::support::{client, token, token_expiring, ProxyBuilder};
+use crate::support::{client, streaming_client, token, token_expiring, ProxyBuilder};
 
 fn ok_response(content_type: &str, body: &str) -> Vec<u8> {
     format!(
@@ -21,6 +24,58 @@ fn ok_response(content_type: &str, body: &str) -> Vec<u8> {
 
 async fn get(url: String) -> reqwest::Response {
     client().get(url).send().await.unwrap()
+}
+
+/// Incompressible bytes, the same on every call.
+fn segment_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// A segment's response head and its first `sent_first` body bytes.
+fn segment_start(body: &[u8], sent_first: usize) -> Vec<u8> {
+    let mut first = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    first.extend_from_slice(&body[..sent_first]);
+    first
+}
+
+/// An origin answer of `body` with its `Content-Length`, whose first `sent_first` body bytes
+/// go out at once and the rest only once the origin is released.
+fn split_segment(body: &[u8], sent_first: usize) -> Script {
+    Script::SendRestWhenReleased {
+        first: segment_start(body, sent_first),
+        rest: body[sent_first..].to_vec(),
+    }
+}
+
+/// Reads a response body until at least one byte has arrived.
+async fn first_bytes(response: &mut reqwest::Response) -> Vec<u8> {
+    let chunk = tokio::time::timeout(livegate_tests::patience(), response.chunk())
+        .await
+        .expect("the first bytes in time")
+        .unwrap()
+        .expect("a body");
+    chunk.to_vec()
+}
+
+/// Reads the rest of a body after `start`.
+async fn rest_of(mut response: reqwest::Response, start: Vec<u8>) -> Vec<u8> {
+    let mut body = start;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        body.extend_from_slice(&chunk);
+    }
+    body
 }
 
 #[tokio::test]
@@ -96,35 +151,134 @@ async fn later_viewers_with_other_tokens_are_served_from_the_cache() {
 }
 
 #[tokio::test]
-async fn concurrent_misses_make_one_origin_request() {
-    let origin = ScriptedOrigin::start(Script::SendWhenReleased(ok_response(
-        "video/mp2t",
-        "segment bytes",
-    )))
+async fn viewers_get_a_segment_as_the_origin_sends_it_and_later_ones_from_memory() {
+    let body = segment_bytes(512 * 1024);
+    let origin = ScriptedOrigin::start(split_segment(&body, 256 * 1024)).await;
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let url = |i: u64| {
+        proxy.url(&format!(
+            "/live/42-9.ts?token={}",
+            token_expiring(42, unix_now() + 3600 + i)
+        ))
+    };
+    // The origin has sent half of the segment and waits: both viewers already get bytes.
+    let mut first = streaming_client().get(url(0)).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    assert_eq!(first.headers()["content-length"], "524288");
+    let first_start = first_bytes(&mut first).await;
+    let mut second = streaming_client().get(url(1)).send().await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.headers()["x-cache"], "COALESCED");
+    let second_start = first_bytes(&mut second).await;
+    for start in [&first_start, &second_start] {
+        assert!(!start.is_empty() && start.len() <= 256 * 1024);
+        assert_eq!(start[..], body[..start.len()]);
+    }
+    assert_eq!(origin.requests(), 1);
+
+    origin.release();
+    assert!(rest_of(first, first_start).await == body);
+    assert!(rest_of(second, second_start).await == body);
+    let hit = get(url(2)).await;
+    assert_eq!(hit.headers()["x-cache"], "HIT");
+    assert!(hit.bytes().await.unwrap() == body);
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_segment_cut_short_by_the_origin_fails_its_viewers_and_is_not_kept() {
+    let body = segment_bytes(256 * 1024);
+    // The origin promises the whole length, sends half, and closes once released.
+    let origin = ScriptedOrigin::start(Script::SendRestWhenReleased {
+        first: segment_start(&body, 128 * 1024),
+        rest: Vec::new(),
+    })
     .await;
     let proxy = ProxyBuilder::new(origin.addr).start().await;
-    let viewers = 200;
+    let url = proxy.url(&format!("/live/42-10.ts?token={}", token(42)));
+    let mut viewers = Vec::new();
+    for _ in 0..2 {
+        let mut response = streaming_client().get(url.clone()).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let start = first_bytes(&mut response).await;
+        viewers.push((response, start));
+    }
+    origin.release();
+    for (mut response, start) in viewers {
+        let mut received = start.len();
+        let ended = loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => received += chunk.len(),
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            }
+        };
+        assert!(ended.is_err(), "a short body must not end like a whole one");
+        assert!(received < body.len());
+    }
+    // Nothing was kept: the next viewer makes the proxy ask the origin again.
+    let again = streaming_client().get(url).send().await.unwrap();
+    assert_ne!(
+        again.headers().get("x-cache").map(|v| v.as_bytes()),
+        Some(&b"HIT"[..])
+    );
+    drop(again);
+    wait_until("the origin to be asked again", || {
+        let asked = origin.requests();
+        async move { (asked == 2).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_misses_make_one_origin_request() {
+    let body = segment_bytes(128 * 1024);
+    let origin = ScriptedOrigin::start(split_segment(&body, 64 * 1024)).await;
+    // The origin stays silent until every viewer is in, however long that takes here.
+    let proxy = ProxyBuilder::new(origin.addr)
+        .with("[timeouts]\nupstream_read_s = 300\ndownstream_write_s = 300")
+        .start()
+        .await;
+    let viewers = 1000;
+    let client = streaming_client();
+    let started = Arc::new(AtomicUsize::new(0));
+    let (release, released) = tokio::sync::watch::channel(false);
     let requests: Vec<_> = (0..viewers)
         .map(|i| {
             let url = proxy.url(&format!(
                 "/live/42-7.ts?token={}",
                 token_expiring(42, unix_now() + 3600 + i)
             ));
-            tokio::spawn(get(url))
+            let started = started.clone();
+            let mut released = released.clone();
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut response = client.get(url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                let source = response.headers()["x-cache"].to_str().unwrap().to_owned();
+                let start = first_bytes(&mut response).await;
+                started.fetch_add(1, Ordering::SeqCst);
+                // Nothing more is read until every viewer has its first bytes.
+                released.wait_for(|r| *r).await.unwrap();
+                (source, rest_of(response, start).await)
+            })
         })
         .collect();
-    wait_until("the first request to reach the origin", || {
-        let reached = origin.requests() >= 1;
-        async move { reached.then_some(()) }
+    // Every viewer has the first half while the origin still holds the second.
+    wait_until("every viewer to get its first bytes", || {
+        let started = started.load(Ordering::SeqCst);
+        async move { (started == viewers as usize).then_some(()) }
     })
     .await;
+    assert_eq!(origin.requests(), 1);
     origin.release();
+    release.send_replace(true);
     let mut sources = Vec::new();
     for request in requests {
-        let response = request.await.unwrap();
-        assert_eq!(response.status(), 200);
-        sources.push(response.headers()["x-cache"].to_str().unwrap().to_owned());
-        assert_eq!(response.text().await.unwrap(), "segment bytes");
+        let (source, received) = request.await.unwrap();
+        assert!(received == body, "every viewer gets the whole segment");
+        sources.push(source);
     }
     assert_eq!(
         origin.requests(),
@@ -132,6 +286,10 @@ async fn concurrent_misses_make_one_origin_request() {
         "one origin request for {viewers} viewers"
     );
     assert_eq!(sources.iter().filter(|s| *s == "MISS").count(), 1);
+    assert_eq!(
+        sources.iter().filter(|s| *s == "COALESCED").count(),
+        viewers as usize - 1
+    );
     let metrics = proxy.metrics().await;
     assert!(
         metrics.contains(r#"livegate_proxy_cache_lookups_total{kind="segment",result="miss"} 1"#),
@@ -159,11 +317,16 @@ async fn blocking_reloads_are_shared_while_they_wait_but_not_kept() {
         ))
     };
     let waiting: Vec<_> = (0..20).map(|i| tokio::spawn(get(reload(i)))).collect();
-    wait_until("the reload to reach the origin", || {
-        let reached = origin.requests() >= 1;
-        async move { reached.then_some(()) }
+    wait_until("every reload to wait for the first one's", || async {
+        let metrics = proxy.metrics().await;
+        metrics
+            .contains(
+                r#"livegate_proxy_cache_lookups_total{kind="playlist",result="coalesced"} 19"#,
+            )
+            .then_some(())
     })
     .await;
+    assert_eq!(origin.requests(), 1);
     origin.release();
     for request in waiting {
         let response = request.await.unwrap();
