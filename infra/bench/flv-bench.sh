@@ -16,6 +16,10 @@
 #         proxy and, as the baseline, at the origin directly.
 #   all   both.
 #
+# With LIVEGATE_PROXY_BASELINE_BIN set, each mode runs twice in the same invocation — first that
+# proxy binary (the baseline, say the build before a change), then the one under test — each
+# with a fresh origin and proxy, and ends with the two side by side and their ratios.
+#
 # Usage: infra/bench/flv-bench.sh [load|join|all]
 #   1,000 viewers of ~2 Mbit/s (the default):   infra/bench/flv-bench.sh
 #   10,000 viewers of ~500 kbit/s:              FLV_CLIENTS=10000 FLV_VIDEO_KBPS=436 FLV_RAMP_MS=5000 infra/bench/flv-bench.sh
@@ -31,9 +35,11 @@
 #   FLV_JOIN_PAUSE_MS [2500] longest random pause before each join (at least a GOP: 2 s)
 #   CARGO_TARGET_DIR [<workspace>/target]
 #   LIVEGATE_PROXY_BIN        run this proxy binary instead of building the workspace's
+#   LIVEGATE_PROXY_BASELINE_BIN  also run this proxy binary, first, as the baseline
 #   LIVEGATE_BENCH_BIN_DIR    take flv-origin, flv-load and flv-join from this directory
 #                             instead of building them (with LIVEGATE_PROXY_BIN: no build)
-# Needs: cargo, ffmpeg, curl, python3.
+#   FLV_SAMPLE_S [2]        seconds between samples of the sockets' queues (ss) during `load`
+# Needs: cargo, ffmpeg, curl, python3, ss (iproute2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -56,7 +62,9 @@ ROOM=42
 
 BENCH_NAME=flv-bench
 . "$ROOT/infra/bench/lib.sh"
-require_tools cargo ffmpeg curl python3
+require_tools cargo ffmpeg curl python3 ss
+SAMPLE_S=${FLV_SAMPLE_S:-2}
+BASELINE_BIN=${LIVEGATE_PROXY_BASELINE_BIN:-}
 
 # Every viewer costs the proxy one descriptor (the origin pull is one for all of them) and the
 # load tool one; each process has the limit to itself.
@@ -114,8 +122,8 @@ origin_connections() {
         | sed -E 's/.* streams_open=([0-9]+) streams_peak=([0-9]+) streams=([0-9]+).*/\1 \2 \3/'
 }
 
-start_proxy() {
-    local ports code=000
+start_proxy() { # binary
+    local bin=$1 ports code=000
     read -r -a ports < <(python3 - <<'PY'
 import socket
 socks = [socket.socket() for _ in range(2)]
@@ -149,7 +157,7 @@ forward_to_origin = $FORWARD_TOKEN
 [log]
 filter = "warn"
 CONF
-    "$PROXY_BIN" --config "$WORK/livegate.toml" >"$WORK/livegate.log" 2>&1 &
+    "$bin" --config "$WORK/livegate.toml" >"$WORK/livegate.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=($PROXY_PID)
     URL="http://127.0.0.1:$LG_PORT/live/$ROOM.flv?token=$TOKEN"
@@ -179,13 +187,41 @@ TICKS=$(getconf CLK_TCK)
 load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+# Busy and total jiffies of the whole machine (all CPUs), for the share other work took.
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+
+# Once every SAMPLE_S seconds until the proxy ends, the most bytes waiting in the kernel: unread
+# by the clients (their sockets' receive queues), not yet taken by the clients (the proxy's send
+# queues towards them) and unread by the proxy at its origin pull. A proxy that falls behind
+# leaves the pull unread; clients that fall behind leave their own sockets full.
+sample_queues() { # out-file
+    local out=$1 client_recv proxy_send pull_recv
+    local max_client=0 max_send=0 max_pull=0
+    while kill -0 "$PROXY_PID" 2>/dev/null; do
+        client_recv=$(ss -tnH state established "( dport = :$LG_PORT )" 2>/dev/null \
+            | awk '{s += $1} END {print s + 0}')
+        proxy_send=$(ss -tnH state established "( sport = :$LG_PORT )" 2>/dev/null \
+            | awk '{s += $2} END {print s + 0}')
+        pull_recv=$(ss -tnH state established "( dport = :${ORIGIN_ADDR##*:} )" 2>/dev/null \
+            | awk '{s += $1} END {print s + 0}')
+        [ "$client_recv" -gt "$max_client" ] && max_client=$client_recv
+        [ "$proxy_send" -gt "$max_send" ] && max_send=$proxy_send
+        [ "$pull_recv" -gt "$max_pull" ] && max_pull=$pull_recv
+        echo "$max_client $max_send $max_pull" >"$out"
+        sleep "$SAMPLE_S"
+    done
+}
 
 # --- load ------------------------------------------------------------------------------------
-load_mode() {
+# One load run against proxy binary $2, labelled $1; its summary goes to stdout and its figures
+# to $WORK/result.$1 (for the comparison).
+load_mode() { # label binary
+    local label=$1 bin=$2
     local idle_kb hwm_kb end_kb peak_kb cpu_before cpu_after origin_before origin_after
-    local wall_before wall_after load_before sampler mid load_pid load_hwm_kb load_cpu
+    local wall_before wall_after load_before sampler queues mid load_pid load_hwm_kb load_cpu
+    local machine_before machine_after
     start_origin
-    start_proxy
+    start_proxy "$bin"
     idle_kb=$(status_kb "$PROXY_PID" VmRSS)
     (
         peak=0
@@ -197,11 +233,16 @@ load_mode() {
     ) &
     sampler=$!
     PIDS+=($sampler)
+    rm -f "$WORK/peak_rss" "$WORK/queues"
+    sample_queues "$WORK/queues" &
+    queues=$!
+    PIDS+=($queues)
 
-    log "pulling with $CLIENTS clients for $SECONDS_PER_CLIENT s (origin $ORIGIN_ADDR, proxy 127.0.0.1:$LG_PORT, $WORKERS threads)"
+    log "$label ($bin): pulling with $CLIENTS clients for $SECONDS_PER_CLIENT s (origin $ORIGIN_ADDR, proxy 127.0.0.1:$LG_PORT, $WORKERS threads)"
     load_before=$(load_avg)
     cpu_before=$(cpu_ticks "$PROXY_PID")
     origin_before=$(cpu_ticks "$ORIGIN_PID")
+    read -r -a machine_before < <(machine_ticks)
     wall_before=$(date +%s.%N)
     # Half-way through, the origin says how many connections it has open at that moment.
     (sleep $((SECONDS_PER_CLIENT / 2 + 1)) && origin_connections >"$WORK/origin_mid") &
@@ -221,6 +262,9 @@ load_mode() {
     wall_after=$(date +%s.%N)
     cpu_after=$(cpu_ticks "$PROXY_PID")
     origin_after=$(cpu_ticks "$ORIGIN_PID")
+    read -r -a machine_after < <(machine_ticks)
+    local load_after
+    load_after=$(load_avg)
     wait "$mid" || true
     hwm_kb=$(status_kb "$PROXY_PID" VmHWM)
     end_kb=$(status_kb "$PROXY_PID" VmRSS)
@@ -229,38 +273,72 @@ load_mode() {
     # The proxy's own view: tags it dropped for viewers that fell behind, viewers it cut.
     curl -s "http://127.0.0.1:$ADMIN_PORT/metrics" \
         | grep -E '^[a-z_]*flv_(tags_dropped|viewers_cut|pulls_active)' >"$WORK/metrics" || true
-    local connections mid_open result share complete clients open peak accepted
+    local connections mid_open result share complete clients open peak accepted late_max late_total
+    local q_client q_send q_pull
     connections=$(origin_connections)
     mid_open=$(cut -d' ' -f1 "$WORK/origin_mid" 2>/dev/null || echo '?')
+    read -r q_client q_send q_pull <"$WORK/queues" 2>/dev/null || true
     cat "$WORK/load.out"
     result=$(grep '^RESULT' "$WORK/load.out")
     share=$(sed -E 's/.*share_pct=([0-9.]+).*/\1/' <<<"$result")
     complete=$(sed -E 's/.*complete=([0-9]+).*/\1/' <<<"$result")
     clients=$(sed -E 's/.*clients=([0-9]+).*/\1/' <<<"$result")
+    late_max=$(sed -E 's/.*late_max_ms=([0-9]+).*/\1/' <<<"$result")
+    late_total=$(sed -E 's/.*late_total_ms=([0-9]+).*/\1/' <<<"$result")
     read -r open peak accepted <<<"$connections"
 
     echo
-    echo "livegate-proxy, $CLIENTS FLV viewers x ${SECONDS_PER_CLIENT} s of $(awk '/^bitrate_bps/{printf "%.2f", $2 / 1e6}' "$WORK/origin.out") Mbit/s, ramp $RAMP_MS ms, $WORKERS threads, forward_to_origin = $FORWARD_TOKEN, $(nproc) CPUs"
-    echo "load average before: $load_before; after: $(load_avg)"
-    echo "origin pulls (FLV responses, the origin's own count): $mid_open open half-way, $open at the end, at most $peak at once, $accepted in all (goal: 1)"
-    awk -v hwm="$hwm_kb" -v peak="$peak_kb" -v idle="$idle_kb" -v end="$end_kb" -v n="$CLIENTS" \
-        'BEGIN { printf "proxy memory: peak (VmHWM) %.1f MB, largest sampled VmRSS %.1f MB, idle %.1f MB, after the load %.1f MB\n", hwm/1024, peak/1024, idle/1024, end/1024
-                 printf "proxy memory per viewer: %.1f KB (VmHWM above idle; goal < 30 KB), %.1f KB (all of VmHWM)\n", (hwm - idle) / n, hwm / n }'
+    echo "[$label] livegate-proxy $bin"
+    echo "[$label] $CLIENTS FLV viewers x ${SECONDS_PER_CLIENT} s of $(awk '/^bitrate_bps/{printf "%.2f", $2 / 1e6}' "$WORK/origin.out") Mbit/s, ramp $RAMP_MS ms, $WORKERS threads, forward_to_origin = $FORWARD_TOKEN, $(nproc) CPUs"
+    echo "[$label] load average before: $load_before; after: $load_after"
+    echo "[$label] origin pulls (FLV responses, the origin's own count): $mid_open open half-way, $open at the end, at most $peak at once, $accepted in all (goal: 1)"
+    awk -v hwm="$hwm_kb" -v peak="$peak_kb" -v idle="$idle_kb" -v end="$end_kb" -v n="$CLIENTS" -v l="$label" \
+        'BEGIN { printf "[%s] proxy memory: peak (VmHWM) %.1f MB, largest sampled VmRSS %.1f MB, idle %.1f MB, after the load %.1f MB\n", l, hwm/1024, peak/1024, idle/1024, end/1024
+                 printf "[%s] proxy memory per viewer: %.1f KB (VmHWM above idle; goal < 30 KB), %.1f KB (all of VmHWM)\n", l, (hwm - idle) / n, hwm / n }'
     awk -v a="$cpu_before" -v b="$cpu_after" -v oa="$origin_before" -v ob="$origin_after" \
         -v lc="$load_cpu" -v lm="$load_hwm_kb" -v t="$TICKS" -v w0="$wall_before" -v w1="$wall_after" \
-        'BEGIN { cpu = (b - a) / t; w = w1 - w0
-                 printf "proxy CPU: %.1f s over %.1f s (%.0f%% of one core)\n", cpu, w, 100 * cpu / w
-                 printf "on the same machine: origin CPU %.1f s; flv-load CPU %.1f s (%.0f%% of one core), peak memory %.1f MB\n", (ob - oa) / t, lc / t, 100 * lc / t / w, lm / 1024 }'
-    echo "complete clients: $complete/$clients ($share%)"
-    echo "proxy metrics: $(tr '\n' ' ' <"$WORK/metrics")"
+        -v mb0="${machine_before[0]}" -v mt0="${machine_before[1]}" -v mb1="${machine_after[0]}" \
+        -v mt1="${machine_after[1]}" -v cpus="$(nproc)" -v l="$label" \
+        'BEGIN { cpu = (b - a) / t; w = w1 - w0; origin = (ob - oa) / t; load = lc / t
+                 busy = (mb1 - mb0) / t; total = (mt1 - mt0) / t
+                 printf "[%s] proxy CPU: %.1f s over %.1f s (%.0f%% of one core)\n", l, cpu, w, 100 * cpu / w
+                 printf "[%s] on the same machine: origin CPU %.1f s; flv-load CPU %.1f s (%.0f%% of one core), peak memory %.1f MB\n", l, origin, load, 100 * load / w, lm / 1024
+                 printf "[%s] machine: %.0f%% of its %d cores busy; other work (not proxy, origin, flv-load) %.1f s (%.0f%% of one core)\n", l, 100 * busy / total, cpus, busy - cpu - origin - load, 100 * (busy - cpu - origin - load) / w }'
+    echo "[$label] flv-load lateness: latest wake ${late_max} ms late, ${late_total} ms more than 50 ms late in all"
+    echo "[$label] bytes waiting in the kernel, most of the samples every ${SAMPLE_S} s: unread by the clients ${q_client:-?}, in the proxy's send queues ${q_send:-?}, unread by the proxy at its pull ${q_pull:-?}"
+    echo "[$label] complete clients: $complete/$clients ($share%)"
+    echo "[$label] proxy metrics: $(tr '\n' ' ' <"$WORK/metrics")"
+    awk -v hwm="$hwm_kb" -v idle="$idle_kb" -v n="$CLIENTS" -v a="$cpu_before" -v b="$cpu_after" \
+        -v t="$TICKS" -v w0="$wall_before" -v w1="$wall_after" -v lc="$load_cpu" \
+        -v c="$complete" -v share="$share" -v lb="$load_before" -v la="$load_after" \
+        'BEGIN { printf "%.1f %.1f %.1f %.1f %s %s %s|%s\n", (hwm - idle) / n, hwm / 1024,
+                 100 * (b - a) / t / (w1 - w0), 100 * lc / t / (w1 - w0), c, share, lb, la }' \
+        >"$WORK/result.$label"
     stop_all
+    kill "$queues" 2>/dev/null || true
+}
+
+# The two runs side by side: memory per viewer, peak, proxy CPU, flv-load CPU, completeness.
+compare_load() {
+    local base cand
+    read -r -a base < <(cut -d'|' -f1 "$WORK/result.baseline")
+    read -r -a cand < <(cut -d'|' -f1 "$WORK/result.candidate")
+    echo
+    echo "baseline vs candidate, $CLIENTS viewers x ${SECONDS_PER_CLIENT} s (candidate / baseline in brackets):"
+    printf '%-10s %14s %14s %16s %14s %18s  %s\n' run "KB per viewer" "peak MB" "proxy CPU %" "flv-load %" "complete" "load average before | after"
+    printf '%-10s %14s %14s %16s %14s %18s  %s\n' baseline "${base[0]}" "${base[1]}" "${base[2]}" "${base[3]}" "${base[4]}/$CLIENTS" "$(cut -d' ' -f7- "$WORK/result.baseline")"
+    printf '%-10s %14s %14s %16s %14s %18s  %s\n' candidate "${cand[0]}" "${cand[1]}" "${cand[2]}" "${cand[3]}" "${cand[4]}/$CLIENTS" "$(cut -d' ' -f7- "$WORK/result.candidate")"
+    awk -v b0="${base[0]}" -v c0="${cand[0]}" -v b1="${base[1]}" -v c1="${cand[1]}" \
+        -v b2="${base[2]}" -v c2="${cand[2]}" -v b3="${base[3]}" -v c3="${cand[3]}" \
+        'function r(c, b) { return b > 0 ? sprintf("%.2fx", c / b) : "-" }
+         BEGIN { printf "%-10s %14s %14s %16s %14s\n", "ratio", r(c0, b0), r(c1, b1), r(c2, b2), r(c3, b3) }'
 }
 
 # --- join latency ----------------------------------------------------------------------------
-join_mode() {
-    local label url
+join_mode() { # label binary
+    local run=$1 bin=$2 label url
     start_origin --live
-    start_proxy
+    start_proxy "$bin"
     for label in origin livegate; do
         if [ "$label" = origin ]; then url=$ORIGIN_URL; else url=$URL; fi
         log "$JOINS joins at $label, one at a time, each after a random pause of up to $JOIN_PAUSE_MS ms"
@@ -274,6 +352,7 @@ join_mode() {
             || { log "$label: some joins failed"; cat "$WORK/join.$label" >&2; }
     done
     echo
+    echo "[$run] livegate-proxy $bin"
     echo "join to keyframe: $JOINS joins per target while one viewer pulls, random pauses up to $JOIN_PAUSE_MS ms, $WORKERS proxy threads, forward_to_origin = $FORWARD_TOKEN, $(nproc) CPUs"
     echo "origin: flv-origin --live (joins the running stream mid-GOP: header, metadata and sequence headers at once, then frames from now on, no GOP cache)"
     echo "ms from sending the request to the first byte of: the body, the first video keyframe tag (AVC sequence header included), the first coded keyframe"
@@ -294,8 +373,20 @@ join_mode() {
     stop_all
 }
 
+# Each mode against the baseline first (when given), then the proxy under test.
+run_mode() { # load|join
+    if [ -n "$BASELINE_BIN" ]; then
+        "$1_mode" baseline "$BASELINE_BIN"
+        "$1_mode" candidate "$PROXY_BIN"
+        [ "$1" = load ] && compare_load
+    else
+        "$1_mode" candidate "$PROXY_BIN"
+    fi
+    return 0
+}
+
 case "$MODE" in
-    load) load_mode ;;
-    join) join_mode ;;
-    all) load_mode; join_mode ;;
+    load) run_mode load ;;
+    join) run_mode join ;;
+    all) run_mode load; run_mode join ;;
 esac

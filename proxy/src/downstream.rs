@@ -7,12 +7,20 @@
 //! within a byte budget and a deadline; a head over budget is answered 431 (414 when the request
 //! target alone is too long), one too slow 408, and the connection is closed. Pingora never sees
 //! the refused bytes, so it has nothing to log.
+//!
+//! A request whose answer runs for hours on a connection of its own (an HTTP-FLV response)
+//! need not keep Pingora's HTTP session for all that time: the session's futures, buffers and
+//! header maps are most of what a connection costs. Once such a response's head has gone out,
+//! the request path [hands the connection off](hand_off) to a [`Takeover`]; Pingora then
+//! finishes its session without touching the connection again, and the connection's task serves
+//! the rest of it with the takeover alone.
 
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -67,13 +75,78 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let guarded = HeadGuard::new(stream, self.limits, self.metrics.clone());
-        self.inner.process_new(Box::new(guarded), shutdown).await
+        let handoff = Arc::new(Handoff::default());
+        let guarded = HeadGuard::new(stream, self.limits, self.metrics.clone(), handoff.clone());
+        let reused = self.inner.process_new(Box::new(guarded), shutdown).await;
+        if !handoff.claimed.load(Ordering::Acquire) {
+            return reused;
+        }
+        // A guard handed back still holds the connection: dropping it passes it on.
+        drop(reused);
+        let (takeover, stream) = handoff.take()?;
+        takeover.serve(stream).await;
+        None
     }
 
     async fn cleanup(&self) {
         self.inner.cleanup().await;
     }
+}
+
+/// Serves the rest of a connection that its HTTP session handed off (see [`hand_off`]).
+#[async_trait]
+pub trait Takeover: Send {
+    /// Serves `stream` until the connection is done; dropping it closes the connection.
+    async fn serve(self: Box<Self>, stream: Stream);
+}
+
+/// Where a connection handed off waits for its [`Takeover`], between the request path and the
+/// connection's task.
+#[derive(Default)]
+struct Handoff {
+    /// Set once a takeover has claimed the connection: from then on the guard neither reads
+    /// nor writes for the HTTP session.
+    claimed: AtomicBool,
+    parts: Mutex<(Option<Box<dyn Takeover>>, Option<Stream>)>,
+}
+
+impl Handoff {
+    fn parts(&self) -> std::sync::MutexGuard<'_, (Option<Box<dyn Takeover>>, Option<Stream>)> {
+        self.parts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Option<(Box<dyn Takeover>, Stream)> {
+        let mut parts = self.parts();
+        Some((parts.0.take()?, parts.1.take()?))
+    }
+}
+
+/// Hands the connection under an HTTP session (`session_stream`, Pingora's
+/// `Session::stream()`) to `takeover`, which serves it once the session is finished. The session
+/// must write nothing more and keep the connection no longer (no keep-alive): from now on its
+/// reads see the end of the stream, its writes fail and its shutdown leaves the connection
+/// open. Gives `takeover` back when the connection did not come through [`Guarded`] or was
+/// handed off already.
+pub fn hand_off(
+    session_stream: Option<&Stream>,
+    takeover: Box<dyn Takeover>,
+) -> Result<(), Box<dyn Takeover>> {
+    let Some(guard) = session_stream.and_then(|s| (**s).as_any().downcast_ref::<HeadGuard>())
+    else {
+        return Err(takeover);
+    };
+    let handoff = &guard.handoff;
+    let mut parts = handoff.parts();
+    if handoff.claimed.load(Ordering::Acquire) {
+        return Err(takeover);
+    }
+    parts.0 = Some(takeover);
+    handoff.claimed.store(true, Ordering::Release);
+    Ok(())
+}
+
+fn handed_off() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection handed off")
 }
 
 const RESPONSE_408: &[u8] =
@@ -108,10 +181,12 @@ enum Phase {
 /// A viewer connection whose request heads are bounded in size and time (see the module
 /// documentation).
 pub struct HeadGuard {
-    inner: Stream,
+    /// Always there until the guard is dropped, which hands it on when it was handed off.
+    inner: Option<Stream>,
     phase: Phase,
     limits: HeadLimits,
     metrics: Arc<Metrics>,
+    handoff: Arc<Handoff>,
 }
 
 impl fmt::Debug for HeadGuard {
@@ -122,15 +197,37 @@ impl fmt::Debug for HeadGuard {
     }
 }
 
+impl Drop for HeadGuard {
+    fn drop(&mut self) {
+        if self.handoff.claimed.load(Ordering::Acquire) {
+            self.handoff.parts().1 = self.inner.take();
+        }
+    }
+}
+
 impl HeadGuard {
     /// Guards a freshly accepted connection: its first head must arrive within the timeout.
-    pub fn new(inner: Stream, limits: HeadLimits, metrics: Arc<Metrics>) -> HeadGuard {
+    fn new(
+        inner: Stream,
+        limits: HeadLimits,
+        metrics: Arc<Metrics>,
+        handoff: Arc<Handoff>,
+    ) -> HeadGuard {
         HeadGuard {
-            inner,
+            inner: Some(inner),
             phase: Phase::Idle(Some(Box::pin(sleep(limits.timeout)))),
             limits,
             metrics,
+            handoff,
         }
+    }
+
+    /// The connection, while the HTTP session may use it.
+    fn io(&mut self) -> io::Result<Pin<&mut Stream>> {
+        if self.handoff.claimed.load(Ordering::Acquire) {
+            return Err(handed_off());
+        }
+        self.inner.as_mut().map(Pin::new).ok_or_else(handed_off)
     }
 
     fn refuse(&mut self, response: &'static [u8], reason: HeadRefusal) {
@@ -159,7 +256,7 @@ impl HeadGuard {
             }
             let mut step = [0u8; READ_STEP];
             let mut read = ReadBuf::new(&mut step);
-            match Pin::new(&mut self.inner).poll_read(cx, &mut read) {
+            match self.io()?.poll_read(cx, &mut read) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                 Poll::Ready(Ok(())) => {}
@@ -260,9 +357,13 @@ impl AsyncRead for HeadGuard {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.handoff.claimed.load(Ordering::Acquire) {
+            // The session's last look at the connection: nothing more comes for it.
+            return Poll::Ready(Ok(()));
+        }
         loop {
             match &mut this.phase {
-                Phase::Body => return Pin::new(&mut this.inner).poll_read(cx, buf),
+                Phase::Body => return this.io()?.poll_read(cx, buf),
                 Phase::Release(bytes) => {
                     let n = bytes.len().min(buf.remaining());
                     buf.put_slice(&bytes[..n]);
@@ -273,11 +374,16 @@ impl AsyncRead for HeadGuard {
                     return Poll::Ready(Ok(()));
                 }
                 Phase::Refusing(response) => {
-                    while !response.is_empty() {
-                        match Pin::new(&mut this.inner).poll_write(cx, response) {
-                            Poll::Pending => return Poll::Pending,
+                    let response = std::mem::take(response);
+                    let mut left = response;
+                    while !left.is_empty() {
+                        match this.io()?.poll_write(cx, left) {
+                            Poll::Pending => {
+                                this.phase = Phase::Refusing(left);
+                                return Poll::Pending;
+                            }
                             Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
-                            Poll::Ready(Ok(n)) => *response = &response[n..],
+                            Poll::Ready(Ok(n)) => left = &left[n..],
                         }
                     }
                     this.phase = Phase::Closed;
@@ -301,7 +407,7 @@ impl AsyncWrite for HeadGuard {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = Pin::new(&mut this.inner).poll_write(cx, data);
+        let written = this.io()?.poll_write(cx, data);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) && matches!(this.phase, Phase::Body) {
             // A response is going out: whatever the viewer sends next starts a new head.
             this.phase = Phase::Idle(None);
@@ -310,11 +416,21 @@ impl AsyncWrite for HeadGuard {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if this.handoff.claimed.load(Ordering::Acquire) {
+            // What the session wrote went out before it handed the connection off.
+            return Poll::Ready(Ok(()));
+        }
+        this.io()?.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        if this.handoff.claimed.load(Ordering::Acquire) {
+            // The connection stays open for the takeover.
+            return Poll::Ready(Ok(()));
+        }
+        this.io()?.poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -323,7 +439,7 @@ impl AsyncWrite for HeadGuard {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let written = this.io()?.poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) && matches!(this.phase, Phase::Body) {
             this.phase = Phase::Idle(None);
         }
@@ -331,20 +447,28 @@ impl AsyncWrite for HeadGuard {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 }
 
 #[async_trait]
 impl Shutdown for HeadGuard {
     async fn shutdown(&mut self) {
-        self.inner.shutdown().await;
+        if self.handoff.claimed.load(Ordering::Acquire) {
+            // The connection stays open for the takeover.
+            return;
+        }
+        if let Some(inner) = self.inner.as_mut() {
+            inner.shutdown().await;
+        }
     }
 }
 
 impl UniqueID for HeadGuard {
     fn id(&self) -> UniqueIDType {
-        self.inner.id()
+        self.inner
+            .as_ref()
+            .map_or_else(UniqueIDType::default, |s| s.id())
     }
 }
 
@@ -352,23 +476,28 @@ impl Ssl for HeadGuard {}
 
 impl GetTimingDigest for HeadGuard {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.inner.get_timing_digest()
+        self.inner
+            .as_ref()
+            .map(|s| s.get_timing_digest())
+            .unwrap_or_default()
     }
 }
 
 impl GetProxyDigest for HeadGuard {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.inner.get_proxy_digest()
+        self.inner.as_ref()?.get_proxy_digest()
     }
 }
 
 impl GetSocketDigest for HeadGuard {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.inner.get_socket_digest()
+        self.inner.as_ref()?.get_socket_digest()
     }
 
     fn set_socket_digest(&mut self, socket_digest: SocketDigest) {
-        self.inner.set_socket_digest(socket_digest);
+        if let Some(inner) = self.inner.as_mut() {
+            inner.set_socket_digest(socket_digest);
+        }
     }
 }
 
@@ -384,6 +513,83 @@ const _: fn() = || {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Stands in for Pingora's HTTP session: reads a head, answers it, hands the connection off
+    /// and then does what a finishing session does.
+    struct Session;
+
+    #[async_trait]
+    impl ServerApp for Session {
+        async fn process_new(
+            self: &Arc<Self>,
+            mut stream: Stream,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<Stream> {
+            let mut buf = vec![0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(buf[..n].ends_with(b"\r\n\r\n"));
+            stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+            stream.flush().await.unwrap();
+            assert!(hand_off(Some(&stream), Box::new(Body)).is_ok());
+            assert!(
+                hand_off(Some(&stream), Box::new(Body)).is_err(),
+                "a connection is handed off once"
+            );
+            // The session's last moves leave the connection alone.
+            assert_eq!(stream.read(&mut buf).await.unwrap(), 0);
+            assert!(stream.write_all(b"stray").await.is_err());
+            stream.flush().await.unwrap();
+            Shutdown::shutdown(&mut *stream).await;
+            None
+        }
+    }
+
+    struct Body;
+
+    #[async_trait]
+    impl Takeover for Body {
+        async fn serve(self: Box<Self>, mut stream: Stream) {
+            stream.write_all(b"body").await.unwrap();
+            stream.flush().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_handed_off_is_served_by_its_takeover_after_the_session() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut registry = livegate_core::telemetry::Registry::with_prefix("proxy");
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        let app = Arc::new(Guarded::new(Session, LIMITS, metrics));
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+            let (_tx, shutdown) = tokio::sync::watch::channel(false);
+            app.process_new(stream, &shutdown).await.is_none()
+        });
+        let mut viewer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        viewer
+            .write_all(b"GET /live/42.flv HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        viewer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\nbody");
+        assert!(server.await.unwrap(), "nothing is left to reuse");
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_bypassed_the_guard_is_not_handed_off() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connect = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (_viewer, accepted) = tokio::join!(connect, listener.accept());
+        let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(
+            accepted.unwrap().0,
+        ));
+        assert!(hand_off(Some(&stream), Box::new(Body)).is_err());
+        assert!(hand_off(None, Box::new(Body)).is_err());
+    }
 
     const LIMITS: HeadLimits = HeadLimits {
         max_target_bytes: 64,

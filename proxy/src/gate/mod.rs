@@ -132,7 +132,10 @@ pub struct RequestCtx {
     /// The request comes from a CDN puller (admitted without a token).
     puller: bool,
     local_body_bytes: u64,
-    _in_flight: InFlightGuard,
+    /// The FLV response's connection was handed off: its body, counting and log happen there.
+    handed_off: bool,
+    /// Counts the request as running; an FLV response handed off takes it along.
+    in_flight: Option<InFlightGuard>,
 }
 
 /// The proxy: verifies play tokens and forwards what they allow to the origin.
@@ -248,7 +251,8 @@ impl ProxyHttp for Gate {
             aborted: false,
             puller: false,
             local_body_bytes: 0,
-            _in_flight: self.in_flight.start(),
+            handed_off: false,
+            in_flight: Some(self.in_flight.start()),
         }
     }
 
@@ -363,6 +367,10 @@ impl ProxyHttp for Gate {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {
+        if ctx.handed_off {
+            // The response is still running on its own; it counts and logs itself at its end.
+            return;
+        }
         let written = session
             .response_written()
             .map_or(0, |response| response.status.as_u16());

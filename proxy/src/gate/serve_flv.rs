@@ -6,26 +6,18 @@ use http::{header, HeaderName, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, warn};
 
 use livegate_core::unix_now;
 
 use super::{origin_failure, Gate, RequestCtx, PULL_TOKEN_TTL_S};
 use crate::cors;
+use crate::downstream;
 use crate::flv::hub::JoinError;
 use crate::flv::origin::OriginRequest;
-use crate::flv::queue::{End, Next};
+use crate::flv::response::FlvResponse;
 use crate::forwarding::strip_query_param;
 use crate::route::Matched;
-
-/// How an FLV response ended before its stream did.
-enum Cut {
-    Viewer(Box<Error>),
-    Expired,
-    Revoked,
-    Lagged,
-    Origin,
-}
 
 impl Gate {
     /// Serves an HTTP-FLV response from the stream's hub.
@@ -84,77 +76,37 @@ impl Gate {
             return Ok(());
         }
 
-        let _counted = ctx
-            .grant
-            .map(|grant| self.viewers.flv_viewer(grant.room_id));
-        let deadline = ctx.flv_deadline.map(instant_after_second);
-        let mut revocations = self.revocations.watch();
-        let grant = ctx.grant;
-        let cut = loop {
-            let next = tokio::select! {
-                next = subscription.next() => next,
-                // A viewer that closes its side ends the response now, not at the next write.
-                gone = session.read_body_or_idle(true) => break Cut::Viewer(viewer_gone(gone)),
-                () = sleep_until(deadline) => break Cut::Expired,
-                Ok(()) = revocations.changed() => {
-                    let revoked = grant.is_some_and(|grant| {
-                        self.revocations.is_revoked(grant.room_id, grant.expires_at)
-                    });
-                    if revoked {
-                        break Cut::Revoked;
-                    }
-                    continue;
-                }
-            };
-            match next {
-                Next::Data(bytes) => {
-                    if let Err(err) = session.write_response_body(Some(bytes), false).await {
-                        break Cut::Viewer(err);
-                    }
-                }
-                Next::End(End::Finished) => {
-                    return session.write_response_body(None, true).await.map_err(|e| {
-                        ctx.aborted = true;
-                        e.into_down()
-                    });
-                }
-                Next::End(End::Lagged) => break Cut::Lagged,
-                Next::End(End::OriginFailed) => break Cut::Origin,
-            }
+        // From here on the body runs on the connection alone, outside this HTTP session.
+        let response = FlvResponse {
+            subscription,
+            grant: ctx.grant,
+            deadline: ctx.flv_deadline.map(instant_after_second),
+            write_timeout: self.settings.downstream_write,
+            revocations: self.revocations.clone(),
+            metrics: self.metrics.clone(),
+            class: ctx.class,
+            path: session.req_header().uri.path().into(),
+            stream_key: route.stream_key.as_str().into(),
+            counted: ctx
+                .grant
+                .map(|grant| self.viewers.flv_viewer(grant.room_id)),
+            active: ctx.flv.take(),
+            in_flight: ctx.in_flight.take(),
         };
-        drop(subscription);
-        let ended = Error::explain(ErrorType::ConnectionClosed, "FLV response ended");
-        // The body is incomplete: the connection cannot carry another request.
-        Err(match cut {
-            Cut::Viewer(cause) => {
-                debug!(error = %cause, "FLV viewer left");
-                ctx.aborted = true;
-                ended.into_down()
-            }
-            Cut::Expired => {
-                ctx.flv_expired = true;
-                info!(
-                    room = ctx.grant.map(|g| g.room_id),
-                    "ending FLV response: play token expired"
-                );
-                ended
-            }
-            Cut::Revoked => {
-                // Like an expired token: the proxy's decision, not a failure.
-                ctx.flv_expired = true;
-                self.metrics.flv_viewers_revoked.inc();
-                info!(
-                    room = ctx.grant.map(|g| g.room_id),
-                    "ending FLV response: the room revoked its token"
-                );
-                ended
-            }
-            Cut::Lagged => {
-                info!(stream = %route.stream_key, "FLV viewer cut: it stayed behind the stream");
-                ended.into_down()
-            }
-            Cut::Origin => ended.into_up(),
-        })
+        // The body is close-delimited: the connection carries nothing after it.
+        session.set_keepalive(None);
+        if let Err(refused) = downstream::hand_off(session.stream(), Box::new(response)) {
+            drop(refused);
+            error!(
+                "FLV response not handed off: the connection did not come through the head guard"
+            );
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "FLV connection could not be handed off",
+            ));
+        }
+        ctx.handed_off = true;
+        Ok(())
     }
 
     /// The request the stream's pull sends the origin: the viewer's path and query without
@@ -240,12 +192,5 @@ fn viewer_gone(read: Result<Option<bytes::Bytes>>) -> Box<Error> {
             ErrorType::ConnectionClosed,
             "viewer closed or sent data on an FLV response",
         ),
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

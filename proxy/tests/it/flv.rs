@@ -255,6 +255,27 @@ async fn the_end_of_the_origin_stream_ends_every_viewer_cleanly() {
         .await
         .expect("the response ends cleanly");
     assert_eq!(&received[..], &body[..]);
+    // Counted once it has ended, with every byte it carried.
+    let counted = [
+        "livegate_proxy_requests_total{kind=\"flv\",status=\"2xx\"} 1".to_owned(),
+        format!(
+            "livegate_proxy_sent_bytes_total{{kind=\"flv\"}} {}",
+            body.len()
+        ),
+        "livegate_proxy_flv_sessions_active 0".to_owned(),
+    ];
+    wait_until("the finished FLV response to be counted", || {
+        let proxy = &proxy;
+        let counted = &counted;
+        async move {
+            let metrics = proxy.metrics().await;
+            counted
+                .iter()
+                .all(|line| metrics.contains(line))
+                .then_some(())
+        }
+    })
+    .await;
     let missing = ScriptedOrigin::start(Script::Send(
         b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
     ))
@@ -356,4 +377,51 @@ async fn origin_responses_framed_two_ways_are_refused() {
         let origin = ScriptedOrigin::start(Script::SendAndHang(head.as_bytes().to_vec())).await;
         assert_eq!(flv_status_through(&origin).await, 502, "{head:?}");
     }
+}
+
+#[tokio::test]
+async fn a_viewer_that_sends_anything_on_its_flv_response_is_let_go() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let origin = paced_origin().await;
+    let proxy = ProxyBuilder::new(origin.addr).start().await;
+    let mut viewer = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let request = format!(
+        "GET /live/42.flv?token={} HTTP/1.1\r\nHost: edge\r\n\r\n",
+        token(42)
+    );
+    viewer.write_all(request.as_bytes()).await.unwrap();
+    let (status, head) = crate::support::read_response_head(&mut viewer).await;
+    assert_eq!(status, 200, "{head}");
+    // A player sends nothing more on an FLV response; another request is not served on it.
+    viewer
+        .write_all(b"GET /live/42.m3u8 HTTP/1.1\r\nHost: edge\r\n\r\n")
+        .await
+        .unwrap();
+    let drained = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match viewer.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(livegate_tests::patience(), drained)
+        .await
+        .expect("the FLV response went on after the viewer sent data");
+    wait_until("the response to be counted as the viewer's end", || {
+        let proxy = &proxy;
+        async move {
+            let metrics = proxy.metrics().await;
+            (metrics
+                .contains("livegate_proxy_requests_total{kind=\"flv\",status=\"client_closed\"} 1")
+                && metrics.contains("livegate_proxy_flv_sessions_active 0"))
+            .then_some(())
+        }
+    })
+    .await;
+    wait_until("the origin connection to close", || async {
+        (origin.open_connections() == 0).then_some(())
+    })
+    .await;
 }

@@ -13,8 +13,14 @@
 //! `PreviousTagSize` consistent) of at least the paced total for the window shortened by the
 //! longest keyframe interval (one GOP): that slack covers connection setup and the last GOP
 //! still in flight, nothing more. The last stdout line is `RESULT …` for scripts.
+//!
+//! Every client is a task of this one process, which shares the machine with what it measures:
+//! when it cannot run, its clients fall behind whatever the proxy does. It clocks its own
+//! lateness — a task that asks to wake every 10 ms and notes how late it woke — and reports
+//! the latest wake and the time spent more than 50 ms late in all (`late_*` in `RESULT`).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -342,6 +348,35 @@ async fn client(authority: Arc<str>, request: Arc<[u8]>, window: Duration) -> Cl
     report
 }
 
+/// How late this process's runtime ran a task that asked to wake every [`CLOCK_PERIOD`].
+#[derive(Debug, Default)]
+struct Lateness {
+    wakes: u64,
+    latest: Duration,
+    /// Time spent more than [`LATE`] late, summed over the wakes.
+    late_total: Duration,
+}
+
+const CLOCK_PERIOD: Duration = Duration::from_millis(10);
+const LATE: Duration = Duration::from_millis(50);
+
+async fn clock(done: Arc<AtomicBool>) -> Lateness {
+    let mut lateness = Lateness::default();
+    let mut due = Instant::now() + CLOCK_PERIOD;
+    while !done.load(Ordering::Relaxed) {
+        tokio::time::sleep_until(due).await;
+        let now = Instant::now();
+        let late = now.saturating_duration_since(due);
+        lateness.wakes += 1;
+        lateness.latest = lateness.latest.max(late);
+        if late > LATE {
+            lateness.late_total += late;
+        }
+        due = now + CLOCK_PERIOD;
+    }
+    lateness
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -366,6 +401,8 @@ async fn main() {
         schedule.bitrate_bps() as f64 / 1e6,
         schedule.gop_ms
     );
+    let done = Arc::new(AtomicBool::new(false));
+    let lateness = tokio::spawn(clock(done.clone()));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.clients {
@@ -380,6 +417,8 @@ async fn main() {
     while let Some(joined) = tasks.join_next().await {
         reports.push(joined.expect("client task"));
     }
+    done.store(true, Ordering::Relaxed);
+    let lateness = lateness.await.expect("clock task");
 
     let mut bytes: Vec<u64> = reports.iter().map(|r| r.body_bytes).collect();
     bytes.sort_unstable();
@@ -414,9 +453,19 @@ async fn main() {
         reports.len()
     );
     println!(
-        "RESULT clients={} complete={complete} share_pct={share:.1} min_bytes={} median_bytes={median} expected_bytes={expected} threshold_bytes={threshold} errors={}",
+        "flv-load itself: latest wake {} ms late, {:.1} s more than {} ms late in all ({} wakes of a {} ms clock)",
+        lateness.latest.as_millis(),
+        lateness.late_total.as_secs_f64(),
+        LATE.as_millis(),
+        lateness.wakes,
+        CLOCK_PERIOD.as_millis()
+    );
+    println!(
+        "RESULT clients={} complete={complete} share_pct={share:.1} min_bytes={} median_bytes={median} expected_bytes={expected} threshold_bytes={threshold} errors={} late_max_ms={} late_total_ms={}",
         reports.len(),
         bytes.first().copied().unwrap_or(0),
-        reports.len() - count(Outcome::Ran)
+        reports.len() - count(Outcome::Ran),
+        lateness.latest.as_millis(),
+        lateness.late_total.as_millis()
     );
 }

@@ -1,0 +1,194 @@
+//! One viewer's HTTP-FLV response body, written straight on its connection.
+//!
+//! A viewer admitted and joined to its stream's hub has its response head written by Pingora's
+//! HTTP session, which then hands the connection off ([`crate::downstream::hand_off`]) and
+//! ends: the body runs for hours, and the session's state would be most of what a viewer
+//! costs. [`FlvResponse`] holds what the body needs — the hub's subscription, the token's
+//! cut-off, the revocations to watch, the viewer's counters — and writes the hub's shared
+//! batches as they come until the stream, the viewer, the token or a revocation ends it. Then
+//! it counts and logs the request as the HTTP session would have.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::protocols::Stream;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tracing::{debug, info, warn};
+
+use livegate_core::token::Grant;
+
+use super::hub::Subscription;
+use super::queue::{End, Next};
+use crate::downstream::Takeover;
+use crate::drain::InFlightGuard;
+use crate::gate::CLIENT_CLOSED;
+use crate::metrics::{ActiveGauge, Metrics, RequestClass};
+use crate::revocation::RevocationList;
+use crate::viewers::FlvViewer;
+
+/// An FLV response whose head has gone out: the rest of its connection.
+#[derive(Debug)]
+pub struct FlvResponse {
+    /// The viewer's place in its stream's hub.
+    pub subscription: Subscription,
+    /// The grant of the token it was admitted with (none for a CDN puller).
+    pub grant: Option<Grant>,
+    /// When the response ends because its token expired (when configured).
+    pub deadline: Option<tokio::time::Instant>,
+    /// A viewer that takes no data this long is dropped.
+    pub write_timeout: Duration,
+    /// Revocations that end the response when they cover its token.
+    pub revocations: Arc<RevocationList>,
+    /// Where the request is counted when it ends.
+    pub metrics: Arc<Metrics>,
+    /// The request's class for `requests_total`.
+    pub class: RequestClass,
+    /// The request path (without its query, which holds the token), for the log.
+    pub path: Box<str>,
+    /// The stream, for the log.
+    pub stream_key: Box<str>,
+    /// Counts the viewer in its room while the response runs.
+    pub counted: Option<FlvViewer>,
+    /// Counts the response in `flv_sessions_active`.
+    pub active: Option<ActiveGauge>,
+    /// Keeps a graceful shutdown waiting for the response.
+    pub in_flight: Option<InFlightGuard>,
+}
+
+/// How the response ended.
+enum Ending {
+    /// The origin's stream ended, and with it the body.
+    Finished,
+    /// The viewer closed its side, sent data, or stopped taking it.
+    ViewerGone(String),
+    /// The token expired.
+    Expired,
+    /// A revocation covers the token.
+    Revoked,
+    /// The viewer stayed behind the stream too long.
+    Lagged,
+    /// The origin failed mid-stream.
+    Origin,
+}
+
+#[async_trait]
+impl Takeover for FlvResponse {
+    async fn serve(self: Box<Self>, mut stream: Stream) {
+        let mut sent = 0u64;
+        let ending = self.relay(&mut stream, &mut sent).await;
+        drop(stream);
+        self.finish(ending, sent);
+    }
+}
+
+impl FlvResponse {
+    /// Writes what the hub hands over until something ends the response.
+    async fn relay(&self, stream: &mut Stream, sent: &mut u64) -> Ending {
+        let mut revocations = self.revocations.watch();
+        // Anything the viewer sends (or its closing) ends the response: a player sends nothing
+        // on an FLV response, and the connection carries no other request after it.
+        let mut probe = [0u8; 1];
+        loop {
+            let next = tokio::select! {
+                next = self.subscription.next() => next,
+                read = stream.read(&mut probe) => {
+                    return Ending::ViewerGone(match read {
+                        Ok(0) => "viewer closed the connection".to_owned(),
+                        Ok(_) => "viewer sent data on an FLV response".to_owned(),
+                        Err(err) => err.to_string(),
+                    });
+                }
+                () = sleep_until(self.deadline) => return Ending::Expired,
+                Ok(()) = revocations.changed() => {
+                    if self.is_revoked() {
+                        return Ending::Revoked;
+                    }
+                    continue;
+                }
+            };
+            match next {
+                Next::Data(bytes) => {
+                    if let Err(reason) = self.write(stream, &bytes).await {
+                        return Ending::ViewerGone(reason);
+                    }
+                    *sent += bytes.len() as u64;
+                }
+                // The body is close-delimited: closing the connection completes it.
+                Next::End(End::Finished) => return Ending::Finished,
+                Next::End(End::Lagged) => return Ending::Lagged,
+                Next::End(End::OriginFailed) => return Ending::Origin,
+            }
+        }
+    }
+
+    async fn write(&self, stream: &mut Stream, bytes: &Bytes) -> Result<(), String> {
+        let write = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!("writing body, timeout: {:?}", self.write_timeout)),
+        }
+    }
+
+    fn is_revoked(&self) -> bool {
+        self.grant
+            .is_some_and(|grant| self.revocations.is_revoked(grant.room_id, grant.expires_at))
+    }
+
+    /// Counts and logs the request: the status its response went out with (200), or 499 when
+    /// the viewer left or was cut before the stream ended.
+    fn finish(self: Box<Self>, ending: Ending, sent: u64) {
+        let room = self.grant.map(|g| g.room_id);
+        let (status, error) = match ending {
+            Ending::Finished => (200, None),
+            Ending::ViewerGone(reason) => {
+                debug!(error = %reason, "FLV viewer left");
+                (CLIENT_CLOSED, Some(reason))
+            }
+            Ending::Expired => {
+                info!(room, "ending FLV response: play token expired");
+                (200, None)
+            }
+            Ending::Revoked => {
+                // Like an expired token: the proxy's decision, not a failure.
+                self.metrics.flv_viewers_revoked.inc();
+                info!(room, "ending FLV response: the room revoked its token");
+                (200, None)
+            }
+            Ending::Lagged => {
+                info!(stream = %self.stream_key, "FLV viewer cut: it stayed behind the stream");
+                (CLIENT_CLOSED, Some("FLV viewer cut for lag".to_owned()))
+            }
+            Ending::Origin => {
+                warn!(
+                    stream = %self.stream_key,
+                    path = %self.path,
+                    "FLV response ended: the origin failed mid-stream"
+                );
+                (200, Some("FLV origin failed mid-stream".to_owned()))
+            }
+        };
+        self.metrics.request_done(self.class, status, sent);
+        debug!(
+            method = "GET",
+            path = %self.path,
+            status,
+            body_bytes = sent,
+            room,
+            error,
+            "request done"
+        );
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
