@@ -7,7 +7,9 @@
 #               checksum, poster, multipart upload, confirmation) against
 #               `ffmpeg -c copy -movflags +faststart` plus a plain `curl` PUT of its result to
 #               the same server (goal: at most 1.2x), and the recorder's peak RSS (VmHWM;
-#               goal: at most 64 MiB + 2 parts, flat in the file size).
+#               goal: at most 64 MiB + 2 parts, flat in the file size). Also the CPU seconds of
+#               each side (ffmpeg and curl; the recorder with its ffmpeg; s3s-fs during each),
+#               where the recorder's time went, and the load average before and after.
 #   kill        BENCH_TRIALS recordings of about 500 MB, each with the recorder killed with
 #               SIGKILL at a random moment of its clean run time and restarted: every
 #               recording must end exactly once in the bucket, byte-identical to a clean run,
@@ -20,6 +22,7 @@
 #   BENCH_CACHE [/var/tmp/livegate-bench-cache/recorder]  where generated recordings are kept
 #   BENCH_TRIALS [50]          SIGKILL trials
 #   BENCH_PART_MIB [16]        multipart part size
+#   BENCH_PARTS_IN_FLIGHT [2]  parts of one upload sent at once (storage.s3.parts_in_flight)
 #   LIVEGATE_TEST_S3S_BIN [/var/tmp/s3s/bin/s3s-fs]
 #   CARGO_TARGET_DIR [<workspace>/target]
 # Needs: cargo, ffmpeg, ffprobe, curl (with --aws-sigv4), sqlite3 or python3, sha256sum.
@@ -30,6 +33,7 @@ MODE=${1:-all}
 CACHE=${BENCH_CACHE:-/var/tmp/livegate-bench-cache/recorder}
 TRIALS=${BENCH_TRIALS:-50}
 PART_MIB=${BENCH_PART_MIB:-16}
+PARTS_IN_FLIGHT=${BENCH_PARTS_IN_FLIGHT:-2}
 S3S_BIN=${LIVEGATE_TEST_S3S_BIN:-/var/tmp/s3s/bin/s3s-fs}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
@@ -77,7 +81,8 @@ S3_PORT=$(free_port)
 mkdir -p "$S3_DIR"
 "$S3S_BIN" --host 127.0.0.1 --port "$S3_PORT" --access-key "$ACCESS" --secret-key "$SECRET" \
     "$S3_DIR" >"$WORK/s3s.log" 2>&1 &
-PIDS+=($!)
+S3S_PID=$!
+PIDS+=("$S3S_PID")
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && break; sleep 0.1; done
 s3() { # METHOD PATH [curl args...]
     local method=$1 path=$2
@@ -123,10 +128,12 @@ bucket = "$BUCKET"
 access_key = "$ACCESS"
 secret_key = "$SECRET"
 part_size_bytes = $((PART_MIB * 1024 * 1024))
+parts_in_flight = $PARTS_IN_FLIGHT
 key_prefix = "$(basename "$dir")/"
 [pictures.snapshots]
 enabled = false
 [log]
+format = "json"
 filter = "info"
 EOF
 }
@@ -145,46 +152,113 @@ run_recorder() {
 
 now() { date +%s.%N; }
 elapsed() { python3 -c "print(f'{$2 - $1:.2f}')"; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# CPU seconds a process has used, with the children it has waited for (the recorder's ffmpeg).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
+sub() { python3 -c "print(f'{$1 - $2:.2f}')"; }
+
+# timed CMD...: runs CMD and prints "WALL CPU" (seconds; CPU of CMD and its children).
+timed() {
+    python3 - "$@" <<'PY'
+import resource, subprocess, sys, time
+before = resource.getrusage(resource.RUSAGE_CHILDREN)
+started = time.monotonic()
+subprocess.run(sys.argv[1:], check=True)
+wall = time.monotonic() - started
+after = resource.getrusage(resource.RUSAGE_CHILDREN)
+cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+print(f"{wall:.2f} {cpu:.2f}")
+PY
+}
+
+# phases DIR STARTED: where the recorder's time went, from its log and metrics.
+phases() {
+    python3 - "$1/recorder.log" "$1/metrics.txt" "$2" <<'PY'
+import datetime, json, sys
+log, metrics, started = sys.argv[1], sys.argv[2], float(sys.argv[3])
+at = {}
+for line in open(log):
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        continue
+    message = entry.get("message") or entry.get("fields", {}).get("message", "")
+    stamp = datetime.datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+    at.setdefault(message, stamp)
+sums = {}
+for line in open(metrics):
+    if line.startswith("livegate_recorder_") and "_seconds_sum" in line:
+        name, value = line.split()
+        sums[name.split("_seconds_sum")[0].removeprefix("livegate_recorder_")] = float(value)
+def span(a, b):
+    return f"{at[b] - at[a]:.2f}s" if a in at and b in at else "?"
+start = "livegate-recorder started"
+print(f"  recorder phases: start-up {at.get(start, started) - started:.2f}s,"
+      f" found to remuxed {span('recording discovered', 'remuxed')}"
+      f" (probe + ffmpeg + validation {sums.get('remux_duration', 0):.2f}s, the rest the checksum pass),"
+      f" remuxed to stored {span('remuxed', 'stored and confirmed')}"
+      f" (upload {sums.get('upload_duration', 0):.2f}s, poster alongside),"
+      f" then recorded and cleaned")
+PY
+}
 
 throughput_one() { # MINUTES
-    local source dir admin size started rec_s base_s up_s hwm ratio
+    local source dir admin size started rec_s base base_s base_cpu up up_s up_cpu hwm ratio \
+        load_before server_cpu base_server up_server rec_server rec_cpu
     source=$(looped "$1")
     size=$(stat -c %s "$source")
     dir=$WORK/tp-$1
     admin=$(free_port)
     recorder_config "$dir" "$admin"
+    load_before=$(loadavg)
 
     # The plain pipeline: ffmpeg, then one PUT of its result.
-    sync; started=$(now)
-    ffmpeg -hide_banner -loglevel error -nostdin -y -i "$source" -map 0:v? -map 0:a? -c copy \
-        -movflags +faststart -f mp4 "$dir/plain.mp4"
-    base_s=$(elapsed "$started" "$(now)")
-    started=$(now)
-    s3 PUT "$BUCKET/plain-$1.mp4" -T "$dir/plain.mp4" -o /dev/null
-    up_s=$(elapsed "$started" "$(now)")
+    sync
+    server_cpu=$(cpu_of "$S3S_PID")
+    base=$(timed ffmpeg -hide_banner -loglevel error -nostdin -y -i "$source" -map 0:v? -map 0:a? \
+        -c copy -movflags +faststart -f mp4 "$dir/plain.mp4")
+    read -r base_s base_cpu <<<"$base"
+    base_server=$(sub "$(cpu_of "$S3S_PID")" "$server_cpu")
+    server_cpu=$(cpu_of "$S3S_PID")
+    up=$(timed curl -sf -X PUT -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS:$SECRET" \
+        "http://127.0.0.1:$S3_PORT/$BUCKET/plain-$1.mp4" -T "$dir/plain.mp4" -o /dev/null)
+    read -r up_s up_cpu <<<"$up"
+    up_server=$(sub "$(cpu_of "$S3S_PID")" "$server_cpu")
     rm -f "$dir/plain.mp4"
 
     # The recorder: the file appears in its watched directory (a hard link, so the cache
     # stays), from start-up to the job cleaned.
     ln "$source" "$dir/rec/42-1733000000.flv"
-    sync; started=$(now)
+    sync
+    server_cpu=$(cpu_of "$S3S_PID")
+    started=$(now)
     run_recorder "$dir"
     until [ "$(cleaned_count "$admin")" = "1" ]; do
         kill -0 "$REC_PID" 2>/dev/null || { log "the recorder exited; see $dir/recorder.log"; tail -20 "$dir/recorder.log" >&2; exit 1; }
         sleep 0.05
     done
     rec_s=$(elapsed "$started" "$(now)")
+    rec_server=$(sub "$(cpu_of "$S3S_PID")" "$server_cpu")
+    rec_cpu=$(cpu_of "$REC_PID")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$REC_PID/status")
+    curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt"
     kill -TERM "$REC_PID"; wait "$REC_PID" 2>/dev/null || true
     ratio=$(python3 -c "print(f'{$rec_s / ($base_s + $up_s):.2f}')")
-    printf '%-10s %8.0f MB  ffmpeg %6ss + PUT %6ss = %6.2fs   recorder %6ss  ratio %sx (goal <= 1.2)   peak RSS %5.1f MiB (goal <= %d)\n' \
+    printf '%-6s %5.0f MB  ffmpeg %6ss + PUT %6ss = %6.2fs   recorder %6ss   ratio %sx (goal <= 1.2)   peak RSS %5.1f MiB (goal <= %d)\n' \
         "${1}min" "$(python3 -c "print($size/1e6)")" "$base_s" "$up_s" \
         "$(python3 -c "print($base_s + $up_s)")" "$rec_s" "$ratio" \
         "$(python3 -c "print($hwm/1024)")" $((64 + 2 * PART_MIB))
+    printf '  CPU: ffmpeg %ss, curl %ss, s3s-fs %ss + %ss = %.2fs; recorder with its ffmpeg %ss, s3s-fs %ss = %.2fs\n' \
+        "$base_cpu" "$up_cpu" "$base_server" "$up_server" \
+        "$(python3 -c "print($base_cpu + $up_cpu + $base_server + $up_server)")" \
+        "$rec_cpu" "$rec_server" "$(python3 -c "print($rec_cpu + $rec_server)")"
+    phases "$dir" "$started"
+    echo "  load average: before $load_before, after $(loadavg) ($(nproc) CPUs)"
 }
 
 throughput() {
-    log "throughput: part size $PART_MIB MiB, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    log "throughput: part size $PART_MIB MiB, $PARTS_IN_FLIGHT parts in flight, load average $(loadavg)"
     throughput_one 30
     throughput_one 60
 }
