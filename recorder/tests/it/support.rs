@@ -419,6 +419,17 @@ fn s3_config(endpoint: &str, bucket: &str) -> S3Config {
     }
 }
 
+/// Creates the bucket `config` names.
+async fn create_bucket(config: &S3Config) {
+    S3Storage::new(config)
+        .client()
+        .create_bucket()
+        .bucket(&config.bucket)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Begins a multipart upload of `key`; returns its id.
 pub(crate) async fn begin_upload(storage: &S3Storage, key: &str) -> String {
     let created = storage
@@ -549,14 +560,7 @@ impl MotoServer {
             bucket: "recordings".to_owned(),
         };
         livegate_tests::wait_for_listener("moto_server to listen", addr).await;
-        let storage = S3Storage::new(&server.config());
-        storage
-            .client()
-            .create_bucket()
-            .bucket(&server.bucket)
-            .send()
-            .await
-            .unwrap();
+        create_bucket(&server.config()).await;
         Some(server)
     }
 
@@ -588,14 +592,7 @@ impl S3Server {
             bucket: "recordings".to_owned(),
         };
         server.resume().await;
-        let storage = S3Storage::new(&server.config(&server.endpoint()));
-        storage
-            .client()
-            .create_bucket()
-            .bucket(&server.bucket)
-            .send()
-            .await
-            .unwrap();
+        create_bucket(&server.config(&server.endpoint())).await;
         Some(server)
     }
 
