@@ -313,8 +313,14 @@ async fn retention_keeps_the_local_copies_and_a_restart_stores_nothing_twice() {
         config.storage.keep_local = true;
         let running = case.start_with(&env, config.clone()).await;
         case.announce(&env, &flv).await;
-        let row = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        wait_state(&env.db, &flv, JobState::Cleaned).await;
         running.stop().await;
+        // Read once the service has stopped: its lease on the job is released after the
+        // state is written.
+        let row = recording_jobs::by_source(&env.db, &flv.to_string_lossy())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(flv.exists(), "{name}: source kept");
         let mp4 = std::path::PathBuf::from(row.work_path.clone().unwrap());
         assert!(mp4.exists(), "{name}: MP4 kept");
