@@ -38,6 +38,8 @@
 #   LIVEGATE_PROXY_BASELINE_BIN  also run this proxy binary, first, as the baseline
 #   LIVEGATE_BENCH_BIN_DIR    take flv-origin, flv-load and flv-join from this directory
 #                             instead of building them (with LIVEGATE_PROXY_BIN: no build)
+#   FLV_ROUNDS [1]          with a baseline: baseline and candidate runs, alternating, this many
+#                           times each (machines shared with other work drift between runs)
 #   FLV_SAMPLE_S [2]        seconds between samples of the sockets' queues (ss) during `load`
 # Needs: cargo, ffmpeg, curl, python3, ss (iproute2).
 set -euo pipefail
@@ -64,6 +66,7 @@ BENCH_NAME=flv-bench
 . "$ROOT/infra/bench/lib.sh"
 require_tools cargo ffmpeg curl python3 ss
 SAMPLE_S=${FLV_SAMPLE_S:-2}
+ROUNDS=${FLV_ROUNDS:-1}
 BASELINE_BIN=${LIVEGATE_PROXY_BASELINE_BIN:-}
 
 # Every viewer costs the proxy one descriptor (the origin pull is one for all of them) and the
@@ -186,6 +189,7 @@ PY
 TICKS=$(getconf CLK_TCK)
 load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+system_ticks() { awk '{print $15}' "/proc/$1/stat"; }
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
 # Busy and total jiffies of the whole machine (all CPUs), for the share other work took.
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
@@ -219,7 +223,7 @@ load_mode() { # label binary
     local label=$1 bin=$2
     local idle_kb hwm_kb end_kb peak_kb cpu_before cpu_after origin_before origin_after
     local wall_before wall_after load_before sampler queues mid load_pid load_hwm_kb load_cpu
-    local machine_before machine_after
+    local machine_before machine_after sample sys_before sys_after
     start_origin
     start_proxy "$bin"
     idle_kb=$(status_kb "$PROXY_PID" VmRSS)
@@ -241,6 +245,7 @@ load_mode() { # label binary
     log "$label ($bin): pulling with $CLIENTS clients for $SECONDS_PER_CLIENT s (origin $ORIGIN_ADDR, proxy 127.0.0.1:$LG_PORT, $WORKERS threads)"
     load_before=$(load_avg)
     cpu_before=$(cpu_ticks "$PROXY_PID")
+    sys_before=$(system_ticks "$PROXY_PID")
     origin_before=$(cpu_ticks "$ORIGIN_PID")
     read -r -a machine_before < <(machine_ticks)
     wall_before=$(date +%s.%N)
@@ -254,13 +259,17 @@ load_mode() { # label binary
     load_hwm_kb=0
     load_cpu=0
     while kill -0 "$load_pid" 2>/dev/null; do
-        load_hwm_kb=$(status_kb "$load_pid" VmHWM 2>/dev/null || echo "$load_hwm_kb")
-        load_cpu=$(cpu_ticks "$load_pid" 2>/dev/null || echo "$load_cpu")
+        # A sample taken as the tool exits reads nothing: keep the last good one.
+        sample=$(status_kb "$load_pid" VmHWM 2>/dev/null || true)
+        [ -n "$sample" ] && load_hwm_kb=$sample
+        sample=$(cpu_ticks "$load_pid" 2>/dev/null || true)
+        [ -n "$sample" ] && load_cpu=$sample
         sleep 1
     done
     wait "$load_pid" || { cat "$WORK/load.out" >&2; log "flv-load failed"; exit 1; }
     wall_after=$(date +%s.%N)
     cpu_after=$(cpu_ticks "$PROXY_PID")
+    sys_after=$(system_ticks "$PROXY_PID")
     origin_after=$(cpu_ticks "$ORIGIN_PID")
     read -r -a machine_after < <(machine_ticks)
     local load_after
@@ -295,43 +304,58 @@ load_mode() { # label binary
     awk -v hwm="$hwm_kb" -v peak="$peak_kb" -v idle="$idle_kb" -v end="$end_kb" -v n="$CLIENTS" -v l="$label" \
         'BEGIN { printf "[%s] proxy memory: peak (VmHWM) %.1f MB, largest sampled VmRSS %.1f MB, idle %.1f MB, after the load %.1f MB\n", l, hwm/1024, peak/1024, idle/1024, end/1024
                  printf "[%s] proxy memory per viewer: %.1f KB (VmHWM above idle; goal < 30 KB), %.1f KB (all of VmHWM)\n", l, (hwm - idle) / n, hwm / n }'
-    awk -v a="$cpu_before" -v b="$cpu_after" -v oa="$origin_before" -v ob="$origin_after" \
+    local other_pct
+    other_pct=$(awk -v a="$cpu_before" -v b="$cpu_after" -v oa="$origin_before" -v ob="$origin_after" \
+        -v lc="$load_cpu" -v t="$TICKS" -v w0="$wall_before" -v w1="$wall_after" \
+        -v mb0="${machine_before[0]}" -v mb1="${machine_after[0]}" \
+        'BEGIN { printf "%.0f", 100 * ((mb1 - mb0) - (b - a) - (ob - oa) - lc) / t / (w1 - w0) }')
+    awk -v a="$cpu_before" -v b="$cpu_after" -v sa="$sys_before" -v sb="$sys_after" \
+        -v oa="$origin_before" -v ob="$origin_after" \
         -v lc="$load_cpu" -v lm="$load_hwm_kb" -v t="$TICKS" -v w0="$wall_before" -v w1="$wall_after" \
         -v mb0="${machine_before[0]}" -v mt0="${machine_before[1]}" -v mb1="${machine_after[0]}" \
         -v mt1="${machine_after[1]}" -v cpus="$(nproc)" -v l="$label" \
         'BEGIN { cpu = (b - a) / t; w = w1 - w0; origin = (ob - oa) / t; load = lc / t
                  busy = (mb1 - mb0) / t; total = (mt1 - mt0) / t
-                 printf "[%s] proxy CPU: %.1f s over %.1f s (%.0f%% of one core)\n", l, cpu, w, 100 * cpu / w
+                 printf "[%s] proxy CPU: %.1f s over %.1f s (%.0f%% of one core; %.1f s of it in the kernel)\n", l, cpu, w, 100 * cpu / w, (sb - sa) / t
                  printf "[%s] on the same machine: origin CPU %.1f s; flv-load CPU %.1f s (%.0f%% of one core), peak memory %.1f MB\n", l, origin, load, 100 * load / w, lm / 1024
                  printf "[%s] machine: %.0f%% of its %d cores busy; other work (not proxy, origin, flv-load) %.1f s (%.0f%% of one core)\n", l, 100 * busy / total, cpus, busy - cpu - origin - load, 100 * (busy - cpu - origin - load) / w }'
     echo "[$label] flv-load lateness: latest wake ${late_max} ms late, ${late_total} ms more than 50 ms late in all"
     echo "[$label] bytes waiting in the kernel, most of the samples every ${SAMPLE_S} s: unread by the clients ${q_client:-?}, in the proxy's send queues ${q_send:-?}, unread by the proxy at its pull ${q_pull:-?}"
     echo "[$label] complete clients: $complete/$clients ($share%)"
     echo "[$label] proxy metrics: $(tr '\n' ' ' <"$WORK/metrics")"
+    # For the comparison: KB per viewer, peak MB, proxy CPU %, flv-load CPU %, complete clients,
+    # other work's CPU %, flv-load's time more than 50 ms late (s) | load before | load after.
     awk -v hwm="$hwm_kb" -v idle="$idle_kb" -v n="$CLIENTS" -v a="$cpu_before" -v b="$cpu_after" \
         -v t="$TICKS" -v w0="$wall_before" -v w1="$wall_after" -v lc="$load_cpu" \
-        -v c="$complete" -v share="$share" -v lb="$load_before" -v la="$load_after" \
-        'BEGIN { printf "%.1f %.1f %.1f %.1f %s %s %s|%s\n", (hwm - idle) / n, hwm / 1024,
-                 100 * (b - a) / t / (w1 - w0), 100 * lc / t / (w1 - w0), c, share, lb, la }' \
+        -v c="$complete" -v other="$other_pct" -v late="$late_total" \
+        'BEGIN { printf "%.1f %.1f %.1f %.1f %s %s %.1f", (hwm - idle) / n, hwm / 1024,
+                 100 * (b - a) / t / (w1 - w0), 100 * lc / t / (w1 - w0), c, other, late / 1000 }' \
         >"$WORK/result.$label"
+    echo "|$load_before|$load_after" >>"$WORK/result.$label"
     stop_all
     kill "$queues" 2>/dev/null || true
 }
 
-# The two runs side by side: memory per viewer, peak, proxy CPU, flv-load CPU, completeness.
+# The runs side by side: memory per viewer, peak, proxy CPU, flv-load CPU, completeness; the
+# ratio row compares the candidate's means with the baseline's.
 compare_load() {
-    local base cand
-    read -r -a base < <(cut -d'|' -f1 "$WORK/result.baseline")
-    read -r -a cand < <(cut -d'|' -f1 "$WORK/result.candidate")
+    local file row
     echo
-    echo "baseline vs candidate, $CLIENTS viewers x ${SECONDS_PER_CLIENT} s (candidate / baseline in brackets):"
-    printf '%-10s %14s %14s %16s %14s %18s  %s\n' run "KB per viewer" "peak MB" "proxy CPU %" "flv-load %" "complete" "load average before | after"
-    printf '%-10s %14s %14s %16s %14s %18s  %s\n' baseline "${base[0]}" "${base[1]}" "${base[2]}" "${base[3]}" "${base[4]}/$CLIENTS" "$(cut -d' ' -f7- "$WORK/result.baseline")"
-    printf '%-10s %14s %14s %16s %14s %18s  %s\n' candidate "${cand[0]}" "${cand[1]}" "${cand[2]}" "${cand[3]}" "${cand[4]}/$CLIENTS" "$(cut -d' ' -f7- "$WORK/result.candidate")"
-    awk -v b0="${base[0]}" -v c0="${cand[0]}" -v b1="${base[1]}" -v c1="${cand[1]}" \
-        -v b2="${base[2]}" -v c2="${cand[2]}" -v b3="${base[3]}" -v c3="${cand[3]}" \
-        'function r(c, b) { return b > 0 ? sprintf("%.2fx", c / b) : "-" }
-         BEGIN { printf "%-10s %14s %14s %16s %14s\n", "ratio", r(c0, b0), r(c1, b1), r(c2, b2), r(c3, b3) }'
+    echo "baseline vs candidate, $CLIENTS viewers x ${SECONDS_PER_CLIENT} s, $ROUNDS round(s) alternating (the ratio row: candidate / baseline, means):"
+    printf '%-12s %8s %8s %10s %10s %12s %9s %9s  %s\n' run "KB/view" "peak MB" "proxy CPU%" "load CPU%" "complete" "other %" "late s" "load average before | after"
+    for file in "$WORK"/result.*; do
+        read -r -a row < <(cut -d'|' -f1 "$file")
+        printf '%-12s %8s %8s %10s %10s %12s %9s %9s  %s | %s\n' "${file##*/result.}" "${row[0]}" \
+            "${row[1]}" "${row[2]}" "${row[3]}" "${row[4]}/$CLIENTS" "${row[5]}" "${row[6]}" \
+            "$(cut -d'|' -f2 "$file")" "$(cut -d'|' -f3 "$file")"
+    done
+    (cd "$WORK" && for file in result.*; do echo "$file $(cut -d'|' -f1 "$file")"; done) | awk '
+        { label = $1; sub(/^result\./, "", label); sub(/-[0-9]+$/, "", label)
+          n[label]++; for (i = 2; i <= 6; i++) sum[label, i] += $i }
+        function r(i) { b = sum["baseline", i] / n["baseline"]; c = sum["candidate", i] / n["candidate"]
+                        return b > 0 ? sprintf("%.2fx", c / b) : "-" }
+        END { if (n["baseline"] && n["candidate"])
+                  printf "%-12s %8s %8s %10s %10s %12s\n", "ratio", r(2), r(3), r(4), r(5), r(6) }'
 }
 
 # --- join latency ----------------------------------------------------------------------------
@@ -375,9 +399,13 @@ join_mode() { # label binary
 
 # Each mode against the baseline first (when given), then the proxy under test.
 run_mode() { # load|join
+    local round
     if [ -n "$BASELINE_BIN" ]; then
-        "$1_mode" baseline "$BASELINE_BIN"
-        "$1_mode" candidate "$PROXY_BIN"
+        rm -f "$WORK"/result.*
+        for round in $(seq 1 "$ROUNDS"); do
+            "$1_mode" "baseline-$round" "$BASELINE_BIN"
+            "$1_mode" "candidate-$round" "$PROXY_BIN"
+        done
         [ "$1" = load ] && compare_load
     else
         "$1_mode" candidate "$PROXY_BIN"

@@ -107,17 +107,25 @@ struct Handoff {
     /// Set once a takeover has claimed the connection: from then on the guard neither reads
     /// nor writes for the HTTP session.
     claimed: AtomicBool,
-    parts: Mutex<(Option<Box<dyn Takeover>>, Option<Stream>)>,
+    parts: Mutex<Parts>,
+}
+
+/// What a hand-off brings together: the takeover from the request path, the connection from
+/// the guard once the HTTP session has dropped it.
+#[derive(Default)]
+struct Parts {
+    takeover: Option<Box<dyn Takeover>>,
+    stream: Option<Stream>,
 }
 
 impl Handoff {
-    fn parts(&self) -> std::sync::MutexGuard<'_, (Option<Box<dyn Takeover>>, Option<Stream>)> {
+    fn parts(&self) -> std::sync::MutexGuard<'_, Parts> {
         self.parts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn take(&self) -> Option<(Box<dyn Takeover>, Stream)> {
         let mut parts = self.parts();
-        Some((parts.0.take()?, parts.1.take()?))
+        Some((parts.takeover.take()?, parts.stream.take()?))
     }
 }
 
@@ -140,7 +148,7 @@ pub fn hand_off(
     if handoff.claimed.load(Ordering::Acquire) {
         return Err(takeover);
     }
-    parts.0 = Some(takeover);
+    parts.takeover = Some(takeover);
     handoff.claimed.store(true, Ordering::Release);
     Ok(())
 }
@@ -200,7 +208,7 @@ impl fmt::Debug for HeadGuard {
 impl Drop for HeadGuard {
     fn drop(&mut self) {
         if self.handoff.claimed.load(Ordering::Acquire) {
-            self.handoff.parts().1 = self.inner.take();
+            self.handoff.parts().stream = self.inner.take();
         }
     }
 }

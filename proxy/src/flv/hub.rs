@@ -165,6 +165,11 @@ impl Subscription {
     pub async fn next(&self) -> Next {
         self.registration.queue.next().await
     }
+
+    /// More bytes for this viewer if some are queued now.
+    pub fn try_next(&self) -> Option<Bytes> {
+        self.registration.queue.try_next()
+    }
 }
 
 impl Drop for Registration {

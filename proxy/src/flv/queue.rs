@@ -167,20 +167,7 @@ impl ViewerQueue {
                 if state.end == Some(End::Lagged) {
                     return Next::End(End::Lagged);
                 }
-                if let Some(bytes) = state.items.pop_front() {
-                    state.bytes -= bytes.len();
-                    if state.items.is_empty() {
-                        // A viewer's queue is long only right after it joins (the cached GOP)
-                        // or while it catches up; kept at that size for hours it would be a
-                        // large share of the viewer's memory.
-                        if state.items.capacity() > KEPT_CAPACITY {
-                            state.items.shrink_to(KEPT_CAPACITY);
-                        }
-                        if !state.skipping {
-                            // Caught up.
-                            state.behind_since = None;
-                        }
-                    }
+                if let Some(bytes) = Self::pop(&mut state) {
                     return Next::Data(bytes);
                 }
                 if let Some(end) = state.end {
@@ -191,6 +178,34 @@ impl ViewerQueue {
             // this await is not lost.
             self.wake.notified().await;
         }
+    }
+
+    /// The next bytes to send if some are queued now (and the viewer was not cut), without
+    /// waiting: what a writer adds to the write it is about to make.
+    pub fn try_next(&self) -> Option<Bytes> {
+        let mut state = self.lock();
+        if state.end == Some(End::Lagged) {
+            return None;
+        }
+        Self::pop(&mut state)
+    }
+
+    fn pop(state: &mut State) -> Option<Bytes> {
+        let bytes = state.items.pop_front()?;
+        state.bytes -= bytes.len();
+        if state.items.is_empty() {
+            // A viewer's queue is long only right after it joins (the cached GOP) or while it
+            // catches up; kept at that size for hours it would be a large share of the
+            // viewer's memory.
+            if state.items.capacity() > KEPT_CAPACITY {
+                state.items.shrink_to(KEPT_CAPACITY);
+            }
+            if !state.skipping {
+                // Caught up.
+                state.behind_since = None;
+            }
+        }
+        Some(bytes)
     }
 }
 
@@ -260,6 +275,32 @@ mod tests {
             }
         });
         assert!(queue.lock().items.capacity() <= KEPT_CAPACITY);
+    }
+
+    #[test]
+    fn what_is_queued_can_be_taken_without_waiting_until_the_viewer_is_cut() {
+        let queue = ViewerQueue::new(QueueLimits {
+            max_bytes: 2500,
+            max_lag: Duration::from_secs(1),
+        });
+        assert_eq!(queue.try_next(), None);
+        let batches = batches();
+        let start = Instant::now();
+        queue.offer(&batches[0], &[], start);
+        queue.offer(&batches[1], &[], start);
+        assert_eq!(queue.try_next(), Some(batches[0].bytes.clone()));
+        assert_eq!(queue.try_next(), Some(batches[1].bytes.clone()));
+        assert_eq!(queue.try_next(), None);
+        // Cut for lag: nothing more is handed out, whatever is queued.
+        let mut cut = false;
+        for (i, batch) in batches.iter().enumerate() {
+            cut |= queue
+                .offer(batch, &[], start + Duration::from_millis(400 * i as u64))
+                .cut;
+        }
+        assert!(cut);
+        queue.push_start(Bytes::from_static(b"late"));
+        assert_eq!(queue.try_next(), None);
     }
 
     #[test]

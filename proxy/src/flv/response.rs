@@ -8,11 +8,12 @@
 //! batches as they come until the stream, the viewer, the token or a revocation ends it. Then
 //! it counts and logs the request as the HTTP session would have.
 
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
 use pingora::protocols::Stream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::{debug, info, warn};
@@ -27,6 +28,12 @@ use crate::gate::CLIENT_CLOSED;
 use crate::metrics::{ActiveGauge, Metrics, RequestClass};
 use crate::revocation::RevocationList;
 use crate::viewers::FlvViewer;
+
+/// Most pieces of the queue one write takes.
+const WRITE_MAX_PIECES: usize = 64;
+
+/// A write takes more queued pieces until it holds this many bytes.
+const WRITE_MAX_BYTES: usize = 256 * 1024;
 
 /// An FLV response whose head has gone out: the rest of its connection.
 #[derive(Debug)]
@@ -109,11 +116,30 @@ impl FlvResponse {
                 }
             };
             match next {
-                Next::Data(bytes) => {
-                    if let Err(reason) = self.write(stream, &bytes).await {
+                Next::Data(first) => {
+                    // What else is queued goes out in the same write: a joining viewer's GOP,
+                    // or a backlog after a slow moment, costs one system call, not one a batch.
+                    let mut bytes = first.len();
+                    let written = match self.subscription.try_next() {
+                        // The usual case, a viewer that keeps up: one merge window's batch.
+                        None => self.write(stream, &mut [first]).await,
+                        Some(second) => {
+                            bytes += second.len();
+                            let mut ready = vec![first, second];
+                            while bytes < WRITE_MAX_BYTES && ready.len() < WRITE_MAX_PIECES {
+                                let Some(more) = self.subscription.try_next() else {
+                                    break;
+                                };
+                                bytes += more.len();
+                                ready.push(more);
+                            }
+                            self.write(stream, &mut ready).await
+                        }
+                    };
+                    if let Err(reason) = written {
                         return Ending::ViewerGone(reason);
                     }
-                    *sent += bytes.len() as u64;
+                    *sent += bytes as u64;
                 }
                 // The body is close-delimited: closing the connection completes it.
                 Next::End(End::Finished) => return Ending::Finished,
@@ -123,9 +149,9 @@ impl FlvResponse {
         }
     }
 
-    async fn write(&self, stream: &mut Stream, bytes: &Bytes) -> Result<(), String> {
+    async fn write(&self, stream: &mut Stream, ready: &mut [Bytes]) -> Result<(), String> {
         let write = async {
-            stream.write_all(bytes).await?;
+            write_all_vectored(stream, ready).await?;
             stream.flush().await
         };
         match tokio::time::timeout(self.write_timeout, write).await {
@@ -142,7 +168,7 @@ impl FlvResponse {
 
     /// Counts and logs the request: the status its response went out with (200), or 499 when
     /// the viewer left or was cut before the stream ended.
-    fn finish(self: Box<Self>, ending: Ending, sent: u64) {
+    fn finish(&self, ending: Ending, sent: u64) {
         let room = self.grant.map(|g| g.room_id);
         let (status, error) = match ending {
             Ending::Finished => (200, None),
@@ -183,6 +209,36 @@ impl FlvResponse {
             error,
             "request done"
         );
+    }
+}
+
+/// Writes every piece of `ready`, in as few system calls as the socket allows.
+async fn write_all_vectored(stream: &mut Stream, mut ready: &mut [Bytes]) -> io::Result<()> {
+    loop {
+        while ready.first().is_some_and(Bytes::is_empty) {
+            ready = &mut ready[1..];
+        }
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let mut written = if ready.len() == 1 {
+            stream.write(&ready[0]).await?
+        } else {
+            let slices: Vec<IoSlice<'_>> = ready.iter().map(|piece| IoSlice::new(piece)).collect();
+            stream.write_vectored(&slices).await?
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let piece = &mut ready[0];
+            let taken = written.min(piece.len());
+            piece.advance(taken);
+            written -= taken;
+            if piece.is_empty() {
+                ready = &mut ready[1..];
+            }
+        }
     }
 }
 

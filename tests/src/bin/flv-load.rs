@@ -226,7 +226,11 @@ impl FlvCheck {
             if self.pending.len() < need {
                 return;
             }
-            let block = std::mem::take(&mut self.pending);
+            // Copied out rather than taken, so that the buffer (at most 13 bytes) is allocated
+            // once per client, not once per tag.
+            let mut block = [0u8; 13];
+            block[..need].copy_from_slice(&self.pending);
+            self.pending.clear();
             if !self.header_done {
                 let offset = u32::from_be_bytes([block[5], block[6], block[7], block[8]]);
                 let prev0 = u32::from_be_bytes([block[9], block[10], block[11], block[12]]);
@@ -355,6 +359,8 @@ struct Lateness {
     latest: Duration,
     /// Time spent more than [`LATE`] late, summed over the wakes.
     late_total: Duration,
+    /// The latest wake in each second of the run, in ms.
+    per_second: Vec<u64>,
 }
 
 const CLOCK_PERIOD: Duration = Duration::from_millis(10);
@@ -362,7 +368,8 @@ const LATE: Duration = Duration::from_millis(50);
 
 async fn clock(done: Arc<AtomicBool>) -> Lateness {
     let mut lateness = Lateness::default();
-    let mut due = Instant::now() + CLOCK_PERIOD;
+    let start = Instant::now();
+    let mut due = start + CLOCK_PERIOD;
     while !done.load(Ordering::Relaxed) {
         tokio::time::sleep_until(due).await;
         let now = Instant::now();
@@ -372,6 +379,12 @@ async fn clock(done: Arc<AtomicBool>) -> Lateness {
         if late > LATE {
             lateness.late_total += late;
         }
+        let second = due.duration_since(start).as_secs() as usize;
+        if lateness.per_second.len() <= second {
+            lateness.per_second.resize(second + 1, 0);
+        }
+        let ms = late.as_millis() as u64;
+        lateness.per_second[second] = lateness.per_second[second].max(ms);
         due = now + CLOCK_PERIOD;
     }
     lateness
@@ -410,13 +423,16 @@ async fn main() {
         let (authority, request) = (authority.clone(), request.clone());
         tasks.spawn(async move {
             tokio::time::sleep_until(started + delay).await;
-            client(authority, request, window).await
+            (i, client(authority, request, window).await)
         });
     }
     let mut reports = Vec::with_capacity(args.clients);
     while let Some(joined) = tasks.join_next().await {
         reports.push(joined.expect("client task"));
     }
+    // In start order, to tell clients that joined during the ramp from later ones.
+    reports.sort_unstable_by_key(|(i, _)| *i);
+    let reports: Vec<ClientReport> = reports.into_iter().map(|(_, r)| r).collect();
     done.store(true, Ordering::Relaxed);
     let lateness = lateness.await.expect("clock task");
 
@@ -452,6 +468,21 @@ async fn main() {
         "complete clients: {complete}/{} ({share:.1}%)",
         reports.len()
     );
+    let tenth = reports.len().div_ceil(10).max(1);
+    let by_start: Vec<String> = reports
+        .chunks(tenth)
+        .map(|chunk| {
+            let done = chunk
+                .iter()
+                .filter(|r| r.outcome == Outcome::Ran && r.body_bytes >= threshold)
+                .count();
+            format!("{:.0}%", done as f64 * 100.0 / chunk.len() as f64)
+        })
+        .collect();
+    println!(
+        "complete by start order, each tenth of the clients: {}",
+        by_start.join(" ")
+    );
     println!(
         "flv-load itself: latest wake {} ms late, {:.1} s more than {} ms late in all ({} wakes of a {} ms clock)",
         lateness.latest.as_millis(),
@@ -459,6 +490,22 @@ async fn main() {
         LATE.as_millis(),
         lateness.wakes,
         CLOCK_PERIOD.as_millis()
+    );
+    let late_seconds: Vec<String> = lateness
+        .per_second
+        .iter()
+        .enumerate()
+        .filter(|(_, ms)| **ms > 2 * LATE.as_millis() as u64)
+        .map(|(second, ms)| format!("{second}s:{ms}"))
+        .collect();
+    println!(
+        "flv-load itself, seconds into the run with a wake more than {} ms late (second:ms): {}",
+        2 * LATE.as_millis(),
+        if late_seconds.is_empty() {
+            "none".to_owned()
+        } else {
+            late_seconds.join(" ")
+        }
     );
     println!(
         "RESULT clients={} complete={complete} share_pct={share:.1} min_bytes={} median_bytes={median} expected_bytes={expected} threshold_bytes={threshold} errors={} late_max_ms={} late_total_ms={}",
