@@ -202,8 +202,9 @@ struct Deployed {
 }
 
 impl Deployed {
-    /// The checks that hold for compose and Kubernetes alike.
-    fn agree(&self, origin_service: &str, srs: &Directive, hooks_host: &str) {
+    /// The checks that hold for compose and Kubernetes alike. Returns SRS's WebRTC media
+    /// port (UDP), which each deployment must expose.
+    fn agree(&self, origin_service: &str, srs: &Directive, hooks_host: &str) -> u16 {
         // One key list for everyone: the API signs with the first, the proxy and the hooks
         // service accept the same keys in the same order.
         let proxy_keys = key_refs(&self.proxy_raw, "token", "keys");
@@ -324,6 +325,21 @@ impl Deployed {
         let hls_dir = Path::new("/usr/local/srs").join(hls.trim_start_matches("./"));
         assert!(!hls_dir.starts_with(&dvr_dir) && !dvr_dir.starts_with(&hls_dir));
 
+        // WebRTC: the proxy gates the signalling at SRS's API, SRS turns the RTMP publish
+        // into WebRTC and names a candidate the deployment provides.
+        assert_eq!(
+            self.proxy.webrtc.api_port,
+            Some(port_of(srs.one("http_api").arg("listen").unwrap())),
+            "proxy webrtc.api_port"
+        );
+        let rtc_server = srs.one("rtc_server");
+        assert_eq!(rtc_server.arg("enabled"), Some("on"));
+        assert_eq!(rtc_server.arg("candidate"), Some("$CANDIDATE"));
+        let rtc = srs.one("vhost").one("rtc");
+        assert_eq!(rtc.arg("enabled"), Some("on"));
+        assert_eq!(rtc.arg("rtmp_to_rtc"), Some("on"));
+        let rtc_port: u16 = rtc_server.arg("listen").unwrap().parse().unwrap();
+
         // Logs are JSON everywhere, for the shipper.
         for (name, raw) in [
             ("proxy", &self.proxy_raw),
@@ -337,6 +353,7 @@ impl Deployed {
                 "{name} log.format"
             );
         }
+        rtc_port
     }
 
     fn admin_ports(&self) -> BTreeMap<&'static str, u16> {

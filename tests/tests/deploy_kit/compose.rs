@@ -146,7 +146,17 @@ fn compose_services_load_their_configs_and_agree() {
     let deployed = compose.deployed();
     deployed.on_the_port_plan();
     let srs = parse_nginx(&read("infra/docker/srs.conf"));
-    deployed.agree("srs", &srs, "hooks");
+    let rtc_port = deployed.agree("srs", &srs, "hooks");
+    assert!(
+        compose
+            .published("srs")
+            .contains(&format!("{rtc_port}:{rtc_port}/udp")),
+        "SRS's WebRTC port is published"
+    );
+    assert!(
+        compose.env("srs").contains_key("CANDIDATE"),
+        "SRS's WebRTC candidate is set"
+    );
 
     // The compose copy of the SRS config is the shipped one with container names: the same
     // ports and media layout.

@@ -134,7 +134,32 @@ fn k8s_configmaps_load_and_agree_with_the_manifests() {
     let deployed = cluster.deployed();
     deployed.on_the_port_plan();
     let srs = parse_nginx(&cluster.config("srs-config", "livegate.conf"));
-    deployed.agree("srs", &srs, "livegate-hooks");
+    let rtc_port = deployed.agree("srs", &srs, "livegate-hooks");
+    // WebRTC media reaches SRS from outside the cluster, at the candidate it is given.
+    let origin = cluster.container("srs");
+    assert_eq!(port_named(origin, "webrtc"), rtc_port);
+    let udp = |ports: &Value| {
+        ports.as_sequence().unwrap().iter().any(|p| {
+            p["protocol"].as_str() == Some("UDP")
+                && (p["containerPort"].as_u64() == Some(u64::from(rtc_port))
+                    || p["port"].as_u64() == Some(u64::from(rtc_port)))
+        })
+    };
+    assert!(udp(&origin["ports"]), "the origin's WebRTC port is UDP");
+    let media = cluster.find("Service", "srs-webrtc");
+    assert!(
+        udp(&media["spec"]["ports"]),
+        "srs-webrtc carries UDP {rtc_port}"
+    );
+    assert_eq!(media["spec"]["type"].as_str(), Some("LoadBalancer"));
+    assert!(
+        origin["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"].as_str() == Some("CANDIDATE")),
+        "SRS's WebRTC candidate is set"
+    );
 
     // Services carry the ports the configurations use between services.
     assert!(cluster.service_port(
