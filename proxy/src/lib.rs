@@ -146,6 +146,16 @@ pub fn run_with(
     });
     let revocations = Arc::new(revocation::RevocationList::new(config.token.leeway_s));
     let viewer_counts = Arc::new(viewers::ViewerCounts::new(&config.viewers));
+    let webrtc_sessions = Arc::new(webrtc::sessions::WebrtcSessions::new(
+        config.webrtc.end_at_token_expiry.then_some(
+            config
+                .token
+                .leeway_s
+                .saturating_add(config.webrtc.expiry_grace_s),
+        ),
+        config.webrtc.max_tracked_sessions,
+        metrics.clone(),
+    ));
     let gate = gate::Gate::new(
         verifier,
         routes,
@@ -156,6 +166,7 @@ pub fn run_with(
         cache.clone(),
         revocations.clone(),
         viewer_counts.clone(),
+        webrtc_sessions.clone(),
     );
     let limits = downstream::HeadLimits {
         max_target_bytes: config.limits.max_path_bytes,
@@ -182,15 +193,26 @@ pub fn run_with(
         "livegate admin".to_owned(),
         admin::AdminApp::new(
             Arc::new(registry),
-            origins,
+            origins.clone(),
             cache,
             revocations.clone(),
             viewer_counts.clone(),
-            metrics_for_admin,
+            metrics_for_admin.clone(),
         ),
     );
     admin.add_tcp(&config.admin.listen.to_string());
 
+    if config.webrtc.api_port.is_some() {
+        server.add_service(background_service(
+            "WebRTC session ends",
+            webrtc::sessions::SessionEnder {
+                sessions: webrtc_sessions,
+                revocations: revocations.clone(),
+                origin: Arc::new(origin::OriginClient::new(origins, &config.timeouts)),
+                metrics: metrics_for_admin,
+            },
+        ));
+    }
     server.add_service(proxy);
     server.add_service(health);
     server.add_service(admin);

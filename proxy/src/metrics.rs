@@ -9,6 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::route::Kind;
+use crate::webrtc::sessions::EndReason;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -128,6 +129,7 @@ pub struct Metrics {
     pub flv_viewers_revoked: Counter,
     upstream_latency: [Histogram; 3],
     sent_bytes: [Counter; 4],
+    cut_short: [Counter; 4],
     /// HTTP-FLV responses currently streaming.
     pub flv_sessions_active: Gauge,
     /// HTTP-FLV origin pulls running (one per stream being watched).
@@ -144,6 +146,13 @@ pub struct Metrics {
     cache_lookups: [[Counter; 3]; 2],
     /// Cache entries dropped by purges.
     pub cache_purged: Counter,
+    /// WHEP sessions followed for revocation and expiry.
+    pub webrtc_sessions_tracked: Gauge,
+    /// WHEP sessions no longer followed because `webrtc.max_tracked_sessions` was reached.
+    pub webrtc_sessions_untracked: Counter,
+    /// WHEP sessions the edge ended at their origin: revoked (first), expired.
+    webrtc_sessions_ended: [Counter; 2],
+    webrtc_session_end_failures: Counter,
 }
 
 impl Metrics {
@@ -290,6 +299,18 @@ impl Metrics {
                     .clone()
             })
         });
+        let cut_short_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "responses_cut_short",
+            "Responses whose head went out (counted under their status) but whose body the origin ended early, by kind",
+            cut_short_family.clone(),
+        );
+        let cut_short = RequestClass::ALL.map(|class| {
+            cut_short_family
+                .get_or_create(&vec![("kind", class.label())])
+                .clone()
+        });
+
         let cache_purged = Counter::default();
         registry.register(
             "cache_purged",
@@ -297,7 +318,41 @@ impl Metrics {
             cache_purged.clone(),
         );
 
+        let webrtc_sessions_tracked = Gauge::default();
+        registry.register(
+            "webrtc_sessions_tracked",
+            "WHEP sessions followed so that a revocation (or, when configured, the token's expiry) ends them at the origin",
+            webrtc_sessions_tracked.clone(),
+        );
+        let webrtc_sessions_untracked = Counter::default();
+        registry.register(
+            "webrtc_sessions_untracked",
+            "WHEP sessions no longer followed because webrtc.max_tracked_sessions was reached",
+            webrtc_sessions_untracked.clone(),
+        );
+        let ended_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "webrtc_sessions_ended",
+            "WHEP sessions the edge ended at their origin, by reason (revoked, expired)",
+            ended_family.clone(),
+        );
+        let webrtc_sessions_ended = [EndReason::Revoked, EndReason::Expired].map(|reason| {
+            ended_family
+                .get_or_create(&vec![("reason", reason.as_str())])
+                .clone()
+        });
+        let webrtc_session_end_failures = Counter::default();
+        registry.register(
+            "webrtc_session_end_failures",
+            "Teardowns of WHEP sessions the origin refused or could not be sent",
+            webrtc_session_end_failures.clone(),
+        );
+
         Metrics {
+            webrtc_sessions_tracked,
+            webrtc_sessions_untracked,
+            webrtc_sessions_ended,
+            webrtc_session_end_failures,
             cache_lookups,
             cache_purged,
             requests,
@@ -306,6 +361,7 @@ impl Metrics {
             flv_viewers_revoked,
             upstream_latency,
             sent_bytes,
+            cut_short,
             flv_sessions_active,
             flv_pulls_active,
             flv_viewers_per_pull,
@@ -340,6 +396,22 @@ impl Metrics {
         if body_bytes > 0 {
             self.sent_bytes[class.index()].inc_by(body_bytes);
         }
+    }
+
+    /// Counts a response the origin ended early, after its head had gone out: the viewer got
+    /// less than the head promised (its status is counted as sent, as nginx logs it).
+    pub fn cut_short(&self, class: RequestClass) {
+        self.cut_short[class.index()].inc();
+    }
+
+    /// Counts a WHEP session the edge ended at its origin.
+    pub fn webrtc_session_ended(&self, reason: EndReason) {
+        self.webrtc_sessions_ended[usize::from(reason == EndReason::Expired)].inc();
+    }
+
+    /// Counts a teardown the origin refused or that could not reach it.
+    pub fn webrtc_session_end_failed(&self) {
+        self.webrtc_session_end_failures.inc();
     }
 
     /// Counts a request refused because its room revoked the token.
@@ -395,6 +467,7 @@ mod tests {
         metrics.request_done(RequestClass::Routed(Kind::Playlist), 200, 120);
         metrics.rejected(Rejection::Expired);
         metrics.upstream_latency(Kind::Segment, 0.002);
+        metrics.cut_short(RequestClass::Routed(Kind::Segment));
         {
             let _active = ActiveGauge::start(&metrics.flv_sessions_active);
             assert_eq!(metrics.flv_sessions_active.get(), 1);
@@ -408,5 +481,7 @@ mod tests {
         assert!(text.contains("livegate_proxy_token_rejections_total{reason=\"expired\"} 1"));
         assert!(text.contains("livegate_proxy_sent_bytes_total{kind=\"playlist\"} 120"));
         assert!(text.contains("livegate_proxy_upstream_latency_seconds_count{kind=\"segment\"} 1"));
+        assert!(text.contains("livegate_proxy_responses_cut_short_total{kind=\"segment\"} 1"));
+        assert!(text.contains("livegate_proxy_responses_cut_short_total{kind=\"flv\"} 0"));
     }
 }

@@ -17,6 +17,9 @@ pub enum Script {
     Close,
     /// Send these bytes, then close.
     Send(Vec<u8>),
+    /// Send the n-th of these to the n-th request (the last one to every later request), then
+    /// close.
+    SendInTurn(Vec<Vec<u8>>),
     /// Send these bytes, then keep the connection open without sending more.
     SendAndHang(Vec<u8>),
     /// Hold every request until [`ScriptedOrigin::release`], then send these bytes and close.
@@ -156,9 +159,14 @@ async fn answer(
         .lock()
         .expect("heads lock")
         .push(String::from_utf8_lossy(&head).into_owned());
-    requests.fetch_add(1, Ordering::SeqCst);
+    let turn = requests.fetch_add(1, Ordering::SeqCst);
     match script {
         Script::Close => {}
+        Script::SendInTurn(answers) => {
+            if let Some(bytes) = answers.get(turn).or(answers.last()) {
+                let _ = stream.write_all(bytes).await;
+            }
+        }
         Script::Send(bytes) => {
             let _ = stream.write_all(&bytes).await;
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Buf as _, Bytes};
 use pingora::protocols::Stream;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tracing::{debug, info, warn};
 
 use livegate_core::token::Grant;
@@ -94,6 +94,11 @@ impl FlvResponse {
     /// Writes what the hub hands over until something ends the response.
     async fn relay(&self, stream: &mut Stream, sent: &mut u64) -> Ending {
         let mut revocations = self.revocations.watch();
+        // A revocation that arrived between the admission and this watch changed nothing the
+        // watch will report: look once now.
+        if self.is_revoked() {
+            return Ending::Revoked;
+        }
         // Anything the viewer sends (or its closing) ends the response: a player sends nothing
         // on an FLV response, and the connection carries no other request after it.
         let mut probe = [0u8; 1];
@@ -191,6 +196,7 @@ impl FlvResponse {
                 (CLIENT_CLOSED, Some("FLV viewer cut for lag".to_owned()))
             }
             Ending::Origin => {
+                self.metrics.cut_short(self.class);
                 warn!(
                     stream = %self.stream_key,
                     path = %self.path,
@@ -213,7 +219,10 @@ impl FlvResponse {
 }
 
 /// Writes every piece of `ready`, in as few system calls as the socket allows.
-async fn write_all_vectored(stream: &mut Stream, mut ready: &mut [Bytes]) -> io::Result<()> {
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    stream: &mut W,
+    mut ready: &mut [Bytes],
+) -> io::Result<()> {
     loop {
         while ready.first().is_some_and(Bytes::is_empty) {
             ready = &mut ready[1..];
@@ -246,5 +255,96 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// Takes at most `limit` bytes a call, the way a full socket buffer does.
+    struct Trickle {
+        limit: usize,
+        written: Vec<u8>,
+        calls: usize,
+    }
+
+    impl Trickle {
+        fn take(&mut self, slices: &[IoSlice<'_>]) -> usize {
+            self.calls += 1;
+            let mut room = self.limit;
+            for slice in slices {
+                let part = &slice[..slice.len().min(room)];
+                self.written.extend_from_slice(part);
+                room -= part.len();
+                if room == 0 {
+                    break;
+                }
+            }
+            self.limit - room
+        }
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(self.take(&[IoSlice::new(buf)])))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            slices: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(self.take(slices)))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_writes_send_every_piece_once_and_in_order() {
+        let pieces: Vec<Bytes> = ["abc", "", "defgh", "i", "", "jklmnopq"]
+            .into_iter()
+            .map(|piece| Bytes::from_static(piece.as_bytes()))
+            .collect();
+        let mut out = Trickle {
+            limit: 3,
+            written: Vec::new(),
+            calls: 0,
+        };
+        let mut ready = pieces.clone();
+        write_all_vectored(&mut out, &mut ready).await.unwrap();
+        assert_eq!(out.written, b"abcdefghijklmnopq");
+        // 17 bytes three at a time: a call per three bytes, none spent on the empty pieces.
+        assert_eq!(out.calls, 6);
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_takes_nothing_is_an_error() {
+        let mut out = Trickle {
+            limit: 0,
+            written: Vec::new(),
+            calls: 0,
+        };
+        let mut ready = vec![Bytes::from_static(b"abc")];
+        let err = write_all_vectored(&mut out, &mut ready).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
     }
 }

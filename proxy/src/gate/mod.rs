@@ -42,6 +42,7 @@ use crate::playlist::{EdgeNames, RewriteLimits};
 use crate::revocation::RevocationList;
 use crate::route::{Kind, Matched, RouteTable};
 use crate::viewers::ViewerCounts;
+use crate::webrtc::sessions::WebrtcSessions;
 use crate::webrtc::Signalling;
 
 /// The status counted and logged for a viewer that went away before its response was complete
@@ -150,6 +151,7 @@ pub struct Gate {
     cache: Option<Arc<HlsCache>>,
     revocations: Arc<RevocationList>,
     viewers: Arc<ViewerCounts>,
+    webrtc_sessions: Arc<WebrtcSessions>,
 }
 
 impl Gate {
@@ -165,6 +167,7 @@ impl Gate {
         cache: Option<Arc<HlsCache>>,
         revocations: Arc<RevocationList>,
         viewers: Arc<ViewerCounts>,
+        webrtc_sessions: Arc<WebrtcSessions>,
     ) -> Gate {
         let hubs = Arc::new(Hubs::new(
             HubSettings {
@@ -195,6 +198,7 @@ impl Gate {
             cache,
             revocations,
             viewers,
+            webrtc_sessions,
         }
     }
 
@@ -383,6 +387,10 @@ impl ProxyHttp for Gate {
             written
         };
         let body_bytes = (session.body_bytes_sent() as u64).max(ctx.local_body_bytes);
+        if (200..300).contains(&written) && !viewer_gone && error.is_some() {
+            // The head went out, then the body failed on the origin's side.
+            self.metrics.cut_short(ctx.class);
+        }
         self.metrics.request_done(ctx.class, status, body_bytes);
         // Dropping the guard now, not when the context is freed, keeps the gauge exact.
         ctx.flv = None;

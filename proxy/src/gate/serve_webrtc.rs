@@ -1,6 +1,7 @@
 //! WebRTC signalling (WHEP and SRS's play API): offers admitted with a token for their room,
 //! capped, and relayed to the API port of the origin that serves the stream; session teardown
 //! and ICE updates passed on as they are (the origin names those sessions with ids of its own).
+//! Opened WHEP sessions are followed, so that a revocation of their token ends them.
 
 use bytes::{Bytes, BytesMut};
 use http::{header, Method, StatusCode};
@@ -117,7 +118,11 @@ impl Gate {
             // A session's teardown or ICE update, at the address its answer gave: its query
             // is the origin's (SRS's own session `token` among it) and goes on as it is.
             let offer = webrtc::session(query.as_deref(), authorization.as_deref(), token_param);
-            (offer, webrtc::Upstream { query, body })
+            let upstream = webrtc::Upstream {
+                query: query.clone(),
+                body,
+            };
+            (offer, upstream)
         };
         let Some(origin) = self.origin.select(&offer.stream_key) else {
             let (status, body) = origin_failure(false);
@@ -152,8 +157,23 @@ impl Gate {
             response.insert_header(header::CONTENT_TYPE, content_type.as_str())?;
         }
         if let Some(location) = &answer.head.location {
+            if let (Some(grant), true, Some(teardown)) = (
+                ctx.grant,
+                answer.head.status.is_success(),
+                webrtc::origin_session_path(location, api),
+            ) {
+                // A session opened: followed, so that a revocation can end it.
+                self.webrtc_sessions.track(grant, api, teardown);
+            }
             let location = webrtc::session_location(location, api, session.req_header().uri.path());
             response.insert_header(header::LOCATION, location)?;
+        }
+        if method == Method::DELETE && answer.head.status.is_success() {
+            let target = match &query {
+                Some(query) => format!("{}?{query}", session.req_header().uri.path()),
+                None => session.req_header().uri.path().to_owned(),
+            };
+            self.webrtc_sessions.forget(api, &target);
         }
         response.insert_header(header::CONTENT_LENGTH, answer.body.len().to_string())?;
         response.insert_header(header::CACHE_CONTROL, "no-store")?;

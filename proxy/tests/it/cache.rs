@@ -217,6 +217,17 @@ async fn a_segment_cut_short_by_the_origin_fails_its_viewers_and_is_not_kept() {
         assert!(ended.is_err(), "a short body must not end like a whole one");
         assert!(received < body.len());
     }
+    // Counted under the status their heads went out with, and as cut short.
+    wait_until("both short answers to be counted", || {
+        let proxy = &proxy;
+        async move {
+            let metrics = proxy.metrics().await;
+            metrics
+                .contains("livegate_proxy_responses_cut_short_total{kind=\"segment\"} 2")
+                .then_some(())
+        }
+    })
+    .await;
     // Nothing was kept: the next viewer makes the proxy ask the origin again.
     let again = streaming_client().get(url).send().await.unwrap();
     assert_ne!(

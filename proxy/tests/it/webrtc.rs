@@ -3,6 +3,7 @@
 
 use livegate_core::unix_now;
 use livegate_tests::scripted::{Script, ScriptedOrigin};
+use livegate_tests::wait_until;
 
 use crate::support::{client, token, token_expiring, ProxyBuilder, TestProxy};
 
@@ -217,6 +218,148 @@ async fn a_whep_session_is_torn_down_through_the_edge_with_the_origin_session_to
         ),
         "{sent}"
     );
+    // Torn down by the viewer: no longer the edge's to end.
+    wait_for_metric(&proxy, "livegate_proxy_webrtc_sessions_tracked 0").await;
+}
+
+/// SRS 6's answer to a WHEP offer for `stream`, naming its session `session`.
+fn srs_whep_answer(stream: u64, session: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 201 Created\r\nConnection: Close\r\nContent-Type: application/sdp\r\nLocation: /rtc/v1/whip/?action=delete&token=srs-{session}&app=live&stream={stream}&session={session}\r\nContent-Length: {}\r\n\r\n{ANSWER}",
+        ANSWER.len()
+    )
+    .into_bytes()
+}
+
+/// SRS's answer to a session's `DELETE`.
+const SRS_TEARDOWN_OK: &[u8] = b"HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 0\r\n\r\n";
+
+async fn wait_for_metric(proxy: &TestProxy, line: &str) {
+    wait_until(line, || async move {
+        proxy.metrics().await.contains(line).then_some(())
+    })
+    .await;
+}
+
+/// The `DELETE`s the origin received, by the session they named.
+fn teardowns(api: &ScriptedOrigin) -> Vec<String> {
+    api.heads()
+        .iter()
+        .filter(|head| head.starts_with("DELETE "))
+        .filter_map(|head| {
+            let target = head.split(' ').nth(1)?;
+            target
+                .split('&')
+                .find_map(|param| param.strip_prefix("session="))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_revocation_ends_the_rooms_whep_sessions_at_the_origin() {
+    let api = ScriptedOrigin::start(Script::SendInTurn(vec![
+        srs_whep_answer(42, "a"),
+        srs_whep_answer(42, "b"),
+        srs_whep_answer(43, "c"),
+        SRS_TEARDOWN_OK.to_vec(),
+    ]))
+    .await;
+    let proxy = ProxyBuilder::new(api.addr)
+        .with(&format!("[webrtc]\napi_port = {}", api.addr.port()))
+        .start()
+        .await;
+    let now = unix_now();
+    let by = now + 3600;
+    for (room, expires_at) in [(42, now + 600), (42, by + 3600), (43, now + 600)] {
+        let t = token_expiring(room, expires_at);
+        let answer = offer(
+            &proxy,
+            &format!("app=live&stream={room}&token={t}"),
+            None,
+            OFFER.into(),
+        )
+        .await;
+        assert_eq!(answer.status(), 201);
+    }
+    wait_for_metric(&proxy, "livegate_proxy_webrtc_sessions_tracked 3").await;
+
+    // Room 42's tokens expiring within the hour: session a, not b (a later token), not c.
+    let revoke = client()
+        .post(format!(
+            "http://{}/revocations?room=42&tokens_expiring_by={by}",
+            proxy.admin
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    wait_until("the revoked session's teardown at the origin", || {
+        let sent = teardowns(&api);
+        async move { (!sent.is_empty()).then_some(()) }
+    })
+    .await;
+    // The edge sends it as SRS wants it: on SRS's own address, with SRS's session token.
+    let sent = api
+        .heads()
+        .into_iter()
+        .find(|head| head.starts_with("DELETE "))
+        .unwrap();
+    assert!(
+        sent.starts_with(
+            "DELETE /rtc/v1/whip/?action=delete&token=srs-a&app=live&stream=42&session=a HTTP/1.1"
+        ),
+        "{sent}"
+    );
+    wait_for_metric(
+        &proxy,
+        "livegate_proxy_webrtc_sessions_ended_total{reason=\"revoked\"} 1",
+    )
+    .await;
+    // Every due session is taken at once: the other two are still followed.
+    assert!(proxy
+        .metrics()
+        .await
+        .contains("livegate_proxy_webrtc_sessions_tracked 2"));
+    assert_eq!(teardowns(&api), ["a"]);
+}
+
+#[tokio::test]
+async fn a_whep_session_ends_with_its_token_when_configured() {
+    let api = ScriptedOrigin::start(Script::SendInTurn(vec![
+        srs_whep_answer(42, "short"),
+        SRS_TEARDOWN_OK.to_vec(),
+    ]))
+    .await;
+    let proxy = ProxyBuilder::new(api.addr)
+        .with(&format!(
+            "[webrtc]\napi_port = {}\nend_at_token_expiry = true",
+            api.addr.port()
+        ))
+        .start()
+        .await;
+    let expires_at = unix_now() + 4;
+    let t = token_expiring(42, expires_at);
+    let answer = offer(
+        &proxy,
+        &format!("app=live&stream=42&token={t}"),
+        None,
+        OFFER.into(),
+    )
+    .await;
+    assert_eq!(answer.status(), 201);
+    wait_for_metric(&proxy, "livegate_proxy_webrtc_sessions_tracked 1").await;
+    if unix_now() < expires_at {
+        // Still valid: nothing sent yet.
+        assert!(teardowns(&api).is_empty());
+    }
+    wait_for_metric(
+        &proxy,
+        "livegate_proxy_webrtc_sessions_ended_total{reason=\"expired\"} 1",
+    )
+    .await;
+    assert_eq!(teardowns(&api), ["short"]);
+    assert!(unix_now() > expires_at);
 }
 
 #[tokio::test]

@@ -5,7 +5,10 @@
 //! forwards it — to the API port of the origin that serves the stream — with the token
 //! removed, or put where SRS's `on_play` sees it when tokens go on to the origin; the answer
 //! comes back as the origin wrote it, its session address pointed back at the edge, and the
-//! media then flows between viewer and origin.
+//! media then flows between viewer and origin. [`sessions`] ends WHEP sessions whose token is
+//! revoked or runs out.
+
+pub mod sessions;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -31,6 +34,17 @@ pub struct WebrtcConfig {
     pub max_offer_bytes: usize,
     /// Largest answer passed back, in bytes. Default 65536.
     pub max_answer_bytes: usize,
+    /// End a WHEP session at the origin once the token it was admitted with has expired (plus
+    /// `token.leeway_s` and the grace below), as `flv.end_at_token_expiry` does for FLV.
+    /// Default false: a token only has to be valid when the offer is made. Revoked tokens
+    /// end their sessions either way.
+    pub end_at_token_expiry: bool,
+    /// Seconds a session may run past its token's expiry when the option above is on.
+    /// Default 0.
+    pub expiry_grace_s: u64,
+    /// Most WHEP sessions followed for revocation and expiry; past it the oldest is no longer
+    /// followed (`webrtc_sessions_untracked_total`). Default 65536.
+    pub max_tracked_sessions: usize,
 }
 
 impl Default for WebrtcConfig {
@@ -40,6 +54,9 @@ impl Default for WebrtcConfig {
             paths: vec!["/rtc/v1/whep/".to_owned(), "/rtc/v1/play/".to_owned()],
             max_offer_bytes: 64 * 1024,
             max_answer_bytes: 64 * 1024,
+            end_at_token_expiry: false,
+            expiry_grace_s: 0,
+            max_tracked_sessions: 65536,
         }
     }
 }
@@ -68,6 +85,11 @@ impl WebrtcConfig {
             self.max_answer_bytes >= 1024,
             "webrtc.max_answer_bytes",
             "must be at least 1024",
+        );
+        problems.check(
+            self.max_tracked_sessions >= 1,
+            "webrtc.max_tracked_sessions",
+            "must be at least 1",
         );
     }
 }
@@ -435,6 +457,14 @@ pub fn session_location(location: &str, api: std::net::SocketAddr, path: &str) -
         Some((_, query)) => format!("{path}?{query}"),
         None => path.to_owned(),
     }
+}
+
+/// The session's address at the origin's API (path and query) when the answer's `Location`
+/// names one there: what the edge sends a `DELETE` to when it ends the session itself.
+pub fn origin_session_path(location: &str, api: std::net::SocketAddr) -> Option<String> {
+    let api_prefix = format!("http://{api}");
+    let location = location.strip_prefix(&api_prefix).unwrap_or(location);
+    (location.starts_with('/') && !location.starts_with("//")).then(|| location.to_owned())
 }
 
 #[cfg(test)]
