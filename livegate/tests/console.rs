@@ -18,7 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use livegate_tests::nginx::Nginx;
 use livegate_tests::rtmp::{Publisher, RTMP_MODULE};
-use livegate_tests::{free_addr, patience, require_tool, wait_until, ChildGuard};
+use livegate_tests::{
+    free_addr, patience, require_tool, wait_until, wait_until_within, ChildGuard,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -168,7 +170,8 @@ async fn the_console_and_watch_page_work_in_a_real_browser() {
         .unwrap();
     let _up = ChildGuard::new("livegate up", up);
     let up_text = || std::fs::read_to_string(&up_log).unwrap_or_default();
-    let text = wait_until("the welcome text", || async {
+    let text = // Every service starts (and migrates its database) before it is printed.
+    wait_until_within("the welcome text", patience() * 3, || async {
         let text = up_text();
         text.contains("  data   ").then_some(text)
     })

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use livegate_tests::rtmp::{Publisher, RtmpOrigin};
-use livegate_tests::{wait_until, ChildGuard};
+use livegate_tests::{patience, wait_until, wait_until_within, ChildGuard};
 use serde_json::{json, Value};
 
 /// `livegate up` uses 8080, 8085, 8090, 9180, 9185 and 9190 plus an offset: find one where all
@@ -64,7 +64,8 @@ async fn ready(admin_port: u16) {
 
 /// The welcome text, once it is all written (it follows the services' start).
 async fn welcome(log: &Path) -> String {
-    wait_until("the welcome text", || async {
+    // Every service starts (and migrates its database) before it is printed.
+    wait_until_within("the welcome text", patience() * 3, || async {
         let text = std::fs::read_to_string(log).ok()?;
         text.contains("  data   ").then_some(text)
     })

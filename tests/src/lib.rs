@@ -43,12 +43,22 @@ pub fn free_addr() -> SocketAddr {
 }
 
 /// Polls `check` until it yields `Some`, failing the test with `what` after [`patience`].
-pub async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + patience();
+    wait_until_within(what, patience(), check).await
+}
+
+/// [`wait_until`] with a patience of its own, for one-off waits known to take a multiple of an
+/// ordinary one (a whole toolkit starting on a busy machine, say).
+pub async fn wait_until_within<T, F, Fut>(what: &str, patience: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + patience;
     let mut pause = Duration::from_millis(5);
     loop {
         if let Some(value) = check().await {
