@@ -42,6 +42,18 @@ async fn moderated(state: &AppState, caller: &Caller, id: i64) -> Result<Room, A
     }
 }
 
+/// The room, if `caller` manages it (owner or admin): who may name its moderators.
+async fn managed(state: &AppState, caller: &Caller, id: i64) -> Result<Room, ApiError> {
+    let room = room_of(state, id).await?;
+    if caller.may_manage(room.owner_id) {
+        Ok(room)
+    } else {
+        Err(ApiError::forbidden(
+            "only the room's owner and admins may do this",
+        ))
+    }
+}
+
 async fn target_user(state: &AppState, room: &Room, user_id: i64) -> Result<(), ApiError> {
     if users::get(state.db(), user_id).await?.is_none() {
         return Err(ApiError::not_found("user"));
@@ -67,12 +79,7 @@ pub async fn add_moderator(
     caller: Caller,
     Path((id, user_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    let room = room_of(&state, id).await?;
-    if !caller.may_manage(room.owner_id) {
-        return Err(ApiError::forbidden(
-            "only the room's owner and admins may do this",
-        ));
-    }
+    let room = managed(&state, &caller, id).await?;
     if users::get(state.db(), user_id).await?.is_none() {
         return Err(ApiError::not_found("user"));
     }
@@ -97,12 +104,7 @@ pub async fn remove_moderator(
     caller: Caller,
     Path((id, user_id)): Path<(i64, i64)>,
 ) -> Result<StatusCode, ApiError> {
-    let room = room_of(&state, id).await?;
-    if !caller.may_manage(room.owner_id) {
-        return Err(ApiError::forbidden(
-            "only the room's owner and admins may do this",
-        ));
-    }
+    let room = managed(&state, &caller, id).await?;
     if !chat::remove_moderator(state.db(), room.id, user_id).await? {
         return Err(ApiError::not_found("moderator"));
     }

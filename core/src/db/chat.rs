@@ -38,30 +38,17 @@ pub async fn add_moderator(
     user_id: i64,
     now_ms: i64,
 ) -> Result<(), DbError> {
-    let mut handle = exec.connection().await?;
-    match handle.target() {
-        Target::Mysql(conn) => {
-            sqlx::query(
-                "INSERT IGNORE INTO room_moderators (room_id, user_id, created_at) VALUES (?, ?, ?)",
-            )
-            .bind(room_id)
-            .bind(user_id)
-            .bind(now_ms)
-            .execute(conn)
-            .await?;
-        }
-        Target::Sqlite(conn) => {
-            sqlx::query(
-                "INSERT OR IGNORE INTO room_moderators (room_id, user_id, created_at) \
-                 VALUES (?, ?, ?)",
-            )
-            .bind(room_id)
-            .bind(user_id)
-            .bind(now_ms)
-            .execute(conn)
-            .await?;
-        }
-    }
+    on_conn!(exec, conn, insert_ignore => {
+        sqlx::query(&format!(
+            "{insert_ignore} INTO room_moderators (room_id, user_id, created_at) VALUES (?, ?, ?)"
+        ))
+        .bind(room_id)
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(conn)
+        .await
+        .map(drop)?
+    });
     Ok(())
 }
 

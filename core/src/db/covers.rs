@@ -1,7 +1,7 @@
 //! Rooms' covers (`room_covers`): the recorder's latest live snapshot of each room and the
 //! poster of its newest recording; the room API shows one of them as the room's cover.
 
-use super::exec::{on_conn, Target};
+use super::exec::on_conn;
 use super::{DbError, Executor};
 
 /// A row of `room_covers`.
@@ -43,37 +43,22 @@ async fn upsert(
     (url, at, at_twice): (&str, i64, bool),
     now_ms: i64,
 ) -> Result<bool, DbError> {
-    let mut handle = exec.connection().await?;
-    let updated = match handle.target() {
-        Target::Mysql(conn) => {
-            sqlx::query("INSERT IGNORE INTO room_covers (room_id, updated_at) VALUES (?, ?)")
-                .bind(room_id)
-                .bind(now_ms)
-                .execute(&mut *conn)
-                .await?;
-            let query = sqlx::query(update)
-                .bind(url)
-                .bind(at)
-                .bind(now_ms)
-                .bind(room_id);
-            let query = if at_twice { query.bind(at) } else { query };
-            query.execute(&mut *conn).await?.rows_affected()
-        }
-        Target::Sqlite(conn) => {
-            sqlx::query("INSERT OR IGNORE INTO room_covers (room_id, updated_at) VALUES (?, ?)")
-                .bind(room_id)
-                .bind(now_ms)
-                .execute(&mut *conn)
-                .await?;
-            let query = sqlx::query(update)
-                .bind(url)
-                .bind(at)
-                .bind(now_ms)
-                .bind(room_id);
-            let query = if at_twice { query.bind(at) } else { query };
-            query.execute(&mut *conn).await?.rows_affected()
-        }
-    };
+    let updated = on_conn!(exec, conn, insert_ignore => {
+        sqlx::query(&format!(
+            "{insert_ignore} INTO room_covers (room_id, updated_at) VALUES (?, ?)"
+        ))
+        .bind(room_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        let query = sqlx::query(update)
+            .bind(url)
+            .bind(at)
+            .bind(now_ms)
+            .bind(room_id);
+        let query = if at_twice { query.bind(at) } else { query };
+        query.execute(&mut *conn).await?.rows_affected()
+    });
     Ok(updated == 1)
 }
 

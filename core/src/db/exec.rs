@@ -98,12 +98,28 @@ impl<'a, 'c: 'a> Executor<'a> for &'a mut Tx<'c> {
 /// Runs `$body` with `$conn` bound to the `&mut` connection of whichever backend `$exec`
 /// runs on. Placeholders (`?`) are the same in both dialects, so the SQL text is shared; write
 /// the `match` on [`Target`] by hand where the dialects differ.
+///
+/// The second form also binds `$insert_ignore` to the dialect's "insert unless a unique key
+/// is taken" (`INSERT IGNORE`, `INSERT OR IGNORE`), the one difference most statements have.
 macro_rules! on_conn {
     ($exec:expr, $conn:ident => $body:expr) => {{
         let mut handle = $crate::db::Executor::connection($exec).await?;
         match handle.target() {
             $crate::db::exec::Target::Mysql($conn) => $body,
             $crate::db::exec::Target::Sqlite($conn) => $body,
+        }
+    }};
+    ($exec:expr, $conn:ident, $insert_ignore:ident => $body:expr) => {{
+        let mut handle = $crate::db::Executor::connection($exec).await?;
+        match handle.target() {
+            $crate::db::exec::Target::Mysql($conn) => {
+                let $insert_ignore = "INSERT IGNORE";
+                $body
+            }
+            $crate::db::exec::Target::Sqlite($conn) => {
+                let $insert_ignore = "INSERT OR IGNORE";
+                $body
+            }
         }
     }};
 }

@@ -2,7 +2,7 @@
 //! event id, so a redelivery is a no-op), the refusals of callbacks that could not be
 //! trusted, and the gift outbox written in the same transaction as the payment.
 
-use super::exec::{on_conn, Target};
+use super::exec::on_conn;
 use super::{DbError, Executor, Tx};
 
 /// A row of `payment_inbox`.
@@ -42,23 +42,13 @@ const INBOX_COLUMNS: &str =
 pub async fn record_event(tx: &mut Tx<'_>, event: &InboxEvent) -> Result<bool, DbError> {
     const COLUMNS: &str = "(provider, event_id, event_type, payment_ref, order_id, amount, \
          currency, outcome, reason, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-    let mut handle = super::Executor::connection(&mut *tx).await?;
-    let inserted = match handle.target() {
-        Target::Mysql(conn) => {
-            let sql = format!("INSERT IGNORE INTO payment_inbox {COLUMNS}");
-            bind_event(sqlx::query(&sql), event)
-                .execute(conn)
-                .await?
-                .rows_affected()
-        }
-        Target::Sqlite(conn) => {
-            let sql = format!("INSERT OR IGNORE INTO payment_inbox {COLUMNS}");
-            bind_event(sqlx::query(&sql), event)
-                .execute(conn)
-                .await?
-                .rows_affected()
-        }
-    };
+    let inserted = on_conn!(&mut *tx, conn, insert_ignore => {
+        let sql = format!("{insert_ignore} INTO payment_inbox {COLUMNS}");
+        bind_event(sqlx::query(&sql), event)
+            .execute(conn)
+            .await?
+            .rows_affected()
+    });
     Ok(inserted == 1)
 }
 

@@ -54,18 +54,11 @@ impl Database {
         note: &NewInterruptedRecording<'_>,
         now_ms: i64,
     ) -> Result<bool, DbError> {
-        let sql = match self {
-            Database::Mysql(_) => {
-                "INSERT IGNORE INTO interrupted_recordings (stream_id, room_id, origin_kind, \
+        let written = on_conn!(self, pool, insert_ignore => {
+            sqlx::query(&format!(
+                "{insert_ignore} INTO interrupted_recordings (stream_id, room_id, origin_kind, \
                  origin_server_id, directory, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            }
-            Database::Sqlite(_) => {
-                "INSERT OR IGNORE INTO interrupted_recordings (stream_id, room_id, origin_kind, \
-                 origin_server_id, directory, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            }
-        };
-        let written = on_conn!(self, pool => {
-            sqlx::query(sql)
+            ))
                 .bind(note.stream_id)
                 .bind(note.room_id)
                 .bind(note.origin_kind)

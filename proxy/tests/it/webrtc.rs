@@ -10,14 +10,19 @@ use crate::support::{client, token, token_expiring, ProxyBuilder, TestProxy};
 const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=offer\r\n";
 const ANSWER: &str = "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=answer\r\n";
 
+/// An answer to a WHEP offer, naming its session at `location`.
+fn whep_answer(location: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 201 Created\r\nConnection: Close\r\nContent-Type: application/sdp\r\nLocation: {location}\r\nContent-Length: {}\r\n\r\n{ANSWER}",
+        ANSWER.len()
+    )
+    .into_bytes()
+}
+
 async fn signalling() -> (ScriptedOrigin, TestProxy) {
-    let api = ScriptedOrigin::start(Script::Send(
-        format!(
-            "HTTP/1.1 201 Created\r\nContent-Type: application/sdp\r\nLocation: /rtc/v1/whep/?action=delete&app=live&stream=42&session=s1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{ANSWER}",
-            ANSWER.len()
-        )
-        .into_bytes(),
-    ))
+    let api = ScriptedOrigin::start(Script::Send(whep_answer(
+        "/rtc/v1/whep/?action=delete&app=live&stream=42&session=s1",
+    )))
     .await;
     let proxy = ProxyBuilder::new(api.addr)
         .with(&format!(
@@ -152,13 +157,9 @@ async fn offers_without_a_valid_token_for_their_room_never_reach_the_origin() {
 /// An origin answering offers as SRS 6 does: WHEP sessions named on `/rtc/v1/whip/`, with
 /// SRS's own session token in the query.
 async fn srs_whep(forward_token: bool) -> (ScriptedOrigin, TestProxy) {
-    let api = ScriptedOrigin::start(Script::Send(
-        format!(
-            "HTTP/1.1 201 Created\r\nConnection: Close\r\nContent-Type: application/sdp\r\nLocation: /rtc/v1/whip/?action=delete&token=srs7session&app=live&stream=42&session=u1:p1\r\nContent-Length: {}\r\n\r\n{ANSWER}",
-            ANSWER.len()
-        )
-        .into_bytes(),
-    ))
+    let api = ScriptedOrigin::start(Script::Send(whep_answer(
+        "/rtc/v1/whip/?action=delete&token=srs7session&app=live&stream=42&session=u1:p1",
+    )))
     .await;
     let proxy = ProxyBuilder::new(api.addr)
         .forward_token(forward_token)
@@ -224,11 +225,9 @@ async fn a_whep_session_is_torn_down_through_the_edge_with_the_origin_session_to
 
 /// SRS 6's answer to a WHEP offer for `stream`, naming its session `session`.
 fn srs_whep_answer(stream: u64, session: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 201 Created\r\nConnection: Close\r\nContent-Type: application/sdp\r\nLocation: /rtc/v1/whip/?action=delete&token=srs-{session}&app=live&stream={stream}&session={session}\r\nContent-Length: {}\r\n\r\n{ANSWER}",
-        ANSWER.len()
-    )
-    .into_bytes()
+    whep_answer(&format!(
+        "/rtc/v1/whip/?action=delete&token=srs-{session}&app=live&stream={stream}&session={session}"
+    ))
 }
 
 /// SRS's answer to a session's `DELETE`.
