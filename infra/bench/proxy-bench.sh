@@ -9,8 +9,10 @@
 # Modes (first argument, default `throughput`):
 #   throughput  wrk against every target for (a) a small HLS playlist (rewritten per viewer; the
 #               caches hold the origin's bytes) and (b) a 1 MiB segment, once per worker count
-#               in BENCH_WORKERS. Prints requests/s, latency percentiles and CPU per request,
-#               and the ratios livegate/nginx-lua-cache and livegate-nocache/nginx-lua.
+#               in BENCH_WORKERS. Prints requests/s, latency percentiles, CPU per request (of
+#               the target, and of wrk itself: on a small machine the client may be what
+#               limits requests/s), and the ratios livegate/nginx-lua-cache and
+#               livegate-nocache/nginx-lua.
 #   coalesce    BENCH_COALESCE_CLIENTS concurrent requests, each with its own valid token, for
 #               one segment nobody has asked for yet, which the origin sends slowly (limit_rate)
 #               so that every request arrives while the first one is being filled. Prints how
@@ -334,16 +336,20 @@ target_pids() { # name: livegate is one process; nginx a master and its workers
     esac
 }
 
-# Prints "rps p50_ms p90_ms p99_ms errors requests cpu_user_s cpu_sys_s load1" for one run.
+# Prints "rps p50_ms p90_ms p99_ms errors requests cpu_user_s cpu_sys_s wrk_wall_s wrk_user_s
+# wrk_sys_s load1" for one run. wrk shares the machine's CPUs with the target: its own CPU time
+# (bash's `time`, from the rusage of the wrk process and all its threads) shows when the client,
+# not the target, is what limits requests/s.
 run_wrk() { # name path
-    local url="http://127.0.0.1:${PORT[$1]}$2" before after pids
+    local url="http://127.0.0.1:${PORT[$1]}$2" before after pids TIMEFORMAT='%R %U %S'
     wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$WARMUP" "$url" >/dev/null
     pids=$(target_pids "$1")
     before=$(cpu_ticks $pids)
-    wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$url" >"$WORK/wrk.out"
+    { time wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$url" \
+        >"$WORK/wrk.out"; } 2>"$WORK/wrk.time"
     after=$(cpu_ticks $pids)
     awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" \
-        -v la="$(cut -d' ' -f1 /proc/loadavg)" '
+        -v wrk="$(tail -n 1 "$WORK/wrk.time")" -v la="$(cut -d' ' -f1 /proc/loadavg)" '
         function ms(v) {
             if (v ~ /us$/) return v / 1000
             if (v ~ /ms$/) return v + 0
@@ -358,9 +364,9 @@ run_wrk() { # name path
         /Non-2xx or 3xx responses:/ { errors += $NF }
         /Socket errors:/ { gsub(/,/, ""); errors += $4 + $6 + $8 + $10 }
         END {
-            split(before, b, " "); split(after, a, " ")
-            printf "%s %.3f %.3f %.3f %d %d %.2f %.2f %s\n", rps, p50, p90, p99, errors, requests,
-                (a[1] - b[1]) / hz, (a[2] - b[2]) / hz, la
+            split(before, b, " "); split(after, a, " "); split(wrk, t, " ")
+            printf "%s %.3f %.3f %.3f %d %d %.2f %.2f %.3f %.3f %.3f %s\n", rps, p50, p90, p99,
+                errors, requests, (a[1] - b[1]) / hz, (a[2] - b[2]) / hz, t[1], t[2], t[3], la
         }' "$WORK/wrk.out"
 }
 
@@ -385,6 +391,13 @@ throughput_pass() { # workers
     done
 }
 
+# The CPUs wrk can keep busy: one per thread, at most the machine's.
+client_cpus() {
+    local n
+    n=$(nproc)
+    echo $((WRK_THREADS < n ? WRK_THREADS : n))
+}
+
 # One line of ratios: a over b for requests/s, p99 and CPU per request.
 ratio_line() { # label result_a result_b
     read -r a_rps _ _ a_p99 _ a_n a_u a_k _ <<<"$2"
@@ -402,17 +415,28 @@ throughput_report() {
     echo "HLS throughput: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $(nproc) CPUs, median of $ROUNDS rounds"
     echo "playlist: $PLAYLIST_BYTES bytes at the origin, rewritten per request; segment: $SEGMENT_BYTES bytes"
     echo "CPU: the target's own processes during the measured run; load: 1-minute load average after it"
-    printf '%-3s %-9s %-17s %11s %8s %8s %8s %6s %7s %7s %9s %5s\n' \
-        w case target "requests/s" "p50 ms" "p90 ms" "p99 ms" errors "usr s" "sys s" "CPU us/req" load
+    echo "CPUs: CPU seconds over the run's length, of the target and of wrk (the load generator:"
+    echo "      user + system of all its threads); wrk us/req: wrk's CPU per request."
+    echo "      * wrk had >= 90% of its $(client_cpus) CPU(s) busy: the client, not the target, bounds requests/s"
+    echo "      + target and wrk together kept >= 90% of the $(nproc) CPUs busy: they compete for them"
+    printf '%-3s %-9s %-17s %11s %8s %8s %8s %6s %7s %7s %9s %5s %10s %8s %5s\n' \
+        w case target "requests/s" "p50 ms" "p90 ms" "p99 ms" errors "usr s" "sys s" "CPU us/req" \
+        CPUs "wrk us/req" "wrk CPUs" load
     for w in $WORKER_COUNTS; do
         for case in playlist segment; do
             for name in "${TARGETS[@]}"; do
-                read -r rps p50 p90 p99 errors requests usr sys load <<<"${RESULT[$w.$case.$name]}"
+                read -r rps p50 p90 p99 errors requests usr sys wall wu wk load \
+                    <<<"${RESULT[$w.$case.$name]}"
                 awk -v w="$w" -v c="$case" -v p="$name" -v rps="$rps" -v p50="$p50" -v p90="$p90" \
                     -v p99="$p99" -v e="$errors" -v n="$requests" -v u="$usr" -v k="$sys" \
-                    -v la="$load" 'BEGIN {
-                    printf "%-3s %-9s %-17s %11.1f %8.3f %8.3f %8.3f %6d %7.2f %7.2f %9.1f %5s\n",
-                        w, c, p, rps, p50, p90, p99, e, u, k, (n > 0 ? (u + k) * 1e6 / n : 0), la }'
+                    -v wall="$wall" -v wu="$wu" -v wk="$wk" -v cpus="$(client_cpus)" \
+                    -v ncpu="$(nproc)" -v la="$load" 'BEGIN {
+                    busy = (wall > 0 ? (wu + wk) / wall : 0)
+                    target = (wall > 0 ? (u + k) / wall : 0)
+                    mark = (busy >= 0.9 * cpus ? "*" : "") (busy + target >= 0.9 * ncpu ? "+" : "")
+                    printf "%-3s %-9s %-17s %11.1f %8.3f %8.3f %8.3f %6d %7.2f %7.2f %9.1f %5.2f %10.1f %6.2f%-2s %5s\n",
+                        w, c, p, rps, p50, p90, p99, e, u, k, (n > 0 ? (u + k) * 1e6 / n : 0),
+                        target, (n > 0 ? (wu + wk) * 1e6 / n : 0), busy, mark, la }'
             done
         done
     done

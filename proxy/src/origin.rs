@@ -221,6 +221,12 @@ impl OriginResponse {
         }
     }
 
+    /// The origin's response header as it was received, every field included (for answers
+    /// relayed to the viewer as the origin sent them).
+    pub fn header(&self) -> Option<&pingora::http::ResponseHeader> {
+        self.session.as_ref()?.response_header()
+    }
+
     /// Holds the body to the fetch deadline too (for responses read whole before they are
     /// answered: nobody sees a byte of them until then).
     pub fn whole_by_deadline(mut self) -> OriginResponse {
@@ -297,7 +303,7 @@ impl OriginClient {
         max_bytes: usize,
     ) -> Result<Fetched, FetchError> {
         let peer = self.peer_at(HttpPeer::new(addr, false, String::new()));
-        self.open_peer(peer, request, Some(body), max_bytes)
+        self.open_peer(peer, request, Some(body), max_bytes, self.fetch_timeout)
             .await?
             .read_whole()
             .await
@@ -338,7 +344,27 @@ impl OriginClient {
         request: RequestHeader,
         max_bytes: usize,
     ) -> Result<OriginResponse, FetchError> {
-        self.open_peer(self.peer(origin), request, None, max_bytes)
+        self.open_peer(
+            self.peer(origin),
+            request,
+            None,
+            max_bytes,
+            self.fetch_timeout,
+        )
+        .await
+    }
+
+    /// Sends `request` to `origin` for a body of any size that is relayed as it arrives, and
+    /// returns once its response header is in. The header may take as long as a proxied
+    /// request's would: the connect timeouts and one read timeout, not the fetch deadline of a
+    /// response that is answered only once it is whole.
+    pub async fn open_relay(
+        self: &Arc<Self>,
+        origin: &Origin,
+        request: RequestHeader,
+    ) -> Result<OriginResponse, FetchError> {
+        let header_within = self.connect_timeout * 2 + self.read_timeout;
+        self.open_peer(self.peer(origin), request, None, usize::MAX, header_within)
             .await
     }
 
@@ -348,8 +374,9 @@ impl OriginClient {
         request: RequestHeader,
         body: Option<Bytes>,
         max_bytes: usize,
+        header_within: Duration,
     ) -> Result<OriginResponse, FetchError> {
-        let deadline = tokio::time::Instant::now() + self.fetch_timeout;
+        let deadline = tokio::time::Instant::now() + header_within;
         let mut stale = 0;
         loop {
             let attempt = async {

@@ -20,8 +20,18 @@ use crate::route::{Kind, Matched};
 pub(super) struct HlsRequest {
     key: String,
     room: Option<u64>,
-    origin: Origin,
-    request: RequestHeader,
+    upstream: Upstream,
+}
+
+/// What answers an HLS request: the cache (found when the request was prepared), or the origin.
+enum Upstream {
+    /// A fresh cached answer: no origin request is needed.
+    Cached(Arc<Cached>),
+    /// The origin and the request for it (boxed: hits, the usual case, carry no request).
+    Origin {
+        origin: Origin,
+        request: Box<RequestHeader>,
+    },
 }
 
 /// An origin answer for an HLS request, and where it came from (`None`: the cache is off).
@@ -31,7 +41,9 @@ impl Gate {
     /// The origin request for this viewer's HLS request: its path and query (without the
     /// token unless it is forwarded), the forwarding headers, and an uncompressed body (the
     /// cache keeps bytes every viewer can be sent, and playlists are rewritten); with the
-    /// cache key and room it is kept under.
+    /// cache key and room it is kept under. A request the cache can answer as it stands is
+    /// not built at all: most requests are such hits, and the origin request would be thrown
+    /// away.
     pub(super) fn hls_request(
         &self,
         session: &Session,
@@ -39,6 +51,23 @@ impl Gate {
         route: &Matched,
         origin: &Origin,
     ) -> Result<HlsRequest> {
+        let uri = &session.req_header().uri;
+        let host = self
+            .settings
+            .forwarding
+            .forwards_viewer_host()
+            .then(|| session.req_header().headers.get(header::HOST))
+            .flatten()
+            .and_then(|host| host.to_str().ok());
+        let key = cache::key(host, uri.path(), uri.query(), &self.settings.token_param);
+        let room = ctx.grant.map(|grant| grant.room_id);
+        if let Some(hit) = self.cache.as_ref().and_then(|store| store.get(&key)) {
+            return Ok(HlsRequest {
+                key,
+                room,
+                upstream: Upstream::Cached(hit),
+            });
+        }
         let path = session
             .req_header()
             .uri
@@ -65,19 +94,13 @@ impl Gate {
             .forwarding
             .apply(session, &mut request, &origin.authority)?;
         request.insert_header(header::ACCEPT_ENCODING, "identity")?;
-        let uri = &session.req_header().uri;
-        let host = self
-            .settings
-            .forwarding
-            .forwards_viewer_host()
-            .then(|| session.req_header().headers.get(header::HOST))
-            .flatten()
-            .and_then(|host| host.to_str().ok());
         Ok(HlsRequest {
-            key: cache::key(host, uri.path(), uri.query(), &self.settings.token_param),
-            room: ctx.grant.map(|grant| grant.room_id),
-            origin: origin.clone(),
-            request,
+            key,
+            room,
+            upstream: Upstream::Origin {
+                origin: origin.clone(),
+                request: Box::new(request),
+            },
         })
     }
 
@@ -92,9 +115,15 @@ impl Gate {
         let HlsRequest {
             key,
             room,
-            origin,
-            request,
+            upstream,
         } = hls;
+        let (origin, request) = match upstream {
+            Upstream::Cached(hit) => {
+                self.metrics.cache_lookup(kind, Source::Hit);
+                return (Ok(Answer::Whole(hit)), Some(Source::Hit));
+            }
+            Upstream::Origin { origin, request } => (origin, *request),
+        };
         let Some(store) = &self.cache else {
             let fetched = self.origin.fetch(&origin, request, max_bytes).await;
             if let Ok(fetched) = &fetched {

@@ -224,6 +224,43 @@ impl Gate {
     }
 }
 
+impl Gate {
+    /// What a viewer's request passed on to the origin gets on its way there, whether Pingora
+    /// proxies it or the request path relays it.
+    fn filter_origin_request(
+        &self,
+        session: &Session,
+        upstream_request: &mut RequestHeader,
+        authority: &str,
+    ) -> Result<()> {
+        self.settings
+            .forwarding
+            .apply(session, upstream_request, authority)?;
+        if let Some(pullers) = &self.settings.pullers {
+            upstream_request.remove_header(pullers.header());
+        }
+        Ok(())
+    }
+
+    /// What an origin response passed on as the origin sent it gets on its way to the viewer,
+    /// whether Pingora proxies it or the request path relays it.
+    fn filter_origin_response(
+        &self,
+        upstream_response: &mut ResponseHeader,
+        ctx: &RequestCtx,
+    ) -> Result<()> {
+        if let (true, Some(pullers)) = (ctx.puller, &self.settings.pullers) {
+            if upstream_response.status == StatusCode::OK {
+                upstream_response.insert_header(
+                    header::CACHE_CONTROL,
+                    pullers.segment_cache_control.as_str(),
+                )?;
+            }
+        }
+        cors::apply(upstream_response, ctx.allow_origin.as_deref())
+    }
+}
+
 /// Whether `error` means the viewer went away (rather than the origin or the proxy failing).
 fn is_viewer_gone(error: &Error) -> bool {
     error.esource() == &ErrorSource::Downstream
@@ -330,12 +367,7 @@ impl ProxyHttp for Gate {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let authority = ctx.origin.as_ref().map_or("", |o| o.authority.as_str());
-        self.settings
-            .forwarding
-            .apply(session, upstream_request, authority)?;
-        if let Some(pullers) = &self.settings.pullers {
-            upstream_request.remove_header(pullers.header());
-        }
+        self.filter_origin_request(session, upstream_request, authority)?;
         ctx.upstream_sent_at = Some(Instant::now());
         Ok(())
     }
@@ -359,15 +391,7 @@ impl ProxyHttp for Gate {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (true, Some(pullers)) = (ctx.puller, &self.settings.pullers) {
-            if upstream_response.status == StatusCode::OK {
-                upstream_response.insert_header(
-                    header::CACHE_CONTROL,
-                    pullers.segment_cache_control.as_str(),
-                )?;
-            }
-        }
-        cors::apply(upstream_response, ctx.allow_origin.as_deref())
+        self.filter_origin_response(upstream_response, ctx)
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&Error>, ctx: &mut RequestCtx) {

@@ -1,7 +1,9 @@
 //! HLS segments through the cache: one origin request per segment however many viewers ask,
 //! answered from memory afterwards. A segment still arriving from the origin is sent to every
 //! viewer waiting for it as its bytes come in. Byte ranges, and segments larger than the cache
-//! keeps, go through Pingora's proxy path instead.
+//! keeps, go through Pingora's proxy path instead. With the cache off, a plain GET is relayed
+//! from the origin here, exactly as that path would pass it on but with fewer copies of the
+//! body; anything else still takes that path.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +24,8 @@ use crate::playlist::TokenParam;
 use crate::route::{Kind, Matched};
 
 impl Gate {
-    /// Answers a segment request from the cache (filling it on a miss). `Ok(false)`: not for
-    /// the cache, to be proxied.
+    /// Answers a segment request from the cache (filling it on a miss), or with the cache off
+    /// relays it. `Ok(false)`: to be proxied by Pingora.
     pub(super) async fn serve_segment(
         &self,
         session: &mut Session,
@@ -31,8 +33,17 @@ impl Gate {
         route: &Matched,
         token: &Secret,
     ) -> Result<bool> {
-        if self.cache.is_none() || session.req_header().headers.contains_key(header::RANGE) {
+        if session.req_header().headers.contains_key(header::RANGE) {
             return Ok(false);
+        }
+        if self.cache.is_none() {
+            if !relayable(session.req_header()) {
+                return Ok(false);
+            }
+            return self
+                .relay_uncached(session, ctx, route)
+                .await
+                .map(|()| true);
         }
         let Some(origin) = self.origin.select(&route.stream_key) else {
             warn!(stream = %route.stream_key, "no healthy origin");
@@ -141,6 +152,106 @@ impl Gate {
             .map_err(Error::into_down)
     }
 
+    /// Relays a segment from the origin as it arrives, with the cache off: the same exchange as
+    /// Pingora's proxy path (the viewer's request with the hop-by-hop fields removed and the
+    /// forwarding fields set; the origin's response header as it came), with each piece of the
+    /// body written on as one write. Pingora's path copies every piece from its read buffer and
+    /// then again into a buffer that joins the pieces that queued up while the last write was
+    /// under way; here a piece is copied once, when it is read.
+    async fn relay_uncached(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        route: &Matched,
+    ) -> Result<()> {
+        let Some(origin) = self.origin.select(&route.stream_key) else {
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(502),
+                "no healthy origin for stream",
+            ));
+        };
+        let mut request = session.req_header().clone();
+        request.remove_header(&header::CONNECTION);
+        self.filter_origin_request(session, &mut request, &origin.authority)?;
+        let opening = self.origin.open_relay(&origin, request);
+        let opened = tokio::select! {
+            opened = opening => opened,
+            _ = session.read_body_or_idle(true) => {
+                ctx.aborted = true;
+                return Err(Error::explain(ErrorType::ConnectionClosed, "viewer left").into_down());
+            }
+        };
+        let mut response = opened.map_err(relay_error)?;
+        self.metrics
+            .upstream_latency(Kind::Segment, response.header_latency.as_secs_f64());
+        let Some(mut head) = response.header().cloned() else {
+            return Err(Error::explain(
+                ErrorType::InvalidHTTPHeader,
+                "origin sent no response header",
+            )
+            .into_up());
+        };
+        // As Pingora's proxy path frames it: a body of unknown length goes out chunked, so
+        // that the viewer's connection outlives it.
+        let no_body = matches!(head.status.as_u16(), 204 | 304) || head.status.is_informational();
+        let ends_here = no_body || response.head.content_length == Some(0);
+        if !no_body
+            && !head.headers.contains_key(header::TRANSFER_ENCODING)
+            && !head.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            head.set_version(Version::HTTP_11);
+            head.insert_header(header::TRANSFER_ENCODING, "chunked")?;
+        }
+        self.filter_origin_response(&mut head, ctx)?;
+        session
+            .write_response_header(Box::new(head), ends_here)
+            .await
+            .map_err(Error::into_down)?;
+        let length = response.head.content_length.map(|length| length as u64);
+        let mut sent = 0u64;
+        loop {
+            let next = if ends_here || length.is_some_and(|length| sent >= length) {
+                // The viewer has the whole response and may already be sending its next
+                // request, which must not be taken for leaving: the origin's side is only read
+                // to its end (which puts its connection back in the pool).
+                response.next_chunk().await
+            } else {
+                // A viewer that leaves while the origin is quiet is noticed at once, not at
+                // the next write.
+                tokio::select! {
+                    next = response.next_chunk() => next,
+                    _ = session.read_body_or_idle(true) => {
+                        ctx.aborted = true;
+                        return Err(Error::explain(ErrorType::ConnectionClosed, "viewer left").into_down());
+                    }
+                }
+            };
+            match next {
+                Ok(Some(piece)) => {
+                    sent += piece.len() as u64;
+                    ctx.local_body_bytes += piece.len() as u64;
+                    session
+                        .write_response_body(Some(piece), false)
+                        .await
+                        .map_err(Error::into_down)?;
+                }
+                Ok(None) if ends_here => return Ok(()),
+                Ok(None) => {
+                    return session
+                        .write_response_body(None::<Bytes>, true)
+                        .await
+                        .map_err(Error::into_down)
+                }
+                Err(err) => {
+                    warn!(stream = %route.stream_key, error = %err, "segment cut short by the origin");
+                    return Err(
+                        Error::explain(ErrorType::ReadError, "origin response cut short").into_up(),
+                    );
+                }
+            }
+        }
+    }
+
     /// The response header for a segment of `length` bytes (`None`: not known yet) that may be
     /// kept for `fresh_for`.
     fn segment_header(
@@ -176,5 +287,62 @@ impl Gate {
         }
         cors::apply(&mut response, ctx.allow_origin.as_deref())?;
         Ok(response)
+    }
+}
+
+/// Request fields Pingora's proxy path removes or rewrites on the way to the origin (hop-by-hop
+/// fields, upgrades, bodies): a request with any of them is left to that path.
+const PROXY_PATH_FIELDS: [&str; 10] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+    "content-length",
+];
+
+/// Whether an uncached segment request can be relayed by [`Gate::relay_uncached`] exactly as
+/// Pingora's proxy path would send it: a plain HTTP/1.1 GET in origin form, without a body, a
+/// range, or fields the proxy path treats specially; `Connection` only to say `keep-alive` or
+/// `close` (and nothing it names).
+fn relayable(request: &pingora::http::RequestHeader) -> bool {
+    let connection_tokens_plain = request
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .all(|value| {
+            value.to_str().is_ok_and(|value| {
+                value.split(',').all(|token| {
+                    let token = token.trim();
+                    token.eq_ignore_ascii_case("keep-alive") || token.eq_ignore_ascii_case("close")
+                })
+            })
+        });
+    request.method == Method::GET
+        && request.version == Version::HTTP_11
+        && request.uri.authority().is_none()
+        && !request.headers.contains_key(header::RANGE)
+        && !request.headers.contains_key("close")
+        && PROXY_PATH_FIELDS
+            .iter()
+            .all(|name| !request.headers.contains_key(*name))
+        && connection_tokens_plain
+}
+
+/// The error an origin failure before the response header becomes, as it would on Pingora's
+/// proxy path: the origin's side (502), or its timeout (504).
+fn relay_error(err: FetchError) -> Box<Error> {
+    match err {
+        FetchError::Origin(err) => err.into_up(),
+        FetchError::Timeout => {
+            Error::explain(ErrorType::ReadTimedout, "origin did not answer in time").into_up()
+        }
+        other @ (FetchError::TooLarge | FetchError::Abandoned) => {
+            Error::explain(ErrorType::ConnectError, other.to_string()).into_up()
+        }
     }
 }

@@ -390,6 +390,80 @@ async fn purges_drop_one_room_or_everything() {
 }
 
 #[tokio::test]
+async fn a_disabled_cache_relays_segments_as_the_proxy_path_does() {
+    // A body of unknown length (it ends when the origin closes), with fields of the origin's
+    // own that must reach the viewer as they were.
+    let response = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nETag: \"seg-1\"\r\nX-Origin: kept\r\nConnection: close\r\n\r\n";
+    let body = vec![7u8; 200_000];
+    let origin = ScriptedOrigin::start(Script::Send([&response[..], &body[..]].concat())).await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .with("[cache]\nenabled = false")
+        .start()
+        .await;
+    let url = proxy.url(&format!("/live/42-1.ts?token={}&v=1", token(42)));
+    let fetch = |range: Option<&'static str>| {
+        let mut request = client()
+            .get(url.clone())
+            .header("connection", "keep-alive")
+            .header("x-viewer", "as sent");
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let mut headers: Vec<String> = response
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != "date")
+                .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap()))
+                .collect();
+            headers.sort();
+            (status, headers, response.bytes().await.unwrap())
+        }
+    };
+    // A range goes through Pingora's proxy path; the same request without one is relayed.
+    let (proxied_status, proxied_headers, proxied_body) = fetch(Some("bytes=0-")).await;
+    let (status, headers, relayed_body) = fetch(None).await;
+    assert_eq!(status, 200);
+    assert_eq!((status, &headers), (proxied_status, &proxied_headers));
+    assert!(
+        headers.contains(&"etag: \"seg-1\"".to_owned()),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&"x-origin: kept".to_owned()),
+        "{headers:?}"
+    );
+    assert!(
+        headers.contains(&"transfer-encoding: chunked".to_owned()),
+        "{headers:?}"
+    );
+    assert_eq!(relayed_body, body);
+    assert_eq!(proxied_body, body);
+
+    // The origin got the same request both times, the range aside: the viewer's fields, the
+    // forwarding fields, no token and no hop-by-hop fields.
+    let heads = origin.heads();
+    assert_eq!(heads.len(), 2);
+    let without_range = |head: &str| -> Vec<String> {
+        head.lines()
+            .filter(|line| !line.to_ascii_lowercase().starts_with("range:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(without_range(&heads[0]), without_range(&heads[1]));
+    let relayed = heads[1].to_ascii_lowercase();
+    assert!(
+        relayed.starts_with("get /live/42-1.ts?v=1 http/1.1"),
+        "{relayed}"
+    );
+    assert!(relayed.contains("x-viewer: as sent"), "{relayed}");
+    assert!(relayed.contains("x-forwarded-for: 127.0.0.1"), "{relayed}");
+    assert!(!relayed.contains("connection:"), "{relayed}");
+}
+
+#[tokio::test]
 async fn byte_ranges_and_a_disabled_cache_go_to_the_origin_every_time() {
     let origin = ScriptedOrigin::start(Script::Send(ok_response("video/mp2t", "ts"))).await;
     let proxy = ProxyBuilder::new(origin.addr)
