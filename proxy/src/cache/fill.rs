@@ -65,6 +65,10 @@ impl Filling {
 
     /// Reads `incoming` to its end, handing its head and every piece on as they arrive, and
     /// returns the head and the whole body.
+    ///
+    /// The piece that completes a body of known length is held back and reaches the readers
+    /// with the finished body instead: a viewer that has every byte then finds the segment in
+    /// the cache on its next request, not still on its way.
     pub(super) async fn run(
         &self,
         mut incoming: impl Incoming,
@@ -72,27 +76,43 @@ impl Filling {
         let head = Arc::new(incoming.head().clone());
         self.progress
             .send_modify(|progress| progress.head = Some(head.clone()));
+        let mut held: Option<Bytes> = None;
         while let Some(chunk) = incoming.next_chunk().await? {
-            self.progress.send_modify(|progress| {
-                progress.received += chunk.len();
-                progress.chunks.push(chunk);
-            });
+            if let Some(earlier) = held.take() {
+                // More than the length promised: nothing to hold back for.
+                self.publish(earlier);
+            }
+            let received = self.progress.borrow().received + chunk.len();
+            if head.content_length == Some(received) {
+                held = Some(chunk);
+            } else {
+                self.publish(chunk);
+            }
         }
         let body = {
             let progress = self.progress.borrow();
-            match progress.chunks.as_slice() {
+            let pieces: Vec<&Bytes> = progress.chunks.iter().chain(held.as_ref()).collect();
+            match pieces.as_slice() {
                 [] => Bytes::new(),
-                [only] => only.clone(),
-                chunks => {
-                    let mut body = BytesMut::with_capacity(progress.received);
-                    for chunk in chunks {
-                        body.extend_from_slice(chunk);
+                [only] => Bytes::clone(only),
+                pieces => {
+                    let length = pieces.iter().map(|piece| piece.len()).sum();
+                    let mut body = BytesMut::with_capacity(length);
+                    for piece in pieces {
+                        body.extend_from_slice(piece);
                     }
                     body.freeze()
                 }
             }
         };
         Ok((head, body))
+    }
+
+    fn publish(&self, chunk: Bytes) {
+        self.progress.send_modify(|progress| {
+            progress.received += chunk.len();
+            progress.chunks.push(chunk);
+        });
     }
 
     /// Ends the fill: every reader gets the rest from `outcome` (or its error), and the pieces
