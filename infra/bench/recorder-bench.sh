@@ -336,7 +336,7 @@ kill_trials() {
     orphans=$(open_uploads)
     echo "SIGKILL trials: $TRIALS; cleaned $ok; exactly one object $once; byte-identical $identical;" \
         "orphan multipart uploads $orphans; ffmpeg outliving its recorder $ffmpeg_survived"
-    echo "killed while:$(echo "$stages" | tr ' ' '\n' | sort | uniq -c | awk 'NF {printf " %s %s", $2, $1}')"
+    echo "killed while:$(echo "$stages" | tr ' ' '\n' | sort | uniq -c | awk 'NF == 2 {printf " %s %s", $2, $1}')"
     [ "$ok" = "$TRIALS" ] && [ "$once" = "$TRIALS" ] && [ "$identical" = "$TRIALS" ] &&
         [ "$orphans" = "0" ] && [ "$ffmpeg_survived" = "0" ]
 }
