@@ -114,7 +114,19 @@ impl Progress for RowProgress<'_> {
         {
             Ok(true) => Ok(()),
             Ok(false) => Err(LEASE_LOST.to_owned()),
-            Err(err) => Err(err.to_string()),
+            // The count is informational: a resume lists the parts the storage holds, and the
+            // lease's renewal notices a lost job. A database that cannot take the write in
+            // time (a busy disk stalls SQLite's commits for seconds) must not throw away an
+            // upload that is under way; the next part's write records the count.
+            Err(err) => {
+                tracing::warn!(
+                    job.id = self.id,
+                    parts,
+                    error = %err,
+                    "could not record the upload's progress, going on"
+                );
+                Ok(())
+            }
         }
     }
 }
@@ -537,5 +549,44 @@ impl Context {
                 tracing::warn!(job.id = row.id, error = %err, "could not move the unreadable input aside")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use livegate_core::db::DbConfig;
+    use livegate_core::Secret;
+
+    use super::*;
+
+    async fn memory_db() -> Database {
+        let config = DbConfig {
+            url: Secret::new("sqlite::memory:"),
+            ..DbConfig::default()
+        };
+        let db = Database::connect(&config).await.unwrap();
+        db.migrate().await.unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn a_progress_count_the_database_cannot_take_does_not_stop_the_upload() {
+        let db = memory_db().await;
+        let mut progress = RowProgress {
+            db: &db,
+            id: 1,
+            owner: "worker",
+        };
+        // No row held by this worker: the job is someone else's, and the upload stops.
+        assert_eq!(
+            progress.parts_stored("upload", 1).await,
+            Err(LEASE_LOST.to_owned())
+        );
+
+        db.close().await;
+        // The count is informational: the upload goes on without it.
+        assert_eq!(progress.parts_stored("upload", 2).await, Ok(()));
+        // The upload id is what a resume needs: no part goes up before it is saved.
+        assert!(progress.upload_started(Some("upload")).await.is_err());
     }
 }
