@@ -64,14 +64,7 @@ async fn an_admin_revocation_cuts_the_room_and_spares_later_tokens() {
 
     // Refuse every token of room 42 expiring within the next two hours.
     let by = unix_now() + 7200;
-    let revoke = client()
-        .post(format!(
-            "http://{}/revocations?room=42&tokens_expiring_by={by}",
-            proxy.admin
-        ))
-        .send()
-        .await
-        .unwrap();
+    let revoke = proxy.revoke(42, by).await;
     assert_eq!(revoke.status(), 200);
     assert!(revoke.text().await.unwrap().contains("\"applied\":true"));
     ends(&mut viewer).await;

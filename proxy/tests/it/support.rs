@@ -192,6 +192,18 @@ impl TestProxy {
         std::fs::read_to_string(self.dir.path().join("proxy.log")).unwrap_or_default()
     }
 
+    /// Revokes `room`'s tokens expiring by `by` on the admin port.
+    pub(crate) async fn revoke(&self, room: u64, by: u64) -> reqwest::Response {
+        client()
+            .post(format!(
+                "http://{}/revocations?room={room}&tokens_expiring_by={by}",
+                self.admin
+            ))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub(crate) async fn metrics(&self) -> String {
         client()
             .get(format!("http://{}/metrics", self.admin))

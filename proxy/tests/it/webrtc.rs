@@ -50,6 +50,17 @@ async fn offer(
     request.send().await.unwrap()
 }
 
+/// A WHEP offer for `room`'s stream with `token` in the query.
+async fn offer_with_token(proxy: &TestProxy, room: u64, token: &str) -> reqwest::Response {
+    offer(
+        proxy,
+        &format!("app=live&stream={room}&token={token}"),
+        None,
+        OFFER.into(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn an_offer_with_a_token_reaches_the_origin_without_it() {
     let (api, proxy) = signalling().await;
@@ -271,27 +282,13 @@ async fn a_revocation_ends_the_rooms_whep_sessions_at_the_origin() {
     let now = unix_now();
     let by = now + 3600;
     for (room, expires_at) in [(42, now + 600), (42, by + 3600), (43, now + 600)] {
-        let t = token_expiring(room, expires_at);
-        let answer = offer(
-            &proxy,
-            &format!("app=live&stream={room}&token={t}"),
-            None,
-            OFFER.into(),
-        )
-        .await;
+        let answer = offer_with_token(&proxy, room, &token_expiring(room, expires_at)).await;
         assert_eq!(answer.status(), 201);
     }
     wait_for_metric(&proxy, "livegate_proxy_webrtc_sessions_tracked 3").await;
 
     // Room 42's tokens expiring within the hour: session a, not b (a later token), not c.
-    let revoke = client()
-        .post(format!(
-            "http://{}/revocations?room=42&tokens_expiring_by={by}",
-            proxy.admin
-        ))
-        .send()
-        .await
-        .unwrap();
+    let revoke = proxy.revoke(42, by).await;
     assert_eq!(revoke.status(), 200);
     wait_until("the revoked session's teardown at the origin", || {
         let sent = teardowns(&api);
@@ -338,14 +335,7 @@ async fn a_whep_session_ends_with_its_token_when_configured() {
         .start()
         .await;
     let expires_at = unix_now() + 4;
-    let t = token_expiring(42, expires_at);
-    let answer = offer(
-        &proxy,
-        &format!("app=live&stream=42&token={t}"),
-        None,
-        OFFER.into(),
-    )
-    .await;
+    let answer = offer_with_token(&proxy, 42, &token_expiring(42, expires_at)).await;
     assert_eq!(answer.status(), 201);
     wait_for_metric(&proxy, "livegate_proxy_webrtc_sessions_tracked 1").await;
     if unix_now() < expires_at {
