@@ -13,7 +13,8 @@
 //! header maps are most of what a connection costs. Once such a response's head has gone out,
 //! the request path [hands the connection off](hand_off) to a [`Takeover`]; Pingora then
 //! finishes its session without touching the connection again, and the connection's task serves
-//! the rest of it with the takeover alone.
+//! the rest of it with the takeover alone. A takeover that sends one response (a cached segment
+//! sent from its file) gives the connection back, and its next request starts a new session.
 
 use std::fmt;
 use std::future::Future;
@@ -84,8 +85,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         // A guard handed back still holds the connection: dropping it passes it on.
         drop(reused);
         let (takeover, stream) = handoff.take()?;
-        takeover.serve(stream).await;
-        None
+        let reusable = takeover.serve(stream).await;
+        // Shutting down: the connection takes no further request.
+        reusable.filter(|_| !*shutdown.borrow())
     }
 
     async fn cleanup(&self) {
@@ -96,8 +98,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
 /// Serves the rest of a connection that its HTTP session handed off (see [`hand_off`]).
 #[async_trait]
 pub trait Takeover: Send {
-    /// Serves `stream` until the connection is done; dropping it closes the connection.
-    async fn serve(self: Box<Self>, stream: Stream);
+    /// Serves `stream`, then gives it back if it may carry another request (it is then read
+    /// as a new connection, its next head on the clock from the start); dropping it closes the
+    /// connection.
+    async fn serve(self: Box<Self>, stream: Stream) -> Option<Stream>;
 }
 
 /// Where a connection handed off waits for its [`Takeover`], between the request path and the
@@ -153,6 +157,23 @@ pub fn hand_off(
     Ok(())
 }
 
+/// Whether the connection under an HTTP session can be handed off for one response and given
+/// back afterwards: it came through [`Guarded`], is not handed off already, and the viewer has
+/// sent nothing beyond the head of the request being answered (a pipelined request would be
+/// lost with the session's buffer). `is_suitable` judges the connection beneath.
+pub fn can_hand_off_one_response(
+    session_stream: Option<&Stream>,
+    is_suitable: impl FnOnce(&Stream) -> bool,
+) -> bool {
+    let Some(guard) = session_stream.and_then(|s| (**s).as_any().downcast_ref::<HeadGuard>())
+    else {
+        return false;
+    };
+    !guard.handoff.claimed.load(Ordering::Acquire)
+        && !guard.read_past_head
+        && guard.inner.as_ref().is_some_and(is_suitable)
+}
+
 fn handed_off() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection handed off")
 }
@@ -195,6 +216,9 @@ pub struct HeadGuard {
     limits: HeadLimits,
     metrics: Arc<Metrics>,
     handoff: Arc<Handoff>,
+    /// Set once the session was given bytes beyond a request's head: the start of a pipelined
+    /// request or a request body, which only the session's buffer holds.
+    read_past_head: bool,
 }
 
 impl fmt::Debug for HeadGuard {
@@ -227,6 +251,7 @@ impl HeadGuard {
             limits,
             metrics,
             handoff,
+            read_past_head: false,
         }
     }
 
@@ -293,7 +318,8 @@ impl HeadGuard {
             let searched_from = collected.len().saturating_sub(3);
             collected.extend_from_slice(arrived);
             match inspect(&collected, searched_from, &self.limits) {
-                HeadState::Complete => {
+                HeadState::Complete(end) => {
+                    self.read_past_head |= collected.len() > end;
                     self.phase = Phase::Release(collected.freeze());
                     return Poll::Ready(Ok(()));
                 }
@@ -320,7 +346,8 @@ impl HeadGuard {
 #[derive(Debug, PartialEq, Eq)]
 enum HeadState {
     Partial,
-    Complete,
+    /// Complete, ending at this offset.
+    Complete(usize),
     TargetTooLong,
     TooLarge,
 }
@@ -351,7 +378,7 @@ fn inspect(collected: &[u8], searched_from: usize, limits: &HeadLimits) -> HeadS
                 .map(|at| searched_from + at + 2)
         });
     match end {
-        Some(end) if end <= limits.max_head_bytes => HeadState::Complete,
+        Some(end) if end <= limits.max_head_bytes => HeadState::Complete(end),
         Some(_) => HeadState::TooLarge,
         None if collected.len() > limits.max_head_bytes => HeadState::TooLarge,
         None => HeadState::Partial,
@@ -371,7 +398,12 @@ impl AsyncRead for HeadGuard {
         }
         loop {
             match &mut this.phase {
-                Phase::Body => return this.io()?.poll_read(cx, buf),
+                Phase::Body => {
+                    let before = buf.filled().len();
+                    let read = this.io()?.poll_read(cx, buf);
+                    this.read_past_head |= buf.filled().len() > before;
+                    return read;
+                }
                 Phase::Release(bytes) => {
                     let n = bytes.len().min(buf.remaining());
                     buf.put_slice(&bytes[..n]);
@@ -557,9 +589,10 @@ mod tests {
 
     #[async_trait]
     impl Takeover for Body {
-        async fn serve(self: Box<Self>, mut stream: Stream) {
+        async fn serve(self: Box<Self>, mut stream: Stream) -> Option<Stream> {
             stream.write_all(b"body").await.unwrap();
             stream.flush().await.unwrap();
+            None
         }
     }
 
@@ -609,11 +642,11 @@ mod tests {
     fn heads_are_complete_at_their_blank_line() {
         assert_eq!(
             inspect(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 0, &LIMITS),
-            HeadState::Complete
+            HeadState::Complete(28)
         );
         assert_eq!(
             inspect(b"GET /a HTTP/1.1\nHost: x\n\n", 0, &LIMITS),
-            HeadState::Complete
+            HeadState::Complete(25)
         );
         assert_eq!(
             inspect(b"GET /a HTTP/1.1\r\nHost: x\r\n", 0, &LIMITS),

@@ -23,6 +23,7 @@ pub mod path;
 pub mod playlist;
 pub mod revocation;
 pub mod route;
+pub mod sendfile;
 pub mod viewers;
 pub mod webrtc;
 

@@ -130,6 +130,8 @@ pub struct Metrics {
     upstream_latency: [Histogram; 3],
     sent_bytes: [Counter; 4],
     cut_short: [Counter; 4],
+    /// Cached segments the kernel sent from their sealed files, with no copy through the proxy.
+    pub segments_sent_from_file: Counter,
     /// HTTP-FLV responses currently streaming.
     pub flv_sessions_active: Gauge,
     /// HTTP-FLV origin pulls running (one per stream being watched).
@@ -311,6 +313,13 @@ impl Metrics {
                 .clone()
         });
 
+        let segments_sent_from_file = Counter::default();
+        registry.register(
+            "segments_sent_from_file",
+            "Cached segments sent to viewers from their sealed files by the kernel (sendfile), not copied through the proxy",
+            segments_sent_from_file.clone(),
+        );
+
         let cache_purged = Counter::default();
         registry.register(
             "cache_purged",
@@ -362,6 +371,7 @@ impl Metrics {
             upstream_latency,
             sent_bytes,
             cut_short,
+            segments_sent_from_file,
             flv_sessions_active,
             flv_pulls_active,
             flv_viewers_per_pull,

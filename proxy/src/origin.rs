@@ -72,6 +72,9 @@ pub enum FetchError {
     /// The fetch stopped without an answer (the proxy is shutting down).
     #[error("origin request abandoned")]
     Abandoned,
+    /// The finished body could not be read back from where the cache keeps it.
+    #[error("reading the cached body failed: {0}")]
+    CachedBody(String),
 }
 
 impl FetchError {
@@ -80,7 +83,7 @@ impl FetchError {
         match self {
             FetchError::Timeout => true,
             FetchError::Origin(err) => is_timeout(err.etype()),
-            FetchError::TooLarge | FetchError::Abandoned => false,
+            FetchError::TooLarge | FetchError::Abandoned | FetchError::CachedBody(_) => false,
         }
     }
 }

@@ -191,7 +191,11 @@ impl Arriving {
         }
         match &progress.end {
             Some(Ok(whole)) if self.sent < whole.body.len() => {
-                let rest = whole.body.slice(self.sent..);
+                // The piece held back, and whatever this reader had not taken yet.
+                let rest = whole
+                    .body
+                    .range_from(self.sent)
+                    .map_err(|err| Arc::new(FetchError::CachedBody(err.to_string())))?;
                 self.sent = whole.body.len();
                 Ok(Some(rest))
             }

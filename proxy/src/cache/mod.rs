@@ -9,8 +9,10 @@
 //! key reads the response from the fill as it arrives ([`fill`]), up to a lock timeout for its
 //! head after which a waiting request asks the origin itself, as nginx's
 //! `proxy_cache_lock_timeout` does. Only a response that arrived whole is kept. The cache holds
-//! the origin's bytes; playlists are rewritten for each viewer on the way out.
+//! the origin's bytes; playlists are rewritten for each viewer on the way out. Large bodies are
+//! kept in sealed memory files ([`body`]), which the kernel sends to viewers without a copy.
 
+pub mod body;
 pub mod fill;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +28,7 @@ use tinyufo::TinyUfo;
 use tokio_util::task::TaskTracker;
 
 use crate::origin::{FetchError, Fetched, ResponseHead};
+pub use body::Body;
 pub use fill::Arriving;
 use fill::{Filling, Incoming, Started, Waiting};
 
@@ -106,7 +109,7 @@ pub struct Cached {
     /// The origin's response head.
     pub head: Arc<ResponseHead>,
     /// The body.
-    pub body: Bytes,
+    pub body: Body,
     /// When it was fetched.
     pub fetched_at: Instant,
     /// How long it may be served.
@@ -125,7 +128,7 @@ impl Cached {
             key: String::new(),
             room,
             head: Arc::new(fetched.head),
-            body: fetched.body,
+            body: Body::Memory(fetched.body),
             fetched_at: Instant::now(),
             ttl: Duration::ZERO,
         }
@@ -328,7 +331,7 @@ impl HlsCache {
                     key: key.clone(),
                     room,
                     head,
-                    body,
+                    body: Body::Memory(body),
                     fetched_at: Instant::now(),
                     ttl: Duration::ZERO,
                 })),
@@ -349,6 +352,12 @@ impl HlsCache {
         body: Bytes,
         ttl: Duration,
     ) -> Arc<Cached> {
+        // Only what is kept is worth a sealed file: an answer served once stays in memory.
+        let body = if ttl.is_zero() {
+            Body::Memory(body)
+        } else {
+            Body::keep(body)
+        };
         let cached = Arc::new(Cached {
             key: key.to_owned(),
             room,
@@ -642,7 +651,7 @@ mod tests {
 
     async fn read_all(answer: Answer) -> Result<Vec<u8>, Arc<FetchError>> {
         match answer {
-            Answer::Whole(cached) => Ok(cached.body.to_vec()),
+            Answer::Whole(cached) => Ok(cached.body.bytes().unwrap().to_vec()),
             Answer::Arriving(mut arriving) => {
                 let mut body = Vec::new();
                 while let Some(piece) = arriving.next().await? {
@@ -692,7 +701,7 @@ mod tests {
         let Ok(Answer::Whole(again)) = again else {
             panic!("a hit is whole")
         };
-        assert_eq!(&again.body[..], b"segment");
+        assert_eq!(&again.body.bytes().unwrap()[..], b"segment");
     }
 
     #[tokio::test]
@@ -734,7 +743,7 @@ mod tests {
         );
         assert_eq!(origin.opened.load(Ordering::SeqCst), 1);
         let kept = cache.get("/live/42-2.ts").expect("kept once whole");
-        assert_eq!(&kept.body[..], b"first half, second half");
+        assert_eq!(&kept.body.bytes().unwrap()[..], b"first half, second half");
     }
 
     #[tokio::test]
@@ -774,7 +783,10 @@ mod tests {
                 Box::pin(async { Ok(whole(b"#EXTM3U")) })
             })
             .await;
-        assert_eq!(&first.unwrap().whole().await.unwrap().body[..], b"#EXTM3U");
+        assert_eq!(
+            &first.unwrap().whole().await.unwrap().body.bytes().unwrap()[..],
+            b"#EXTM3U"
+        );
         assert!(cache.get("/live/42.m3u8?_HLS_msn=5").is_none());
 
         for (key, room) in [("/live/42-1.ts", 42), ("/live/43-1.ts", 43)] {

@@ -82,11 +82,13 @@ enum Ending {
 
 #[async_trait]
 impl Takeover for FlvResponse {
-    async fn serve(self: Box<Self>, mut stream: Stream) {
+    async fn serve(self: Box<Self>, mut stream: Stream) -> Option<Stream> {
         let mut sent = 0u64;
         let ending = self.relay(&mut stream, &mut sent).await;
+        // The body is close-delimited: closing the connection completes it.
         drop(stream);
         self.finish(ending, sent);
+        None
     }
 }
 

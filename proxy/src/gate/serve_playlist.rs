@@ -85,7 +85,8 @@ impl Gate {
                 )
                 .await;
         }
-        let rewritten = std::str::from_utf8(&upstream.body)
+        let body = cached_bytes(&upstream)?;
+        let rewritten = std::str::from_utf8(&body)
             .map_err(|_| PlaylistRefusal::NotUtf8)
             .and_then(|text| {
                 playlist::rewrite(text, &token, edge, self.settings.rewrite_limits).map_err(|err| {
@@ -150,7 +151,15 @@ impl Gate {
         response.insert_header(header::CONTENT_LENGTH, upstream.body.len().to_string())?;
         response.insert_header(header::CACHE_CONTROL, cache_control)?;
         cors::apply(&mut response, ctx.allow_origin.as_deref())?;
-        self.write_local(session, ctx, response, upstream.body.clone())
+        self.write_local(session, ctx, response, cached_bytes(upstream)?)
             .await
     }
+}
+
+/// A cached playlist's bytes (a copy when so large a playlist was kept in a sealed file).
+fn cached_bytes(cached: &Cached) -> Result<Bytes> {
+    cached
+        .body
+        .bytes()
+        .map_err(|err| Error::because(ErrorType::InternalError, "reading a cached playlist", err))
 }

@@ -5,6 +5,7 @@
 //! from the origin here, exactly as that path would pass it on but with fewer copies of the
 //! body; anything else still takes that path.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,16 +13,18 @@ use http::{header, Method, StatusCode, Version};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType, Result};
-use tracing::warn;
+use tracing::{error, warn};
 
 use livegate_core::Secret;
 
 use super::{origin_failure, Gate, RequestCtx, X_CACHE};
-use crate::cache::{Answer, Arriving, Source};
+use crate::cache::{Answer, Arriving, Cached, Source};
 use crate::cors;
+use crate::downstream;
 use crate::origin::{FetchError, ResponseHead};
 use crate::playlist::TokenParam;
 use crate::route::{Kind, Matched};
+use crate::sendfile::{self, SealedResponse};
 
 impl Gate {
     /// Answers a segment request from the cache (filling it on a miss), or with the cache off
@@ -89,8 +92,19 @@ impl Gate {
                     cached.age_s(now),
                     source,
                 )?;
-                self.write_local(session, ctx, response, cached.body.clone())
-                    .await?;
+                if cached.body.sealed().is_some() && sendable_from_file(session) {
+                    self.send_sealed(session, ctx, response, cached).await?;
+                    return Ok(true);
+                }
+                // A HEAD is answered with the head alone: no need to read a sealed body.
+                let body = if session.req_header().method == Method::HEAD {
+                    Bytes::new()
+                } else {
+                    cached.body.bytes().map_err(|err| {
+                        Error::because(ErrorType::InternalError, "reading a cached segment", err)
+                    })?
+                };
+                self.write_local(session, ctx, response, body).await?;
             }
             Answer::Arriving(arriving) => {
                 self.relay_arriving(session, ctx, route, arriving, source)
@@ -98,6 +112,48 @@ impl Gate {
             }
         }
         Ok(true)
+    }
+
+    /// Writes the head of a cached segment whose body is in a sealed file, then hands the
+    /// connection to a [`SealedResponse`], which has the kernel send the file and gives the
+    /// connection back for the viewer's next request.
+    async fn send_sealed(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        response: ResponseHeader,
+        cached: Arc<Cached>,
+    ) -> Result<()> {
+        let keep_alive = !asks_to_close(session.req_header());
+        session
+            .write_response_header(Box::new(response), false)
+            .await
+            .map_err(|e| {
+                ctx.aborted = true;
+                e.into_down()
+            })?;
+        ctx.local_body_bytes = cached.body.len() as u64;
+        let sealed = SealedResponse {
+            cached,
+            write_timeout: self.settings.downstream_write,
+            keep_alive,
+            metrics: self.metrics.clone(),
+            class: ctx.class,
+            path: session.req_header().uri.path().into(),
+            in_flight: ctx.in_flight.take(),
+        };
+        // The connection is the response's from here on; it decides whether it is reused.
+        session.set_keepalive(None);
+        if let Err(refused) = downstream::hand_off(session.stream(), Box::new(sealed)) {
+            drop(refused);
+            error!("segment response not handed off after its head went out");
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "segment connection could not be handed off",
+            ));
+        }
+        ctx.handed_off = true;
+        Ok(())
     }
 
     /// Sends a segment to this viewer as it arrives from the origin. An origin that fails or
@@ -290,6 +346,30 @@ impl Gate {
     }
 }
 
+/// Whether this request's cached segment can go out from its sealed file: a GET over plain
+/// HTTP/1.1 on a connection that can be lent out and given back.
+fn sendable_from_file(session: &Session) -> bool {
+    let request = session.req_header();
+    request.method == Method::GET
+        && request.version == Version::HTTP_11
+        && downstream::can_hand_off_one_response(session.stream(), sendfile::can_send_file)
+}
+
+/// Whether the viewer asked for the connection to close after this response.
+fn asks_to_close(request: &pingora::http::RequestHeader) -> bool {
+    request
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|value| {
+            value.to_str().map_or(true, |value| {
+                value
+                    .split(',')
+                    .any(|token| token.trim().eq_ignore_ascii_case("close"))
+            })
+        })
+}
+
 /// Request fields Pingora's proxy path removes or rewrites on the way to the origin (hop-by-hop
 /// fields, upgrades, bodies): a request with any of them is left to that path.
 const PROXY_PATH_FIELDS: [&str; 10] = [
@@ -341,7 +421,7 @@ fn relay_error(err: FetchError) -> Box<Error> {
         FetchError::Timeout => {
             Error::explain(ErrorType::ReadTimedout, "origin did not answer in time").into_up()
         }
-        other @ (FetchError::TooLarge | FetchError::Abandoned) => {
+        other @ (FetchError::TooLarge | FetchError::Abandoned | FetchError::CachedBody(_)) => {
             Error::explain(ErrorType::ConnectError, other.to_string()).into_up()
         }
     }

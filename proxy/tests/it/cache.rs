@@ -494,3 +494,150 @@ async fn byte_ranges_and_a_disabled_cache_go_to_the_origin_every_time() {
     }
     assert_eq!(origin.requests(), 5);
 }
+
+/// One response read off a raw connection: its head and its `Content-Length` body.
+async fn read_response<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).await.unwrap();
+        assert!(read > 0, "the connection closed inside a head: {head}");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await.unwrap();
+    (head, body)
+}
+
+/// Waits until the proxy has counted `count` segments sent from their sealed files (a
+/// response is counted once its last byte is handed to the kernel, which the viewer may read
+/// first), and checks that the count then stays there.
+async fn sent_from_file_is(proxy: &crate::support::TestProxy, count: u64) {
+    let sent = || async {
+        proxy
+            .metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix("livegate_proxy_segments_sent_from_file_total "))
+            .expect("the sent-from-file counter")
+            .parse::<u64>()
+            .unwrap()
+    };
+    wait_until(
+        &format!("{count} segments sent from sealed files"),
+        || async { (sent().await >= count).then_some(()) },
+    )
+    .await;
+    assert_eq!(sent().await, count);
+}
+
+#[tokio::test]
+async fn cached_segments_go_out_from_sealed_files_and_the_connection_carries_on() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+    let media = tempfile::tempdir().unwrap();
+    let segment = segment_bytes(300 * 1024);
+    std::fs::write(media.path().join("42-7.ts"), &segment).unwrap();
+    std::fs::write(
+        media.path().join("42.m3u8"),
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\n42-7.ts\n",
+    )
+    .unwrap();
+    let nginx = Nginx::start("", &static_origin(media.path()));
+    nginx.ready().await;
+    let proxy = ProxyBuilder::new(nginx.addr)
+        .forward_token(false)
+        .start()
+        .await;
+    let token = token(42);
+    let request = |path: &str, extra: &str| {
+        format!("GET {path}?token={token} HTTP/1.1\r\nHost: viewer\r\n{extra}\r\n")
+    };
+
+    // The first request fills the cache; the next ones on the same connection are sent from
+    // the sealed file, and the connection goes on to carry a playlist and another segment.
+    let mut connection = BufReader::new(tokio::net::TcpStream::connect(proxy.addr).await.unwrap());
+    for expected in ["MISS", "HIT", "HIT"] {
+        connection
+            .get_mut()
+            .write_all(request("/live/42-7.ts", "").as_bytes())
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut connection).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("x-cache: {}", expected.to_ascii_lowercase())),
+            "{head}"
+        );
+        assert!(body == segment, "the segment's bytes, whole");
+    }
+    sent_from_file_is(&proxy, 2).await;
+    connection
+        .get_mut()
+        .write_all(request("/live/42.m3u8", "").as_bytes())
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut connection).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let playlist = String::from_utf8(body).unwrap();
+    assert!(
+        playlist.contains(&format!("42-7.ts?token={token}")),
+        "{playlist}"
+    );
+
+    // Two requests sent at once: the second is already in the session's buffer, which the
+    // connection must not be lent out without, so the first is written by the session.
+    let pipelined = request("/live/42-7.ts", "") + &request("/live/42.m3u8", "");
+    connection
+        .get_mut()
+        .write_all(pipelined.as_bytes())
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut connection).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && body == segment,
+        "{head}"
+    );
+    sent_from_file_is(&proxy, 2).await;
+    drop(connection);
+
+    // A viewer that asks to close gets the segment from the file, then the end of the
+    // connection.
+    let mut connection = BufReader::new(tokio::net::TcpStream::connect(proxy.addr).await.unwrap());
+    connection
+        .get_mut()
+        .write_all(request("/live/42-7.ts", "Connection: close\r\n").as_bytes())
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut connection).await;
+    assert!(
+        head.starts_with("HTTP/1.1 200") && body == segment,
+        "{head}"
+    );
+    let mut rest = Vec::new();
+    connection.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    sent_from_file_is(&proxy, 3).await;
+
+    // The origin was asked once for the segment.
+    let log = nginx.origin_log();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.starts_with("/live/42-7.ts"))
+            .count(),
+        1,
+        "{log}"
+    );
+}
