@@ -109,8 +109,11 @@ async function playlistReady() {
 async function confirmDialog(page, button) {
   const dialog = page.locator("dialog[open]");
   await dialog.waitFor();
+  const title = (await dialog.locator("#dialog-title").textContent()) ?? "";
   await dialog.getByRole("button", { name: button, exact: true }).click();
-  await dialog.waitFor({ state: "detached" }).catch(() => page.locator("dialog[open]").waitFor({ state: "hidden" }));
+  // The action may open a dialog of its own at once (a new key, shown once): wait for this
+  // question to go, not for every dialog.
+  await page.locator("dialog[open]", { has: page.locator("#dialog-title", { hasText: title }) }).waitFor({ state: "detached" });
 }
 
 async function main() {
