@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# livegate-recorder against a plain pipeline, and under SIGKILL, on s3s-fs on loopback.
+# livegate-recorder against a plain pipeline, and under SIGKILL, on an S3 server on loopback:
+# s3s-fs (the default) or a single-node Garage (BENCH_S3=garage).
 #
 #   throughput  A one-hour-equivalent recording (about 1.3 GB of FLV at 3 Mbit/s: a minute
 #               encoded once, looped with -stream_loop and -c copy, cached) and a half-hour
@@ -8,8 +9,8 @@
 #               `ffmpeg -c copy -movflags +faststart` plus a plain `curl` PUT of its result to
 #               the same server (goal: at most 1.2x), and the recorder's peak RSS (VmHWM;
 #               goal: at most 64 MiB + 2 parts, flat in the file size). Also the CPU seconds of
-#               each side (ffmpeg and curl; the recorder with its ffmpeg; s3s-fs during each),
-#               where the recorder's time went, and the load average before and after.
+#               each side (ffmpeg and curl; the recorder with its ffmpeg; the S3 server during
+#               each), where the recorder's time went, and the load average before and after.
 #   kill        BENCH_TRIALS recordings of about 500 MB, each with the recorder killed with
 #               SIGKILL at a random moment of its clean run time and restarted: every
 #               recording must end exactly once in the bucket, byte-identical to a clean run,
@@ -17,15 +18,29 @@
 #               it. Prints the tally.
 #   all         both (the default).
 #
-# Usage: infra/bench/recorder-bench.sh [throughput|kill|all]
+# The S3 servers. Neither fsyncs what it stores, so neither side of the comparison waits for
+# the disk:
+#   s3s-fs  a test server keeping each object as a file; CompleteMultipartUpload re-reads,
+#           re-hashes and copies every part, which real servers do not. Objects and open
+#           multipart uploads are counted from its files.
+#   garage  Garage as a production-grade server whose multipart completion only links the
+#           parts' blocks: one node, replication factor 1, LMDB metadata and data under the
+#           work dir, metadata_fsync and data_fsync off, its defaults otherwise (1 MiB blocks,
+#           zstd level 1). Region "garage", path-style, the recorder with
+#           checksum = "when_required". Objects and open multipart uploads are counted with
+#           ListObjectsV2 and ListMultipartUploads.
+#
+# Usage: [BENCH_S3=s3s-fs|garage] infra/bench/recorder-bench.sh [throughput|kill|all]
 # Environment (defaults in brackets):
+#   BENCH_S3 [s3s-fs]          the S3 server: s3s-fs or garage
 #   BENCH_CACHE [/var/tmp/livegate-bench-cache/recorder]  where generated recordings are kept
 #   BENCH_TRIALS [50]          SIGKILL trials
 #   BENCH_PART_MIB [16]        multipart part size
 #   BENCH_PARTS_IN_FLIGHT [2]  parts of one upload sent at once (storage.s3.parts_in_flight)
 #   LIVEGATE_TEST_S3S_BIN [/var/tmp/s3s/bin/s3s-fs]
+#   LIVEGATE_BENCH_GARAGE_BIN [/var/tmp/garage/bin/garage]  (garage 1.x)
 #   CARGO_TARGET_DIR [<workspace>/target]
-# Needs: cargo, ffmpeg, ffprobe, curl (with --aws-sigv4), sqlite3 or python3, sha256sum.
+# Needs: cargo, ffmpeg, ffprobe, curl (with --aws-sigv4), python3 (with sqlite3), sha256sum.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -34,16 +49,20 @@ CACHE=${BENCH_CACHE:-/var/tmp/livegate-bench-cache/recorder}
 TRIALS=${BENCH_TRIALS:-50}
 PART_MIB=${BENCH_PART_MIB:-16}
 PARTS_IN_FLIGHT=${BENCH_PARTS_IN_FLIGHT:-2}
+S3_KIND=${BENCH_S3:-s3s-fs}
 S3S_BIN=${LIVEGATE_TEST_S3S_BIN:-/var/tmp/s3s/bin/s3s-fs}
+GARAGE_BIN=${LIVEGATE_BENCH_GARAGE_BIN:-/var/tmp/garage/bin/garage}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 
 BENCH_NAME=recorder-bench
 . "$ROOT/infra/bench/lib.sh"
 require_tools cargo ffmpeg ffprobe curl python3 sha256sum
-[ -x "$S3S_BIN" ] || { log "s3s-fs is required at $S3S_BIN (LIVEGATE_TEST_S3S_BIN)"; exit 1; }
+case $S3_KIND in
+    s3s-fs) [ -x "$S3S_BIN" ] || { log "s3s-fs is required at $S3S_BIN (LIVEGATE_TEST_S3S_BIN)"; exit 1; } ;;
+    garage) [ -x "$GARAGE_BIN" ] || { log "garage is required at $GARAGE_BIN (LIVEGATE_BENCH_GARAGE_BIN)"; exit 1; } ;;
+    *) log "unknown BENCH_S3 $S3_KIND (s3s-fs or garage)"; exit 2 ;;
+esac
 
-ACCESS=AKIDLIVEGATEBENCH
-SECRET=livegate-bench-secret-0123456789
 BUCKET=recordings
 
 free_port() {
@@ -75,24 +94,113 @@ looped() { # minutes -> path
     echo "$path"
 }
 
-# --- s3s-fs ----------------------------------------------------------------------------------
+# --- the S3 server ---------------------------------------------------------------------------
+# start_s3s_fs / start_garage: start the server on loopback with BUCKET in it, and set S3_PID,
+# S3_PORT, S3_LABEL, REGION, CHECKSUM, ACCESS and SECRET.
 S3_DIR=$WORK/s3
-S3_PORT=$(free_port)
-mkdir -p "$S3_DIR"
-"$S3S_BIN" --host 127.0.0.1 --port "$S3_PORT" --access-key "$ACCESS" --secret-key "$SECRET" \
-    "$S3_DIR" >"$WORK/s3s.log" 2>&1 &
-S3S_PID=$!
-PIDS+=("$S3S_PID")
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && break; sleep 0.1; done
+start_s3s_fs() {
+    ACCESS=AKIDLIVEGATEBENCH
+    SECRET=livegate-bench-secret-0123456789
+    REGION=us-east-1
+    CHECKSUM=when_supported
+    S3_PORT=$(free_port)
+    S3_LABEL=$("$S3S_BIN" --version 2>/dev/null || echo s3s-fs)
+    mkdir -p "$S3_DIR"
+    "$S3S_BIN" --host 127.0.0.1 --port "$S3_PORT" --access-key "$ACCESS" --secret-key "$SECRET" \
+        "$S3_DIR" >"$WORK/s3s.log" 2>&1 &
+    S3_PID=$!
+    PIDS+=("$S3_PID")
+    wait_for_s3
+    s3 PUT "$BUCKET" -o /dev/null
+}
+
+# The CLI, talking to the server over RPC. Not for the server itself: a function run with `&`
+# is a subshell, whose pid would be neither killed with it nor charged with its CPU.
+garage() { "$GARAGE_BIN" -c "$S3_DIR/garage.toml" "$@"; }
+start_garage() {
+    local rpc admin node
+    # Garage takes imported keys only in its own format: GK + 12 bytes, and a 32-byte secret.
+    ACCESS=GK$(python3 -c 'import secrets; print(secrets.token_hex(12))')
+    SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+    REGION=garage
+    CHECKSUM=when_required
+    S3_PORT=$(free_port)
+    rpc=$(free_port)
+    admin=$(free_port)
+    S3_LABEL="garage $("$GARAGE_BIN" --version 2>/dev/null | awk '{sub(/^cargo:/, "", $2); print $2; exit}')"
+    mkdir -p "$S3_DIR/meta" "$S3_DIR/data"
+    (
+        umask 077
+        cat >"$S3_DIR/garage.toml" <<EOF
+metadata_dir = "$S3_DIR/meta"
+data_dir = "$S3_DIR/data"
+db_engine = "lmdb"
+replication_factor = 1
+metadata_fsync = false
+data_fsync = false
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+[s3_api]
+s3_region = "$REGION"
+api_bind_addr = "127.0.0.1:$S3_PORT"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.1:$admin"
+EOF
+    )
+    "$GARAGE_BIN" -c "$S3_DIR/garage.toml" server >"$WORK/garage.log" 2>&1 &
+    S3_PID=$!
+    PIDS+=("$S3_PID")
+    for _ in $(seq 100); do garage status >/dev/null 2>&1 && break; sleep 0.1; done
+    garage status >/dev/null || { log "garage did not start; see its log:"; tail -20 "$WORK/garage.log" >&2; exit 1; }
+    node=$(garage node id -q 2>/dev/null | cut -d@ -f1)
+    garage layout assign -z bench -c 1G "$node" >/dev/null
+    garage layout apply --version 1 >/dev/null
+    # The node serves once it sees the layout applied: /health answers 200 then.
+    for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$admin/health" && break; sleep 0.1; done
+    garage key import --yes -n bench "$ACCESS" "$SECRET" >/dev/null
+    garage bucket create "$BUCKET" >/dev/null
+    garage bucket allow --read --write --owner "$BUCKET" --key bench >/dev/null
+    wait_for_s3
+}
+
+wait_for_s3() {
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" && return; sleep 0.1; done
+    log "$S3_KIND does not answer on 127.0.0.1:$S3_PORT"
+    exit 1
+}
 s3() { # METHOD PATH [curl args...]
     local method=$1 path=$2
     shift 2
     curl -sf -X "$method" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-        --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS:$SECRET" \
+        --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS:$SECRET" \
         "http://127.0.0.1:$S3_PORT/$path" "$@"
 }
-s3 PUT "$BUCKET" -o /dev/null
-open_uploads() { find "$S3_DIR" -maxdepth 1 -name '.upload-*.json' | wc -l; }
+# The .mp4 objects under PREFIX (ending in /) and the open multipart uploads in the bucket.
+if [ "$S3_KIND" = s3s-fs ]; then
+    # s3s-fs keeps each object as a file under its key: what the bucket holds, exactly.
+    objects_under() { { find "$S3_DIR/$BUCKET/$1" -name '*.mp4' 2>/dev/null || true; } | wc -l; }
+    open_uploads() { find "$S3_DIR" -maxdepth 1 -name '.upload-*.json' | wc -l; }
+else
+    # Fewer than 1000 each, so one page answers. A failed listing prints "unlisted", which no
+    # tally takes for a good count. `uploads=`: a bare `uploads`, signed by curl 7.88, was
+    # refused.
+    count_in() { # PATTERN QUERY
+        local listing
+        listing=$(s3 GET "$BUCKET?$2") || { echo unlisted; return; }
+        grep -o "$1" <<<"$listing" | wc -l || true
+    }
+    objects_under() { count_in '<Key>[^<]*\.mp4</Key>' "list-type=2&prefix=${1//\//%2F}"; }
+    open_uploads() { count_in '<Upload>' "uploads="; }
+fi
+case $S3_KIND in
+    s3s-fs) start_s3s_fs ;;
+    garage) start_garage ;;
+esac
+log "S3 server: $S3_LABEL on 127.0.0.1:$S3_PORT, region $REGION"
 
 # --- the recorder ----------------------------------------------------------------------------
 # recorder_config DIR ADMIN_PORT: a configuration watching DIR/rec.
@@ -124,6 +232,9 @@ failed_dir = "$dir/failed"
 kind = "s3"
 [storage.s3]
 endpoint = "http://127.0.0.1:$S3_PORT"
+region = "$REGION"
+path_style = true
+checksum = "$CHECKSUM"
 bucket = "$BUCKET"
 access_key = "$ACCESS"
 secret_key = "$SECRET"
@@ -214,24 +325,24 @@ throughput_one() { # MINUTES
 
     # The plain pipeline: ffmpeg, then one PUT of its result.
     sync
-    server_cpu=$(cpu_of "$S3S_PID")
+    server_cpu=$(cpu_of "$S3_PID")
     base=$(timed ffmpeg -hide_banner -loglevel error -nostdin -y -i "$source" -map 0:v? -map 0:a? \
         -c copy -movflags +faststart -f mp4 "$dir/plain.mp4")
     read -r base_s base_cpu <<<"$base"
-    base_server=$(sub "$(cpu_of "$S3S_PID")" "$server_cpu")
-    server_cpu=$(cpu_of "$S3S_PID")
+    base_server=$(sub "$(cpu_of "$S3_PID")" "$server_cpu")
+    server_cpu=$(cpu_of "$S3_PID")
     up=$(timed curl -sf -X PUT -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-        --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS:$SECRET" \
+        --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS:$SECRET" \
         "http://127.0.0.1:$S3_PORT/$BUCKET/plain-$1.mp4" -T "$dir/plain.mp4" -o /dev/null)
     read -r up_s up_cpu <<<"$up"
-    up_server=$(sub "$(cpu_of "$S3S_PID")" "$server_cpu")
+    up_server=$(sub "$(cpu_of "$S3_PID")" "$server_cpu")
     rm -f "$dir/plain.mp4"
 
     # The recorder: the file appears in its watched directory (a hard link, so the cache
     # stays), from start-up to the job cleaned.
     ln "$source" "$dir/rec/42-1733000000.flv"
     sync
-    server_cpu=$(cpu_of "$S3S_PID")
+    server_cpu=$(cpu_of "$S3_PID")
     started=$(now)
     run_recorder "$dir"
     until [ "$(cleaned_count "$admin")" = "1" ]; do
@@ -239,7 +350,7 @@ throughput_one() { # MINUTES
         sleep 0.05
     done
     rec_s=$(elapsed "$started" "$(now)")
-    rec_server=$(sub "$(cpu_of "$S3S_PID")" "$server_cpu")
+    rec_server=$(sub "$(cpu_of "$S3_PID")" "$server_cpu")
     rec_cpu=$(cpu_of "$REC_PID")
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$REC_PID/status")
     curl -s "http://127.0.0.1:$admin/metrics" >"$dir/metrics.txt"
@@ -249,16 +360,18 @@ throughput_one() { # MINUTES
         "${1}min" "$(python3 -c "print($size/1e6)")" "$base_s" "$up_s" \
         "$(python3 -c "print($base_s + $up_s)")" "$rec_s" "$ratio" \
         "$(python3 -c "print($hwm/1024)")" $((64 + 2 * PART_MIB))
-    printf '  CPU: ffmpeg %ss, curl %ss, s3s-fs %ss + %ss = %.2fs; recorder with its ffmpeg %ss, s3s-fs %ss = %.2fs\n' \
-        "$base_cpu" "$up_cpu" "$base_server" "$up_server" \
+    printf '  CPU: ffmpeg %ss, curl %ss, %s %ss + %ss = %.2fs; recorder with its ffmpeg %ss, %s %ss = %.2fs\n' \
+        "$base_cpu" "$up_cpu" "$S3_KIND" "$base_server" "$up_server" \
         "$(python3 -c "print($base_cpu + $up_cpu + $base_server + $up_server)")" \
-        "$rec_cpu" "$rec_server" "$(python3 -c "print($rec_cpu + $rec_server)")"
+        "$rec_cpu" "$S3_KIND" "$rec_server" "$(python3 -c "print($rec_cpu + $rec_server)")"
     phases "$dir" "$started"
     echo "  load average: before $load_before, after $(loadavg) ($(nproc) CPUs)"
 }
 
 throughput() {
     log "throughput: part size $PART_MIB MiB, $PARTS_IN_FLIGHT parts in flight, load average $(loadavg)"
+    echo "throughput on $S3_LABEL (127.0.0.1:$S3_PORT, region $REGION, checksum $CHECKSUM)," \
+        "part size $PART_MIB MiB, $PARTS_IN_FLIGHT parts in flight"
     throughput_one 30
     throughput_one 60
 }
@@ -279,6 +392,7 @@ kill_trials() {
     local source dir admin started clean_s kill_at state key sha reference ok=0 once=0 identical=0 \
         orphans=0 ffmpeg_survived=0 stages=""
     source=$(looped 23)
+    echo "kill on $S3_LABEL (127.0.0.1:$S3_PORT, region $REGION, checksum $CHECKSUM)"
     log "kill: $TRIALS trials over $(($(stat -c %s "$source") / 1000000)) MB, load average $(cut -d' ' -f1-3 /proc/loadavg)"
     # The clean run: its time bounds the kill moments, its object is the reference.
     dir=$WORK/clean
@@ -321,8 +435,7 @@ kill_trials() {
         kill -TERM "$REC_PID"; wait "$REC_PID" 2>/dev/null || true
         key="trial-$trial/42/1733000000000-42-1733000000.mp4"
         local keys
-        # s3s-fs keeps each object as a file under its key: what the bucket holds, exactly.
-        keys=$(find "$S3_DIR/$BUCKET/trial-$trial" -name '*.mp4' 2>/dev/null | wc -l)
+        keys=$(objects_under "trial-$trial/")
         sha=$( (s3 GET "$BUCKET/$key" || true) | sha256sum | cut -d' ' -f1)
         [ "$(db_state "$dir")" = "cleaned" ] && ok=$((ok + 1))
         [ "$keys" = "1" ] && once=$((once + 1))
