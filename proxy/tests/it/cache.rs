@@ -565,16 +565,24 @@ async fn cached_segments_go_out_from_sealed_files_and_the_connection_carries_on(
         format!("GET {path}?token={token} HTTP/1.1\r\nHost: viewer\r\n{extra}\r\n")
     };
 
-    // The first request fills the cache; the next ones on the same connection are sent from
-    // the sealed file, and the connection goes on to carry a playlist and another segment.
-    let mut connection = BufReader::new(tokio::net::TcpStream::connect(proxy.addr).await.unwrap());
-    for expected in ["MISS", "HIT", "HIT"] {
+    // Sends `request` on `connection` and reads one response.
+    async fn exchange(
+        connection: &mut BufReader<tokio::net::TcpStream>,
+        request: &str,
+    ) -> (String, Vec<u8>) {
         connection
             .get_mut()
-            .write_all(request("/live/42-7.ts", "").as_bytes())
+            .write_all(request.as_bytes())
             .await
             .unwrap();
-        let (head, body) = read_response(&mut connection).await;
+        read_response(connection).await
+    }
+
+    // The first request fills the cache; the next ones on the same connection are sent from
+    // the sealed file, and the connection then goes on to carry a playlist.
+    let mut connection = BufReader::new(tokio::net::TcpStream::connect(proxy.addr).await.unwrap());
+    for expected in ["MISS", "HIT", "HIT"] {
+        let (head, body) = exchange(&mut connection, &request("/live/42-7.ts", "")).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(
             head.to_ascii_lowercase()
@@ -584,12 +592,7 @@ async fn cached_segments_go_out_from_sealed_files_and_the_connection_carries_on(
         assert!(body == segment, "the segment's bytes, whole");
     }
     sent_from_file_is(&proxy, 2).await;
-    connection
-        .get_mut()
-        .write_all(request("/live/42.m3u8", "").as_bytes())
-        .await
-        .unwrap();
-    let (head, body) = read_response(&mut connection).await;
+    let (head, body) = exchange(&mut connection, &request("/live/42.m3u8", "")).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let playlist = String::from_utf8(body).unwrap();
     assert!(
@@ -600,12 +603,7 @@ async fn cached_segments_go_out_from_sealed_files_and_the_connection_carries_on(
     // Two requests sent at once: the second is already in the session's buffer, which the
     // connection must not be lent out without, so the first is written by the session.
     let pipelined = request("/live/42-7.ts", "") + &request("/live/42.m3u8", "");
-    connection
-        .get_mut()
-        .write_all(pipelined.as_bytes())
-        .await
-        .unwrap();
-    let (head, body) = read_response(&mut connection).await;
+    let (head, body) = exchange(&mut connection, &pipelined).await;
     assert!(
         head.starts_with("HTTP/1.1 200") && body == segment,
         "{head}"
@@ -616,12 +614,11 @@ async fn cached_segments_go_out_from_sealed_files_and_the_connection_carries_on(
     // A viewer that asks to close gets the segment from the file, then the end of the
     // connection.
     let mut connection = BufReader::new(tokio::net::TcpStream::connect(proxy.addr).await.unwrap());
-    connection
-        .get_mut()
-        .write_all(request("/live/42-7.ts", "Connection: close\r\n").as_bytes())
-        .await
-        .unwrap();
-    let (head, body) = read_response(&mut connection).await;
+    let (head, body) = exchange(
+        &mut connection,
+        &request("/live/42-7.ts", "Connection: close\r\n"),
+    )
+    .await;
     assert!(
         head.starts_with("HTTP/1.1 200") && body == segment,
         "{head}"
