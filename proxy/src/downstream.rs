@@ -76,18 +76,31 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let handoff = Arc::new(Handoff::default());
-        let guarded = HeadGuard::new(stream, self.limits, self.metrics.clone(), handoff.clone());
-        let reused = self.inner.process_new(Box::new(guarded), shutdown).await;
-        if !handoff.claimed.load(Ordering::Acquire) {
-            return reused;
+        let mut stream = stream;
+        let mut waiting = Waiting::FirstHead;
+        loop {
+            let handoff = Arc::new(Handoff::default());
+            let guarded = HeadGuard::new(
+                stream,
+                self.limits,
+                self.metrics.clone(),
+                handoff.clone(),
+                waiting,
+            );
+            let reused = self.inner.process_new(Box::new(guarded), shutdown).await;
+            if !handoff.claimed.load(Ordering::Acquire) {
+                return reused;
+            }
+            // A guard handed back still holds the connection: dropping it passes it on.
+            drop(reused);
+            let (takeover, taken) = handoff.take()?;
+            stream = takeover.serve(taken).await?;
+            // Shutting down: the connection takes no further request.
+            if *shutdown.borrow() {
+                return None;
+            }
+            waiting = Waiting::KeptAlive;
         }
-        // A guard handed back still holds the connection: dropping it passes it on.
-        drop(reused);
-        let (takeover, stream) = handoff.take()?;
-        let reusable = takeover.serve(stream).await;
-        // Shutting down: the connection takes no further request.
-        reusable.filter(|_| !*shutdown.borrow())
     }
 
     async fn cleanup(&self) {
@@ -184,6 +197,20 @@ const RESPONSE_414: &[u8] =
     b"HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 const RESPONSE_431: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
+/// How long a connection a takeover gave back may wait for its next request's first byte: what
+/// Pingora's HTTP session allows between requests.
+const KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+/// What a new guard waits for first.
+#[derive(Debug, Clone, Copy)]
+enum Waiting {
+    /// A fresh connection's first head, on the clock from the start.
+    FirstHead,
+    /// The next request on a connection a takeover gave back: up to [`KEEP_ALIVE`] for its
+    /// first byte, then the head deadline.
+    KeptAlive,
+}
+
 /// Bytes read from the socket at a time while a head is collected.
 const READ_STEP: usize = 4096;
 
@@ -192,6 +219,9 @@ enum Phase {
     /// connection is already on the clock; later ones start it with their first byte (the
     /// wait before that is Pingora's keep-alive timeout).
     Idle(Option<Pin<Box<Sleep>>>),
+    /// Between requests on a connection a takeover gave back: it closes if nothing arrives
+    /// before the keep-alive runs out; the first byte starts the head's clock.
+    KeptAlive(Pin<Box<Sleep>>),
     /// Part of a head has arrived.
     Head {
         collected: BytesMut,
@@ -238,16 +268,22 @@ impl Drop for HeadGuard {
 }
 
 impl HeadGuard {
-    /// Guards a freshly accepted connection: its first head must arrive within the timeout.
+    /// Guards a connection: a freshly accepted one's first head must arrive within the
+    /// timeout; one a takeover gave back waits for its next request as a kept-alive one does.
     fn new(
         inner: Stream,
         limits: HeadLimits,
         metrics: Arc<Metrics>,
         handoff: Arc<Handoff>,
+        waiting: Waiting,
     ) -> HeadGuard {
+        let phase = match waiting {
+            Waiting::FirstHead => Phase::Idle(Some(Box::pin(sleep(limits.timeout)))),
+            Waiting::KeptAlive => Phase::KeptAlive(Box::pin(sleep(KEEP_ALIVE))),
+        };
         HeadGuard {
             inner: Some(inner),
-            phase: Phase::Idle(Some(Box::pin(sleep(limits.timeout)))),
+            phase,
             limits,
             metrics,
             handoff,
@@ -273,9 +309,9 @@ impl HeadGuard {
     fn poll_collect(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             let deadline_passed = match &mut self.phase {
-                Phase::Idle(Some(deadline)) | Phase::Head { deadline, .. } => {
-                    deadline.as_mut().poll(cx).is_ready()
-                }
+                Phase::Idle(Some(deadline))
+                | Phase::KeptAlive(deadline)
+                | Phase::Head { deadline, .. } => deadline.as_mut().poll(cx).is_ready(),
                 _ => false,
             };
             if deadline_passed {
@@ -309,6 +345,10 @@ impl HeadGuard {
                 Phase::Idle(deadline) => (
                     BytesMut::with_capacity(READ_STEP),
                     deadline.unwrap_or_else(|| Box::pin(sleep(self.limits.timeout))),
+                ),
+                Phase::KeptAlive(_) => (
+                    BytesMut::with_capacity(READ_STEP),
+                    Box::pin(sleep(self.limits.timeout)),
                 ),
                 other => {
                     self.phase = other;
@@ -430,11 +470,13 @@ impl AsyncRead for HeadGuard {
                 }
                 // End of stream, with nothing of the refused head given to the parser.
                 Phase::Closed => return Poll::Ready(Ok(())),
-                Phase::Idle(_) | Phase::Head { .. } => match this.poll_collect(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Ready(Ok(())) => {}
-                },
+                Phase::Idle(_) | Phase::KeptAlive(_) | Phase::Head { .. } => {
+                    match this.poll_collect(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                        Poll::Ready(Ok(())) => {}
+                    }
+                }
             }
         }
     }
@@ -618,6 +660,75 @@ mod tests {
         viewer.read_to_end(&mut got).await.unwrap();
         assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\nbody");
         assert!(server.await.unwrap(), "nothing is left to reuse");
+    }
+
+    /// Answers every request on its connection with a head, then hands the connection to a
+    /// takeover that writes the body and gives the connection back.
+    struct OneResponseAtATime;
+
+    #[async_trait]
+    impl ServerApp for OneResponseAtATime {
+        async fn process_new(
+            self: &Arc<Self>,
+            mut stream: Stream,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<Stream> {
+            let mut buf = vec![0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return None;
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+                .await
+                .unwrap();
+            stream.flush().await.unwrap();
+            assert!(hand_off(Some(&stream), Box::new(GivenBack)).is_ok());
+            None
+        }
+    }
+
+    struct GivenBack;
+
+    #[async_trait]
+    impl Takeover for GivenBack {
+        async fn serve(self: Box<Self>, mut stream: Stream) -> Option<Stream> {
+            stream.write_all(b"body").await.unwrap();
+            stream.flush().await.unwrap();
+            Some(stream)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_given_back_waits_for_its_next_request_as_a_kept_alive_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut registry = livegate_core::telemetry::Registry::with_prefix("proxy");
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        let app = Arc::new(Guarded::new(OneResponseAtATime, LIMITS, metrics));
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+            let (_tx, shutdown) = tokio::sync::watch::channel(false);
+            app.process_new(stream, &shutdown).await.is_none()
+        });
+        let mut viewer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = b"GET /live/42-1.ts HTTP/1.1\r\nHost: x\r\n\r\n";
+        let response = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody";
+        let mut got = vec![0u8; response.len()];
+        for pause in [Duration::ZERO, LIMITS.timeout * 3] {
+            // Longer than a first head may take, shorter than the keep-alive.
+            tokio::time::sleep(pause).await;
+            viewer.write_all(request).await.unwrap();
+            viewer.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, response);
+        }
+        // Quiet past the keep-alive: the connection is closed.
+        tokio::time::sleep(KEEP_ALIVE + Duration::from_secs(1)).await;
+        let mut rest = Vec::new();
+        viewer.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
+        assert!(server.await.unwrap());
     }
 
     #[tokio::test]
