@@ -638,20 +638,29 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_connection_handed_off_is_served_by_its_takeover_after_the_session() {
+    /// Serves one connection through [`Guarded`] around `app`; the task's result says whether
+    /// nothing was left to reuse.
+    async fn serve_one_connection<A: ServerApp + Send + Sync + 'static>(
+        app: A,
+    ) -> (tokio::net::TcpStream, tokio::task::JoinHandle<bool>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut registry = livegate_core::telemetry::Registry::with_prefix("proxy");
         let metrics = Arc::new(Metrics::register(&mut registry));
-        let app = Arc::new(Guarded::new(Session, LIMITS, metrics));
+        let app = Arc::new(Guarded::new(app, LIMITS, metrics));
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
             let (_tx, shutdown) = tokio::sync::watch::channel(false);
             app.process_new(stream, &shutdown).await.is_none()
         });
-        let mut viewer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let viewer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        (viewer, server)
+    }
+
+    #[tokio::test]
+    async fn a_connection_handed_off_is_served_by_its_takeover_after_the_session() {
+        let (mut viewer, server) = serve_one_connection(Session).await;
         viewer
             .write_all(b"GET /live/42.flv HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
@@ -701,18 +710,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_given_back_waits_for_its_next_request_as_a_kept_alive_one() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut registry = livegate_core::telemetry::Registry::with_prefix("proxy");
-        let metrics = Arc::new(Metrics::register(&mut registry));
-        let app = Arc::new(Guarded::new(OneResponseAtATime, LIMITS, metrics));
-        let server = tokio::spawn(async move {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
-            let (_tx, shutdown) = tokio::sync::watch::channel(false);
-            app.process_new(stream, &shutdown).await.is_none()
-        });
-        let mut viewer = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut viewer, server) = serve_one_connection(OneResponseAtATime).await;
         let request = b"GET /live/42-1.ts HTTP/1.1\r\nHost: x\r\n\r\n";
         let response = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody";
         let mut got = vec![0u8; response.len()];
