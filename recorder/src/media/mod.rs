@@ -283,7 +283,6 @@ impl Tools {
         check_duration: bool,
     ) -> Result<RemuxOutcome, MediaError> {
         let started = Instant::now();
-        let source_probe = self.probe_source(source).await?;
         // Unique per attempt: an ffmpeg orphaned by a killed recorder may still be writing
         // the previous attempt's file.
         let nanos = std::time::SystemTime::now()
@@ -292,14 +291,28 @@ impl Tools {
         let attempt = format!("{}-{nanos}", std::process::id());
         let partial = target.with_extension(format!("{attempt}.part.mp4"));
         let list = target.with_extension(format!("{attempt}.part.concat"));
-        let result = self
-            .remux_into(source, &source_probe, &partial, &list, check_duration)
-            .await;
+        // The source is probed while ffmpeg reads it: the probe is needed only to validate
+        // the result. An input ffprobe cannot read is refused in its words, whatever ffmpeg
+        // made of it.
+        let (source_probe, written) = tokio::join!(
+            self.probe_source(source),
+            self.write_mp4(source, &partial, &list)
+        );
         let _ = tokio::fs::remove_file(&list).await;
-        if let Err(err) = result {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(err);
-        }
+        let result = match (source_probe, written) {
+            (Err(err), _) | (Ok(_), Err(err)) => Err(err),
+            (Ok(source_probe), Ok(())) => self
+                .validate(&source_probe, &partial, check_duration)
+                .await
+                .map(|()| source_probe),
+        };
+        let source_probe = match result {
+            Ok(source_probe) => source_probe,
+            Err(err) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(err);
+            }
+        };
         tokio::fs::rename(&partial, target).await?;
         Ok(RemuxOutcome {
             source: source_probe,
@@ -307,13 +320,13 @@ impl Tools {
         })
     }
 
-    async fn remux_into(
+    /// Runs ffmpeg from `source` into `partial` (`list`: where the concat list of segments
+    /// goes).
+    async fn write_mp4(
         &self,
         source: &Source,
-        source_probe: &Probe,
         partial: &Path,
         list: &Path,
-        check_duration: bool,
     ) -> Result<(), MediaError> {
         let mut command = self.command(&self.ffmpeg);
         command.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"]);
@@ -349,7 +362,7 @@ impl Tools {
             }
             return Err(MediaError::Unreadable(format!("ffmpeg: {reason}")));
         }
-        self.validate(source_probe, partial, check_duration).await
+        Ok(())
     }
 
     async fn validate(

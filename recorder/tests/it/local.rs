@@ -113,6 +113,8 @@ async fn a_corrupt_input_is_parked_and_the_others_carry_on() {
         let name = env.name();
         let error = failed.error.unwrap();
         assert!(error.contains("unreadable input"), "{name}: {error}");
+        // ffmpeg ran beside the probe and failed as well: the probe's reason is the one given.
+        assert!(error.contains("ffprobe"), "{name}: {error}");
         assert!(
             !corrupt.exists(),
             "{name}: moved out of the recording directory"
