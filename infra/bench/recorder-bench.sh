@@ -313,9 +313,45 @@ print(f"  recorder phases: start-up {at.get(start, started) - started:.2f}s,"
 PY
 }
 
+# A multipart upload by curl, the way any S3 client sends a large file: the same part size
+# and parts in flight as the recorder, no checksums. Separates what the server spends on a
+# multipart upload (s3s-fs copies every part again at completion) from what the recorder adds.
+# The parts are cut from the file beforehand, untimed, so that each goes out by `curl -T` from
+# a file of its own as the plain PUT does (curl reads a range of a file no other way). Runs as
+# its own script so that `timed` charges its curls to it.
+cat >"$WORK/multipart-put.sh" <<'SH'
+#!/usr/bin/env bash
+# multipart-put.sh PARTS_DIR URL IN_FLIGHT: PARTS_DIR holds the parts in name order
+# (S3_SIGV4 and S3_USER in the environment).
+set -euo pipefail
+parts=$1 url=$2 in_flight=$3
+s3() { curl -sf -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "$S3_SIGV4" --user "$S3_USER" "$@"; }
+upload_id=$(s3 -X POST "$url?uploads=" | grep -o '<UploadId>[^<]*' | cut -d'>' -f2)
+mapfile -t files < <(ls "$parts")
+etags=$(mktemp -d)
+send() { # NUMBER: part NUMBER (from 1), its ETag into $etags/NUMBER
+    s3 -T "$parts/${files[$1 - 1]}" -D - -o /dev/null "$url?partNumber=$1&uploadId=$upload_id" |
+        tr -d '\r' | awk -F': ' 'tolower($1) == "etag" {print $2}' >"$etags/$1"
+}
+export -f send s3
+export parts url upload_id etags
+export FILES="${files[*]}"
+seq 1 "${#files[@]}" | xargs -P "$in_flight" -I{} bash -c 'files=($FILES); send {}'
+{
+    echo "<CompleteMultipartUpload>"
+    for n in $(seq 1 "${#files[@]}"); do
+        echo "<Part><PartNumber>$n</PartNumber><ETag>$(cat "$etags/$n")</ETag></Part>"
+    done
+    echo "</CompleteMultipartUpload>"
+} | s3 -X POST --data-binary @- -H "Content-Type: application/xml" "$url?uploadId=$upload_id" -o /dev/null
+rm -rf "$etags"
+SH
+chmod +x "$WORK/multipart-put.sh"
+
 throughput_one() { # MINUTES
     local source dir admin size started rec_s base base_s base_cpu up up_s up_cpu hwm ratio \
-        load_before server_cpu base_server up_server rec_server rec_cpu
+        load_before server_cpu base_server up_server rec_server rec_cpu multi multi_s multi_cpu \
+        multi_server
     source=$(looped "$1")
     size=$(stat -c %s "$source")
     dir=$WORK/tp-$1
@@ -336,7 +372,15 @@ throughput_one() { # MINUTES
         "http://127.0.0.1:$S3_PORT/$BUCKET/plain-$1.mp4" -T "$dir/plain.mp4" -o /dev/null)
     read -r up_s up_cpu <<<"$up"
     up_server=$(sub "$(cpu_of "$S3_PID")" "$server_cpu")
-    rm -f "$dir/plain.mp4"
+    mkdir "$dir/parts"
+    split -b "${PART_MIB}M" -a 5 "$dir/plain.mp4" "$dir/parts/part-"
+    sync
+    server_cpu=$(cpu_of "$S3_PID")
+    multi=$(S3_SIGV4="aws:amz:$REGION:s3" S3_USER="$ACCESS:$SECRET" timed "$WORK/multipart-put.sh" \
+        "$dir/parts" "http://127.0.0.1:$S3_PORT/$BUCKET/multipart-$1.mp4" "$PARTS_IN_FLIGHT")
+    read -r multi_s multi_cpu <<<"$multi"
+    multi_server=$(sub "$(cpu_of "$S3_PID")" "$server_cpu")
+    rm -rf "$dir/plain.mp4" "$dir/parts"
 
     # The recorder: the file appears in its watched directory (a hard link, so the cache
     # stays), from start-up to the job cleaned.
@@ -364,6 +408,11 @@ throughput_one() { # MINUTES
         "$base_cpu" "$up_cpu" "$S3_KIND" "$base_server" "$up_server" \
         "$(python3 -c "print($base_cpu + $up_cpu + $base_server + $up_server)")" \
         "$rec_cpu" "$S3_KIND" "$rec_server" "$(python3 -c "print($rec_cpu + $rec_server)")"
+    printf '  against a multipart upload by curl instead of the PUT (%s MiB parts, %s in flight): ffmpeg %ss + %ss = %.2fs, ratio %sx; CPU: curl %ss, %s %ss\n' \
+        "$PART_MIB" "$PARTS_IN_FLIGHT" "$base_s" "$multi_s" \
+        "$(python3 -c "print($base_s + $multi_s)")" \
+        "$(python3 -c "print(f'{$rec_s / ($base_s + $multi_s):.2f}')")" \
+        "$multi_cpu" "$S3_KIND" "$multi_server"
     phases "$dir" "$started"
     echo "  load average: before $load_before, after $(loadavg) ($(nproc) CPUs)"
 }
