@@ -131,12 +131,18 @@ impl Backend {
     }
 }
 
+/// How long a SQLite file may take to open (and be created) at start-up.
+const SQLITE_FIRST_OPEN: Duration = Duration::from_secs(30);
+
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The database could not be reached in time (pool timeout, connection refused or lost).
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// A SQLite database file did not open within the start-up deadline.
+    #[error("the SQLite database did not open within {} s: is its disk stalled?", .0.as_secs())]
+    OpenTimedOut(Duration),
     /// The URL names no supported backend.
     #[error("unsupported database URL: expected mysql://, mariadb:// or sqlite:")]
     UnsupportedUrl,
@@ -154,7 +160,7 @@ pub enum DbError {
 impl DbError {
     /// Whether the failure means "cannot reach the database" rather than "the query failed".
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, DbError::Unavailable(_))
+        matches!(self, DbError::Unavailable(_) | DbError::OpenTimedOut(_))
     }
 }
 
@@ -230,6 +236,20 @@ impl Database {
                     .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(acquire)
                     .foreign_keys(true);
+                // The first open of a file may create it and switch it to WAL, both of which
+                // write and sync: on a disk busy writing back recordings that takes longer
+                // than a query may wait for the pool, and the pool would give up on its
+                // connection and the service would not start. It is done once here under a
+                // start-up deadline; the pool's own open then finds the file ready.
+                let first = tokio::time::timeout(
+                    SQLITE_FIRST_OPEN,
+                    sqlx::ConnectOptions::connect(&options),
+                )
+                .await;
+                match first {
+                    Ok(conn) => sqlx::Connection::close(conn?).await?,
+                    Err(_) => return Err(DbError::OpenTimedOut(SQLITE_FIRST_OPEN)),
+                }
                 // One connection: SQLite has a single writer anyway, and an in-memory database
                 // exists only inside the connection that created it.
                 let pool = SqlitePoolOptions::new()
