@@ -327,19 +327,18 @@ set -euo pipefail
 parts=$1 url=$2 in_flight=$3
 s3() { curl -sf -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "$S3_SIGV4" --user "$S3_USER" "$@"; }
 upload_id=$(s3 -X POST "$url?uploads=" | grep -o '<UploadId>[^<]*' | cut -d'>' -f2)
-mapfile -t files < <(ls "$parts")
+count=$(ls "$parts" | wc -l)
 etags=$(mktemp -d)
-send() { # NUMBER: part NUMBER (from 1), its ETag into $etags/NUMBER
-    s3 -T "$parts/${files[$1 - 1]}" -D - -o /dev/null "$url?partNumber=$1&uploadId=$upload_id" |
+send() { # NUMBER FILE: FILE as part NUMBER (from 1), its ETag into $etags/NUMBER
+    s3 -T "$parts/$2" -D - -o /dev/null "$url?partNumber=$1&uploadId=$upload_id" |
         tr -d '\r' | awk -F': ' 'tolower($1) == "etag" {print $2}' >"$etags/$1"
 }
 export -f send s3
 export parts url upload_id etags
-export FILES="${files[*]}"
-seq 1 "${#files[@]}" | xargs -P "$in_flight" -I{} bash -c 'files=($FILES); send {}'
+ls "$parts" | awk '{print NR, $0}' | xargs -P "$in_flight" -L 1 bash -c 'send "$0" "$1"'
 {
     echo "<CompleteMultipartUpload>"
-    for n in $(seq 1 "${#files[@]}"); do
+    for n in $(seq 1 "$count"); do
         echo "<Part><PartNumber>$n</PartNumber><ETag>$(cat "$etags/$n")</ETag></Part>"
     done
     echo "</CompleteMultipartUpload>"
