@@ -37,6 +37,7 @@
 #   BENCH_TRIALS [50]          SIGKILL trials
 #   BENCH_PART_MIB [16]        multipart part size
 #   BENCH_PARTS_IN_FLIGHT [2]  parts of one upload sent at once (storage.s3.parts_in_flight)
+#   BENCH_PART_CHECKSUM [crc32c]  the checksum each part carries (storage.s3.part_checksum)
 #   LIVEGATE_TEST_S3S_BIN [/var/tmp/s3s/bin/s3s-fs]
 #   LIVEGATE_BENCH_GARAGE_BIN [/var/tmp/garage/bin/garage]  (garage 1.x)
 #   CARGO_TARGET_DIR [<workspace>/target]
@@ -49,6 +50,7 @@ CACHE=${BENCH_CACHE:-/var/tmp/livegate-bench-cache/recorder}
 TRIALS=${BENCH_TRIALS:-50}
 PART_MIB=${BENCH_PART_MIB:-16}
 PARTS_IN_FLIGHT=${BENCH_PARTS_IN_FLIGHT:-2}
+PART_CHECKSUM=${BENCH_PART_CHECKSUM:-crc32c}
 S3_KIND=${BENCH_S3:-s3s-fs}
 S3S_BIN=${LIVEGATE_TEST_S3S_BIN:-/var/tmp/s3s/bin/s3s-fs}
 GARAGE_BIN=${LIVEGATE_BENCH_GARAGE_BIN:-/var/tmp/garage/bin/garage}
@@ -240,6 +242,7 @@ access_key = "$ACCESS"
 secret_key = "$SECRET"
 part_size_bytes = $((PART_MIB * 1024 * 1024))
 parts_in_flight = $PARTS_IN_FLIGHT
+part_checksum = "$PART_CHECKSUM"
 key_prefix = "$(basename "$dir")/"
 [pictures.snapshots]
 enabled = false
@@ -419,7 +422,7 @@ throughput_one() { # MINUTES
 throughput() {
     log "throughput: part size $PART_MIB MiB, $PARTS_IN_FLIGHT parts in flight, load average $(loadavg)"
     echo "throughput on $S3_LABEL (127.0.0.1:$S3_PORT, region $REGION, checksum $CHECKSUM)," \
-        "part size $PART_MIB MiB, $PARTS_IN_FLIGHT parts in flight"
+        "part size $PART_MIB MiB, $PARTS_IN_FLIGHT parts in flight, part checksum $PART_CHECKSUM"
     throughput_one 30
     throughput_one 60
 }

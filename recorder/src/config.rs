@@ -336,6 +336,18 @@ pub enum ChecksumWhen {
     WhenRequired,
 }
 
+/// The checksum each multipart part is sent with, for the server to verify on arrival.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartChecksum {
+    /// CRC32C: a few hundredths of a second per gigabyte on either side.
+    #[default]
+    Crc32c,
+    /// SHA-256, for servers that do not take CRC32C; costs the recorder and the server about
+    /// half a second of CPU per gigabyte each.
+    Sha256,
+}
+
 /// `[storage.s3]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -360,6 +372,10 @@ pub struct S3Config {
     /// `when_supported`.
     #[serde(default)]
     pub checksum: ChecksumWhen,
+    /// The checksum each part carries: `crc32c` (AWS, MinIO, Garage, R2) or `sha256`.
+    /// Default: `crc32c`.
+    #[serde(default)]
+    pub part_checksum: PartChecksum,
     /// Multipart part size in bytes, grown for large files so that none needs more than
     /// 10000 parts. Default: 16777216 (16 MiB).
     #[serde(default = "default_part_size")]

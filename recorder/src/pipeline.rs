@@ -17,12 +17,12 @@ use livegate_core::bus::{Bus, RecordingReady};
 use livegate_core::db::recording_jobs::{self, Remuxed};
 use livegate_core::db::{covers, now_ms, streams, Database, DbError, JobState, RecordingJobRow};
 
-use crate::config::{part_size_for, Config, StorageKind};
+use crate::config::{part_size_for, Config, PartChecksum, StorageKind};
 use crate::files::{self, Kind};
 use crate::media::picture::PictureOptions;
 use crate::media::{MediaError, Source, Tools};
 use crate::metrics::Metrics;
-use crate::storage::digest::{digest_file, FileDigests};
+use crate::storage::digest::{digest_file, FileDigests, PartPlan};
 use crate::storage::{
     object_key, picture_link, poster_key, Progress, Storage, StorageError, Upload,
 };
@@ -152,6 +152,16 @@ impl Context {
             .map_or(16 * 1024 * 1024, |s3| s3.part_size_bytes)
     }
 
+    /// The checksum each part of a multipart upload carries.
+    fn part_checksum(&self) -> PartChecksum {
+        self.config
+            .storage
+            .s3
+            .as_ref()
+            .map(|s3| s3.part_checksum)
+            .unwrap_or_default()
+    }
+
     /// Takes job `row` (held by `owner`) as far as it goes.
     pub async fn process(&self, mut row: RecordingJobRow, owner: &str) -> Result<(), JobError> {
         // The checksums the remux step took, handed to the upload step that follows it.
@@ -239,9 +249,13 @@ impl Context {
         }
         let reading = |err: std::io::Error| JobError::Transient(format!("reading the MP4: {err}"));
         let size = tokio::fs::metadata(&target).await.map_err(reading)?.len();
-        let part_size = part_size_for(self.part_size(), size);
+        let plan = PartPlan {
+            size: part_size_for(self.part_size(), size),
+            checksum: self.part_checksum(),
+        };
+        let part_size = plan.size;
         let multipart = self.config.storage.kind == StorageKind::S3 && size > part_size;
-        let digests = digest_file(&target, multipart.then_some(part_size))
+        let digests = digest_file(&target, multipart.then_some(plan))
             .await
             .map_err(reading)?;
         let (sha256, size) = (digests.sha256.as_str(), digests.size);
@@ -328,10 +342,15 @@ impl Context {
             sha256,
             part_size,
             upload_id: row.upload_id.as_deref(),
-            part_sha256: digests
+            part_checksums: digests
                 .as_ref()
                 .filter(|digests| digests.sha256 == sha256 && digests.size == size)
-                .and_then(|digests| digests.parts_for(part_size)),
+                .and_then(|digests| {
+                    digests.parts_for(PartPlan {
+                        size: part_size,
+                        checksum: self.part_checksum(),
+                    })
+                }),
         };
         let started = Instant::now();
         let mut progress = RowProgress {

@@ -191,6 +191,7 @@ mod tests {
                 secret_key: livegate_core::Secret::new("secret-key-example"),
                 path_style: true,
                 checksum: livegate_recorder::config::ChecksumWhen::WhenSupported,
+                part_checksum: livegate_recorder::config::PartChecksum::Crc32c,
                 part_size_bytes: 16 * 1024 * 1024,
                 parts_in_flight: 2,
                 orphan_upload_max_age_s: 86_400,

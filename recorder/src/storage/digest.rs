@@ -1,7 +1,8 @@
 //! The checksums of a file, taken in one read of it: the whole file's sha256 (the object's
 //! identity, kept in the job table and the object's metadata) and, for a multipart upload, the
-//! sha256 of every part (sent with each part for the server to check). The two hashes run on
-//! two threads over the same chunks, so the pass costs one read and about one hash of time.
+//! checksum of every part (sent with each part for the server to check: CRC32C unless
+//! configured otherwise). The part checksums run on a second thread over the same chunks, so
+//! the pass costs one read and about one sha256 of time.
 
 use std::io::Read;
 use std::path::Path;
@@ -11,11 +12,22 @@ use base64::Engine as _;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::config::PartChecksum;
+
 /// How much is read at a time; also the unit the two hashing threads pass along.
 const CHUNK: usize = 1024 * 1024;
 
 /// Chunks waiting for the part hasher: what the pass holds in memory beyond one chunk.
 const QUEUED_CHUNKS: usize = 4;
+
+/// The parts a file is to be uploaded in, and the checksum each carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartPlan {
+    /// Bytes per part (the last may be shorter).
+    pub size: u64,
+    /// The checksum each part is sent with.
+    pub checksum: PartChecksum,
+}
 
 /// What one pass over a file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,40 +36,79 @@ pub struct FileDigests {
     pub sha256: String,
     /// Its size in bytes.
     pub size: u64,
-    /// The part size the part checksums are for (`None`: none were taken).
-    pub part_size: Option<u64>,
-    /// The sha256 of each part, base64 (as S3's `x-amz-checksum-sha256` wants it).
+    /// The parts the part checksums are for (`None`: none were taken).
+    pub plan: Option<PartPlan>,
+    /// The checksum of each part, base64 (as S3's `x-amz-checksum-*` headers want it).
     pub parts: Vec<String>,
 }
 
 impl FileDigests {
-    /// The part checksums, when they were taken for parts of `part_size` bytes.
-    pub fn parts_for(&self, part_size: u64) -> Option<&[String]> {
-        (self.part_size == Some(part_size)).then_some(self.parts.as_slice())
+    /// The part checksums, when they were taken for `plan`.
+    pub fn parts_for(&self, plan: PartPlan) -> Option<&[String]> {
+        (self.plan == Some(plan)).then_some(self.parts.as_slice())
     }
 }
 
-/// The sha256 of `bytes`, base64.
-pub fn sha256_b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+/// A part checksum being taken.
+pub enum PartHasher {
+    Crc32c(crc_fast::Digest),
+    Sha256(Sha256),
 }
 
-/// Reads `path` once and returns its sha256 and size and, with `part_size`, the sha256 of
-/// each `part_size` piece of it. Runs on the blocking pool.
-pub async fn digest_file(path: &Path, part_size: Option<u64>) -> std::io::Result<FileDigests> {
+impl PartHasher {
+    pub fn new(checksum: PartChecksum) -> Self {
+        match checksum {
+            PartChecksum::Crc32c => {
+                Self::Crc32c(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi))
+            }
+            PartChecksum::Sha256 => Self::Sha256(Sha256::new()),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Self::Crc32c(digest) => digest.update(bytes),
+            Self::Sha256(hasher) => hasher.update(bytes),
+        }
+    }
+
+    /// The checksum, base64 of its big-endian bytes (as S3 wants it).
+    pub fn finish(self) -> String {
+        let engine = &base64::engine::general_purpose::STANDARD;
+        match self {
+            Self::Crc32c(digest) => {
+                // A CRC32 is the low 32 bits of the crate's u64.
+                let crc = u32::try_from(digest.finalize() & u64::from(u32::MAX)).unwrap_or(0);
+                engine.encode(crc.to_be_bytes())
+            }
+            Self::Sha256(hasher) => engine.encode(hasher.finalize()),
+        }
+    }
+}
+
+/// The `checksum` of `bytes`, base64.
+pub fn part_checksum_of(checksum: PartChecksum, bytes: &[u8]) -> String {
+    let mut hasher = PartHasher::new(checksum);
+    hasher.update(bytes);
+    hasher.finish()
+}
+
+/// Reads `path` once and returns its sha256 and size and, with `plan`, the checksum of each
+/// of its parts. Runs on the blocking pool.
+pub async fn digest_file(path: &Path, plan: Option<PartPlan>) -> std::io::Result<FileDigests> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || digest_blocking(&path, part_size))
+    tokio::task::spawn_blocking(move || digest_blocking(&path, plan))
         .await
         .map_err(std::io::Error::other)?
 }
 
-fn digest_blocking(path: &Path, part_size: Option<u64>) -> std::io::Result<FileDigests> {
+fn digest_blocking(path: &Path, plan: Option<PartPlan>) -> std::io::Result<FileDigests> {
     let mut file = std::fs::File::open(path)?;
-    let part_size = part_size.filter(|size| *size > 0);
+    let plan = plan.filter(|plan| plan.size > 0);
     std::thread::scope(|scope| {
         // The part hasher runs beside the reader, which hashes the whole file itself.
         let (to_parts, chunks) = mpsc::sync_channel::<Bytes>(QUEUED_CHUNKS);
-        let parts = part_size.map(|part_size| scope.spawn(move || hash_parts(chunks, part_size)));
+        let parts = plan.map(|plan| scope.spawn(move || hash_parts(chunks, plan)));
         let mut whole = Sha256::new();
         let mut size = 0u64;
         loop {
@@ -81,7 +132,7 @@ fn digest_blocking(path: &Path, part_size: Option<u64>) -> std::io::Result<FileD
         Ok(FileDigests {
             sha256: hex::encode(whole.finalize()),
             size,
-            part_size,
+            plan,
             parts,
         })
     })
@@ -103,28 +154,27 @@ fn read_chunk(file: &mut std::fs::File) -> std::io::Result<Bytes> {
     Ok(Bytes::from(buffer))
 }
 
-fn hash_parts(chunks: mpsc::Receiver<Bytes>, part_size: u64) -> Vec<String> {
-    let encode =
-        |hasher: Sha256| base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
+fn hash_parts(chunks: mpsc::Receiver<Bytes>, plan: PartPlan) -> Vec<String> {
     let mut parts = Vec::new();
-    let mut current = Sha256::new();
+    let mut current = PartHasher::new(plan.checksum);
     let mut in_part = 0u64;
     for chunk in chunks {
         let mut rest = chunk.as_ref();
         while !rest.is_empty() {
-            let room = usize::try_from(part_size - in_part).unwrap_or(usize::MAX);
+            let room = usize::try_from(plan.size - in_part).unwrap_or(usize::MAX);
             let (now, later) = rest.split_at(room.min(rest.len()));
             current.update(now);
             in_part += now.len() as u64;
             rest = later;
-            if in_part == part_size {
-                parts.push(encode(std::mem::take(&mut current)));
+            if in_part == plan.size {
+                let done = std::mem::replace(&mut current, PartHasher::new(plan.checksum));
+                parts.push(done.finish());
                 in_part = 0;
             }
         }
     }
     if in_part > 0 || parts.is_empty() {
-        parts.push(encode(current));
+        parts.push(current.finish());
     }
     parts
 }
@@ -133,25 +183,68 @@ fn hash_parts(chunks: mpsc::Receiver<Bytes>, part_size: u64) -> Vec<String> {
 mod tests {
     use super::*;
 
+    fn sha256_b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn part_checksums_are_what_s3_expects() {
+        // The CRC32C check value (RFC 3720's "123456789") and S3's base64 of its bytes.
+        assert_eq!(
+            part_checksum_of(PartChecksum::Crc32c, b"123456789"),
+            base64::engine::general_purpose::STANDARD.encode(0xE306_9283_u32.to_be_bytes())
+        );
+        assert_eq!(part_checksum_of(PartChecksum::Crc32c, b""), "AAAAAA==");
+        assert_eq!(
+            part_checksum_of(PartChecksum::Sha256, b"abc"),
+            "ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
+        );
+    }
+
     #[tokio::test]
-    async fn one_pass_gives_the_files_and_each_parts_sha256() {
+    async fn one_pass_gives_the_files_sha256_and_each_parts_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("file");
         // Parts that end inside a chunk and a last part shorter than the others.
         let bytes: Vec<u8> = (0..(3 * CHUNK + 12_345)).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
-        let part_size = (CHUNK + CHUNK / 3) as u64;
+        let size = (CHUNK + CHUNK / 3) as u64;
 
-        let digests = digest_file(&path, Some(part_size)).await.unwrap();
-        assert_eq!(digests.sha256, hex::encode(Sha256::digest(&bytes)));
-        assert_eq!(digests.size, bytes.len() as u64);
-        let expected: Vec<String> = bytes.chunks(part_size as usize).map(sha256_b64).collect();
-        assert_eq!(digests.parts, expected);
-        assert_eq!(digests.parts_for(part_size), Some(expected.as_slice()));
-        assert_eq!(digests.parts_for(part_size + 1), None);
+        for checksum in [PartChecksum::Crc32c, PartChecksum::Sha256] {
+            let plan = PartPlan { size, checksum };
+            let digests = digest_file(&path, Some(plan)).await.unwrap();
+            assert_eq!(digests.sha256, hex::encode(Sha256::digest(&bytes)));
+            assert_eq!(digests.size, bytes.len() as u64);
+            let expected: Vec<String> = bytes
+                .chunks(size as usize)
+                .map(|part| part_checksum_of(checksum, part))
+                .collect();
+            assert_eq!(digests.parts, expected, "{checksum:?}");
+            assert_eq!(digests.parts_for(plan), Some(expected.as_slice()));
+            let other_size = PartPlan {
+                size: size + 1,
+                ..plan
+            };
+            assert_eq!(digests.parts_for(other_size), None);
+        }
+        let sha = PartPlan {
+            size,
+            checksum: PartChecksum::Sha256,
+        };
+        let sha_parts = digest_file(&path, Some(sha)).await.unwrap();
+        assert_eq!(sha_parts.parts[0], sha256_b64(&bytes[..size as usize]));
+        let crc = PartPlan {
+            checksum: PartChecksum::Crc32c,
+            ..sha
+        };
+        assert_eq!(
+            sha_parts.parts_for(crc),
+            None,
+            "taken for the other algorithm"
+        );
 
         let whole_only = digest_file(&path, None).await.unwrap();
-        assert_eq!(whole_only.sha256, digests.sha256);
+        assert_eq!(whole_only.sha256, sha_parts.sha256);
         assert!(whole_only.parts.is_empty());
     }
 
@@ -160,8 +253,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("empty");
         std::fs::write(&path, b"").unwrap();
-        let digests = digest_file(&path, Some(5 * 1024 * 1024)).await.unwrap();
+        let plan = PartPlan {
+            size: 5 * 1024 * 1024,
+            checksum: PartChecksum::Crc32c,
+        };
+        let digests = digest_file(&path, Some(plan)).await.unwrap();
         assert_eq!(digests.size, 0);
-        assert_eq!(digests.parts, [sha256_b64(b"")]);
+        assert_eq!(digests.parts, [part_checksum_of(PartChecksum::Crc32c, b"")]);
     }
 }

@@ -50,9 +50,10 @@ pub struct Upload<'a> {
     pub part_size: u64,
     /// A multipart upload begun by an earlier attempt, to resume.
     pub upload_id: Option<&'a str>,
-    /// The sha256 (base64) of each `part_size` part, when the pass that checksummed the file
-    /// took them; else each part's is taken just before it is sent.
-    pub part_sha256: Option<&'a [String]>,
+    /// The checksum (base64, of the storage's part checksum algorithm) of each `part_size`
+    /// part, when the pass that checksummed the file took them; else each part's is taken
+    /// just before it is sent.
+    pub part_checksums: Option<&'a [String]>,
 }
 
 /// Where a stored file is.

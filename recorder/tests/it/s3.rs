@@ -7,7 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use livegate_core::db::{recording_jobs, JobState};
 use livegate_core::Secret;
-use livegate_recorder::storage::digest::digest_file;
+use livegate_recorder::config::PartChecksum;
+use livegate_recorder::storage::digest::{digest_file, PartPlan};
 use livegate_recorder::storage::s3::S3Storage;
 use livegate_recorder::storage::{sha256_file, Progress, Storage, StorageError, Upload};
 use livegate_tests::media::{make_blob, make_flv};
@@ -78,14 +79,24 @@ async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identi
     let file = tmp.path().join("big.mp4");
     let size = 2 * support::PART_SIZE as usize + 123_457;
     make_blob(&file, size);
-    let digests = digest_file(&file, Some(support::PART_SIZE)).await.unwrap();
-    assert_eq!(digests.parts.len(), 3);
-    // One part at a time, and two at once: then the crash may leave either part stored.
-    for parts_in_flight in [1, 2] {
+    // One part at a time, and two at once (then the crash may leave either part stored),
+    // with either part checksum.
+    for (parts_in_flight, part_checksum) in [
+        (1, PartChecksum::Crc32c),
+        (2, PartChecksum::Crc32c),
+        (1, PartChecksum::Sha256),
+    ] {
+        let plan = PartPlan {
+            size: support::PART_SIZE,
+            checksum: part_checksum,
+        };
+        let digests = digest_file(&file, Some(plan)).await.unwrap();
+        assert_eq!(digests.parts.len(), 3);
         let mut config = server.config(&server.endpoint());
         config.parts_in_flight = parts_in_flight;
+        config.part_checksum = part_checksum;
         let storage = S3Storage::new(&config);
-        let key = format!("recordings/7/1733000000000-big-{parts_in_flight}.mp4");
+        let key = format!("recordings/7/1733000000000-big-{parts_in_flight}-{part_checksum:?}.mp4");
         let mut upload = Upload {
             path: &file,
             key: &key,
@@ -95,7 +106,7 @@ async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identi
             upload_id: None,
             // The first attempt has the checksum pass's part checksums, the resumed one
             // (after a restart) takes them as it sends.
-            part_sha256: digests.parts_for(support::PART_SIZE),
+            part_checksums: digests.parts_for(plan),
         };
 
         let mut crashing = Recorded {
@@ -118,7 +129,7 @@ async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identi
         assert!((1..3).contains(&held.len()), "{held:?}");
 
         upload.upload_id = Some(&upload_id);
-        upload.part_sha256 = None;
+        upload.part_checksums = None;
         let mut resumed = Recorded::default();
         let stored = storage.put(&upload, &mut resumed).await.unwrap();
         assert_eq!(stored.url, format!("s3://recordings/{key}"));
@@ -134,15 +145,16 @@ async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identi
         assert!(server.upload_files().is_empty(), "no multipart upload left");
     }
     let storage = S3Storage::new(&server.config(&server.endpoint()));
-    let key = "recordings/7/1733000000000-big-1.mp4";
+    let key = "recordings/7/1733000000000-big-1-Crc32c.mp4";
+    let (sha256, _) = sha256_file(&file).await.unwrap();
     let upload = Upload {
         path: &file,
         key,
         size: size as u64,
-        sha256: &digests.sha256,
+        sha256: &sha256,
         part_size: support::PART_SIZE,
         upload_id: None,
-        part_sha256: None,
+        part_checksums: None,
     };
 
     // A retry after a crash between completion and the database update sends nothing.
@@ -182,6 +194,57 @@ async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identi
 }
 
 #[tokio::test]
+async fn an_upload_begun_with_other_part_checksums_is_finished_after_the_setting_changes() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.mp4");
+    let size = 2 * support::PART_SIZE as usize + 4321;
+    make_blob(&file, size);
+    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let key = "recordings/7/1733000000000-switched.mp4";
+    let mut upload = Upload {
+        path: &file,
+        key,
+        size: size as u64,
+        sha256: &sha256,
+        part_size: support::PART_SIZE,
+        upload_id: None,
+        part_checksums: None,
+    };
+    // A recorder sending SHA-256 part checksums stops after a part...
+    let mut before = server.config(&server.endpoint());
+    before.part_checksum = PartChecksum::Sha256;
+    before.parts_in_flight = 1;
+    let mut crashing = Recorded {
+        fail_after: Some(1),
+        ..Recorded::default()
+    };
+    let err = S3Storage::new(&before)
+        .put(&upload, &mut crashing)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Progress(_)), "{err}");
+    let upload_id = crashing.upload_id.clone().unwrap();
+
+    // ...and its successor, configured for CRC32C, finishes the recording: by resuming the
+    // upload where the server allows it, else by a fresh one; never a second object.
+    let mut after = server.config(&server.endpoint());
+    after.part_checksum = PartChecksum::Crc32c;
+    upload.upload_id = Some(&upload_id);
+    let mut resumed = Recorded::default();
+    let stored = S3Storage::new(&after)
+        .put(&upload, &mut resumed)
+        .await
+        .unwrap();
+    assert_eq!(stored.url, format!("s3://recordings/{key}"));
+    assert_eq!(server.get(key).await, std::fs::read(&file).unwrap());
+    assert_eq!(server.keys().await, [key.to_owned()]);
+    assert!(server.upload_files().is_empty(), "no multipart upload left");
+}
+
+#[tokio::test]
 async fn wrong_credentials_are_refused_with_a_clear_message() {
     let Some(server) = S3Server::start().await else {
         return;
@@ -206,7 +269,7 @@ async fn wrong_credentials_are_refused_with_a_clear_message() {
         sha256: &sha256,
         part_size: support::PART_SIZE,
         upload_id: None,
-        part_sha256: None,
+        part_checksums: None,
     };
     let err = storage
         .put(&upload, &mut Recorded::default())
@@ -369,7 +432,7 @@ async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
             sha256: &sha256,
             part_size: support::PART_SIZE,
             upload_id: None,
-            part_sha256: None,
+            part_checksums: None,
         };
         // Both parts stored, then the recorder is killed during CompleteMultipartUpload.
         let mut crashing = Recorded {

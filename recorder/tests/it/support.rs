@@ -16,7 +16,7 @@ use livegate_core::db::{
 };
 use livegate_core::service::{Shutdown, Stop};
 use livegate_core::Secret;
-use livegate_recorder::config::{ChecksumWhen, Config, S3Config, StorageKind};
+use livegate_recorder::config::{ChecksumWhen, Config, PartChecksum, S3Config, StorageKind};
 use livegate_recorder::storage::local::LocalStorage;
 use livegate_recorder::storage::s3::S3Storage;
 use livegate_recorder::storage::Storage;
@@ -411,6 +411,7 @@ fn s3_config(endpoint: &str, bucket: &str) -> S3Config {
         secret_key: Secret::new(SECRET_KEY),
         path_style: true,
         checksum: ChecksumWhen::WhenSupported,
+        part_checksum: PartChecksum::default(),
         part_size_bytes: PART_SIZE,
         parts_in_flight: 2,
         orphan_upload_max_age_s: 86_400,

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::{OpenUpload, Progress, Storage, StorageError, Stored, Upload};
-use crate::config::{ChecksumWhen, S3Config};
+use crate::config::{ChecksumWhen, PartChecksum, S3Config};
 
 /// The user metadata key holding the object's sha256 (hex).
 const SHA256_META: &str = "sha256";
@@ -43,6 +43,7 @@ pub struct S3Storage {
     bucket: String,
     prefix: String,
     parts_in_flight: usize,
+    part_checksum: PartChecksum,
 }
 
 /// What the storage says about an object's key.
@@ -147,6 +148,7 @@ impl S3Storage {
             bucket: config.bucket.clone(),
             prefix: config.key_prefix.clone(),
             parts_in_flight: config.parts_in_flight.max(1),
+            part_checksum: config.part_checksum,
         }
     }
 

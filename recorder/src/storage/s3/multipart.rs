@@ -10,12 +10,12 @@ use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt as _};
-use md5::Md5;
-use sha2::{Digest, Sha256};
+use md5::{Digest as _, Md5};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{code_of, describe, status_of, S3Storage, SHA256_META};
-use crate::storage::digest::sha256_b64;
+use crate::config::PartChecksum;
+use crate::storage::digest::{part_checksum_of, PartHasher};
 use crate::storage::{Progress, Storage as _, StorageError, Upload};
 
 /// Bytes read from disk at a time while a part streams out: what a part in flight holds.
@@ -26,7 +26,8 @@ const READ_BUFFER: usize = 256 * 1024;
 struct ListedPart {
     size: u64,
     e_tag: Option<String>,
-    sha256: Option<String>,
+    /// Its checksum, of the storage's part checksum algorithm.
+    checksum: Option<String>,
 }
 
 /// Where one part lies in the file.
@@ -46,7 +47,7 @@ enum SentPart {
     Stored {
         part: PartRange,
         e_tag: String,
-        sha256: String,
+        checksum: String,
     },
     /// The upload is gone, or refused for good.
     Gone,
@@ -70,11 +71,11 @@ fn part_ranges(upload: &Upload<'_>) -> Result<Vec<PartRange>, StorageError> {
         .collect()
 }
 
-/// The sha256 of part `index` from the file's checksum pass, when it was taken for this
-/// upload's part size.
+/// The checksum of part `index` from the file's checksum pass, when it was taken for this
+/// upload's parts.
 fn part_digest(upload: &Upload<'_>, index: usize) -> Option<String> {
     upload
-        .part_sha256
+        .part_checksums
         .filter(|parts| parts.len() == upload.size.div_ceil(upload.part_size).max(1) as usize)
         .and_then(|parts| parts.get(index).cloned())
 }
@@ -97,11 +98,17 @@ async fn read_part(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes>
     Ok(Bytes::from(buffer))
 }
 
-/// The sha256 (base64) of bytes `offset .. offset + len` of `path`, read in bounded chunks.
-async fn sha256_of_range(path: &Path, offset: u64, len: u64) -> std::io::Result<String> {
+/// The `checksum` (base64) of bytes `offset .. offset + len` of `path`, read in bounded
+/// chunks.
+async fn checksum_of_range(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    checksum: PartChecksum,
+) -> std::io::Result<String> {
     let mut file = tokio::fs::File::open(path).await?;
     file.seek(SeekFrom::Start(offset)).await?;
-    let mut hasher = Sha256::new();
+    let mut hasher = PartHasher::new(checksum);
     let mut buffer = vec![0u8; READ_BUFFER];
     let mut left = len;
     while left > 0 {
@@ -116,10 +123,7 @@ async fn sha256_of_range(path: &Path, offset: u64, len: u64) -> std::io::Result<
         hasher.update(&buffer[..read]);
         left -= read as u64;
     }
-    Ok(base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        hasher.finalize(),
-    ))
+    Ok(hasher.finish())
 }
 
 fn md5_etag(bytes: &[u8]) -> String {
@@ -161,7 +165,11 @@ impl S3Storage {
                         ListedPart {
                             size: u64::try_from(size).unwrap_or(0),
                             e_tag: part.e_tag().map(str::to_owned),
-                            sha256: part.checksum_sha256().map(str::to_owned),
+                            checksum: match self.part_checksum {
+                                PartChecksum::Crc32c => part.checksum_crc32_c(),
+                                PartChecksum::Sha256 => part.checksum_sha256(),
+                            }
+                            .map(str::to_owned),
                         },
                     );
                 }
@@ -215,7 +223,10 @@ impl S3Storage {
             .key(upload.key)
             .content_type("video/mp4")
             .metadata(SHA256_META, upload.sha256)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_algorithm(match self.part_checksum {
+                PartChecksum::Crc32c => ChecksumAlgorithm::Crc32C,
+                PartChecksum::Sha256 => ChecksumAlgorithm::Sha256,
+            })
             .send()
             .await
             .map_err(|err| describe("CreateMultipartUpload", &err))?;
@@ -250,21 +261,23 @@ impl S3Storage {
         part: &PartRange,
         listed: &ListedPart,
     ) -> Result<(String, String), StorageError> {
-        let known_sha = listed
-            .sha256
+        let known = listed
+            .checksum
             .clone()
             .or_else(|| part_digest(upload, part.index));
-        match (&listed.e_tag, known_sha) {
-            (Some(e_tag), Some(sha256)) => Ok((e_tag.clone(), sha256)),
-            (e_tag, sha256) => {
+        match (&listed.e_tag, known) {
+            (Some(e_tag), Some(checksum)) => Ok((e_tag.clone(), checksum)),
+            (e_tag, checksum) => {
                 let bytes = read_part(upload.path, part.offset, part.len).await?;
                 let e_tag = e_tag.clone().unwrap_or_else(|| md5_etag(&bytes));
-                Ok((e_tag, sha256.unwrap_or_else(|| sha256_b64(&bytes))))
+                let checksum =
+                    checksum.unwrap_or_else(|| part_checksum_of(self.part_checksum, &bytes));
+                Ok((e_tag, checksum))
             }
         }
     }
 
-    /// Sends one part, streamed from its range of the file, with its sha256 (taken by the
+    /// Sends one part, streamed from its range of the file, with its checksum (taken by the
     /// pass that checksummed the file, else from the range now).
     async fn send_part(
         &self,
@@ -273,9 +286,11 @@ impl S3Storage {
         part: PartRange,
         resumed: bool,
     ) -> Result<SentPart, StorageError> {
-        let sha256 = match part_digest(upload, part.index) {
-            Some(sha256) => sha256,
-            None => sha256_of_range(upload.path, part.offset, part.len).await?,
+        let checksum = match part_digest(upload, part.index) {
+            Some(checksum) => checksum,
+            None => {
+                checksum_of_range(upload.path, part.offset, part.len, self.part_checksum).await?
+            }
         };
         let body = ByteStream::read_from()
             .path(upload.path)
@@ -285,18 +300,21 @@ impl S3Storage {
             .build()
             .await
             .map_err(|err| StorageError::Io(std::io::Error::other(err)))?;
-        let answer = self
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(upload.key)
             .upload_id(upload_id)
             .part_number(part.number)
-            .checksum_sha256(&sha256)
             .content_length(i64::try_from(part.len).unwrap_or(i64::MAX))
-            .body(body)
-            .send()
-            .await;
+            .body(body);
+        let answer = match self.part_checksum {
+            PartChecksum::Crc32c => request.checksum_crc32_c(&checksum),
+            PartChecksum::Sha256 => request.checksum_sha256(&checksum),
+        }
+        .send()
+        .await;
         match answer {
             Ok(answer) => {
                 let e_tag = answer
@@ -306,7 +324,7 @@ impl S3Storage {
                 Ok(SentPart::Stored {
                     part,
                     e_tag,
-                    sha256,
+                    checksum,
                 })
             }
             Err(err) if code_of(&err) == Some("NoSuchUpload") => Ok(SentPart::Gone),
@@ -363,11 +381,11 @@ impl S3Storage {
                 SentPart::Stored {
                     part,
                     e_tag,
-                    sha256,
+                    checksum,
                 } => {
                     sent += part.len;
                     stored += 1;
-                    completed.insert(part.number, (e_tag, sha256));
+                    completed.insert(part.number, (e_tag, checksum));
                     progress
                         .parts_stored(upload_id, i32::try_from(stored).unwrap_or(i32::MAX))
                         .await
@@ -379,12 +397,13 @@ impl S3Storage {
         drop(in_flight);
         let parts = completed
             .into_iter()
-            .map(|(number, (e_tag, sha256))| {
-                CompletedPart::builder()
-                    .part_number(number)
-                    .e_tag(e_tag)
-                    .checksum_sha256(sha256)
-                    .build()
+            .map(|(number, (e_tag, checksum))| {
+                let part = CompletedPart::builder().part_number(number).e_tag(e_tag);
+                match self.part_checksum {
+                    PartChecksum::Crc32c => part.checksum_crc32_c(checksum),
+                    PartChecksum::Sha256 => part.checksum_sha256(checksum),
+                }
+                .build()
             })
             .collect();
         let done = self
