@@ -10,9 +10,12 @@
 #   throughput  wrk against every target for (a) a small HLS playlist (rewritten per viewer; the
 #               caches hold the origin's bytes) and (b) a 1 MiB segment, once per worker count
 #               in BENCH_WORKERS. Prints requests/s, latency percentiles, CPU per request (of
-#               the target, and of wrk itself: on a small machine the client may be what
-#               limits requests/s), and the ratios livegate/nginx-lua-cache and
-#               livegate-nocache/nginx-lua.
+#               the target, and of the client itself: on a small machine the client may be
+#               what limits requests/s), and the ratios livegate/nginx-lua-cache and
+#               livegate-nocache/nginx-lua. Segments are fetched by discard-client.py (beside
+#               this script), which drops each body in the kernel: wrk copies every byte out
+#               through 8 KiB reads, 300-800 us of CPU per 1 MiB here, more than the targets
+#               spend, so with wrk it is the client that bounds requests/s.
 #   coalesce    BENCH_COALESCE_CLIENTS concurrent requests, each with its own valid token, for
 #               one segment nobody has asked for yet, which the origin sends slowly (limit_rate)
 #               so that every request arrives while the first one is being filled. Prints how
@@ -24,13 +27,14 @@
 # Environment (defaults in brackets):
 #   BENCH_WORKERS ["1 2"]     nginx worker_processes and livegate [server] threads; each count
 #                             is a separate pass with all four targets restarted
-#   BENCH_DURATION [6s]       wrk run length per case, target and round
+#   BENCH_DURATION [6s]       run length per case, target and round (seconds, with "s")
 #   BENCH_ROUNDS [3]          rounds; the targets take turns, and the round with the median
 #                             requests/s is reported (other work on the machine adds noise)
 #   BENCH_WARMUP [1s]         unmeasured wrk run before each measured one (it also fills the
 #                             caches)
 #   BENCH_CONNECTIONS [50]    wrk connections
-#   BENCH_WRK_THREADS [2]     wrk threads
+#   BENCH_WRK_THREADS [2]     wrk threads (and discard-client processes)
+#   BENCH_SEGMENT_CLIENT [discard]  the segment case's client: discard or wrk
 #   BENCH_ORIGIN_WORKERS [1]  origin nginx worker_processes
 #   BENCH_SEGMENT_BYTES [1048576]
 #   BENCH_COALESCE_CLIENTS [1000]
@@ -53,6 +57,11 @@ WARMUP=${BENCH_WARMUP:-1s}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-50}
 WRK_THREADS=${BENCH_WRK_THREADS:-2}
+SEGMENT_CLIENT=${BENCH_SEGMENT_CLIENT:-discard}
+case "$SEGMENT_CLIENT" in
+    discard | wrk) ;;
+    *) echo "BENCH_SEGMENT_CLIENT must be discard or wrk, not $SEGMENT_CLIENT" >&2; exit 2 ;;
+esac
 WORKER_COUNTS=${BENCH_WORKERS:-1 2}
 ORIGIN_WORKERS=${BENCH_ORIGIN_WORKERS:-1}
 SEGMENT_BYTES=${BENCH_SEGMENT_BYTES:-1048576}
@@ -336,17 +345,34 @@ target_pids() { # name: livegate is one process; nginx a master and its workers
     esac
 }
 
+# One client run against url for a duration, printing wrk's summary: wrk, or for the segment
+# case (unless BENCH_SEGMENT_CLIENT=wrk) discard-client.py.
+load_client() { # case url duration
+    if [ "$1" = segment ] && [ "$SEGMENT_CLIENT" = discard ]; then
+        python3 "$ROOT/infra/bench/discard-client.py" --processes "$WRK_THREADS" \
+            -c "$CONNECTIONS" -d "${3%s}" "$2"
+    else
+        wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$3" --latency "$2"
+    fi
+}
+client_name() { # case
+    if [ "$1" = segment ] && [ "$SEGMENT_CLIENT" = discard ]; then
+        echo "discard-client.py ($WRK_THREADS processes)"
+    else
+        echo "wrk -t$WRK_THREADS"
+    fi
+}
+
 # Prints "rps p50_ms p90_ms p99_ms errors requests cpu_user_s cpu_sys_s wrk_wall_s wrk_user_s
-# wrk_sys_s load1" for one run. wrk shares the machine's CPUs with the target: its own CPU time
-# (bash's `time`, from the rusage of the wrk process and all its threads) shows when the client,
-# not the target, is what limits requests/s.
-run_wrk() { # name path
+# wrk_sys_s load1" for one run. The client shares the machine's CPUs with the target: its own
+# CPU time (bash's `time`, from the rusage of the client and all its threads and processes)
+# shows when the client, not the target, is what limits requests/s.
+run_wrk() { # name path case
     local url="http://127.0.0.1:${PORT[$1]}$2" before after pids TIMEFORMAT='%R %U %S'
-    wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$WARMUP" "$url" >/dev/null
+    load_client "$3" "$url" "$WARMUP" >/dev/null
     pids=$(target_pids "$1")
     before=$(cpu_ticks $pids)
-    { time wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$DURATION" --latency "$url" \
-        >"$WORK/wrk.out"; } 2>"$WORK/wrk.time"
+    { time load_client "$3" "$url" "$DURATION" >"$WORK/wrk.out"; } 2>"$WORK/wrk.time"
     after=$(cpu_ticks $pids)
     awk -v before="$before" -v after="$after" -v hz="$(getconf CLK_TCK)" \
         -v wrk="$(tail -n 1 "$WORK/wrk.time")" -v la="$(cut -d' ' -f1 /proc/loadavg)" '
@@ -377,8 +403,8 @@ throughput_pass() { # workers
         if [ "$case" = playlist ]; then path=$PLAYLIST_PATH; else path=$SEGMENT_PATH; fi
         for round in $(seq 1 "$ROUNDS"); do
             for name in "${TARGETS[@]}"; do
-                log "wrk: $w workers, $case via $name, round $round/$ROUNDS ($DURATION, $CONNECTIONS connections)"
-                run_wrk "$name" "$path" >>"$WORK/runs.$w.$case.$name"
+                log "$(client_name "$case"): $w workers, $case via $name, round $round/$ROUNDS ($DURATION, $CONNECTIONS connections)"
+                run_wrk "$name" "$path" "$case" >>"$WORK/runs.$w.$case.$name"
             done
         done
         for name in "${TARGETS[@]}"; do
@@ -412,13 +438,14 @@ ratio_line() { # label result_a result_b
 throughput_report() {
     local w case name
     echo
-    echo "HLS throughput: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $(nproc) CPUs, median of $ROUNDS rounds"
+    echo "HLS throughput: -c$CONNECTIONS -d$DURATION (warm-up $WARMUP), $(nproc) CPUs, median of $ROUNDS rounds;" \
+        "playlists by $(client_name playlist), segments by $(client_name segment)"
     echo "playlist: $PLAYLIST_BYTES bytes at the origin, rewritten per request; segment: $SEGMENT_BYTES bytes"
     echo "CPU: the target's own processes during the measured run; load: 1-minute load average after it"
-    echo "CPUs: CPU seconds over the run's length, of the target and of wrk (the load generator:"
-    echo "      user + system of all its threads); wrk us/req: wrk's CPU per request."
-    echo "      * wrk had >= 90% of its $(client_cpus) CPU(s) busy: the client, not the target, bounds requests/s"
-    echo "      + target and wrk together kept >= 90% of the $(nproc) CPUs busy: they compete for them"
+    echo "CPUs: CPU seconds over the run's length, of the target and of the client (wrk or"
+    echo "      discard-client: user + system of all its threads); wrk us/req: the client's CPU per request."
+    echo "      * the client had >= 90% of its $(client_cpus) CPU(s) busy: it, not the target, bounds requests/s"
+    echo "      + target and client together kept >= 90% of the $(nproc) CPUs busy: they compete for them"
     printf '%-3s %-9s %-17s %11s %8s %8s %8s %6s %7s %7s %9s %5s %10s %8s %5s\n' \
         w case target "requests/s" "p50 ms" "p90 ms" "p99 ms" errors "usr s" "sys s" "CPU us/req" \
         CPUs "wrk us/req" "wrk CPUs" load
