@@ -471,9 +471,16 @@ kill_trials() {
         children=$(pgrep -P "$REC_PID" || true)
         kill -KILL "$REC_PID"; wait "$REC_PID" 2>/dev/null || true
         for child in $children; do
-            for _ in $(seq 50); do kill -0 "$child" 2>/dev/null || break; sleep 0.02; done
+            # A child killed while the disk is busy may take a moment to exit: up to 5 s.
+            for _ in $(seq 250); do
+                kill -0 "$child" 2>/dev/null || break
+                grep -q '^State:.*Z' "/proc/$child/status" 2>/dev/null && break
+                sleep 0.02
+            done
             if kill -0 "$child" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$child/status" 2>/dev/null; then
                 ffmpeg_survived=$((ffmpeg_survived + 1))
+                log "trial $trial: a child outlived the recorder by 5 s:" \
+                    "$(ps -o pid=,ppid=,stat=,etime=,args= -p "$child" | cut -c1-160)"
                 kill -KILL "$child" 2>/dev/null || true
             fi
         done

@@ -70,15 +70,21 @@ async fn stored_parts(storage: &S3Storage, key: &str, upload_id: &str) -> Vec<(i
         .collect()
 }
 
+/// A file of two whole parts and `tail` bytes, in a directory that lives as long as the guard.
+fn three_part_file(tail: usize) -> (tempfile::TempDir, std::path::PathBuf, usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.mp4");
+    let size = 2 * support::PART_SIZE as usize + tail;
+    make_blob(&file, size);
+    (tmp, file, size)
+}
+
 #[tokio::test]
 async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identical() {
     let Some(server) = S3Server::start().await else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("big.mp4");
-    let size = 2 * support::PART_SIZE as usize + 123_457;
-    make_blob(&file, size);
+    let (_tmp, file, size) = three_part_file(123_457);
     // One part at a time, and two at once (then the crash may leave either part stored),
     // with either part checksum.
     for (parts_in_flight, part_checksum) in [
@@ -198,10 +204,7 @@ async fn an_upload_begun_with_other_part_checksums_is_finished_after_the_setting
     let Some(server) = S3Server::start().await else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("big.mp4");
-    let size = 2 * support::PART_SIZE as usize + 4321;
-    make_blob(&file, size);
+    let (_tmp, file, size) = three_part_file(4321);
     let (sha256, _) = sha256_file(&file).await.unwrap();
     let key = "recordings/7/1733000000000-switched.mp4";
     let mut upload = Upload {
