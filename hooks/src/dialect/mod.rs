@@ -198,6 +198,15 @@ pub enum ParseError {
         /// What is wrong with it.
         problem: ColumnError,
     },
+    /// A callback on the publish or play route that is another event: the origin sends
+    /// only that event there, so it was forged (a publisher's query posing as fields, say).
+    #[error("the {route} route takes only its own event, not {event}")]
+    WrongRoute {
+        /// The route.
+        route: &'static str,
+        /// What the callback says it is.
+        event: &'static str,
+    },
     /// The event name is not one this dialect sends.
     #[error("unknown {dialect} event `{name}`")]
     UnknownEvent {
@@ -206,6 +215,26 @@ pub enum ParseError {
         /// The name.
         name: String,
     },
+}
+
+impl Event {
+    /// The event's name in logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Event::PublishStart(_) => "publish_start",
+            Event::PublishStop(_) => "publish_stop",
+            Event::PlayStart(_) => "play_start",
+            Event::PlayStop(_) => "play_stop",
+            Event::HttpAccess(_) => "http_access",
+            Event::Recording(_) => "recording",
+            Event::ServerStarted(_) => "server_started",
+            Event::Keepalive(_) => "keepalive",
+            Event::RtspRealm => "rtsp_realm",
+            Event::NoneReader => "none_reader",
+            Event::Acknowledge => "acknowledge",
+            Event::Deny => "deny",
+        }
+    }
 }
 
 /// Names that the configuration chooses.
@@ -221,7 +250,31 @@ pub struct ParseOptions<'a> {
 
 /// Parses a callback. `route` is the last segment of the hook URL (`on_publish`, …) and
 /// `query` the hook URL's query (nginx-rtmp with `notify_method get` sends its fields there).
+/// The two routes whose answer admits someone, `on_publish` and `on_play`, take only their
+/// own event: an accepted stop posted there would admit the publisher or viewer it came from.
 pub fn parse(
+    route: &str,
+    body: &[u8],
+    query: Option<&str>,
+    options: &ParseOptions<'_>,
+) -> Result<Hook, ParseError> {
+    let hook = parse_any(route, body, query, options)?;
+    let (expected, admits) = match route {
+        "on_publish" => ("on_publish", matches!(hook.event, Event::PublishStart(_))),
+        "on_play" => ("on_play", matches!(hook.event, Event::PlayStart(_))),
+        _ => return Ok(hook),
+    };
+    if admits {
+        Ok(hook)
+    } else {
+        Err(ParseError::WrongRoute {
+            route: expected,
+            event: hook.event.label(),
+        })
+    }
+}
+
+fn parse_any(
     route: &str,
     body: &[u8],
     query: Option<&str>,

@@ -85,23 +85,6 @@ pub fn router(state: AppState) -> Router {
     router.layer(DefaultBodyLimit::max(limit)).with_state(state)
 }
 
-fn event_label(hook: &Hook) -> &'static str {
-    match hook.event {
-        Event::PublishStart(_) => "publish_start",
-        Event::PublishStop(_) => "publish_stop",
-        Event::PlayStart(_) => "play_start",
-        Event::PlayStop(_) => "play_stop",
-        Event::HttpAccess(_) => "http_access",
-        Event::Recording(_) => "recording",
-        Event::ServerStarted(_) => "server_started",
-        Event::Keepalive(_) => "keepalive",
-        Event::RtspRealm => "rtsp_realm",
-        Event::NoneReader => "none_reader",
-        Event::Acknowledge => "acknowledge",
-        Event::Deny => "deny",
-    }
-}
-
 async fn handle(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -193,7 +176,7 @@ async fn handle(
             "callback handled"
         ),
     }
-    count(hook.dialect.as_str(), event_label(&hook), outcome);
+    count(hook.dialect.as_str(), hook.event.label(), outcome);
     match hook.event {
         Event::HttpAccess(_) => reply::render_http_access(&decision),
         Event::RtspRealm if decision == Decision::Accept => reply::rtsp_realm(),
@@ -205,12 +188,26 @@ async fn handle(
 /// Splits a request's query into the hook URL's own query (`secret`, `origin`) and the
 /// callback's fields. nginx-rtmp with `notify_method get` always inserts `?` before its
 /// fields, so a hook URL that already has a query arrives as
-/// `/on_publish?secret=X?app=live&…`: the part before the embedded `?` is the hook URL's,
-/// the rest is the module's. Without an embedded `?` both are the whole query.
+/// `/on_publish?secret=X?app=live&…`. The module's fields always begin with `app=`, and the
+/// publisher's own query follows them verbatim, `?` and all: the split is at the `?` before
+/// the first `app=`, never at a `?` the publisher wrote (which would let a publisher supply
+/// every field, `call` included). A query that starts with the fields has no hook query;
+/// one without an embedded `?` is both.
 fn split_query(query: Option<&str>) -> (Option<&str>, Option<&str>) {
-    match query.and_then(|q| q.split_once('?')) {
+    const FIELDS_START: &str = "app=";
+    let Some(query) = query else {
+        return (None, None);
+    };
+    if query.starts_with(FIELDS_START) {
+        return (None, Some(query));
+    }
+    match query
+        .find(&format!("?{FIELDS_START}"))
+        .map(|at| (&query[..at], &query[at + 1..]))
+        .or_else(|| query.split_once('?'))
+    {
         Some((hook, fields)) => (Some(hook), Some(fields)),
-        None => (query, query),
+        None => (Some(query), Some(query)),
     }
 }
 
@@ -273,5 +270,21 @@ mod tests {
             (Some("origin=a"), Some("origin=a"))
         );
         assert_eq!(split_query(None), (None, None));
+    }
+
+    #[test]
+    fn a_question_mark_in_the_publishers_query_does_not_split_the_fields() {
+        // A hook URL without a query: nothing before the fields, whatever the publisher sent.
+        let fields = "app=live&addr=1.2.3.4&clientid=1&call=publish&name=3&type=live\
+                      &x?call=play_done&name=3&clientid=1";
+        assert_eq!(split_query(Some(fields)), (None, Some(fields)));
+        // With a hook query: the split is before the module's fields, not the publisher's.
+        let with_hook = format!("origin=a&secret=s?{fields}");
+        assert_eq!(
+            split_query(Some(&with_hook)),
+            (Some("origin=a&secret=s"), Some(fields))
+        );
+        let forged = format!("origin=a?{fields}&y?app=evil&call=play");
+        assert_eq!(split_query(Some(&forged)).0, Some("origin=a"));
     }
 }

@@ -124,6 +124,56 @@ async fn nginx_get(app: &TestApp, uri: &str) -> (u16, String) {
     (status, body)
 }
 
+/// nginx-rtmp appends the publisher's query verbatim, `?` included: a publisher that writes
+/// fields of its own after a `?` must not have them read in place of the module's.
+#[tokio::test]
+async fn a_publishers_query_cannot_pose_as_the_callbacks_fields() {
+    for backend in backends() {
+        let app = TestApp::spawn(backend).await;
+        app.room(3, "abc").await;
+        // `rtmp://origin/live/3?x?call=play_done`, hook URL without a query: the fields are
+        // read whole (the publisher's `x?call` is just an odd name), so the key is missing.
+        let forged = format!("{SESSION}&call=publish&name=3&type=live&x?call=play_done");
+        assert_eq!(
+            nginx_get(&app, &format!("/api/v1/hook/on_publish?{forged}")).await,
+            (403, "missing stream key\n".to_owned())
+        );
+        // The same behind a hook URL with a query of its own.
+        let with_query = format!("/api/v1/hook/on_publish?origin=edge-a?{forged}");
+        assert_eq!(
+            nginx_get(&app, &with_query).await,
+            (403, "missing stream key\n".to_owned())
+        );
+        // Fields of its own after the `?` repeat the module's, and are refused as such.
+        let repeated = format!("{forged}&name=3&clientid=1");
+        let (status, reply) = nginx_get(&app, &format!("/api/v1/hook/on_publish?{repeated}")).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(reply.contains("appears more than once"), "{reply}");
+        assert!(!app.is_live(3).await);
+
+        // Only a publish is taken on the publish route, only a play on the play route.
+        let stop = format!("{SESSION}&call=play_done&name=3");
+        let (status, reply) = nginx_get(&app, &format!("/api/v1/hook/on_publish?{stop}")).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(
+            reply.contains("on_publish route takes only its own event"),
+            "{reply}"
+        );
+        let (status, _) = nginx_get(&app, &format!("/api/v1/hook/on_play?{stop}")).await;
+        assert_eq!(status, 400);
+        assert!(!app.is_live(3).await);
+
+        // The real thing still goes through.
+        let right = format!("{SESSION}&call=publish&name=3&type=live&key=abc");
+        assert_eq!(
+            nginx_get(&app, &format!("/api/v1/hook/on_publish?{right}")).await,
+            (200, "OK\n".to_owned())
+        );
+        assert!(app.is_live(3).await);
+        app.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn nginx_rtmp_get_mode_with_a_hook_url_query() {
     for backend in backends() {
