@@ -120,6 +120,12 @@ pub struct JobsConfig {
     pub retry_max_ms: u64,
     /// This worker's name in leases; unique per process. Default: host name and process id.
     pub instance: Option<String>,
+    /// Directories the files that recording jobs from the bus name must lie in (after
+    /// symbolic links and `..` are resolved). A job naming a file anywhere else is failed
+    /// with the reason and the file is not touched: the recorder moves and deletes the files
+    /// it is given, and a callback is only as trustworthy as whoever could send it.
+    /// Default: the watched directories (`watch.dirs`).
+    pub source_dirs: Vec<PathBuf>,
 }
 
 impl Default for JobsConfig {
@@ -131,6 +137,7 @@ impl Default for JobsConfig {
             retry_initial_ms: 1000,
             retry_max_ms: 300_000,
             instance: None,
+            source_dirs: Vec::new(),
         }
     }
 }
@@ -429,6 +436,15 @@ pub fn part_size_for(configured: u64, size: u64) -> u64 {
 }
 
 impl Config {
+    /// The directories bus jobs may name files in: `jobs.source_dirs`, else `watch.dirs`.
+    pub fn source_dirs(&self) -> &[PathBuf] {
+        if self.jobs.source_dirs.is_empty() {
+            &self.watch.dirs
+        } else {
+            &self.jobs.source_dirs
+        }
+    }
+
     /// The worker name used in leases and as the bus consumer.
     pub fn instance(&self) -> String {
         self.jobs.instance.clone().unwrap_or_else(|| {
@@ -454,6 +470,13 @@ impl Validate for Config {
             problems.check(
                 dir.is_absolute(),
                 &format!("watch.dirs[{i}]"),
+                "must be an absolute path",
+            );
+        }
+        for (i, dir) in self.jobs.source_dirs.iter().enumerate() {
+            problems.check(
+                dir.is_absolute(),
+                &format!("jobs.source_dirs[{i}]"),
                 "must be an absolute path",
             );
         }

@@ -31,6 +31,35 @@ pub enum Kind {
     Other,
 }
 
+/// Where `path` really is, when that is inside one of `dirs` (both with symbolic links and
+/// `..` resolved, so that neither `dir/../etc` nor a link out of `dir` passes); otherwise
+/// why not. A path that does not exist (yet, or any more) is judged by its directory.
+pub async fn confined(path: &Path, dirs: &[PathBuf]) -> Result<PathBuf, String> {
+    if dirs.is_empty() {
+        return Err(
+            "no recording directory is configured (watch.dirs or jobs.source_dirs)".to_owned(),
+        );
+    }
+    let real = match tokio::fs::canonicalize(path).await {
+        Ok(real) => real,
+        Err(_) => match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) if name != ".." => tokio::fs::canonicalize(parent)
+                .await
+                .map(|parent| parent.join(name))
+                .map_err(|err| format!("{}: {err}", parent.display()))?,
+            _ => return Err("not a file's path".to_owned()),
+        },
+    };
+    for dir in dirs {
+        if let Ok(dir) = tokio::fs::canonicalize(dir).await {
+            if real.starts_with(&dir) && real != dir {
+                return Ok(real);
+            }
+        }
+    }
+    Err("outside the recording directories (watch.dirs, jobs.source_dirs)".to_owned())
+}
+
 /// The extensions of recordings the recorder remuxes.
 const RECORDING_EXTENSIONS: [&str; 3] = ["flv", "ts", "mp4"];
 
@@ -309,5 +338,47 @@ mod tests {
             1_733_045_523_123
         );
         assert_eq!(started_at_of(Path::new("/nope/42.flv"), 7), 7);
+    }
+
+    #[tokio::test]
+    async fn only_paths_inside_the_recording_directories_are_confined() {
+        let root = tempfile::tempdir().unwrap();
+        let recordings = root.path().join("rec");
+        let elsewhere = root.path().join("etc");
+        std::fs::create_dir_all(recordings.join("live")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(recordings.join("live/42-1.flv"), b"flv").unwrap();
+        std::fs::write(elsewhere.join("passwd"), b"secret").unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("passwd"), recordings.join("link.flv")).unwrap();
+        let dirs = [recordings.clone()];
+        let real = |p: &str| std::fs::canonicalize(root.path()).unwrap().join(p);
+
+        assert_eq!(
+            confined(&recordings.join("live/42-1.flv"), &dirs).await,
+            Ok(real("rec/live/42-1.flv"))
+        );
+        // Gone already (or not yet there): judged by its directory.
+        assert_eq!(
+            confined(&recordings.join("live/42-2.flv"), &dirs).await,
+            Ok(real("rec/live/42-2.flv"))
+        );
+        for outside in [
+            elsewhere.join("passwd"),
+            recordings.join("../etc/passwd"),
+            recordings.join("link.flv"),
+            recordings.join("live/../../etc/passwd"),
+            recordings.clone(),
+            PathBuf::from("/nonexistent/dir/42.flv"),
+        ] {
+            assert!(
+                confined(&outside, &dirs).await.is_err(),
+                "{} passed",
+                outside.display()
+            );
+        }
+        assert!(confined(&recordings.join("live/42-1.flv"), &[])
+            .await
+            .unwrap_err()
+            .contains("no recording directory"));
     }
 }

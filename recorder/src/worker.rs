@@ -133,6 +133,26 @@ async fn late_stream(ctx: &Context, row: &RecordingJobRow) -> Result<(), DbError
     Ok(())
 }
 
+/// Records a bus job for a file outside the recording directories as failed, leaving the
+/// file where it is: the recorder moves and deletes what it records, so it never acts on
+/// a path it was merely told about.
+async fn refuse(ctx: &Context, payload: &RecordingJob, reason: &str) {
+    let reason = format!("refused: {reason}");
+    tracing::warn!(room.id = payload.room_id, path = %payload.path, reason, "recording job refused");
+    ctx.metrics.outcome("refused");
+    let source = payload.path.as_str();
+    let new = NewRecordingJob {
+        source_path: source,
+        room_id: payload.room_id,
+        stream_id: payload.stream_id,
+        origin_kind: &payload.origin_kind,
+        started_at: now_ms(),
+    };
+    if let Err(err) = recording_jobs::park(&ctx.db, &new, &reason, now_ms()).await {
+        tracing::warn!(path = %payload.path, error = %err, "could not record the refused job");
+    }
+}
+
 /// Handles one delivery of a bus job.
 async fn bus_job(
     ctx: &Context,
@@ -143,6 +163,13 @@ async fn bus_job(
 ) {
     let payload = &job.payload;
     let path = Path::new(&payload.path);
+    if let Err(reason) = files::confined(path, ctx.config.source_dirs()).await {
+        refuse(ctx, payload, &reason).await;
+        if let Err(err) = queue.ack(&job).await {
+            tracing::warn!(job.id = %job.id, error = %err, "cannot acknowledge the refused job; it will be refused again");
+        }
+        return;
+    }
     let claimed = async {
         let row = discover(
             ctx,

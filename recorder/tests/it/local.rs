@@ -66,6 +66,55 @@ async fn flv_from_the_bus_and_ts_from_the_watcher_end_as_mp4s() {
     }
 }
 
+/// A callback is only as trustworthy as whoever could send it: a job naming a file outside
+/// the recording directories (directly, through `..` or through a link) is failed with the
+/// reason and the file stays where it is, while a job inside goes on.
+#[tokio::test]
+async fn a_job_for_a_file_outside_the_recording_directories_is_refused_and_the_file_kept() {
+    for env in envs().await {
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
+        let name = env.name();
+        let running = case.start(&env).await;
+
+        let outside_dir = dirs.work.parent().unwrap().join("elsewhere");
+        std::fs::create_dir_all(&outside_dir).unwrap();
+        let config_file = outside_dir.join("important.conf");
+        std::fs::write(&config_file, b"keep me").unwrap();
+        let media = outside_dir.join(format!("{}-1733000000.flv", case.room));
+        make_flv(&media, 2, 500);
+        let link = dirs.rec.join(format!("{}-1733000050.flv.lnk", case.room));
+        std::os::unix::fs::symlink(&media, &link).unwrap();
+        let dotted = dirs.rec.join("../elsewhere/important.conf");
+        for path in [&config_file, &media, &link, &dotted] {
+            case.announce(&env, path).await;
+        }
+        let inside = case.flv(1733000100, 2, 500);
+        case.announce(&env, &inside).await;
+
+        wait_state(&env.db, &inside, JobState::Cleaned).await;
+        for path in [&config_file, &media, &link, &dotted] {
+            let row = wait_state(&env.db, path, JobState::Failed).await;
+            let error = row.error.unwrap_or_default();
+            assert!(
+                error.contains("outside the recording directories"),
+                "{name}: {}: {error}",
+                path.display()
+            );
+        }
+        assert_eq!(std::fs::read(&config_file).unwrap(), b"keep me", "{name}");
+        assert!(
+            media.exists() && link.exists(),
+            "{name}: nothing moved or removed"
+        );
+        assert!(
+            support::files_under(&dirs.failed).is_empty(),
+            "{name}: nothing parked in failed/"
+        );
+        running.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_file_announced_twice_and_watched_is_stored_once() {
     for env in envs().await {

@@ -103,7 +103,14 @@ async fn a_directory_of_segments_merges_in_numeric_order_and_a_gap_is_refused() 
         let name = env.name();
         let case = Case::new(&env).await;
         let (dirs, room) = (&case.dirs, case.room);
-        let running = case.start(&env).await;
+        // The segments lie outside the watched directory (which would take each `.ts` for a
+        // recording of its own) and reach the recorder only as bus jobs.
+        let mut config = case.config();
+        let root = dirs.work.parent().unwrap();
+        config.jobs.source_dirs = vec![dirs.rec.clone(), root.join("hls"), root.join("gap")];
+        std::fs::create_dir_all(root.join("hls")).unwrap();
+        std::fs::create_dir_all(root.join("gap")).unwrap();
+        let running = case.start_with(&env, config).await;
         // Eleven segments: `-10.ts` sorts after `-9.ts`, not after `-1.ts`.
         let segments_dir = dirs.work.parent().unwrap().join(format!("hls/{room}"));
         let playlist = make_hls(&segments_dir, &room.to_string(), 22);
