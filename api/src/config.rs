@@ -5,10 +5,12 @@
 //! overrides. There is no running on defaults alone: the JWT and play token keys must be given.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use livegate_core::bus::BusConfig;
 use livegate_core::config::{Problems, Validate};
 use livegate_core::db::DbConfig;
+use livegate_core::service::{http, HttpLimits};
 use livegate_core::telemetry::LogConfig;
 use livegate_core::token::TokenKeys;
 use livegate_core::Secret;
@@ -62,11 +64,33 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered 503, in milliseconds. Default: 10000.
     pub request_timeout_ms: u64,
+    /// Longest a client may take to send a request head (from connecting, or from the head's
+    /// first byte on a kept-alive connection) before the connection is closed, in
+    /// milliseconds; on the admin listener too. Default: 10000.
+    pub header_read_timeout_ms: u64,
+    /// Longest a kept-alive connection may wait for its next request before it is closed, in
+    /// milliseconds; on the admin listener too. Keep it above the idle timeout of a reverse
+    /// proxy in front. Default: 75000.
+    pub keep_alive_idle_ms: u64,
+    /// Largest request head (request line and headers), in bytes: larger get 431.
+    /// Default: 32768.
+    pub max_header_bytes: usize,
     /// How long shutdown waits for requests in flight, in milliseconds. Default: 5000.
     pub shutdown_grace_ms: u64,
     /// Whether to take the client address from the first `X-Forwarded-For` entry (only behind
     /// a proxy that sets it): rate limits count per client address. Default: false.
     pub trust_forwarded_for: bool,
+}
+
+impl ServerConfig {
+    /// The limits of both listeners' HTTP connections.
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            keep_alive_idle: Duration::from_millis(self.keep_alive_idle_ms),
+            max_header_bytes: self.max_header_bytes,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -76,6 +100,9 @@ impl Default for ServerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9190)),
             max_body_bytes: 16 * 1024,
             request_timeout_ms: 10_000,
+            header_read_timeout_ms: http::DEFAULT_HEADER_READ_TIMEOUT_MS,
+            keep_alive_idle_ms: http::DEFAULT_KEEP_ALIVE_IDLE_MS,
+            max_header_bytes: http::DEFAULT_MAX_HEADER_BYTES,
             shutdown_grace_ms: 5000,
             trust_forwarded_for: false,
         }
@@ -467,6 +494,21 @@ impl Validate for Config {
             self.server.request_timeout_ms > 0,
             "server.request_timeout_ms",
             "must be at least 1",
+        );
+        problems.check(
+            self.server.header_read_timeout_ms > 0,
+            "server.header_read_timeout_ms",
+            "must be at least 1",
+        );
+        problems.check(
+            self.server.keep_alive_idle_ms > 0,
+            "server.keep_alive_idle_ms",
+            "must be at least 1",
+        );
+        problems.check(
+            (4096..=256 * 1024).contains(&self.server.max_header_bytes),
+            "server.max_header_bytes",
+            "must be between 4096 and 262144",
         );
         self.database.validate("database", problems);
         self.bus.validate("bus", problems);

@@ -22,8 +22,6 @@ pub mod validate;
 pub mod viewers;
 pub mod web;
 
-use std::future::IntoFuture as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -177,9 +175,11 @@ impl App {
                 let bus = bus.clone();
                 async move { bus.ping().await }
             });
-        let admin_server = shutdown.spawn(service::admin::serve(
+        let limits = state.config().server.http_limits();
+        let admin_server = shutdown.spawn(service::admin::serve_with(
             admin_listener,
             service::admin::router(registry, readiness),
+            limits,
             stop.clone(),
         ));
         let edge_viewers = {
@@ -196,10 +196,7 @@ impl App {
             .chat()
             .start(&state.config().chat, state.bus().clone(), &shutdown);
         let chat_state = state.clone();
-        let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .into_future();
+        let serve = service::http::serve(listener, routes::router(state), limits, stop);
         let (mut drain, served) = shutdown.serve_then_drain(serve, grace).await;
         // The connections closed with the requests (they end on the stop token): what they
         // queued for the database is written last.

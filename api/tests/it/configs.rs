@@ -19,6 +19,32 @@ fn the_example_parses_with_the_documented_defaults() {
     assert_eq!(config.play_token.ttl_s, 3600);
     assert_eq!(config.origins.len(), 1);
     assert_eq!(config.rooms.hls_path, defaults.rooms.hls_path);
+    assert_eq!(config.server.http_limits(), defaults.server.http_limits());
+}
+
+#[test]
+fn http_limits_out_of_range_are_reported_under_their_keys() {
+    let text = r#"
+        [server]
+        header_read_timeout_ms = 0
+        keep_alive_idle_ms = 0
+        max_header_bytes = 100
+        [auth]
+        jwt_keys = ["0123456789abcdef0123456789abcdef"]
+        [play_token]
+        keys = ["key"]
+    "#;
+    let err = from_toml_str::<Config>(text).unwrap_err();
+    let keys: Vec<&str> = err.problems().iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.header_read_timeout_ms",
+            "server.keep_alive_idle_ms",
+            "server.max_header_bytes"
+        ],
+        "{err}"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod chat_presence;
 mod chat_store;
 mod chat_support;
 mod configs;
+mod connections;
 mod console;
 mod console_admin;
 mod console_support;

@@ -6,7 +6,6 @@
 //!   `{"ready":false,"checks":{"database":"ok","bus":"unavailable: …"}}`, 200 when every
 //!   deciding check passed and 503 otherwise.
 
-use std::future::IntoFuture as _;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -17,7 +16,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::Readiness;
+use super::{HttpLimits, Readiness};
 use crate::telemetry::{Registry, METRICS_CONTENT_TYPE};
 
 #[derive(Clone)]
@@ -38,17 +37,25 @@ pub fn router(registry: Arc<Registry>, readiness: Readiness) -> Router {
         })
 }
 
-/// Serves `router` on `listener` until `stop` is cancelled (then finishes the requests in
-/// flight; bound the wait with a [`Drain`](super::Drain) step).
+/// Serves `router` on `listener` with the default [`HttpLimits`] until `stop` is cancelled
+/// (then finishes the requests in flight; bound the wait with a [`Drain`](super::Drain)
+/// step).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .into_future()
-        .await
+    serve_with(listener, router, HttpLimits::default(), stop).await
+}
+
+/// [`serve`] with the service's own limits (those of its `[server]`).
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    super::http::serve(listener, router, limits, stop).await
 }
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {

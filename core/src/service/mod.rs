@@ -5,6 +5,8 @@
 //! - [`Drain`]: the shutdown sequence, steps that share **one** deadline (the grace period):
 //!   each step gets what the steps before it left.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/readyz` with named checks).
+//! - [`http`]: serving a router with deadlines for request heads and idle connections and a
+//!   cap on head size ([`HttpLimits`]), each connection a tracked task.
 //! - [`bind`]: listeners whose errors name the configuration key and the address.
 //! - [`ConfigArgs`]: `-c/--config` and `LIVEGATE_<SERVICE>_CONFIG`, the same for every binary,
 //!   with the exit code 64 (`EX_USAGE`) for an unusable configuration.
@@ -18,6 +20,8 @@
 #[cfg(feature = "service")]
 pub mod admin;
 mod cli;
+#[cfg(feature = "service")]
+pub mod http;
 mod listen;
 mod ready;
 #[cfg(feature = "service")]
@@ -26,6 +30,8 @@ mod run_error;
 mod shutdown;
 
 pub use self::cli::{ConfigArgs, ConfigFailure, OnDefaults, EX_USAGE};
+#[cfg(feature = "service")]
+pub use self::http::HttpLimits;
 pub use self::listen::{bind, bind_std, BindError};
 pub use self::ready::{Check, CheckFuture, Readiness, ReadyReport};
 #[cfg(feature = "service")]
