@@ -533,3 +533,27 @@ async fn a_test_database_is_dropped_even_while_a_transaction_holds_it() {
     assert_eq!(left, None);
     admin.close().await;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_sqlite_database_and_its_wal_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let config = livegate_core::db::DbConfig {
+        url: livegate_core::Secret::new(format!("sqlite:{}", path.display())),
+        ..livegate_core::db::DbConfig::default()
+    };
+    let db = Database::connect(&config).await.unwrap();
+    db.migrate().await.unwrap();
+    room(&db, "private", "private-key").await;
+    for name in ["private.db", "private.db-wal", "private.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|err| panic!("{name}: {err}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+    }
+    db.close().await;
+}

@@ -59,20 +59,61 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Creates `root` (and its parts) if missing.
+    /// Creates `root` (and its parts) if missing, `root` for this user only: it holds the
+    /// secrets and the database (stream keys, password hashes). A database an older binary
+    /// left readable by others is made private too.
     pub fn open(root: &Path) -> Result<DataDir, DataError> {
-        for dir in [
-            root.to_path_buf(),
-            root.join("recordings"),
-            root.join("run"),
-        ] {
+        let mut private = fs::DirBuilder::new();
+        private.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            private.mode(0o700);
+        }
+        // An existing directory keeps its mode: `--data-dir` may name one the user made.
+        private.create(root).map_err(|source| DataError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        for dir in [root.join("recordings"), root.join("run")] {
             fs::create_dir_all(&dir).map_err(|source| DataError::Io { path: dir, source })?;
         }
         let root = fs::canonicalize(root).map_err(|source| DataError::Io {
             path: root.to_path_buf(),
             source,
         })?;
-        Ok(DataDir { root })
+        let data = DataDir { root };
+        data.restrict_database()?;
+        Ok(data)
+    }
+
+    /// Makes the database files that exist readable and writable by this user only (SQLite
+    /// creates new ones private: see `livegate_core::db`).
+    fn restrict_database(&self) -> Result<(), DataError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let database = self.database().into_os_string();
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = database.clone();
+                path.push(suffix);
+                let path = PathBuf::from(path);
+                let io = |source| DataError::Io {
+                    path: path.clone(),
+                    source,
+                };
+                let mode = match fs::metadata(&path) {
+                    Ok(meta) => meta.permissions().mode(),
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(io(err)),
+                };
+                if mode & 0o077 != 0 {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o700))
+                        .map_err(io)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The directory itself.
@@ -213,5 +254,29 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_directory_and_the_database_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let data = DataDir::open(&root).unwrap();
+        assert_eq!(mode(data.root()), 0o700);
+
+        // Files an older binary left readable by everyone are made private on the next start.
+        let database = data.database();
+        let wal = data.root().join("livegate.db-wal");
+        for path in [&database, &wal] {
+            fs::write(path, b"").unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let data = DataDir::open(&root).unwrap();
+        assert_eq!(mode(&data.database()), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        assert!(!data.root().join("livegate.db-shm").exists());
     }
 }

@@ -177,6 +177,29 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+/// Whether a `sqlite:` URL names a database that lives in memory, not in a file.
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// Creates a missing SQLite database file readable and writable by its owner only: it holds
+/// stream keys and password hashes, and SQLite gives the `-wal` and `-shm` files it makes
+/// beside it the same permissions. An empty file is a new database to SQLite. A file that
+/// exists is left as its owner set it.
+async fn create_private(path: &std::path::Path) {
+    let mut file = tokio::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    file.mode(0o600);
+    // Any failure (a missing directory, no permission) is SQLite's to report, in the words
+    // an operator knows, when it opens the file next.
+    if let Err(err) = file.open(path).await {
+        if err.kind() != std::io::ErrorKind::AlreadyExists {
+            tracing::debug!(error = %err, path = %path.display(), "cannot create the SQLite file");
+        }
+    }
+}
+
 /// A connection pool to one of the supported backends.
 #[derive(Debug, Clone)]
 pub enum Database {
@@ -241,10 +264,12 @@ impl Database {
                 // than a query may wait for the pool, and the pool would give up on its
                 // connection and the service would not start. It is done once here under a
                 // start-up deadline; the pool's own open then finds the file ready.
-                let first = tokio::time::timeout(
-                    SQLITE_FIRST_OPEN,
-                    sqlx::ConnectOptions::connect(&options),
-                )
+                let first = tokio::time::timeout(SQLITE_FIRST_OPEN, async {
+                    if !is_in_memory(url) {
+                        create_private(options.get_filename()).await;
+                    }
+                    sqlx::ConnectOptions::connect(&options).await
+                })
                 .await;
                 match first {
                     Ok(conn) => sqlx::Connection::close(conn?).await?,
