@@ -164,6 +164,7 @@ impl App {
             database = ?state.db().backend(),
             "livegate-api listening"
         );
+        routes::rooms::manage::republish_revocations(&state).await;
         let stop = shutdown.token().clone();
         let (db, bus) = (state.db().clone(), state.bus().clone());
         let readiness = Readiness::new(Duration::from_secs(1))

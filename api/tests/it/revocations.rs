@@ -6,7 +6,7 @@ use livegate_core::unix_now;
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::{setups, TestApp};
+use crate::support::{setups, Options, TestApp};
 
 #[tokio::test]
 async fn room_changes_revoke_the_viewers_tokens() {
@@ -66,6 +66,48 @@ async fn room_changes_revoke_the_viewers_tokens() {
         assert_eq!(disabled.status, 200, "{:?}", disabled.body);
         assert_eq!(disabled.body["viewers_revoked"], true);
         expect_revocation("disabling").await;
+        app.stop().await;
+    }
+}
+
+/// An in-process bus forgets what it carried when the process ends: the revocations are kept
+/// in the database and published again by the next API to start, so that a rotated room's
+/// old tokens stay refused across a restart of `livegate up`.
+#[tokio::test]
+async fn revocations_in_force_are_published_again_by_the_next_api_to_start() {
+    for (backend, bus) in setups() {
+        let app = TestApp::spawn(backend, bus).await;
+        let owner = app.user("streamer").await;
+        let (room, _) = app.room(&owner).await;
+        let rotated = app
+            .post(
+                &format!("/api/v1/rooms/{room}/stream-key/rotate"),
+                Some(&owner.access),
+                json!({}),
+            )
+            .await;
+        assert_eq!(rotated.status, 200, "{:?}", rotated.body);
+
+        // Another API on the same database, with a bus of its own that has heard nothing.
+        let restarted = TestApp::start(Options {
+            db: Some(app.db.clone()),
+            ..Options::new(backend, None)
+        })
+        .await;
+        let kept = livegate_tests::wait_until("the revocation on the new bus", || {
+            let feed = restarted.bus.revocations();
+            async move {
+                let now = unix_now();
+                let in_force = feed.in_force(now, 0).await.ok()?;
+                in_force
+                    .into_iter()
+                    .find(|revocation| revocation.room_id == room as u64)
+            }
+        })
+        .await;
+        let ttl = app.app_state.config().play_token.ttl_s;
+        assert!(kept.tokens_expiring_by + 5 >= unix_now() + ttl, "{kept:?}");
+        restarted.stop().await;
         app.stop().await;
     }
 }

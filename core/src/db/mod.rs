@@ -19,6 +19,7 @@ pub mod orders;
 pub mod payments;
 pub mod recording_jobs;
 mod recordings;
+pub mod revocations;
 pub mod rooms;
 pub mod sessions;
 pub mod streams;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use livegate_core::bus::Revocation;
-use livegate_core::db::{now_ms, rooms, streams, NewRoom, Room, RoomChanges};
+use livegate_core::db::{now_ms, revocations, rooms, streams, NewRoom, Room, RoomChanges};
 use livegate_core::unix_now;
 
 use super::read::room_id;
@@ -257,17 +257,56 @@ async fn kick_live(state: &AppState, room_id: i64) -> Result<Option<Kicked>, Api
 /// Tells every edge to refuse the room's play tokens issued so far (those expiring within one
 /// token lifetime from now) and to end its running FLV responses. A bus failure is logged and
 /// reported, not an error: the change itself is made, and tokens run out by themselves.
+///
+/// The revocation is also kept in the database first, for [`republish_revocations`]: the bus
+/// may be the in-process one, which a restart empties.
 async fn revoke_viewers(state: &AppState, room_id: i64) -> bool {
     let revocation = Revocation {
         room_id: room_id.unsigned_abs(),
         tokens_expiring_by: unix_now().saturating_add(state.config().play_token.ttl_s),
     };
+    let until = i64::try_from(revocation.tokens_expiring_by).unwrap_or(i64::MAX);
+    if let Err(err) = revocations::record(state.db(), room_id, until).await {
+        tracing::warn!(room.id = room_id, error = %err, "could not keep the room's revocation");
+    }
     match state.bus().revocations().publish(&revocation).await {
         Ok(()) => true,
         Err(err) => {
             tracing::warn!(room.id = room_id, error = %err, "could not revoke the room's play tokens");
             false
         }
+    }
+}
+
+/// How far past its expiry a kept revocation is still published at start-up: the edges
+/// accept tokens a little past their expiry, and drop what is past theirs themselves.
+const REPUBLISH_AFTER_EXPIRY_S: u64 = 600;
+
+/// Publishes again the revocations still in force, for edges that learnt them from a bus
+/// that has since forgotten them (the in-process one, after a restart). Failures are
+/// logged: revoked tokens run out by themselves.
+pub async fn republish_revocations(state: &AppState) {
+    let since = unix_now().saturating_sub(REPUBLISH_AFTER_EXPIRY_S);
+    let kept = match revocations::in_force(state.db(), i64::try_from(since).unwrap_or(0)).await {
+        Ok(kept) => kept,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the kept revocations");
+            return;
+        }
+    };
+    let feed = state.bus().revocations();
+    for kept in &kept {
+        let revocation = Revocation {
+            room_id: kept.room_id.unsigned_abs(),
+            tokens_expiring_by: u64::try_from(kept.tokens_expiring_by).unwrap_or(0),
+        };
+        if let Err(err) = feed.publish(&revocation).await {
+            tracing::warn!(room.id = kept.room_id, error = %err, "could not publish a kept revocation");
+            return;
+        }
+    }
+    if !kept.is_empty() {
+        tracing::info!(count = kept.len(), "revocations in force published again");
     }
 }
 
