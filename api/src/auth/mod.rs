@@ -96,18 +96,12 @@ impl FromRequestParts<AppState> for MaybeCaller {
         let Some(header) = parts.headers.get(AUTHORIZATION) else {
             return Ok(MaybeCaller(None));
         };
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized(
-                    "invalid_request",
-                    "the Authorization header must be `Bearer <access token>`",
-                )
-            })?;
+        let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_request",
+                "the Authorization header must be `Bearer <access token>`",
+            )
+        })?;
         let claims = state
             .jwt()
             .verify(token)
@@ -120,6 +114,15 @@ impl FromRequestParts<AppState> for MaybeCaller {
             role: claims.role,
         })))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is matched in any case
+/// (`bearer`, `BEARER`): RFC 7235 makes authentication schemes case-insensitive, and some
+/// clients send it in lower case.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// `bytes` random bytes, base64url without padding.
@@ -140,4 +143,31 @@ pub fn random_hex(bytes: usize) -> String {
 /// so a fast hash suffices.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_in_any_case() {
+        for value in [
+            "Bearer abc.def",
+            "bearer abc.def",
+            "BEARER abc.def",
+            "bEaReR  abc.def ",
+        ] {
+            assert_eq!(bearer_token(value), Some("abc.def"), "{value:?}");
+        }
+        for value in [
+            "Basic YTpi",
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Bearer: abc",
+            "",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 }

@@ -35,6 +35,17 @@ async fn register_log_in_and_read_me() {
             me.headers.get("cache-control").unwrap().to_str().unwrap(),
             "no-store"
         );
+        // The scheme is case-insensitive (RFC 7235).
+        for scheme in ["bearer", "BEARER"] {
+            let reply = app
+                .client
+                .get(format!("{}/api/v1/users/me", app.base))
+                .header("authorization", format!("{scheme} {}", session.access))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status(), 200, "{scheme}");
+        }
         app.stop().await;
     }
 }
