@@ -40,6 +40,11 @@ enum Command {
         /// Added to every port (8080, 8085, 9180, 9185), to run two side by side.
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
+        /// A directory the origin records into, besides DATA_DIR/recordings (nginx-rtmp's
+        /// `record_path`, SRS's `dvr_path`): the recorder takes the files its callbacks
+        /// name only from these. Repeatable.
+        #[arg(long, value_name = "DIR")]
+        recordings_from: Vec<PathBuf>,
     },
     /// Mint or check play tokens.
     Token {
@@ -206,6 +211,7 @@ fn main() -> ExitCode {
             with_mysql,
             public_host,
             port_offset,
+            recordings_from,
         } => up(UpOptions {
             data_dir,
             origin,
@@ -213,6 +219,7 @@ fn main() -> ExitCode {
             mysql: with_mysql,
             public_host,
             port_offset,
+            recordings_from,
         }),
         Command::Token { command } => token(command),
         Command::Doctor {

@@ -53,6 +53,9 @@ pub struct UpOptions {
     pub public_host: String,
     /// Added to every port (to run two toolkits side by side, and for tests).
     pub port_offset: u16,
+    /// Directories besides the data directory's `recordings/` that the origin records into
+    /// and whose files its callbacks may name (the recorder refuses files anywhere else).
+    pub recordings_from: Vec<PathBuf>,
 }
 
 /// Why `livegate up` stopped with an error.
@@ -108,6 +111,12 @@ pub struct Plan {
     pub first_start: bool,
     options: UpOptions,
     token_key: Secret,
+}
+
+/// `dir` made absolute against the working directory (the recorder takes only absolute
+/// directories).
+fn absolute_dir(dir: &std::path::Path) -> PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
 }
 
 fn port(options: &UpOptions, base: u16) -> u16 {
@@ -221,6 +230,7 @@ dir = {stored}
              [database]\nurl = {database}\n\
              [bus]\nurl = {bus}\n\
              [watch]\ndirs = [{watched}]\n\
+             [jobs]\nsource_dirs = [{sources}]\n\
              [remux]\nwork_dir = {work}\nfailed_dir = {failed}\n\
              [storage]\nkind = \"local\"\n[storage.local]\ndir = {stored}\n\
              [pictures.snapshots]\n\
@@ -230,6 +240,11 @@ dir = {stored}
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
             watched = toml_string(&data.recordings().display().to_string()),
+            sources = std::iter::once(data.recordings())
+                .chain(options.recordings_from.iter().map(|dir| absolute_dir(dir)))
+                .map(|dir| toml_string(&dir.display().to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
             work = toml_string(&format!("{root}/recorder/work")),
             failed = toml_string(&format!("{root}/recorder/failed")),
             stored = toml_string(&format!("{root}/stored")),
@@ -540,7 +555,7 @@ fn print_welcome(
          \x20 proxy  http://127.0.0.1:{proxy}    metrics http://127.0.0.1:{proxy_admin}/metrics\n\
          \x20 hooks  http://127.0.0.1:{hooks}    metrics http://127.0.0.1:{hooks_admin}/metrics\n\
          \x20 api    http://127.0.0.1:{api}/api/v1    metrics http://127.0.0.1:{api_admin}/metrics\n\
-         \x20 recorder: files in {recordings} (or named by the origin's callbacks) become MP4s in {stored}; metrics http://127.0.0.1:{recorder_admin}/metrics\n\
+         \x20 recorder: files in {recordings}{also} (found there or named by the origin's callbacks) become MP4s in {stored}; metrics http://127.0.0.1:{recorder_admin}/metrics\n\
          \x20 payment callbacks: POST http://127.0.0.1:{api}/api/v1/payments/callback, signed with payment_secret in {secrets}\n\
          \x20 data   {data}\n",
         origin = options.origin,
@@ -549,6 +564,11 @@ fn print_welcome(
         hooks_admin = port(options, ports::HOOKS_ADMIN),
         api_admin = port(options, ports::API_ADMIN),
         recordings = data.recordings().display(),
+        also = options
+            .recordings_from
+            .iter()
+            .map(|dir| format!(", {}", absolute_dir(dir).display()))
+            .collect::<String>(),
         stored = data.root().join("stored").display(),
         recorder_admin = port(options, ports::RECORDER_ADMIN),
         data = data.root().display(),

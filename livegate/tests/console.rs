@@ -163,6 +163,8 @@ async fn the_console_and_watch_page_work_in_a_real_browser() {
         .arg(&data)
         .args(["--port-offset", &offset.to_string()])
         .args(["--origin", &origin.addr.to_string()])
+        .arg("--recordings-from")
+        .arg(origin.prefix().join("tmp"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&up_log).unwrap())

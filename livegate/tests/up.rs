@@ -29,11 +29,14 @@ fn free_offset() -> u16 {
     panic!("no free set of ports for livegate up");
 }
 
-fn start(data: &Path, offset: u16, origin: &str, log: &Path) -> ChildGuard {
+/// `livegate up` taking the recordings of the origin that records into `recordings`.
+fn start(data: &Path, offset: u16, origin: &str, recordings: &Path, log: &Path) -> ChildGuard {
     let child = Command::new(env!("CARGO_BIN_EXE_livegate"))
         .args(["up", "--data-dir"])
         .arg(data)
         .args(["--port-offset", &offset.to_string(), "--origin", origin])
+        .arg("--recordings-from")
+        .arg(recordings)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
@@ -92,7 +95,7 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
     let origin = RtmpOrigin::start(&format!("http://127.0.0.1:{hooks}"), "");
     origin.ready().await;
 
-    let mut up = start(&data, offset, "127.0.0.1:1", &log);
+    let mut up = start(&data, offset, "127.0.0.1:1", &origin.record_dir(), &log);
     ready(9190 + offset).await;
     ready(9185 + offset).await;
     let text = welcome(&log).await;
@@ -223,7 +226,13 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
 
     // The same installation after a restart: no new accounts, the same password.
     let log_again = dir.path().join("up-again.log");
-    let _up = start(&data, offset, "127.0.0.1:1", &log_again);
+    let _up = start(
+        &data,
+        offset,
+        "127.0.0.1:1",
+        &origin.record_dir(),
+        &log_again,
+    );
     ready(9190 + offset).await;
     let text = welcome(&log_again).await;
     assert!(
