@@ -67,7 +67,7 @@ pub struct ServerConfig {
     /// Longest a client may take to send a request head (from connecting, or from the head's
     /// first byte on a kept-alive connection) before the connection is closed, in
     /// milliseconds; on the admin listener too. Default: 10000.
-    pub header_read_timeout_ms: u64,
+    pub header_timeout_ms: u64,
     /// Longest a kept-alive connection may wait for its next request before it is closed, in
     /// milliseconds; on the admin listener too. Keep it above the idle timeout of a reverse
     /// proxy in front. Default: 75000.
@@ -86,7 +86,7 @@ impl ServerConfig {
     /// The limits of both listeners' HTTP connections.
     pub fn http_limits(&self) -> HttpLimits {
         HttpLimits {
-            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
             keep_alive_idle: Duration::from_millis(self.keep_alive_idle_ms),
             max_header_bytes: self.max_header_bytes,
         }
@@ -100,7 +100,7 @@ impl Default for ServerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9190)),
             max_body_bytes: 16 * 1024,
             request_timeout_ms: 10_000,
-            header_read_timeout_ms: http::DEFAULT_HEADER_READ_TIMEOUT_MS,
+            header_timeout_ms: http::DEFAULT_HEADER_TIMEOUT_MS,
             keep_alive_idle_ms: http::DEFAULT_KEEP_ALIVE_IDLE_MS,
             max_header_bytes: http::DEFAULT_MAX_HEADER_BYTES,
             shutdown_grace_ms: 5000,
@@ -496,8 +496,8 @@ impl Validate for Config {
             "must be at least 1",
         );
         problems.check(
-            self.server.header_read_timeout_ms > 0,
-            "server.header_read_timeout_ms",
+            self.server.header_timeout_ms > 0,
+            "server.header_timeout_ms",
             "must be at least 1",
         );
         problems.check(

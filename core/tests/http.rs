@@ -42,7 +42,7 @@ fn hello() -> Router {
 
 fn limits(header_read_ms: u64, idle_ms: u64) -> HttpLimits {
     HttpLimits {
-        header_read_timeout: Duration::from_millis(header_read_ms),
+        header_timeout: Duration::from_millis(header_read_ms),
         keep_alive_idle: Duration::from_millis(idle_ms),
         ..HttpLimits::default()
     }

@@ -26,7 +26,7 @@ fn the_example_parses_with_the_documented_defaults() {
 fn http_limits_out_of_range_are_reported_under_their_keys() {
     let text = r#"
         [server]
-        header_read_timeout_ms = 0
+        header_timeout_ms = 0
         keep_alive_idle_ms = 0
         max_header_bytes = 100
         [auth]
@@ -39,7 +39,7 @@ fn http_limits_out_of_range_are_reported_under_their_keys() {
     assert_eq!(
         keys,
         [
-            "server.header_read_timeout_ms",
+            "server.header_timeout_ms",
             "server.keep_alive_idle_ms",
             "server.max_header_bytes"
         ],

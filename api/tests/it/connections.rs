@@ -1,5 +1,5 @@
 //! Both listeners of the API close connections whose request head never completes, at the
-//! configured `server.header_read_timeout_ms`, while ordinary requests are served.
+//! configured `server.header_timeout_ms`, while ordinary requests are served.
 
 use livegate_core::db::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,7 +34,7 @@ async fn partial_head_then_silence(base: &str) -> Vec<u8> {
 #[tokio::test]
 async fn an_unfinished_request_head_is_cut_off_on_the_api_and_admin_listeners() {
     let mut options = Options::new(Backend::Sqlite, None);
-    options.config.server.header_read_timeout_ms = 200;
+    options.config.server.header_timeout_ms = 200;
     let app = TestApp::start(options).await;
 
     for base in [&app.base, &app.admin] {

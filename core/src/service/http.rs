@@ -36,8 +36,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service as _;
 
-/// The default of [`HttpLimits::header_read_timeout`], in milliseconds: the proxy's too.
-pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// The default of [`HttpLimits::header_timeout`], in milliseconds: the proxy's too.
+pub const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
 /// The default of [`HttpLimits::keep_alive_idle`], in milliseconds: longer than the idle
 /// timeout of the reverse proxies and load balancers usually in front (60 s), so that they,
 /// not this server, close a pooled connection, and never while sending it a request.
@@ -52,7 +52,7 @@ pub struct HttpLimits {
     /// Longest a client may take to send a request head: from the moment the connection is
     /// accepted for its first request, from the head's first byte for the requests after.
     /// Then the connection is closed.
-    pub header_read_timeout: Duration,
+    pub header_timeout: Duration,
     /// Longest a kept-alive connection may wait for the first byte of its next request
     /// before it is closed.
     pub keep_alive_idle: Duration,
@@ -64,7 +64,7 @@ pub struct HttpLimits {
 impl Default for HttpLimits {
     fn default() -> Self {
         Self {
-            header_read_timeout: Duration::from_millis(DEFAULT_HEADER_READ_TIMEOUT_MS),
+            header_timeout: Duration::from_millis(DEFAULT_HEADER_TIMEOUT_MS),
             keep_alive_idle: Duration::from_millis(DEFAULT_KEEP_ALIVE_IDLE_MS),
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
@@ -153,7 +153,7 @@ async fn connection(
             limits,
             started: AtomicBool::new(false),
         })
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(limits.header_timeout)
         .max_header_size(limits.max_header_bytes);
     let mut conn = std::pin::pin!(builder.serve_connection(io, service).with_upgrades());
     let ended = tokio::select! {
@@ -226,7 +226,7 @@ impl AsyncWrite for CountedReads {
 /// The timer of one connection. hyper asks it for a sleep each time the connection starts
 /// waiting for a request head, and closes the connection when that sleep ends first. hyper
 /// alone would give the idle wait and the head the same deadline; this timer gives the wait
-/// [`HttpLimits::keep_alive_idle`] and the head [`HttpLimits::header_read_timeout`] from its
+/// [`HttpLimits::keep_alive_idle`] and the head [`HttpLimits::header_timeout`] from its
 /// first byte.
 struct HeadTimer {
     reads: Arc<AtomicU64>,
@@ -241,7 +241,7 @@ impl Timer for HeadTimer {
         Box::pin(HeadWait {
             reads: self.reads.clone(),
             reads_at_start: 0,
-            header_read_timeout: duration,
+            header_timeout: duration,
             head_started: true,
             sleep: Box::pin(tokio::time::sleep(duration)),
         })
@@ -250,14 +250,14 @@ impl Timer for HeadTimer {
     fn sleep_until(&self, _deadline: std::time::Instant) -> Pin<Box<dyn Sleep>> {
         let first = !self.started.swap(true, Ordering::Relaxed);
         let wait = if first {
-            self.limits.header_read_timeout
+            self.limits.header_timeout
         } else {
             self.limits.keep_alive_idle
         };
         Box::pin(HeadWait {
             reads: self.reads.clone(),
             reads_at_start: self.reads.load(Ordering::Relaxed),
-            header_read_timeout: self.limits.header_read_timeout,
+            header_timeout: self.limits.header_timeout,
             head_started: first,
             sleep: Box::pin(tokio::time::sleep(wait)),
         })
@@ -270,7 +270,7 @@ impl Timer for HeadTimer {
 struct HeadWait {
     reads: Arc<AtomicU64>,
     reads_at_start: u64,
-    header_read_timeout: Duration,
+    header_timeout: Duration,
     head_started: bool,
     sleep: Pin<Box<tokio::time::Sleep>>,
 }
@@ -282,7 +282,7 @@ impl Future for HeadWait {
         let this = self.get_mut();
         if !this.head_started && this.reads.load(Ordering::Relaxed) != this.reads_at_start {
             this.head_started = true;
-            let deadline = tokio::time::Instant::now() + this.header_read_timeout;
+            let deadline = tokio::time::Instant::now() + this.header_timeout;
             this.sleep.as_mut().reset(deadline);
         }
         this.sleep.as_mut().poll(cx)
