@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::frame::Broadcast;
 use super::removal::{self, Removal};
-use crate::auth::Caller;
+use crate::auth::{Caller, Role};
 use crate::error::{ApiError, Json, Path};
 use crate::routes::rooms::read::room_id;
 use crate::state::AppState;
@@ -55,13 +55,18 @@ async fn managed(state: &AppState, caller: &Caller, id: i64) -> Result<Room, Api
 }
 
 async fn target_user(state: &AppState, room: &Room, user_id: i64) -> Result<(), ApiError> {
-    if users::get(state.db(), user_id).await?.is_none() {
+    let Some(user) = users::get(state.db(), user_id).await? else {
         return Err(ApiError::not_found("user"));
-    }
+    };
     if user_id == room.owner_id {
         return Err(ApiError::conflict(
             "the room's owner cannot be muted or banned",
         ));
+    }
+    // A room's moderators are picked by its owner, often among viewers: they answer to the
+    // platform's admins, not the other way round.
+    if user.role == Role::Admin.as_str() {
+        return Err(ApiError::conflict("an admin cannot be muted or banned"));
     }
     Ok(())
 }

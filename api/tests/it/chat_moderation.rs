@@ -131,6 +131,17 @@ async fn a_muted_user_is_refused_and_a_banned_users_socket_closes() {
             )
             .await;
         assert_eq!(reply.status, 409, "the owner cannot be banned");
+        let admin = app.user("admin").await;
+        for what in ["bans", "mutes"] {
+            let reply = app
+                .post(
+                    &format!("{base}/{what}"),
+                    Some(&moderator.access),
+                    json!({"user_id": admin.user_id}),
+                )
+                .await;
+            assert_eq!(reply.status, 409, "an admin cannot be sanctioned: {what}");
+        }
         app.stop().await;
     }
 }
