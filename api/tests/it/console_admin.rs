@@ -126,6 +126,26 @@ async fn recordings_are_listed_per_owner_with_links_and_failed_ones_retried() {
             file.bytes().await.unwrap().as_ref(),
             b"an mp4, as far as this test cares"
         );
+        // A player seeking asks for a range, and gets just that.
+        let part = app
+            .client
+            .get(format!("{}{link}", app.base))
+            .header("range", "bytes=3-5")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(part.status(), 206);
+        assert_eq!(part.headers()["content-range"], "bytes 3-5/33");
+        assert_eq!(part.headers()["accept-ranges"], "bytes");
+        assert_eq!(part.bytes().await.unwrap().as_ref(), b"mp4");
+        let beyond = app
+            .client
+            .get(format!("{}{link}", app.base))
+            .header("range", "bytes=100-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(beyond.status(), 416);
         let forged = link.replace("sig=", "sig=00");
         let refused = app.get(&forged, None).await;
         assert_eq!(refused.status, 403, "{:?}", refused.body);

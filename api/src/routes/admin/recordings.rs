@@ -5,12 +5,14 @@
 //! a signed link.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use livegate_core::db::recording_jobs::{self, RecordingFilter};
 use livegate_core::db::{now_ms, rooms, JobState, RecordingJobRow};
 use serde::{Deserialize, Serialize};
+use tower::ServiceExt as _;
+use tower_http::services::ServeFile;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{id_cursor, owner_scope, page_of};
@@ -258,6 +260,7 @@ pub async fn download(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(query): Query<DownloadQuery>,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let store = state
         .console()
@@ -277,27 +280,29 @@ pub async fn download(
         .as_deref()
         .and_then(|key| store.local_path(key))
         .ok_or_else(|| ApiError::not_found("recording"))?;
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found("recording file"))
+    if let Err(err) = tokio::fs::metadata(&path).await {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            return Err(ApiError::not_found("recording file"));
         }
-        Err(err) => {
-            tracing::error!(job.id = id, error = %err, "cannot open a stored recording");
-            return Err(ApiError::internal());
-        }
-    };
-    let length = file.metadata().await.ok().map(|meta| meta.len());
-    let mut response = Body::from_stream(tokio_util::io::ReaderStream::new(file)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
-    if let Some(length) = length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        tracing::error!(job.id = id, error = %err, "cannot open a stored recording");
+        return Err(ApiError::internal());
     }
+    // Ranges (a player seeking), conditional requests and HEAD, as a file server answers them
+    // (the type from the key's `.mp4`).
+    let served = ServeFile::new(&path)
+        .oneshot(request)
+        .await
+        .map_err(|err| {
+            tracing::error!(job.id = id, error = %err, "cannot read a stored recording");
+            ApiError::internal()
+        })?;
+    let mut response = served.map(Body::new);
     if let Ok(disposition) =
         HeaderValue::from_str(&format!("attachment; filename=\"recording-{id}.mp4\""))
     {
-        headers.insert(header::CONTENT_DISPOSITION, disposition);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, disposition);
     }
     Ok(response)
 }
