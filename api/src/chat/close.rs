@@ -22,9 +22,10 @@ pub enum Close {
     Resync,
     /// Too many refused sends in a row (4029).
     Abuse,
-    /// A frame that is not valid protocol JSON (1003), or larger than 10 KB (1009, by the
-    /// WebSocket layer).
+    /// A binary frame, or text that is not valid protocol JSON (1003).
     Unsupported,
+    /// A frame larger than 10 KB (1009).
+    TooBig,
 }
 
 impl Close {
@@ -33,6 +34,7 @@ impl Close {
         match self {
             Close::GoingAway => 1001,
             Close::Unsupported => 1003,
+            Close::TooBig => 1009,
             Close::TokenExpired => 4001,
             Close::Idle => 4002,
             Close::Banned => 4003,
@@ -48,6 +50,7 @@ impl Close {
         match self {
             Close::GoingAway => "going_away",
             Close::Unsupported => "unsupported_frame",
+            Close::TooBig => "frame_too_big",
             Close::TokenExpired => "token_expired",
             Close::Idle => "idle",
             Close::Banned => "banned",

@@ -10,6 +10,7 @@ use livegate_core::db::Room;
 
 use super::access::Access;
 use super::close::Close;
+use super::config::MAX_FRAME_BYTES;
 use super::frame::{Incoming, Outgoing};
 use super::metrics::CloseLabels;
 use super::rooms::Membership;
@@ -69,6 +70,10 @@ impl Connection {
             while let Some(frame) = stream.next().await {
                 last_heard.store(now_ms(), Ordering::Relaxed);
                 match frame {
+                    Ok(WsMessage::Text(text)) if text.len() > MAX_FRAME_BYTES => {
+                        outbox.close(Close::TooBig);
+                        return;
+                    }
                     Ok(WsMessage::Text(text)) => {
                         let answer = match serde_json::from_str::<Incoming>(&text) {
                             Ok(incoming) => send::handle(&self, incoming).await,

@@ -13,6 +13,9 @@ use serde::Deserialize;
 
 use super::access;
 use super::config::MAX_FRAME_BYTES;
+
+/// The largest frame the WebSocket layer reads.
+const LAYER_LIMIT_BYTES: usize = 4 * MAX_FRAME_BYTES;
 use super::frame::{Direct, Outgoing, PresentUser};
 use super::outbox::Outbox;
 use super::socket::Connection;
@@ -141,9 +144,12 @@ pub async fn upgrade(
     // Small socket buffers: an idle connection costs what it holds, and the defaults
     // (128 KiB each) are filled on the first read. The read buffer grows for a larger
     // frame; the write buffer gathers a burst into few writes.
+    // The WebSocket layer takes frames a few times the chat's limit, so that one over the
+    // limit is refused in the chat's terms (1009); past the layer's own limit it ends the
+    // connection itself, without a code.
     let response = ws
-        .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
+        .max_message_size(LAYER_LIMIT_BYTES)
+        .max_frame_size(LAYER_LIMIT_BYTES)
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {

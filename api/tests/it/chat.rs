@@ -432,3 +432,25 @@ async fn clients_of_a_stopped_instance_recover_everything_from_the_other() {
     }
     second.stop().await;
 }
+
+/// A frame the server will not take ends the connection with the code that says why.
+#[tokio::test]
+async fn refused_frames_close_with_the_code_that_says_why() {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    let app = TestApp::spawn(Backend::Sqlite, None).await;
+    let owner = app.user("streamer").await;
+    let (room, _) = app.room(&owner).await;
+    let cases: [(WsMessage, u16); 3] = [
+        (WsMessage::text("x".repeat(11 * 1024)), 1009),
+        (WsMessage::binary(vec![1u8, 2, 3]), 1003),
+        (WsMessage::text("not json"), 1003),
+    ];
+    for (frame, code) in cases {
+        let (mut ws, _) = join(&app, room, &owner.access, None).await;
+        ws.send(frame).await.unwrap();
+        assert_eq!(close_code(&mut ws).await, Some(code));
+    }
+    app.stop().await;
+}
