@@ -594,6 +594,14 @@ impl Validate for Config {
             bus.validate("bus", problems);
         }
         self.cache.validate(problems);
+        for (i, name) in self.cache.key_query_params.iter().enumerate() {
+            if *name == self.token.query_param {
+                problems.add(
+                    format!("cache.key_query_params[{i}]"),
+                    "must not be token.query_param: the token never enters a cache key",
+                );
+            }
+        }
         problems.check(
             self.playlist.max_bytes >= 1024,
             "playlist.max_bytes",
@@ -716,6 +724,31 @@ mod tests {
         let text = format!("[server]\nhostnames = [\"https://edge.example/\"]\n{MINIMAL}");
         let err = Config::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("server.hostnames[0]"), "{err}");
+    }
+
+    #[test]
+    fn cache_key_parameters_default_to_the_ll_hls_directives_and_are_checked() {
+        let config = Config::from_toml(MINIMAL).unwrap();
+        assert_eq!(
+            config.cache.key_query_params,
+            ["_HLS_msn", "_HLS_part", "_HLS_skip"]
+        );
+        let text = format!(
+            "{MINIMAL}\n[cache]\nkey_query_params = [\"_HLS_msn\", \"a b\", \"_HLS_msn\", \"token\", \"\"]\n"
+        );
+        let err = Config::from_toml(&text).unwrap_err().to_string();
+        for key in [
+            "cache.key_query_params[1]",
+            "cache.key_query_params[2]",
+            "cache.key_query_params[3]",
+            "cache.key_query_params[4]",
+        ] {
+            assert!(err.contains(key), "missing {key} in:\n{err}");
+        }
+        assert!(!err.contains("cache.key_query_params[0]"), "{err}");
+        let text = format!("{MINIMAL}\n[cache]\nkey_query_params = [\"hls_ctx\"]\n");
+        let config = Config::from_toml(&text).unwrap();
+        assert_eq!(config.cache.key_query_params, ["hls_ctx"]);
     }
 
     #[test]

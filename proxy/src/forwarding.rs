@@ -129,6 +129,15 @@ pub fn strip_query_param(query: &str, name: &str) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("&"))
 }
 
+/// The value of `query`'s first `name` parameter as it was written (percent-encoded), its name
+/// matched decoded: the one [`livegate_core::token::token_from_query`] reads.
+pub fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_encoding::percent_decode_str(key).decode_utf8_lossy() == name).then_some(value)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +158,16 @@ mod tests {
             strip_query_param("tokenx=1", "token").as_deref(),
             Some("tokenx=1")
         );
+    }
+
+    #[test]
+    fn the_first_value_of_a_parameter_is_read_as_written() {
+        assert_eq!(
+            query_value("a=1&%74oken=x%2By&token=z", "token"),
+            Some("x%2By")
+        );
+        assert_eq!(query_value("token", "token"), Some(""));
+        assert_eq!(query_value("tokenx=1", "token"), None);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! Playlists are kept for a short time (half their target duration unless configured, never
 //! longer than the origin's `max-age`), segments until they are evicted or their time is up.
-//! Entries are keyed by path and the query without the viewer's token — the token never enters
-//! a key — and bounded in bytes, evicted by TinyUFO (TinyLFU admission, S3-FIFO eviction).
+//! Entries are keyed by path and the query parameters that select different origin content
+//! (`cache.key_query_params`, the LL-HLS delivery directives by default; see [`key`]), which are
+//! also all a cached request passes on to the origin — the viewer's token never enters a key —
+//! and bounded in bytes, evicted by TinyUFO (TinyLFU admission, S3-FIFO eviction).
 //! Concurrent misses for one key make one origin request: the first starts a fill (in a task of
 //! its own, so a viewer that leaves does not cancel it for the others) and every request for the
 //! key reads the response from the fill as it arrives ([`fill`]), up to a lock timeout for its
@@ -14,6 +16,7 @@
 
 pub mod body;
 pub mod fill;
+pub mod key;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -31,6 +34,7 @@ use crate::origin::{FetchError, Fetched, ResponseHead};
 pub use body::Body;
 pub use fill::Arriving;
 use fill::{Filling, Incoming, Started, Waiting};
+pub use key::{key, KeyParams};
 
 /// TinyUFO weighs entries in 16-bit units: a unit is one KiB.
 const WEIGHT_UNIT: usize = 1024;
@@ -66,6 +70,16 @@ pub struct CacheConfig {
     /// only for its short TTL anyway. `no-store` and `private` are always honoured, and a
     /// `max-age` above zero always bounds the time.
     pub honor_no_cache: bool,
+    /// The query parameters that select different content at the origin: the only ones kept
+    /// in a cache key and passed on to the origin for a request answered through the cache
+    /// (named once each, in this order, with their first value). Every other parameter is
+    /// dropped, so that no viewer can make the shield fetch and keep a copy per made-up query;
+    /// the token never enters a key (it goes on to the origin only with
+    /// `token.forward_to_origin`). Default the LL-HLS delivery directives `_HLS_msn`,
+    /// `_HLS_part` and `_HLS_skip` (without the first two, blocking reloads become ordinary
+    /// ones); SRS with `hls_ctx on` needs `hls_ctx` too. With the cache off, the whole query
+    /// goes on.
+    pub key_query_params: Vec<String>,
 }
 
 impl Default for CacheConfig {
@@ -78,6 +92,7 @@ impl Default for CacheConfig {
             playlist_ttl_ms: None,
             segment_ttl_s: 120,
             honor_no_cache: false,
+            key_query_params: key::DEFAULT_KEY_QUERY_PARAMS.map(String::from).to_vec(),
         }
     }
 }
@@ -96,6 +111,17 @@ impl CacheConfig {
             "cache.max_object_bytes",
             "must be between 1024 and 67108864 (64 MiB), and at most cache.max_bytes",
         );
+        for (i, name) in self.key_query_params.iter().enumerate() {
+            let field = format!("cache.key_query_params[{i}]");
+            if !key::is_plain_param_name(name) {
+                problems.add(
+                    field,
+                    "must be a non-empty name of letters, digits, `-`, `.`, `_` or `~`",
+                );
+            } else if self.key_query_params[..i].contains(name) {
+                problems.add(field, format!("`{name}` is listed twice"));
+            }
+        }
     }
 }
 
@@ -501,24 +527,6 @@ impl Freshness {
     }
 }
 
-/// The cache key for a request: the path and the query without the viewer's token (so one
-/// entry serves every viewer), under the viewer's `Host` when the origin is told it.
-pub fn key(host: Option<&str>, path: &str, query: Option<&str>, token_param: &str) -> String {
-    let query = query.and_then(|q| crate::forwarding::strip_query_param(q, token_param));
-    let mut key = String::with_capacity(
-        host.map_or(0, str::len) + path.len() + query.as_ref().map_or(0, |q| q.len() + 1),
-    );
-    if let Some(host) = host {
-        key.push_str(&host.to_ascii_lowercase());
-    }
-    key.push_str(path);
-    if let Some(query) = query {
-        key.push('?');
-        key.push_str(&query);
-    }
-    key
-}
-
 /// The longest time the origin allows a response to be kept: `Some(ZERO)` for `no-store` or
 /// `private` (and for `no-cache` or `max-age=0` when `honor_no_cache`), `None` when it says
 /// nothing that bounds it.
@@ -802,27 +810,6 @@ mod tests {
         assert!(cache.get("/live/43-1.ts").is_some());
         assert_eq!(cache.purge(None), 1);
         assert!(cache.get("/live/43-1.ts").is_none());
-    }
-
-    #[test]
-    fn keys_never_hold_the_token() {
-        assert_eq!(
-            key(None, "/live/42.m3u8", Some("token=abc"), "token"),
-            "/live/42.m3u8"
-        );
-        assert_eq!(
-            key(
-                None,
-                "/live/42.m3u8",
-                Some("_HLS_msn=5&token=abc&_HLS_part=1"),
-                "token"
-            ),
-            "/live/42.m3u8?_HLS_msn=5&_HLS_part=1"
-        );
-        assert_eq!(
-            key(Some("Edge.Example"), "/live/42-1.ts", None, "token"),
-            "edge.example/live/42-1.ts"
-        );
     }
 
     #[test]

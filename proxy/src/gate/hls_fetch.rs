@@ -2,6 +2,7 @@
 //! is on (one origin request per key, however many viewers ask at once, its body handed to each
 //! of them as it arrives), directly otherwise.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::{header, Method};
@@ -13,6 +14,7 @@ use livegate_core::unix_now;
 
 use super::{Gate, RequestCtx, PULL_TOKEN_TTL_S};
 use crate::cache::{self, Answer, Cached, Source};
+use crate::forwarding::query_value;
 use crate::origin::{FetchError, Origin, OriginResponse};
 use crate::route::{Kind, Matched};
 
@@ -38,12 +40,12 @@ enum Upstream {
 pub(super) type HlsAnswer = (Result<Answer, Arc<FetchError>>, Option<Source>);
 
 impl Gate {
-    /// The origin request for this viewer's HLS request: its path and query (without the
-    /// token unless it is forwarded), the forwarding headers, and an uncompressed body (the
-    /// cache keeps bytes every viewer can be sent, and playlists are rewritten); with the
-    /// cache key and room it is kept under. A request the cache can answer as it stands is
-    /// not built at all: most requests are such hits, and the origin request would be thrown
-    /// away.
+    /// The origin request for this viewer's HLS request: its path and, through the cache, only
+    /// the query parameters its key keeps (with the cache off, the whole query), the token
+    /// when it is forwarded, the forwarding headers, and an uncompressed body (the cache keeps
+    /// bytes every viewer can be sent, and playlists are rewritten); with the cache key and
+    /// room it is kept under. A request the cache can answer as it stands is not built at all:
+    /// most requests are such hits, and the origin request would be thrown away.
     pub(super) fn hls_request(
         &self,
         session: &Session,
@@ -59,7 +61,14 @@ impl Gate {
             .then(|| session.req_header().headers.get(header::HOST))
             .flatten()
             .and_then(|host| host.to_str().ok());
-        let key = cache::key(host, uri.path(), uri.query(), &self.settings.token_param);
+        // The key and the origin request keep the same parameters, spelt the same way: what is
+        // stored is exactly what its key names.
+        let kept_query = self
+            .cache
+            .is_some()
+            .then(|| self.settings.cache_key_params.select(uri.query()))
+            .flatten();
+        let key = cache::key(host, uri.path(), kept_query.as_deref());
         let room = ctx.grant.map(|grant| grant.room_id);
         if let Some(hit) = self.cache.as_ref().and_then(|store| store.get(&key)) {
             return Ok(HlsRequest {
@@ -68,28 +77,42 @@ impl Gate {
                 upstream: Upstream::Cached(hit),
             });
         }
-        let path = session
-            .req_header()
-            .uri
-            .path_and_query()
-            .map_or("/", |pq| pq.as_str());
-        let path = match route.room_id {
-            // A CDN puller brings no viewer token; an origin that checks tokens gets the
-            // proxy's own, as for an FLV pull.
-            Some(room) if ctx.puller && self.settings.forward_token => {
-                let token = self
-                    .verifier
-                    .keys()
-                    .mint(room, unix_now() + PULL_TOKEN_TTL_S);
-                let separator = if path.contains('?') { '&' } else { '?' };
-                std::borrow::Cow::Owned(format!(
-                    "{path}{separator}{}={token}",
-                    self.settings.token_param
-                ))
-            }
-            _ => std::borrow::Cow::Borrowed(path),
+        let mut target = match (&self.cache, kept_query) {
+            (Some(_), Some(kept)) => format!("{}?{kept}", uri.path()),
+            (Some(_), None) => uri.path().to_owned(),
+            // Nothing is kept: the query goes on as the viewer sent it (without the token
+            // unless it is forwarded).
+            (None, _) => uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_owned(),
         };
-        let mut request = RequestHeader::build(Method::GET, path.as_bytes(), Some(6))?;
+        if self.settings.forward_token {
+            let token_param = &self.settings.token_param;
+            let token = match route.room_id {
+                // A CDN puller brings no viewer token; an origin that checks tokens gets the
+                // proxy's own, as for an FLV pull.
+                Some(room) if ctx.puller => Some(Cow::Owned(
+                    self.verifier
+                        .keys()
+                        .mint(room, unix_now() + PULL_TOKEN_TTL_S),
+                )),
+                // The viewer's token is not among the kept parameters: it goes on as the viewer
+                // wrote it. Without the cache it is still in the query.
+                _ if self.cache.is_some() => uri
+                    .query()
+                    .and_then(|query| query_value(query, token_param))
+                    .map(Cow::Borrowed),
+                _ => None,
+            };
+            if let Some(token) = token {
+                target.push(if target.contains('?') { '&' } else { '?' });
+                target.push_str(token_param);
+                target.push('=');
+                target.push_str(&token);
+            }
+        }
+        let mut request = RequestHeader::build(Method::GET, target.as_bytes(), Some(6))?;
         self.settings
             .forwarding
             .apply(session, &mut request, &origin.authority)?;

@@ -27,7 +27,7 @@ use tracing::debug;
 
 use livegate_core::token::{Grant, Verifier};
 
-use crate::cache::{Freshness, HlsCache};
+use crate::cache::{Freshness, HlsCache, KeyParams};
 use crate::cdn::Pullers;
 use crate::config::Config;
 use crate::cors::{self, Cors};
@@ -76,6 +76,8 @@ pub struct GateSettings {
     cors: Cors,
     freshness: Freshness,
     cache_max_object_bytes: usize,
+    /// The query parameters a request through the cache keeps (`cache.key_query_params`).
+    cache_key_params: KeyParams,
     pullers: Option<Pullers>,
     signalling: Option<Signalling>,
 }
@@ -107,6 +109,10 @@ impl GateSettings {
                 honor_no_cache: config.cache.honor_no_cache,
             },
             cache_max_object_bytes: config.cache.max_object_bytes,
+            cache_key_params: KeyParams::new(
+                &config.cache.key_query_params,
+                &config.token.query_param,
+            ),
             pullers: config.cdn.as_ref().and_then(Pullers::new),
             signalling: Signalling::new(&config.webrtc),
         }

@@ -357,6 +357,157 @@ async fn blocking_reloads_are_shared_while_they_wait_but_not_kept() {
     assert_eq!(origin.requests(), 2);
 }
 
+const LIVE_PLAYLIST: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\n42-5.ts\n";
+
+/// The request line of an origin request head.
+fn request_line(head: &str) -> &str {
+    head.lines().next().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_share_one_entry_and_never_reach_the_origin() {
+    let origin = ScriptedOrigin::start(Script::Send(ok_response(
+        "application/vnd.apple.mpegurl",
+        LIVE_PLAYLIST,
+    )))
+    .await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .with("[cache]\nplaylist_ttl_ms = 600000")
+        .start()
+        .await;
+    for path in ["/live/42.m3u8", "/live/42-5.ts"] {
+        let asked = origin.requests();
+        let first = get(proxy.url(&format!("{path}?token={}&x=1", token(42)))).await;
+        assert_eq!(first.status(), 200);
+        assert_eq!(first.headers()["x-cache"], "MISS", "{path}");
+        for junk in ["x=2", "utm_source=a&x=3", "x=1&x=1&%78=4", "_hls_msn=5"] {
+            let again = get(proxy.url(&format!("{path}?{junk}&token={}", token(42)))).await;
+            assert_eq!(again.status(), 200);
+            assert_eq!(again.headers()["x-cache"], "HIT", "{path}?{junk}");
+        }
+        assert_eq!(
+            origin.requests(),
+            asked + 1,
+            "one origin request for {path}"
+        );
+        let heads = origin.heads();
+        let line = request_line(heads.last().unwrap());
+        assert_eq!(line, format!("GET {path} HTTP/1.1"));
+    }
+}
+
+#[tokio::test]
+async fn a_forwarded_token_goes_on_alone_beside_the_kept_parameters() {
+    let origin = ScriptedOrigin::start(Script::Send(ok_response(
+        "application/vnd.apple.mpegurl",
+        LIVE_PLAYLIST,
+    )))
+    .await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .forward_token(true)
+        .with("[cache]\nplaylist_ttl_ms = 600000")
+        .start()
+        .await;
+    let first = token(42);
+    let miss = get(proxy.url(&format!(
+        "/live/42.m3u8?x=1&_HLS_skip=YES&token={first}&token=other"
+    )))
+    .await;
+    assert_eq!(miss.headers()["x-cache"], "MISS");
+    // Another viewer's token does not make another entry.
+    let second = token_expiring(42, unix_now() + 7200);
+    let hit = get(proxy.url(&format!("/live/42.m3u8?token={second}&_HLS_skip=YES&x=2"))).await;
+    assert_eq!(hit.headers()["x-cache"], "HIT");
+    assert_eq!(origin.requests(), 1);
+    assert_eq!(
+        request_line(&origin.heads()[0]),
+        format!("GET /live/42.m3u8?_HLS_skip=YES&token={first} HTTP/1.1")
+    );
+}
+
+#[tokio::test]
+async fn ll_hls_directives_reach_the_origin_and_are_keyed_apart_in_any_order() {
+    let origin = ScriptedOrigin::start(Script::SendWhenReleased(ok_response(
+        "application/vnd.apple.mpegurl",
+        LIVE_PLAYLIST,
+    )))
+    .await;
+    let proxy = ProxyBuilder::new(origin.addr)
+        .with("[cache]\nplaylist_ttl_ms = 600000")
+        .start()
+        .await;
+    let url = |i: u64, query: &str| {
+        proxy.url(&format!(
+            "/live/42.m3u8?{query}&token={}",
+            token_expiring(42, unix_now() + 3600 + i)
+        ))
+    };
+    let coalesced = |count: usize| {
+        let proxy = &proxy;
+        async move {
+            let metrics = proxy.metrics().await;
+            metrics
+                .contains(&format!(
+                    "livegate_proxy_cache_lookups_total{{kind=\"playlist\",result=\"coalesced\"}} {count}"
+                ))
+                .then_some(())
+        }
+    };
+    // One blocking reload waits at the origin; the same one, written in another order and
+    // with a parameter of no meaning, shares its wait; a reload for a later part does not.
+    let first = tokio::spawn(get(url(0, "_HLS_msn=5&_HLS_part=1")));
+    wait_until("the first reload to reach the origin", || {
+        let asked = origin.requests();
+        async move { (asked == 1).then_some(()) }
+    })
+    .await;
+    let reordered = tokio::spawn(get(url(1, "x=7&_HLS_part=1&_HLS_msn=5")));
+    wait_until("the reordered reload to wait for the first", || {
+        coalesced(1)
+    })
+    .await;
+    let later = tokio::spawn(get(url(2, "_HLS_part=0&_HLS_msn=6")));
+    wait_until("the later reload to reach the origin", || {
+        let asked = origin.requests();
+        async move { (asked == 2).then_some(()) }
+    })
+    .await;
+    origin.release();
+    for (request, source) in [(first, "MISS"), (reordered, "COALESCED"), (later, "MISS")] {
+        let response = request.await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-cache"], source);
+    }
+    let lines: Vec<String> = origin
+        .heads()
+        .iter()
+        .map(|head| request_line(head).to_owned())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /live/42.m3u8?_HLS_msn=5&_HLS_part=1 HTTP/1.1",
+            "GET /live/42.m3u8?_HLS_msn=6&_HLS_part=0 HTTP/1.1",
+        ]
+    );
+
+    // A delta update is kept under its directive, whatever else the query holds, apart from
+    // the full playlist.
+    let skip = get(url(3, "_HLS_skip=YES&x=1")).await;
+    assert_eq!(skip.headers()["x-cache"], "MISS");
+    let skip_again = get(url(4, "x=2&_HLS_skip=YES")).await;
+    assert_eq!(skip_again.headers()["x-cache"], "HIT");
+    let full = get(url(5, "x=3")).await;
+    assert_eq!(full.headers()["x-cache"], "MISS");
+    assert_eq!(origin.requests(), 4);
+    let heads = origin.heads();
+    assert_eq!(
+        request_line(&heads[2]),
+        "GET /live/42.m3u8?_HLS_skip=YES HTTP/1.1"
+    );
+    assert_eq!(request_line(&heads[3]), "GET /live/42.m3u8 HTTP/1.1");
+}
+
 #[tokio::test]
 async fn purges_drop_one_room_or_everything() {
     let origin = ScriptedOrigin::start(Script::Send(ok_response("video/mp2t", "ts"))).await;

@@ -29,10 +29,18 @@ fn uri_lines(playlist: &str) -> Vec<&str> {
         .collect()
 }
 
+/// `[cache]` for SRS with `hls_ctx on`: its session parameter selects what the origin answers,
+/// so it is kept (in the key, and on the way to the origin) beside the LL-HLS directives.
+const KEEP_HLS_CTX: &str =
+    "[cache]\nkey_query_params = [\"_HLS_msn\", \"_HLS_part\", \"_HLS_skip\", \"hls_ctx\"]";
+
 #[tokio::test]
 async fn playlist_is_rewritten_and_the_token_never_reaches_the_origin() {
     let origin = hls_origin(6).await;
-    let proxy = ProxyBuilder::new(origin.nginx.addr).start().await;
+    let proxy = ProxyBuilder::new(origin.nginx.addr)
+        .with(KEEP_HLS_CTX)
+        .start()
+        .await;
     let token = token(42);
 
     let response = client()
@@ -242,7 +250,10 @@ async fn origin_redirects_keep_their_target_and_gain_the_token() {
     );
     let nginx = Nginx::start("", &static_origin_with(media.path(), &session_redirect));
     nginx.ready().await;
-    let proxy = ProxyBuilder::new(nginx.addr).start().await;
+    let proxy = ProxyBuilder::new(nginx.addr)
+        .with(KEEP_HLS_CTX)
+        .start()
+        .await;
     let token = token(42);
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
