@@ -217,6 +217,9 @@ fn text(status: StatusCode, content_type: &str, body: impl Into<Vec<u8>>) -> Res
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        // A request pipelined behind this one is answered after it (RFC 9112 §9.3.2), not
+        // dropped with the connection.
+        session.set_pipelining_enabled(true);
         let request = session.req_header();
         match request.uri.path() {
             "/cache/purge" => return self.purge(&request.method, request.uri.query()),

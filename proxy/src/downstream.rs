@@ -8,6 +8,13 @@
 //! target alone is too long), one too slow 408, and the connection is closed. Pingora never sees
 //! the refused bytes, so it has nothing to log.
 //!
+//! A client may send its next requests before it has read the answer to the first (pipelining,
+//! RFC 9112 §9.3.2), so one read can bring several heads. The guard hands the parser one request
+//! at a time, its head and a body of declared length, and keeps what follows as the start of the
+//! next head, which goes through the same bounds. Pingora's sessions run with pipelining on: a
+//! session that reads the next head while answering its own (its check for a viewer leaving)
+//! keeps it for the session after it, and requests are answered in order.
+//!
 //! A request whose answer runs for hours on a connection of its own (an HTTP-FLV response)
 //! need not keep Pingora's HTTP session for all that time: the session's futures, buffers and
 //! header maps are most of what a connection costs. Once such a response's head has gone out,
@@ -171,9 +178,9 @@ pub fn hand_off(
 }
 
 /// Whether the connection under an HTTP session can be handed off for one response and given
-/// back afterwards: it came through [`Guarded`], is not handed off already, and the viewer has
-/// sent nothing beyond the head of the request being answered (a pipelined request would be
-/// lost with the session's buffer). `is_suitable` judges the connection beneath.
+/// back afterwards: it came through [`Guarded`], is not handed off already, and nothing has
+/// arrived beyond the head of the request being answered (a pipelined request would be lost
+/// with the session's buffer or the guard). `is_suitable` judges the connection beneath.
 pub fn can_hand_off_one_response(
     session_stream: Option<&Stream>,
     is_suitable: impl FnOnce(&Stream) -> bool,
@@ -184,6 +191,7 @@ pub fn can_hand_off_one_response(
     };
     !guard.handoff.claimed.load(Ordering::Acquire)
         && !guard.read_past_head
+        && matches!(guard.phase, Phase::Idle(None))
         && guard.inner.as_ref().is_some_and(is_suitable)
 }
 
@@ -227,14 +235,44 @@ enum Phase {
         collected: BytesMut,
         deadline: Pin<Box<Sleep>>,
     },
-    /// A complete head, being handed to the parser.
-    Release(Bytes),
-    /// The request is being served: bytes pass through until a response is written.
-    Body,
+    /// A complete head, and whatever of its body came with it, being handed to the parser.
+    Release {
+        bytes: Bytes,
+        /// Whether `bytes` hold body bytes after the head.
+        with_body: bool,
+        /// Whether the parser has had any of `bytes` yet.
+        begun: bool,
+        /// What comes once the parser has had them all.
+        then: AfterRelease,
+    },
+    /// The rest of a request body passes through: `Some(n)` bytes of a declared length still
+    /// to come, `None` for a body only the parser can find the end of (chunked), which passes
+    /// through until a response is written.
+    Body(Option<u64>),
     /// Sending a refusal; then the connection reads as closed.
     Refusing(&'static [u8]),
     /// Nothing more is read.
     Closed,
+}
+
+/// What follows a released head.
+enum AfterRelease {
+    /// The rest of the body passes through ([`Phase::Body`]).
+    Body(Option<u64>),
+    /// The request is complete; these bytes, which arrived with it, start the next head.
+    NextHead(BytesMut),
+}
+
+/// How a request head says its body ends (RFC 9112 §6.3), as far as the guard needs to know.
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body: neither `Content-Length` (or zero) nor `Transfer-Encoding`.
+    Empty,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding`, or lengths the parser will judge (and refuse): where the body ends is
+    /// left to it.
+    Unknown,
 }
 
 /// A viewer connection whose request heads are bounded in size and time (see the module
@@ -246,9 +284,14 @@ pub struct HeadGuard {
     limits: HeadLimits,
     metrics: Arc<Metrics>,
     handoff: Arc<Handoff>,
-    /// Set once the session was given bytes beyond a request's head: the start of a pipelined
-    /// request or a request body, which only the session's buffer holds.
+    /// Set when the session was given bytes beyond the head of the request it is answering: a
+    /// request body, or the next head, taken before this request's response went out.
     read_past_head: bool,
+    /// Whether a head was released on this connection before (the first one cannot be taken by
+    /// an earlier request's session).
+    released_a_head: bool,
+    /// Whether a response went out since the last head was released.
+    wrote_since_release: bool,
 }
 
 impl fmt::Debug for HeadGuard {
@@ -288,6 +331,8 @@ impl HeadGuard {
             metrics,
             handoff,
             read_past_head: false,
+            released_a_head: false,
+            wrote_since_release: false,
         }
     }
 
@@ -301,7 +346,14 @@ impl HeadGuard {
 
     fn refuse(&mut self, response: &'static [u8], reason: HeadRefusal) {
         self.metrics.head_refused(reason);
-        self.phase = Phase::Refusing(response);
+        self.phase = if self.released_a_head && !self.wrote_since_release {
+            // A pipelined head, refused before the answer to the request ahead of it went out:
+            // a refusal written now would read as that answer. The connection just closes, and
+            // the client sends what it still needs again (RFC 9112 §9.3.2).
+            Phase::Closed
+        } else {
+            Phase::Refusing(response)
+        };
     }
 
     /// Reads into the head being collected until it is complete, refused, or the socket has
@@ -357,28 +409,108 @@ impl HeadGuard {
             };
             let searched_from = collected.len().saturating_sub(3);
             collected.extend_from_slice(arrived);
-            match inspect(&collected, searched_from, &self.limits) {
-                HeadState::Complete(end) => {
-                    self.read_past_head |= collected.len() > end;
-                    self.phase = Phase::Release(collected.freeze());
-                    return Poll::Ready(Ok(()));
-                }
-                HeadState::TargetTooLong => {
-                    self.refuse(RESPONSE_414, HeadRefusal::TargetTooLong);
-                    return Poll::Ready(Ok(()));
-                }
-                HeadState::TooLarge => {
-                    self.refuse(RESPONSE_431, HeadRefusal::TooLarge);
-                    return Poll::Ready(Ok(()));
-                }
-                HeadState::Partial => {
-                    self.phase = Phase::Head {
-                        collected,
-                        deadline,
-                    };
+            self.examine(collected, searched_from, deadline);
+            if !matches!(self.phase, Phase::Head { .. }) {
+                return Poll::Ready(Ok(()));
+            }
+        }
+    }
+
+    /// Looks at a head collected so far (its blank line searched for from `searched_from`) and
+    /// moves on: to releasing it once complete, to a refusal once over budget, otherwise to
+    /// waiting for more of it.
+    fn examine(&mut self, collected: BytesMut, searched_from: usize, deadline: Pin<Box<Sleep>>) {
+        match inspect(&collected, searched_from, &self.limits) {
+            HeadState::Complete(end) => self.release(collected, end),
+            HeadState::TargetTooLong => self.refuse(RESPONSE_414, HeadRefusal::TargetTooLong),
+            HeadState::TooLarge => self.refuse(RESPONSE_431, HeadRefusal::TooLarge),
+            HeadState::Partial => {
+                self.phase = Phase::Head {
+                    collected,
+                    deadline,
                 }
             }
         }
+    }
+
+    /// Hands the complete head at the start of `collected` (ending at `end`) to the parser,
+    /// with whatever of its body arrived with it. What arrived after that body starts the next
+    /// request: it is kept back, so that the parser never holds part of a head the guard has not
+    /// judged.
+    fn release(&mut self, mut collected: BytesMut, end: usize) {
+        let arrived_body = collected.len() - end;
+        let (released, rest_of_body) = match framing(&collected[..end]) {
+            Framing::Empty => (end, None),
+            Framing::Length(length) => match usize::try_from(length) {
+                Ok(length) if length <= arrived_body => (end + length, None),
+                _ => (collected.len(), Some(Some(length - arrived_body as u64))),
+            },
+            // Where such a body ends is the parser's to find: everything goes to it.
+            Framing::Unknown => (collected.len(), Some(None)),
+        };
+        let next = collected.split_off(released);
+        let then = match rest_of_body {
+            Some(left) => AfterRelease::Body(left),
+            None => AfterRelease::NextHead(next),
+        };
+        self.phase = Phase::Release {
+            bytes: collected.freeze(),
+            with_body: released > end,
+            begun: false,
+            then,
+        };
+    }
+
+    /// Moves on once the parser has had the whole of a release.
+    fn after_release(&mut self, then: AfterRelease) {
+        match then {
+            AfterRelease::Body(left) => self.phase = Phase::Body(left),
+            AfterRelease::NextHead(next) if next.is_empty() => self.phase = Phase::Idle(None),
+            // The next request came with this one: its head is on the clock from now.
+            AfterRelease::NextHead(next) => {
+                self.examine(next, 0, Box::pin(sleep(self.limits.timeout)));
+            }
+        }
+    }
+
+    /// Notes that a response is going out.
+    fn wrote_response(&mut self) {
+        self.wrote_since_release = true;
+        if matches!(self.phase, Phase::Body(None)) {
+            // Whatever the viewer sends after a body whose end only the parser knows starts a
+            // new head.
+            self.phase = Phase::Idle(None);
+        }
+    }
+}
+
+/// How a complete request `head` says its body ends.
+fn framing(head: &[u8]) -> Framing {
+    let mut length = None;
+    for line in head.split(|b| *b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        let value = line[colon + 1..].trim_ascii();
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            return Framing::Unknown;
+        }
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok());
+            match (length, parsed) {
+                (None, Some(parsed)) => length = Some(parsed),
+                (Some(seen), Some(parsed)) if seen == parsed => {}
+                _ => return Framing::Unknown,
+            }
+        }
+    }
+    match length {
+        None | Some(0) => Framing::Empty,
+        Some(length) => Framing::Length(length),
     }
 }
 
@@ -407,16 +539,20 @@ fn inspect(collected: &[u8], searched_from: usize, limits: &HeadLimits) -> HeadS
         return HeadState::TargetTooLong;
     }
     let tail = &collected[searched_from..];
-    let end = tail
+    let crlf = tail
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .map(|at| searched_from + at + 4)
-        .or_else(|| {
-            // Bare-LF line endings, which the parser also accepts.
-            tail.windows(2)
-                .position(|w| w == b"\n\n")
-                .map(|at| searched_from + at + 2)
-        });
+        .map(|at| searched_from + at + 4);
+    // Bare-LF line endings, which the parser also accepts. The first blank line of either kind
+    // ends the head: the bytes after it may be the next request's.
+    let lf = tail
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|at| searched_from + at + 2);
+    let end = match (crlf, lf) {
+        (Some(crlf), Some(lf)) => Some(crlf.min(lf)),
+        (crlf, lf) => crlf.or(lf),
+    };
     match end {
         Some(end) if end <= limits.max_head_bytes => HeadState::Complete(end),
         Some(_) => HeadState::TooLarge,
@@ -438,18 +574,59 @@ impl AsyncRead for HeadGuard {
         }
         loop {
             match &mut this.phase {
-                Phase::Body => {
+                Phase::Body(None) => {
                     let before = buf.filled().len();
                     let read = this.io()?.poll_read(cx, buf);
                     this.read_past_head |= buf.filled().len() > before;
                     return read;
                 }
-                Phase::Release(bytes) => {
+                Phase::Body(Some(left)) => {
+                    // Only the body: what follows it is the next head, which the guard judges.
+                    let left = *left;
+                    let room = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.remaining())
+                        .min(READ_STEP);
+                    let mut step = [0u8; READ_STEP];
+                    let mut read = ReadBuf::new(&mut step[..room]);
+                    match this.io()?.poll_read(cx, &mut read) {
+                        Poll::Ready(Ok(())) => {}
+                        other => return other,
+                    }
+                    let arrived = read.filled();
+                    if arrived.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                    buf.put_slice(arrived);
+                    this.read_past_head = true;
+                    match left - arrived.len() as u64 {
+                        0 => this.after_release(AfterRelease::NextHead(BytesMut::new())),
+                        left => this.phase = Phase::Body(Some(left)),
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Phase::Release {
+                    bytes,
+                    with_body,
+                    begun,
+                    then,
+                } => {
+                    if !*begun {
+                        *begun = true;
+                        // A head that goes to the parser before the previous request's response
+                        // has gone out is read by that request's session, which keeps it for the
+                        // next one: that session then holds bytes beyond its own head.
+                        this.read_past_head =
+                            *with_body || (this.released_a_head && !this.wrote_since_release);
+                        this.released_a_head = true;
+                        this.wrote_since_release = false;
+                    }
                     let n = bytes.len().min(buf.remaining());
                     buf.put_slice(&bytes[..n]);
                     bytes.advance(n);
                     if bytes.is_empty() {
-                        this.phase = Phase::Body;
+                        let then = std::mem::replace(then, AfterRelease::Body(None));
+                        this.after_release(then);
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -490,9 +667,8 @@ impl AsyncWrite for HeadGuard {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = this.io()?.poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && matches!(this.phase, Phase::Body) {
-            // A response is going out: whatever the viewer sends next starts a new head.
-            this.phase = Phase::Idle(None);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.wrote_response();
         }
         written
     }
@@ -522,8 +698,8 @@ impl AsyncWrite for HeadGuard {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = this.io()?.poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && matches!(this.phase, Phase::Body) {
-            this.phase = Phase::Idle(None);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.wrote_response();
         }
         written
     }
@@ -783,5 +959,205 @@ mod tests {
             inspect(complete_but_big.as_bytes(), 0, &LIMITS),
             HeadState::TooLarge
         );
+    }
+
+    #[test]
+    fn a_head_ends_at_its_first_blank_line_whatever_follows() {
+        let pipelined = b"GET /a HTTP/1.1\nHost: x\n\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(inspect(pipelined, 0, &LIMITS), HeadState::Complete(25));
+    }
+
+    #[test]
+    fn bodies_are_framed_by_their_declared_length() {
+        let framing_of =
+            |fields: &str| framing(format!("POST / HTTP/1.1\r\n{fields}\r\n").as_bytes());
+        assert_eq!(framing_of("Host: x\r\n"), Framing::Empty);
+        assert_eq!(framing_of("Content-Length: 0\r\n"), Framing::Empty);
+        assert_eq!(framing_of("content-length:  12 \r\n"), Framing::Length(12));
+        assert_eq!(
+            framing_of("Content-Length: 5\r\nContent-Length: 5\r\n"),
+            Framing::Length(5)
+        );
+        for unknown in [
+            "Transfer-Encoding: chunked\r\n",
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+            "Content-Length: 5\r\nContent-Length: 6\r\n",
+            "Content-Length: +5\r\n",
+            "Content-Length: 5, 5\r\n",
+            "Content-Length: \r\n",
+        ] {
+            assert_eq!(framing_of(unknown), Framing::Unknown, "{unknown:?}");
+        }
+    }
+
+    const EMPTY_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+    /// Stands in for Pingora's HTTP/1 session: answers every read with an empty response,
+    /// recording what each read brought and whether the connection could have been handed off
+    /// for that response.
+    #[derive(Default)]
+    struct Recording {
+        reads: Mutex<Vec<(Vec<u8>, bool)>>,
+    }
+
+    #[async_trait]
+    impl ServerApp for Recording {
+        async fn process_new(
+            self: &Arc<Self>,
+            mut stream: Stream,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<Stream> {
+            let mut buf = vec![0u8; 1024];
+            loop {
+                let n = stream.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return None;
+                }
+                let lendable = can_hand_off_one_response(Some(&stream), |_| true);
+                self.reads
+                    .lock()
+                    .unwrap()
+                    .push((buf[..n].to_vec(), lendable));
+                stream.write_all(EMPTY_200).await.unwrap();
+                stream.flush().await.unwrap();
+            }
+        }
+    }
+
+    /// Serves one connection with a [`Recording`] session: `exchange` talks to it as the viewer;
+    /// once it is done, the session's reads are returned.
+    async fn record<F, Fut>(exchange: F) -> Vec<(Vec<u8>, bool)>
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut registry = livegate_core::telemetry::Registry::with_prefix("proxy");
+        let metrics = Arc::new(Metrics::register(&mut registry));
+        let recording = Arc::new(Recording::default());
+        let app = Arc::new(Guarded {
+            inner: recording.clone(),
+            limits: LIMITS,
+            metrics,
+        });
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let stream: Stream = Box::new(pingora::protocols::l4::stream::Stream::from(tcp));
+            let (_tx, shutdown) = tokio::sync::watch::channel(false);
+            app.process_new(stream, &shutdown).await
+        });
+        exchange(tokio::net::TcpStream::connect(addr).await.unwrap()).await;
+        assert!(server.await.unwrap().is_none());
+        let reads = recording.reads.lock().unwrap().clone();
+        reads
+    }
+
+    /// Reads `count` empty responses off `viewer`.
+    async fn read_empty_responses(viewer: &mut tokio::net::TcpStream, count: usize) {
+        let mut got = vec![0u8; EMPTY_200.len() * count];
+        viewer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, EMPTY_200.repeat(count));
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_reach_the_session_one_at_a_time() {
+        let heads: [&[u8]; 3] = [
+            b"GET /live/42.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /live/42-1.ts HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /live/42-2.ts HTTP/1.1\nHost: x\n\n",
+        ];
+        let reads = record(|mut viewer| async move {
+            viewer.write_all(&heads.concat()).await.unwrap();
+            read_empty_responses(&mut viewer, 3).await;
+            // A request alone may have its connection lent out; the first two came with the
+            // next one behind them.
+            viewer.write_all(heads[0]).await.unwrap();
+            read_empty_responses(&mut viewer, 1).await;
+            viewer.shutdown().await.unwrap();
+        })
+        .await;
+        let expected: Vec<(Vec<u8>, bool)> = [
+            (heads[0], false),
+            (heads[1], false),
+            (heads[2], true),
+            (heads[0], true),
+        ]
+        .iter()
+        .map(|(head, lendable)| (head.to_vec(), *lendable))
+        .collect();
+        assert_eq!(reads, expected);
+    }
+
+    #[tokio::test]
+    async fn a_body_of_declared_length_goes_with_its_head_and_no_further() {
+        let post = b"POST /rtc/v1/whep/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n";
+        let get = b"GET /live/42.m3u8 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let reads = record(|mut viewer| async move {
+            // The body whole, with the next request behind it.
+            viewer
+                .write_all(&[&post[..], b"hello", get].concat())
+                .await
+                .unwrap();
+            read_empty_responses(&mut viewer, 2).await;
+            // The body in two parts, the next request arriving with the second.
+            viewer
+                .write_all(&[&post[..], b"he"].concat())
+                .await
+                .unwrap();
+            read_empty_responses(&mut viewer, 1).await;
+            viewer
+                .write_all(&[&b"llo"[..], get].concat())
+                .await
+                .unwrap();
+            read_empty_responses(&mut viewer, 2).await;
+            viewer.shutdown().await.unwrap();
+        })
+        .await;
+        let reads: Vec<Vec<u8>> = reads.into_iter().map(|(read, _)| read).collect();
+        assert_eq!(
+            reads,
+            [
+                [&post[..], b"hello"].concat(),
+                get.to_vec(),
+                [&post[..], b"he"].concat(),
+                b"llo".to_vec(),
+                get.to_vec(),
+            ]
+        );
+    }
+
+    /// Reads one head, then looks for the viewer leaving before answering, as a session does
+    /// while its answer is prepared.
+    struct ProbesBeforeAnswering;
+
+    #[async_trait]
+    impl ServerApp for ProbesBeforeAnswering {
+        async fn process_new(
+            self: &Arc<Self>,
+            mut stream: Stream,
+            _shutdown: &ShutdownWatch,
+        ) -> Option<Stream> {
+            let mut buf = vec![0u8; 1024];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"GET /a "));
+            let mut probe = [0u8; 1];
+            assert_eq!(stream.read(&mut probe).await.unwrap(), 0);
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pipelined_head_over_budget_is_not_answered_in_place_of_the_one_before() {
+        let (mut viewer, server) = serve_one_connection(ProbesBeforeAnswering).await;
+        let oversized = format!("GET /b HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "p".repeat(300));
+        viewer
+            .write_all(format!("GET /a HTTP/1.1\r\nHost: x\r\n\r\n{oversized}").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        viewer.read_to_end(&mut got).await.unwrap();
+        assert!(got.is_empty(), "{}", String::from_utf8_lossy(&got));
+        assert!(server.await.unwrap());
     }
 }

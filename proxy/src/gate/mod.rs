@@ -303,6 +303,23 @@ impl ProxyHttp for Gate {
         }
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A request pipelined behind this one is answered after it (RFC 9112 §9.3.2) rather than
+        // dropped with the connection: the head guard hands Pingora one request at a time, and
+        // a session that reads into the next one keeps it for the session after it.
+        session.set_pipelining_enabled(true);
+        // Pingora (0.9.1) sets up a request's body reader on the first look at its body, and
+        // setting it up drops what a look for the viewer leaving (`read_body_or_idle(true)`,
+        // which skips that step) kept of the next request: the first bytes of its head. Set up
+        // now, before any such look, the reader keeps them for the next session.
+        let _ = session.is_body_done();
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.allow_origin = self.settings.cors.allow(
             session

@@ -12,7 +12,9 @@ use livegate_tests::nginx::{static_origin, Nginx};
 use livegate_tests::scripted::{Script, ScriptedOrigin};
 use livegate_tests::wait_until;
 
-use crate::support::{client, streaming_client, token, token_expiring, ProxyBuilder};
+use crate::support::{
+    client, read_response, streaming_client, token, token_expiring, ProxyBuilder,
+};
 
 fn ok_response(content_type: &str, body: &str) -> Vec<u8> {
     format!(
@@ -646,32 +648,6 @@ async fn byte_ranges_and_a_disabled_cache_go_to_the_origin_every_time() {
     assert_eq!(origin.requests(), 5);
 }
 
-/// One response read off a raw connection: its head and its `Content-Length` body.
-async fn read_response<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> (String, Vec<u8>) {
-    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        let read = reader.read_line(&mut line).await.unwrap();
-        assert!(read > 0, "the connection closed inside a head: {head}");
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let length: usize = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body).await.unwrap();
-    (head, body)
-}
-
 /// Waits until the proxy has counted `count` segments sent from their sealed files (a
 /// response is counted once its last byte is handed to the kernel, which the viewer may read
 /// first), and checks that the count then stays there.
@@ -751,14 +727,18 @@ async fn cached_segments_go_out_from_sealed_files_and_the_connection_carries_on(
         "{playlist}"
     );
 
-    // Two requests sent at once: the second is already in the session's buffer, which the
-    // connection must not be lent out without, so the first is written by the session.
+    // Two requests sent at once: the second has already arrived, which the connection must
+    // not be lent out without, so the first is written by the session; then the second is
+    // answered on the same connection.
     let pipelined = request("/live/42-7.ts", "") + &request("/live/42.m3u8", "");
     let (head, body) = exchange(&mut connection, &pipelined).await;
     assert!(
         head.starts_with("HTTP/1.1 200") && body == segment,
         "{head}"
     );
+    let (head, body) = read_response(&mut connection).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(String::from_utf8(body).unwrap().contains("42-7.ts?token="));
     sent_from_file_is(&proxy, 2).await;
     drop(connection);
 

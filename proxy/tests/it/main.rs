@@ -17,6 +17,7 @@ mod hls;
 mod hub;
 mod layouts;
 mod limits;
+mod pipelining;
 mod requests;
 mod revocation;
 mod shutdown;

@@ -274,3 +274,31 @@ pub(crate) async fn read_response_head(stream: &mut tokio::net::TcpStream) -> (u
         .unwrap_or(0);
     (status, text)
 }
+
+/// One response read off a raw connection: its head and its `Content-Length` body.
+pub(crate) async fn read_response<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).await.unwrap();
+        assert!(read > 0, "the connection closed inside a head: {head}");
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).await.unwrap();
+    (head, body)
+}
