@@ -12,6 +12,8 @@ pub enum Service {
     Hooks,
     /// `livegate-api`.
     Api,
+    /// `livegate-recorder`.
+    Recorder,
 }
 
 impl Service {
@@ -21,12 +23,13 @@ impl Service {
             Service::Proxy => "proxy",
             Service::Hooks => "hooks",
             Service::Api => "api",
+            Service::Recorder => "recorder",
         }
     }
 }
 
 /// Sections only one service has.
-const MARKS: [(Service, &[&str]); 3] = [
+const MARKS: [(Service, &[&str]); 4] = [
     (
         Service::Proxy,
         &[
@@ -46,6 +49,10 @@ const MARKS: [(Service, &[&str]); 3] = [
         ],
     ),
     (Service::Api, &["auth", "rooms", "play_token", "origins"]),
+    (
+        Service::Recorder,
+        &["watch", "jobs", "remux", "storage", "pictures"],
+    ),
 ];
 
 /// Guesses the service from the file's top-level sections.
@@ -65,7 +72,7 @@ pub fn service_of(text: &str) -> Result<Service, String> {
         .max_by_key(|(_, score)| *score)
         .unwrap_or((Service::Proxy, 0));
     if best == 0 {
-        return Err("cannot tell which service it configures (no [origin], [token], [callers], [publish], [auth], [rooms] … section)".to_owned());
+        return Err("cannot tell which service it configures (no [origin], [token], [callers], [publish], [auth], [rooms], [watch], [storage] … section)".to_owned());
     }
     Ok(service)
 }
@@ -90,6 +97,11 @@ pub fn check(path: &Path) -> Result<Service, String> {
             &livegate_core::config::EnvSource::from_process("LIVEGATE_API__"),
         )
         .map(drop),
+        Service::Recorder => livegate_core::config::load_from::<livegate_recorder::Config>(
+            Some(path),
+            &livegate_core::config::EnvSource::from_process("LIVEGATE_RECORDER__"),
+        )
+        .map(drop),
     };
     parsed
         .map(|()| service)
@@ -100,16 +112,53 @@ pub fn check(path: &Path) -> Result<Service, String> {
 mod tests {
     use super::*;
 
+    /// The shipped configurations in `dir` whose names end in `suffix`, with the service
+    /// each one's name says it is for (`proxy.zlmediakit.example.toml`: the proxy).
+    fn shipped(dir: &str, suffix: &str) -> Vec<(std::path::PathBuf, Service)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../infra")
+            .join(dir);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().ends_with(suffix))
+            .map(|path| {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let service = [
+                    Service::Proxy,
+                    Service::Hooks,
+                    Service::Api,
+                    Service::Recorder,
+                ]
+                .into_iter()
+                .find(|service| name.starts_with(&format!("{}.", service.name())))
+                .unwrap_or_else(|| panic!("{name} names no service"));
+                (path, service)
+            })
+            .collect();
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files
+    }
+
     #[test]
-    fn the_shipped_examples_are_told_apart_and_pass() {
-        let infra = Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra");
-        for (file, service) in [
-            ("proxy.example.toml", Service::Proxy),
-            ("proxy.zlmediakit.example.toml", Service::Proxy),
-            ("hooks.example.toml", Service::Hooks),
-            ("api.example.toml", Service::Api),
-        ] {
-            assert_eq!(check(&infra.join(file)), Ok(service), "{file}");
+    fn every_example_is_told_apart_and_passes() {
+        let examples = shipped("", ".example.toml");
+        // One per service at least.
+        assert!(examples.len() >= 4, "{examples:?}");
+        for (path, service) in examples {
+            assert_eq!(check(&path), Ok(service), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn every_docker_configuration_is_told_apart() {
+        // Their secrets come from the environment compose sets: the binary's test checks
+        // them whole, with those variables.
+        let configs = shipped("docker/config", ".toml");
+        assert!(configs.len() >= 4, "{configs:?}");
+        for (path, service) in configs {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(service_of(&text), Ok(service), "{}", path.display());
         }
     }
 

@@ -20,7 +20,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run proxy and hooks in one process on embedded defaults (SQLite, in-process bus).
+    /// Run the whole toolkit (proxy, hooks, API, recorder) in one process on embedded
+    /// defaults (SQLite, in-process bus).
     Up {
         /// Where the database, recordings and keys live.
         #[arg(long, default_value = ".livegate")]
@@ -37,7 +38,8 @@ enum Command {
         /// Host name used in the printed publish and play URLs.
         #[arg(long, default_value = "127.0.0.1")]
         public_host: String,
-        /// Added to every port (8080, 8085, 9180, 9185), to run two side by side.
+        /// Added to every port (8080, 8085, 8090 and the admin ports 9180, 9185, 9190, 9195),
+        /// to run two side by side.
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
         /// A directory the origin records into, besides DATA_DIR/recordings (nginx-rtmp's
@@ -51,7 +53,8 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
-    /// Validate configuration files (each is recognised as the proxy's or the hooks service's).
+    /// Validate configuration files, each as the proxy's, the hooks service's, the API's or
+    /// the recorder's (recognised by its sections).
     CheckConfig {
         /// The files.
         #[arg(required = true)]
