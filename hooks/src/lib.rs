@@ -17,8 +17,6 @@ pub mod resync;
 pub mod state;
 pub mod zlm;
 
-use std::future::IntoFuture as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,11 +186,14 @@ impl App {
             stop.clone(),
         ));
 
-        let app =
-            handlers::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .into_future();
+        // The kit's server: a caller that never finishes its request head, or an idle
+        // connection, is closed rather than held for ever.
+        let serve = livegate_core::service::http::serve(
+            listener,
+            handlers::router(state.clone()),
+            livegate_core::service::http::HttpLimits::default(),
+            stop.clone(),
+        );
         let (mut drain, served) = shutdown.serve_then_drain(serve, grace).await;
         // Publishes still finishing past their deadline (bounded by the statement timeout).
         state.tasks().close();

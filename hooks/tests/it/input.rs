@@ -237,3 +237,27 @@ async fn a_token_pasted_unencoded_plays_in_every_dialect() {
     assert_eq!(app.json("on_play", srs).await.0, 403);
     app.stop().await;
 }
+
+/// A caller that starts a request and never finishes its head is not held for ever: the
+/// connection is closed once the head deadline passes.
+#[tokio::test]
+async fn an_unfinished_request_head_is_closed_at_its_deadline() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(b"POST /api/v1/hook/on_publish HTTP/1.1\r\nHost: a\r\n")
+        .await
+        .unwrap();
+    // Read until the server ends the connection (a 408, or nothing), well within the
+    // outer limit, which is there only so that a regression fails instead of hanging.
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(closed.is_ok(), "the connection is still open");
+    app.stop().await;
+}
