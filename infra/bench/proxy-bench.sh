@@ -5,6 +5,10 @@
 #   nginx-lua-cache  infra/nginx/nginx.cached.conf: the same plus proxy_cache/proxy_cache_lock
 #   livegate-nocache livegate-proxy with [cache] enabled = false
 #   livegate         livegate-proxy with its defaults (HLS cache on)
+# and, in the throughput mode, a floor that gates nothing:
+#   nginx-static     nginx serving the origin's files itself (sendfile, tcp_nopush, no log):
+#                    the least a server on this kernel spends on the same response, so that a
+#                    goal below it is seen to be out of any server's reach
 #
 # Modes (first argument, default `throughput`):
 #   throughput  wrk against every target for (a) a small HLS playlist (rewritten per viewer; the
@@ -43,7 +47,7 @@
 #   CARGO_TARGET_DIR [<workspace>/target]
 #   LIVEGATE_PROXY_BIN        run this proxy binary instead of building the workspace's
 # Needs: cargo, nginx with libnginx-mod-http-lua, ffmpeg, wrk, curl, python3.
-# With the defaults, `throughput` takes about 6 minutes and `coalesce` under one.
+# With the defaults, `throughput` takes about 8 minutes and `coalesce` under one.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -72,6 +76,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 KEY=livegate-bench-key
 ROOM=42
 TARGETS=(nginx-lua nginx-lua-cache livegate-nocache livegate)
+FLOOR=nginx-static
+MEASURED=("${TARGETS[@]}" "$FLOOR")
 
 BENCH_NAME=proxy-bench
 . "$ROOT/infra/bench/lib.sh"
@@ -216,6 +222,18 @@ start_nginx() { # name template workers port
     PID[$1]=$!
     PIDS+=($!)
 }
+start_static() { # name workers port: the origin's static serving, with its own worker count
+    local dir=$WORK/$1
+    rm -rf "$dir"
+    mkdir -p "$dir/logs" "$dir/tmp"
+    sed -e "s#^worker_processes .*#worker_processes $2;#" \
+        -e "s#$WORK/origin/#$dir/#g" \
+        -e "s#listen 127.0.0.1:$ORIGIN_PORT #listen 127.0.0.1:$3 #" \
+        "$WORK/origin/nginx.conf" >"$dir/nginx.conf"
+    nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" >/dev/null 2>&1 &
+    PID[$1]=$!
+    PIDS+=($!)
+}
 start_livegate() { # name workers port admin_port cache_enabled
     local dir=$WORK/$1
     rm -rf "$dir"
@@ -251,7 +269,7 @@ CONF
 }
 start_targets() { # workers
     local ports
-    read -r -a ports < <(free_ports 6)
+    read -r -a ports < <(free_ports 7)
     PORT[nginx-lua]=${ports[0]}
     PORT[nginx-lua-cache]=${ports[1]}
     PORT[livegate-nocache]=${ports[2]}
@@ -260,21 +278,24 @@ start_targets() { # workers
     start_nginx nginx-lua-cache nginx.cached.conf "$1" "${PORT[nginx-lua-cache]}"
     start_livegate livegate-nocache "$1" "${PORT[livegate-nocache]}" "${ports[4]}" false
     start_livegate livegate "$1" "${PORT[livegate]}" "${ports[5]}" true
+    PORT[$FLOOR]=${ports[6]}
+    start_static "$FLOOR" "$1" "${PORT[$FLOOR]}"
     check_targets
+    wait_ok "$FLOOR" "${PORT[$FLOOR]}" "$SEGMENT_PATH"
 }
 stop_targets() {
     local name
-    for name in "${TARGETS[@]}"; do
+    for name in "${MEASURED[@]}"; do
         kill -TERM "${PID[$name]}" 2>/dev/null || true
     done
-    for name in "${TARGETS[@]}"; do
+    for name in "${MEASURED[@]}"; do
         wait "${PID[$name]}" 2>/dev/null || true
     done
 }
 
 target_logs() {
     local name
-    for name in "${TARGETS[@]}"; do
+    for name in "${MEASURED[@]}"; do
         cat "$WORK/$name/livegate.log" "$WORK/$name/logs/error.log" 2>/dev/null || true
     done
     cat "$WORK/origin/logs/error.log" >&2
@@ -402,12 +423,12 @@ throughput_pass() { # workers
     for case in playlist segment; do
         if [ "$case" = playlist ]; then path=$PLAYLIST_PATH; else path=$SEGMENT_PATH; fi
         for round in $(seq 1 "$ROUNDS"); do
-            for name in "${TARGETS[@]}"; do
+            for name in "${MEASURED[@]}"; do
                 log "$(client_name "$case"): $w workers, $case via $name, round $round/$ROUNDS ($DURATION, $CONNECTIONS connections)"
                 run_wrk "$name" "$path" "$case" >>"$WORK/runs.$w.$case.$name"
             done
         done
-        for name in "${TARGETS[@]}"; do
+        for name in "${MEASURED[@]}"; do
             # The median round by requests/s (the upper one of two).
             RESULT[$w.$case.$name]=$(sort -g -k1,1 "$WORK/runs.$w.$case.$name" \
                 | sed -n "$((ROUNDS / 2 + 1))p")
@@ -451,7 +472,7 @@ throughput_report() {
         CPUs "wrk us/req" "wrk CPUs" load
     for w in $WORKER_COUNTS; do
         for case in playlist segment; do
-            for name in "${TARGETS[@]}"; do
+            for name in "${MEASURED[@]}"; do
                 read -r rps p50 p90 p99 errors requests usr sys wall wu wk load \
                     <<<"${RESULT[$w.$case.$name]}"
                 awk -v w="$w" -v c="$case" -v p="$name" -v rps="$rps" -v p50="$p50" -v p90="$p90" \
@@ -470,7 +491,7 @@ throughput_report() {
     echo
     for w in $WORKER_COUNTS; do
         for case in playlist segment; do
-            for name in "${TARGETS[@]}"; do
+            for name in "${MEASURED[@]}"; do
                 printf '%-3s %-9s %-17s requests/s by round: %s\n' "$w" "$case" "$name" \
                     "${ALL_RPS[$w.$case.$name]}"
             done
@@ -485,6 +506,18 @@ throughput_report() {
                 "${RESULT[$w.$case.livegate]}" "${RESULT[$w.$case.nginx-lua-cache]}"
             ratio_line "$w $case livegate-nocache/nginx-lua" \
                 "${RESULT[$w.$case.livegate-nocache]}" "${RESULT[$w.$case.nginx-lua]}"
+        done
+    done
+    echo
+    echo "the floor: $FLOOR gates nothing and sends the origin's own files; where its ratio to"
+    echo "nginx-lua-cache is above a goal, that goal is below what any server spends here"
+    printf '%-38s %10s %10s %12s\n' "workers case ratio" "req/s" "p99" "CPU/req"
+    for w in $WORKER_COUNTS; do
+        for case in playlist segment; do
+            ratio_line "$w $case $FLOOR/nginx-lua-cache" \
+                "${RESULT[$w.$case.$FLOOR]}" "${RESULT[$w.$case.nginx-lua-cache]}"
+            ratio_line "$w $case livegate/$FLOOR" \
+                "${RESULT[$w.$case.livegate]}" "${RESULT[$w.$case.$FLOOR]}"
         done
     done
 }
