@@ -135,6 +135,9 @@ pub struct AuthConfig {
     pub failed_login_window_s: u64,
     /// Whether anyone may register (as a viewer or a streamer). Default: true.
     pub open_registration: bool,
+    /// Registrations allowed per client address per hour (each costs a password hash);
+    /// admins registering users are not counted; 0 turns the limit off. Default: 10.
+    pub registrations_per_address_per_hour: u32,
     /// An admin created at start when no user has this name. Default: none.
     pub first_admin: Option<FirstAdmin>,
 }
@@ -152,6 +155,7 @@ impl Default for AuthConfig {
             failed_logins_per_address: 20,
             failed_login_window_s: 900,
             open_registration: true,
+            registrations_per_address_per_hour: 10,
             first_admin: None,
         }
     }

@@ -1,5 +1,7 @@
 //! `POST /api/v1/users` (register) and `GET /api/v1/users/me`.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -8,6 +10,7 @@ use utoipa::ToSchema;
 use livegate_core::db::{now_ms, users, User};
 
 use crate::auth::{Caller, Role};
+use crate::client::ClientAddr;
 use crate::error::{ApiError, Json};
 use crate::state::AppState;
 use crate::validate;
@@ -58,11 +61,28 @@ pub struct Register {
 pub async fn register(
     State(state): State<AppState>,
     caller: crate::auth::MaybeCaller,
+    addr: ClientAddr,
     Json(body): Json<Register>,
 ) -> Result<(StatusCode, axum::Json<UserView>), ApiError> {
     let by_admin = caller.0.is_some_and(|c| c.role == Role::Admin);
-    if !by_admin && !state.config().auth.open_registration {
+    let auth = &state.config().auth;
+    if !by_admin && !auth.open_registration {
         return Err(ApiError::forbidden("registration is closed; ask an admin"));
+    }
+    // Each registration costs a password hash: one address must not be able to make the
+    // service spend its CPU on a flood of them.
+    let limit = auth.registrations_per_address_per_hour;
+    if !by_admin && limit > 0 {
+        let key = format!("register:addr:{}", addr.0);
+        let within = state
+            .bus()
+            .rate_limit(&key, limit, Duration::from_secs(3600))
+            .await?;
+        if !within {
+            return Err(ApiError::rate_limited(
+                "too many registrations from this address; try again later",
+            ));
+        }
     }
     let role = body.role.unwrap_or(Role::Viewer);
     if role == Role::Admin && !by_admin {

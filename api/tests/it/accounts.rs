@@ -410,3 +410,30 @@ async fn two_refreshes_with_one_token_leave_no_session() {
         app.stop().await;
     }
 }
+
+/// Each registration costs a password hash: one address gets a few an hour, then 429, while
+/// an admin creating users is not counted.
+#[tokio::test]
+async fn registrations_are_limited_per_address() {
+    for (backend, bus) in setups() {
+        let mut config = test_config();
+        config.auth.registrations_per_address_per_hour = 2;
+        let app = TestApp::start(Options {
+            config,
+            ..Options::new(backend, bus)
+        })
+        .await;
+        for _ in 0..2 {
+            let reply = app.register(&unique("viewer"), "viewer", None).await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+        }
+        let refused = app.register(&unique("viewer"), "viewer", None).await;
+        assert_eq!(refused.status, 429, "{:?}", refused.body);
+        let admin = app.user("admin").await;
+        let by_admin = app
+            .register(&unique("streamer"), "streamer", Some(&admin.access))
+            .await;
+        assert_eq!(by_admin.status, 201, "{:?}", by_admin.body);
+        app.stop().await;
+    }
+}

@@ -32,6 +32,7 @@ pub(crate) fn test_config() -> Config {
     config.auth.argon2_iterations = 1;
     config.play_token.keys = vec![Secret::new(PLAY_KEY)];
     config.play_token.per_address_per_minute = 0;
+    config.auth.registrations_per_address_per_hour = 0;
     config.rooms.ingest_host = "ingest.example:1935".to_owned();
     config.rooms.edge_base_url = "https://edge.example".to_owned();
     config.server.shutdown_grace_ms = 2000;
