@@ -9,11 +9,12 @@ use crate::handlers::close_streams;
 use crate::state::AppState;
 
 /// Which of `open` streams SRS no longer carries: opened under another `service_id` (SRS
-/// restarted), or with no active publisher of that client id, once older than `grace_ms`.
+/// restarted), or with no active publisher of that client id, once older than `grace_ms`
+/// when SRS was asked (at `asked_at_ms`).
 pub fn dropped_streams<'a>(
     open: &'a [Stream],
     api: &OriginStreams,
-    now_ms: i64,
+    asked_at_ms: i64,
     grace_ms: i64,
 ) -> Vec<&'a Stream> {
     open.iter()
@@ -25,7 +26,7 @@ pub fn dropped_streams<'a>(
             if restarted {
                 return true;
             }
-            if now_ms - stream.start_at < grace_ms {
+            if asked_at_ms - stream.start_at < grace_ms {
                 return false;
             }
             !api.streams
@@ -40,10 +41,13 @@ pub(super) async fn pass(
     state: &AppState,
     api: &dyn OriginControl,
 ) -> Result<usize, ReconcileError> {
+    // A stream opened after SRS was asked cannot be missing from its answer: its age is
+    // counted up to the question, not to the answer.
+    let asked_at = now_ms();
     let listed = api.streams().await?;
     let open = streams::open_of_server(state.db(), &listed.server_id).await?;
     let grace = i64::try_from(state.config().reconcile.grace_ms).unwrap_or(i64::MAX);
-    let dropped: Vec<_> = dropped_streams(&open, &listed, now_ms(), grace)
+    let dropped: Vec<_> = dropped_streams(&open, &listed, asked_at, grace)
         .into_iter()
         .cloned()
         .collect();

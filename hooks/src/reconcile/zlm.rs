@@ -131,14 +131,16 @@ pub(super) async fn pass(
     state: &AppState,
     api: &dyn OriginControl,
 ) -> Result<usize, ReconcileError> {
+    // A stream opened after the API was asked cannot be missing from its answer: its age is
+    // counted up to the question, not to the answer.
+    let asked_at = now_ms();
     let listed = api.streams().await?;
     let open = open_streams_of(state, &listed.server_id).await?;
     let grace = i64::try_from(state.config().reconcile.grace_ms).unwrap_or(i64::MAX);
-    let now = now_ms();
     // ZLMediaKit lists a stream only once its publish was answered and its tracks are ready.
     let dropped: Vec<Stream> = open
         .iter()
-        .filter(|stream| now - stream.start_at >= grace && listing(stream, &listed).is_none())
+        .filter(|stream| asked_at - stream.start_at >= grace && listing(stream, &listed).is_none())
         .cloned()
         .collect();
     let closed = close(state, &dropped, CloseReason::Dropped).await?;
