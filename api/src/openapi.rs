@@ -25,6 +25,7 @@ use crate::error::Envelope;
 use crate::payments::callback::Event;
 use crate::payments::idempotency;
 use crate::routes::admin::{audit, callbacks, health, recordings};
+use crate::routes::rooms::cover;
 use crate::routes::rooms::history as room_history;
 use crate::routes::rooms::kick;
 use crate::routes::rooms::manage::{CreateRoom, PatchRoom, RoomAfterKick, RoomWithKey};
@@ -271,6 +272,15 @@ pub const OPERATIONS: &[Operation] = &[
     )
     .query::<StreamsQuery>()
     .answers::<Page<StreamView>>(),
+    op(
+        "GET",
+        "/rooms/{id}/cover",
+        200,
+        Access::Anyone,
+        "A room's cover picture (or a redirect to its URL)",
+    )
+    .query::<cover::CoverQuery>()
+    .answers_file("image/jpeg"),
     op(
         "GET",
         "/rooms/{id}/play-token",

@@ -104,6 +104,22 @@ impl RecordingStore {
         (plain && !object_key.is_empty()).then(|| root.join(relative))
     }
 
+    /// The file of a picture (a poster or a snapshot) that a local store keeps at `stored`,
+    /// the path the recorder recorded; `None` on S3, or for anything but a JPEG inside the
+    /// store's directory.
+    pub async fn local_picture(&self, stored: &str) -> Option<PathBuf> {
+        let Place::Local { root, .. } = &self.place else {
+            return None;
+        };
+        // Both resolved, so that a relative directory or a link cannot lead outside it.
+        let root = tokio::fs::canonicalize(root).await.ok()?;
+        let file = tokio::fs::canonicalize(stored).await.ok()?;
+        let jpeg = file
+            .extension()
+            .is_some_and(|extension| extension.eq_ignore_ascii_case("jpg"));
+        (jpeg && file.starts_with(&root)).then_some(file)
+    }
+
     /// Whether the storage answers: S3's bucket, or the directory being there.
     pub async fn check(&self) -> Result<(), StorageError> {
         match &self.place {

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/rooms/{id}/kill", post(rooms::manage::kill))
         .route("/rooms/{id}/streams", get(rooms::read::streams))
+        .route("/rooms/{id}/cover", get(rooms::cover::get))
         .route("/rooms/{id}/play-token", get(play::play_token))
         .merge(payment_routes())
         .merge(admin::routes());

@@ -158,6 +158,7 @@ fn every_operation_describes_its_bodies_and_refusals() {
             let media = match (method.as_str(), path.as_str()) {
                 ("get", "/api/v1/admin/live/events") => "text/event-stream",
                 ("get", "/api/v1/recordings/{id}/download") => "video/mp4",
+                ("get", "/api/v1/rooms/{id}/cover") => "image/jpeg",
                 _ => "application/json",
             };
             let content = answer["content"].as_object();

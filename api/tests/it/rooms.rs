@@ -526,3 +526,91 @@ async fn room_details_show_the_recorders_snapshot_while_live_and_the_poster_afte
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_cover_kept_in_a_local_store_is_served_by_the_api() {
+    use livegate_api::console::config::RecordingsConfig;
+    use livegate_core::db::covers;
+    use livegate_recorder::config::LocalStorageConfig;
+
+    for (backend, bus) in setups() {
+        let stored = tempfile::tempdir().unwrap();
+        let mut options = crate::support::Options::new(backend, bus);
+        options.config.recordings = Some(RecordingsConfig {
+            local: LocalStorageConfig {
+                dir: stored.path().to_path_buf(),
+            },
+            ..RecordingsConfig::default()
+        });
+        let app = TestApp::start(options).await;
+        let streamer = app.user("streamer").await;
+        let room = app.room(&streamer).await.0;
+        let pictures = stored.path().join("pictures");
+        std::fs::create_dir_all(&pictures).unwrap();
+        let picture = pictures.join(format!("{room}.jpg"));
+        std::fs::write(&picture, b"\xff\xd8 a jpeg, as far as this test cares").unwrap();
+        let now = livegate_core::db::now_ms();
+        covers::set_poster(&app.db, room, &picture.display().to_string(), 1, now)
+            .await
+            .unwrap();
+        // The details link the API, not the server's path.
+        let details = app.get(&format!("/api/v1/rooms/{room}"), None).await;
+        let link = details.body["cover_url"].as_str().unwrap().to_owned();
+        assert!(
+            link.starts_with(&format!("/api/v1/rooms/{room}/cover?v=")),
+            "{link}"
+        );
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let cover = |path: String| {
+            let request = browser.get(format!("{}{path}", app.base));
+            async move { request.send().await.unwrap() }
+        };
+        let served = cover(link.clone()).await;
+        assert_eq!(served.status(), 200);
+        assert_eq!(served.headers()["content-type"], "image/jpeg");
+        assert_eq!(served.headers()["cache-control"], "public, max-age=10");
+        assert_eq!(
+            served.bytes().await.unwrap().as_ref(),
+            b"\xff\xd8 a jpeg, as far as this test cares"
+        );
+        let bad = cover(format!("/api/v1/rooms/{room}/cover?v=soon")).await;
+        assert_eq!(bad.status(), 400);
+
+        // Only pictures inside the store are served, whatever the row says.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path().join("secret.jpg");
+        std::fs::write(&outside, b"not the store's").unwrap();
+        covers::set_poster(&app.db, room, &outside.display().to_string(), 2, now)
+            .await
+            .unwrap();
+        let refused = cover(format!("/api/v1/rooms/{room}/cover")).await;
+        assert_eq!(refused.status(), 404);
+        let escaping = format!("{}/../{}", stored.path().display(), outside.display());
+        covers::set_poster(&app.db, room, &escaping, 3, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            cover(format!("/api/v1/rooms/{room}/cover")).await.status(),
+            404
+        );
+
+        // A picture with a web URL is a redirect to it.
+        covers::set_poster(&app.db, room, "https://cdn.example/p.jpg", 4, now)
+            .await
+            .unwrap();
+        let redirected = cover(format!("/api/v1/rooms/{room}/cover")).await;
+        assert_eq!(redirected.status(), 302);
+        assert_eq!(
+            redirected.headers()["location"],
+            "https://cdn.example/p.jpg"
+        );
+        // No cover yet: 404 with the usual error.
+        let bare = app.room(&streamer).await.0;
+        let none = app.get(&format!("/api/v1/rooms/{bare}/cover"), None).await;
+        assert_eq!(none.status, 404);
+        app.stop().await;
+    }
+}

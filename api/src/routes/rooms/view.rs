@@ -118,7 +118,8 @@ impl RoomView {
 
     /// Adds the room's cover, if the recorder made one.
     pub fn with_cover(mut self, cover: Option<&RoomCover>) -> Self {
-        self.cover_url = Some(cover.and_then(|cover| cover.url(self.is_live).map(str::to_owned)));
+        self.cover_url =
+            Some(cover.and_then(|cover| super::cover::link(self.id, cover, self.is_live)));
         self
     }
 

@@ -20,6 +20,8 @@ export interface Room {
   login_required: boolean;
   viewer_count: number;
   chat_online?: number;
+  /** In the details of one room: its live snapshot or newest recording's poster, if any. */
+  cover_url?: string | null;
   hls_url: string;
   flv_url: string | null;
   created_at: number;

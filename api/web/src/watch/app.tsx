@@ -73,7 +73,7 @@ function usePlayToken(room: Room | null, user: User | null) {
   return { token, error, latest, fetchToken };
 }
 
-function VideoPlayer(props: { live: boolean; token: PlayToken | null; refetch: () => Promise<unknown> }) {
+function VideoPlayer(props: { live: boolean; cover?: string | null; token: PlayToken | null; refetch: () => Promise<unknown> }) {
   const video = useRef<HTMLVideoElement>(null);
   const player = useRef<Player | null>(null);
   const hasFlv = props.token?.flv_url != null && Player.supports("flv");
@@ -110,7 +110,7 @@ function VideoPlayer(props: { live: boolean; token: PlayToken | null; refetch: (
 
   return (
     <div class="player">
-      <video ref={video} controls muted autoplay playsInline aria-label="Live video" data-testid="video" />
+      <video ref={video} controls muted autoplay playsInline poster={props.cover ?? undefined} aria-label="Live video" data-testid="video" />
       {!props.live && <p class="offline-note">The room is offline. The video starts when it goes live.</p>}
       {status && (
         <p class="muted" role="status">
@@ -332,7 +332,7 @@ export function WatchApp(props: { roomId: number }) {
         </p>
       )}
       <div class="watch-grid">
-        <VideoPlayer live={room.is_live} token={play.token} refetch={play.fetchToken} />
+        <VideoPlayer live={room.is_live} cover={room.cover_url} token={play.token} refetch={play.fetchToken} />
         <Chat
           roomId={room.id}
           user={user}

@@ -144,6 +144,9 @@ export function RoomPage(props: { id: number }) {
               </span>{" "}
               {shown.viewer_count} watching · <a href={`/watch/${shown.id}`}>watch page</a>
             </p>
+            {shown.cover_url && (
+              <img class="room-cover" src={shown.cover_url} alt={shown.is_live ? "Live snapshot" : "Newest recording's poster"} data-testid="room-cover" />
+            )}
           </div>
           <RoomActions roomId={shown.id} title={shown.title} live={shown.is_live} onChanged={room.reload} />
           <div class="room-grid">

@@ -1,0 +1,130 @@
+//! `GET /api/v1/rooms/{id}/cover`: the room's cover picture, for a browser. A picture the
+//! recorder keeps in a local directory has no URL a browser can load, so the room's details
+//! link here and this serves the file; one with a web URL (a public bucket, a CDN, a
+//! presigned link) is a redirect to it.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use livegate_core::db::covers::{self, RoomCover};
+use serde::Deserialize;
+use tower::ServiceExt as _;
+use tower_http::services::ServeFile;
+use utoipa::IntoParams;
+
+use super::read::{room_id, visible_room};
+use crate::auth::MaybeCaller;
+use crate::error::{ApiError, Path, Query};
+use crate::state::AppState;
+
+/// How long a browser may keep a served cover: a live room's snapshot is replaced every few
+/// seconds, and the details link a new one with its own version anyway.
+const CACHE_CONTROL: &str = "public, max-age=10";
+
+/// Whether `url` is one a browser loads as it is.
+pub(crate) fn is_web_url(url: &str) -> bool {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+/// The link the room's details show for its cover: the picture's own URL when a browser can
+/// load it, else this route, versioned by the cover's last change so that caches see a new
+/// picture as new.
+pub(crate) fn link(room_id: i64, cover: &RoomCover, is_live: bool) -> Option<String> {
+    let url = cover.url(is_live)?;
+    Some(if is_web_url(url) {
+        url.to_owned()
+    } else {
+        format!("/api/v1/rooms/{room_id}/cover?v={}", cover.updated_at)
+    })
+}
+
+/// The cover's query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CoverQuery {
+    /// The version the room's details link: any value serves the current cover.
+    #[serde(rename = "v")]
+    _version: Option<i64>,
+}
+
+/// The room's cover: the file from a local store, or a redirect to its web URL.
+pub async fn get(
+    State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+    Path(id): Path<i64>,
+    Query(_version): Query<CoverQuery>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let room = visible_room(&state, room_id(id)?, caller.as_ref()).await?;
+    let cover = covers::of_room(state.db(), room.id).await?;
+    let url = cover
+        .as_ref()
+        .and_then(|cover| cover.url(room.is_live))
+        .ok_or_else(|| ApiError::not_found("cover"))?;
+    if is_web_url(url) {
+        let location = HeaderValue::from_str(url).map_err(|_| ApiError::not_found("cover"))?;
+        return Ok(Response::builder()
+            .status(StatusCode::FOUND)
+            .header(header::LOCATION, location)
+            .header(header::CACHE_CONTROL, CACHE_CONTROL)
+            .body(Body::empty())
+            .unwrap_or_default());
+    }
+    let store = state
+        .console()
+        .storage()
+        .ok_or_else(|| ApiError::not_found("cover"))?;
+    let path = store
+        .local_picture(url)
+        .await
+        .ok_or_else(|| ApiError::not_found("cover"))?;
+    let served = ServeFile::new(&path)
+        .oneshot(request)
+        .await
+        .map_err(|err| {
+            tracing::error!(room.id = room.id, error = %err, "cannot read a room's cover");
+            ApiError::internal()
+        })?;
+    let mut response = served.map(Body::new);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cover(snapshot: Option<&str>, poster: Option<&str>) -> RoomCover {
+        RoomCover {
+            room_id: 7,
+            snapshot_url: snapshot.map(str::to_owned),
+            snapshot_at: Some(2),
+            poster_url: poster.map(str::to_owned),
+            poster_at: Some(1),
+            updated_at: 1234,
+        }
+    }
+
+    #[test]
+    fn web_urls_are_shown_as_they_are_and_local_paths_through_the_api() {
+        let web = cover(Some("HTTPS://cdn.example/7.jpg"), None);
+        assert_eq!(
+            link(7, &web, true).as_deref(),
+            Some("HTTPS://cdn.example/7.jpg")
+        );
+        let local = cover(Some("/srv/livegate/pictures/7.jpg"), None);
+        assert_eq!(
+            link(7, &local, true).as_deref(),
+            Some("/api/v1/rooms/7/cover?v=1234")
+        );
+        assert_eq!(link(7, &cover(None, None), false), None);
+        assert!(!is_web_url("http"));
+        assert!(!is_web_url("s3://bucket/7.jpg"));
+    }
+}
