@@ -215,7 +215,7 @@ async fn serve_one(
     }
     // Like SRS: no Content-Length, the body lasts as long as the stream.
     stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/x-flv\r\nConnection: close\r\nCache-Control: no-cache\r\n")
+        .write_all(b"HTTP/1.1 200 OK\r\nServer: SRS/6.0.184(Hang)\r\nContent-Type: video/x-flv\r\nConnection: close\r\nCache-Control: no-cache\r\n")
         .await?;
     let chunked = framing == Framing::Chunked;
     if chunked {

@@ -19,13 +19,16 @@ use tokio::net::TcpStream;
 /// The origin connection's read buffer, and so the largest response head accepted.
 pub const READ_CHUNK: usize = 16 * 1024;
 
-/// Response headers that describe the origin connection, not the content.
-const HOP_BY_HOP: [HeaderName; 5] = [
+/// Response headers not passed on: those that describe the origin connection, not the
+/// content, and `Server`, which names the origin's software and version to anyone who asks
+/// (as nginx's `proxy_pass` hides it).
+const NOT_PASSED: [HeaderName; 6] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
     header::TE,
     header::TRAILER,
     header::UPGRADE,
+    header::SERVER,
 ];
 
 /// Why the origin gave no (or no more) stream.
@@ -173,7 +176,7 @@ impl OriginStream {
         let mut head = ResponseHeader::build(parts.status, Some(parts.headers.len()))
             .map_err(|_| OriginError::Protocol("bad status"))?;
         for (name, value) in &parts.headers {
-            if !HOP_BY_HOP.contains(name) {
+            if !NOT_PASSED.contains(name) {
                 head.append_header(name.clone(), value.clone())
                     .map_err(|_| OriginError::Protocol("bad header"))?;
             }

@@ -255,6 +255,8 @@ impl Gate {
         upstream_response: &mut ResponseHeader,
         ctx: &RequestCtx,
     ) -> Result<()> {
+        // The origin's software and version are nobody's business (nginx hides them too).
+        upstream_response.remove_header(&header::SERVER);
         if let (true, Some(pullers)) = (ctx.puller, &self.settings.pullers) {
             if upstream_response.status == StatusCode::OK {
                 upstream_response.insert_header(

@@ -546,7 +546,7 @@ async fn purges_drop_one_room_or_everything() {
 async fn a_disabled_cache_relays_segments_as_the_proxy_path_does() {
     // A body of unknown length (it ends when the origin closes), with fields of the origin's
     // own that must reach the viewer as they were.
-    let response = b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nETag: \"seg-1\"\r\nX-Origin: kept\r\nConnection: close\r\n\r\n";
+    let response = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: video/mp2t\r\nETag: \"seg-1\"\r\nX-Origin: kept\r\nConnection: close\r\n\r\n";
     let body = vec![7u8; 200_000];
     let origin = ScriptedOrigin::start(Script::Send([&response[..], &body[..]].concat())).await;
     let proxy = ProxyBuilder::new(origin.addr)
@@ -591,6 +591,10 @@ async fn a_disabled_cache_relays_segments_as_the_proxy_path_does() {
     assert!(
         headers.contains(&"transfer-encoding: chunked".to_owned()),
         "{headers:?}"
+    );
+    assert!(
+        !headers.iter().any(|field| field.starts_with("server:")),
+        "the origin's software stays its own: {headers:?}"
     );
     assert_eq!(relayed_body, body);
     assert_eq!(proxied_body, body);

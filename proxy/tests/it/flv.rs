@@ -80,6 +80,10 @@ async fn flv_streams_through(framing: Framing) {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "video/x-flv");
+    assert!(
+        response.headers().get("server").is_none(),
+        "the origin's software stays its own"
+    );
     let mut body = response.bytes_stream();
     let received = read_at_least(&mut body, 64 * 1024).await;
     assert_eq!(&received[..3], b"FLV", "FLV signature");
