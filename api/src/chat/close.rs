@@ -26,15 +26,33 @@ pub enum Close {
     Unsupported,
     /// A frame larger than 10 KB (1009).
     TooBig,
+    /// A text frame that is not UTF-8 (1007).
+    InvalidText,
+    /// A frame that breaks the WebSocket protocol, an unmasked one say (1002).
+    ProtocolError,
 }
 
 impl Close {
+    /// The close for a frame the WebSocket layer refused before the chat saw it: one past
+    /// the layer's size limit, text that is not UTF-8, a protocol violation. `None` when the
+    /// connection itself failed, and nothing can be sent on it any more.
+    pub fn for_refused_frame(error: axum::Error) -> Option<Close> {
+        match error.into_inner().downcast_ref::<tungstenite::Error>()? {
+            tungstenite::Error::Capacity(_) => Some(Close::TooBig),
+            tungstenite::Error::Utf8(_) => Some(Close::InvalidText),
+            tungstenite::Error::Protocol(_) => Some(Close::ProtocolError),
+            _ => None,
+        }
+    }
+
     /// The close code.
     pub fn code(self) -> u16 {
         match self {
             Close::GoingAway => 1001,
             Close::Unsupported => 1003,
             Close::TooBig => 1009,
+            Close::InvalidText => 1007,
+            Close::ProtocolError => 1002,
             Close::TokenExpired => 4001,
             Close::Idle => 4002,
             Close::Banned => 4003,
@@ -51,6 +69,8 @@ impl Close {
             Close::GoingAway => "going_away",
             Close::Unsupported => "unsupported_frame",
             Close::TooBig => "frame_too_big",
+            Close::InvalidText => "invalid_text",
+            Close::ProtocolError => "protocol_error",
             Close::TokenExpired => "token_expired",
             Close::Idle => "idle",
             Close::Banned => "banned",

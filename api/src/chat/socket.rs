@@ -101,7 +101,13 @@ impl Connection {
                         outbox.close(Close::Unsupported);
                         return;
                     }
-                    Ok(WsMessage::Close(_)) | Err(_) => return,
+                    Ok(WsMessage::Close(_)) => return,
+                    Err(error) => {
+                        if let Some(close) = Close::for_refused_frame(error) {
+                            outbox.close(close);
+                        }
+                        return;
+                    }
                     Ok(WsMessage::Ping(_) | WsMessage::Pong(_)) => {}
                 }
             }

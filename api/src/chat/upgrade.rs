@@ -144,9 +144,9 @@ pub async fn upgrade(
     // Small socket buffers: an idle connection costs what it holds, and the defaults
     // (128 KiB each) are filled on the first read. The read buffer grows for a larger
     // frame; the write buffer gathers a burst into few writes.
-    // The WebSocket layer takes frames a few times the chat's limit, so that one over the
-    // limit is refused in the chat's terms (1009); past the layer's own limit it ends the
-    // connection itself, without a code.
+    // The WebSocket layer takes frames a few times the chat's limit, so that a frame a
+    // little over the limit is not read to its end before it is refused; past the layer's
+    // own limit the layer refuses it, and the connection closes with 1009 either way.
     let response = ws
         .max_message_size(LAYER_LIMIT_BYTES)
         .max_frame_size(LAYER_LIMIT_BYTES)

@@ -437,15 +437,24 @@ async fn clients_of_a_stopped_instance_recover_everything_from_the_other() {
 #[tokio::test]
 async fn refused_frames_close_with_the_code_that_says_why() {
     use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
     use tokio_tungstenite::tungstenite::Message as WsMessage;
 
     let app = TestApp::spawn(Backend::Sqlite, None).await;
     let owner = app.user("streamer").await;
     let (room, _) = app.room(&owner).await;
-    let cases: [(WsMessage, u16); 3] = [
+    let not_utf8 = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    let mut reserved_bit = Frame::message(&b"{}"[..], OpCode::Data(Data::Text), true);
+    reserved_bit.header_mut().rsv1 = true;
+    let cases: [(WsMessage, u16); 6] = [
         (WsMessage::text("x".repeat(11 * 1024)), 1009),
+        // Past the WebSocket layer's own limit, refused before the chat sees it.
+        (WsMessage::text("x".repeat(100 * 1024)), 1009),
         (WsMessage::binary(vec![1u8, 2, 3]), 1003),
         (WsMessage::text("not json"), 1003),
+        (WsMessage::Frame(not_utf8), 1007),
+        (WsMessage::Frame(reserved_bit), 1002),
     ];
     for (frame, code) in cases {
         let (mut ws, _) = join(&app, room, &owner.access, None).await;
