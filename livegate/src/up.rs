@@ -36,6 +36,16 @@ pub mod ports {
     pub const API_ADMIN: u16 = 9190;
     /// The recorder's metrics and health.
     pub const RECORDER_ADMIN: u16 = 9195;
+    /// Every one of them, each moved by `--port-offset`.
+    pub const ALL: [u16; 7] = [
+        PROXY,
+        HOOKS,
+        API,
+        PROXY_ADMIN,
+        HOOKS_ADMIN,
+        API_ADMIN,
+        RECORDER_ADMIN,
+    ];
 }
 
 /// How `livegate up` runs.

@@ -11,7 +11,7 @@
     reason = "a broken fixture should fail the test loudly"
 )]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,27 +19,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use livegate_tests::nginx::Nginx;
 use livegate_tests::rtmp::{Publisher, RTMP_MODULE};
 use livegate_tests::{
-    free_addr, patience, require_tool, wait_until, wait_until_within, ChildGuard,
+    free_addr, free_port_offset, patience, require_tool, wait_until, wait_until_within, ChildGuard,
 };
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Where Debian installs Chromium (`apt-get install chromium`).
 const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// `livegate up` listens on seven base ports plus an offset: find one where all are free.
-fn free_offset() -> u16 {
-    'search: for attempt in 0..200u16 {
-        let offset = 10_000 + (std::process::id() as u16 % 100) * 60 + attempt * 13;
-        for base in [8080u16, 8085, 8090, 9180, 9185, 9190, 9195] {
-            if TcpListener::bind(("127.0.0.1", base + offset)).is_err() {
-                continue 'search;
-            }
-        }
-        return offset;
-    }
-    panic!("no free set of ports for livegate up");
-}
 
 /// nginx-rtmp as `infra/nginx-rtmp/nginx.conf` sets it up: callbacks to the hooks service,
 /// recording, HLS in one-second fragments served at `/live/`, and the control module.
@@ -149,7 +135,7 @@ async fn the_console_and_watch_page_work_in_a_real_browser() {
         .map_or_else(|| workspace().join("artifacts/screenshots"), PathBuf::from);
 
     let dir = tempfile::tempdir().unwrap();
-    let offset = free_offset();
+    let offset = free_port_offset(&livegate::up::ports::ALL, 10000, 13);
     let hooks = format!("http://127.0.0.1:{}", 8085 + offset);
     let rtmp = free_addr();
     let origin = start_origin(rtmp, &hooks);

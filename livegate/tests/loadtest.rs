@@ -12,7 +12,7 @@
     reason = "a broken fixture should fail the test loudly"
 )]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,22 +20,8 @@ use std::time::Duration;
 use livegate_tests::flv_relay::FlvRelay;
 use livegate_tests::nginx::Nginx;
 use livegate_tests::rtmp::RTMP_MODULE;
-use livegate_tests::{free_addr, patience, require_tool, wait_until, ChildGuard};
+use livegate_tests::{free_addr, free_port_offset, patience, require_tool, wait_until, ChildGuard};
 use serde_json::Value;
-
-/// `livegate up` listens on six base ports plus an offset: find one where all are free.
-fn free_offset() -> u16 {
-    'search: for attempt in 0..200u16 {
-        let offset = 30_000 + (std::process::id() as u16 % 100) * 50 + attempt * 11;
-        for base in [8080u16, 8085, 8090, 9180, 9185, 9190] {
-            if TcpListener::bind(("127.0.0.1", base + offset)).is_err() {
-                continue 'search;
-            }
-        }
-        return offset;
-    }
-    panic!("no free set of ports for livegate up");
-}
 
 /// nginx with the RTMP module: application `live` with HLS in one-second fragments, the
 /// fragments served over HTTP at `/live/<stream>.m3u8` and `/live/<stream>-<n>.ts` (the
@@ -96,7 +82,7 @@ async fn a_smoke_run_through_the_proxy_measures_viewers_and_refuses_bad_tokens()
         .unwrap()
         .secrets()
         .unwrap();
-    let offset = free_offset();
+    let offset = free_port_offset(&livegate::up::ports::ALL, 30000, 11);
     let up_log = dir.path().join("up.log");
     let up = std::process::Command::new(env!("CARGO_BIN_EXE_livegate"))
         .args(["up", "--data-dir"])

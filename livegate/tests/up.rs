@@ -6,28 +6,12 @@
     reason = "a broken fixture should fail the test loudly"
 )]
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use livegate_tests::rtmp::{Publisher, RtmpOrigin};
-use livegate_tests::{patience, wait_until, wait_until_within, ChildGuard};
+use livegate_tests::{free_port_offset, patience, wait_until, wait_until_within, ChildGuard};
 use serde_json::{json, Value};
-
-/// `livegate up` uses 8080, 8085, 8090, 9180, 9185 and 9190 plus an offset: find one where all
-/// of them are free.
-fn free_offset() -> u16 {
-    'search: for attempt in 0..200u16 {
-        let offset = 20_000 + (std::process::id() as u16 % 100) * 100 + attempt * 7;
-        for base in [8080u16, 8085, 8090, 9180, 9185, 9190] {
-            if TcpListener::bind(("127.0.0.1", base + offset)).is_err() {
-                continue 'search;
-            }
-        }
-        return offset;
-    }
-    panic!("no free set of ports for livegate up");
-}
 
 /// `livegate up` taking the recordings of the origin that records into `recordings`.
 fn start(data: &Path, offset: u16, origin: &str, recordings: &Path, log: &Path) -> ChildGuard {
@@ -90,7 +74,7 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let log = dir.path().join("up.log");
-    let offset = free_offset();
+    let offset = free_port_offset(&livegate::up::ports::ALL, 20000, 7);
     let (hooks, api) = (8085 + offset, 8090 + offset);
     let origin = RtmpOrigin::start(&format!("http://127.0.0.1:{hooks}"), "");
     origin.ready().await;

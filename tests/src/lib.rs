@@ -42,6 +42,29 @@ pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
 
+/// An offset at which every one of `ports` is free on loopback, for a program that listens on
+/// fixed ports plus an offset (`livegate up --port-offset`). The search starts at `from`,
+/// spread by the process id so that test binaries running side by side look in different
+/// places, and moves by `step`.
+pub fn free_port_offset(ports: &[u16], from: u16, step: u16) -> u16 {
+    let spread = (std::process::id() % 100) as u16 * step.saturating_mul(5);
+    'search: for attempt in 0..200u16 {
+        let offset = from
+            .wrapping_add(spread)
+            .wrapping_add(attempt.wrapping_mul(step));
+        for port in ports {
+            let Some(port) = port.checked_add(offset) else {
+                continue 'search;
+            };
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue 'search;
+            }
+        }
+        return offset;
+    }
+    panic!("no offset at which all of {ports:?} are free");
+}
+
 /// Polls `check` until it yields `Some`, failing the test with `what` after [`patience`].
 pub async fn wait_until<T, F, Fut>(what: &str, check: F) -> T
 where
