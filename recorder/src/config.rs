@@ -212,12 +212,9 @@ pub struct PicturesConfig {
     /// JPEG quality, 2 (best) to 31. Default: 5.
     pub quality: u8,
     /// Public base URL of the storage (a public bucket, a CDN, or a web server in front of
-    /// the local directory): pictures are linked as `{base}{key}`. Without it, S3 pictures
-    /// are linked by presigned URLs and local ones by their path. Default: none.
+    /// the local directory): pictures are linked as `{base}{key}`. Without it, the room API
+    /// serves them (a fresh presigned link on S3, the file itself locally). Default: none.
     pub public_base_url: Option<String>,
-    /// How long a presigned picture URL stays valid, in seconds (at most 604800, S3's limit).
-    /// Default: 604800.
-    pub presign_expiry_s: u64,
     /// `[pictures.snapshots]`.
     pub snapshots: SnapshotsConfig,
 }
@@ -230,7 +227,6 @@ impl Default for PicturesConfig {
             max_width: 640,
             quality: 5,
             public_base_url: None,
-            presign_expiry_s: 604_800,
             snapshots: SnapshotsConfig::default(),
         }
     }
@@ -543,11 +539,6 @@ impl PicturesConfig {
             (2..=31).contains(&self.quality),
             "pictures.quality",
             "must be between 2 (best) and 31",
-        );
-        problems.check(
-            (1..=604_800).contains(&self.presign_expiry_s),
-            "pictures.presign_expiry_s",
-            "must be between 1 and 604800 (7 days, S3's limit)",
         );
         if let Some(base) = &self.public_base_url {
             problems.check(

@@ -454,14 +454,13 @@ impl Context {
         if let Some(stream_id) = row.stream_id {
             streams::set_record_url(&self.db, stream_id, url).await?;
         }
-        if let (Some(_), Some(key)) = (&row.poster_url, &row.object_key) {
+        if let (Some(poster_url), Some(key)) = (&row.poster_url, &row.object_key) {
             let link = picture_link(
-                self.storage.as_ref(),
                 &self.config.pictures,
                 &poster_key(key),
+                poster_url,
                 row.updated_at,
-            )
-            .await?;
+            );
             covers::set_poster(&self.db, row.room_id, &link, row.started_at, now_ms()).await?;
         }
         let ready = RecordingReady {

@@ -84,14 +84,13 @@ async fn snapshot(ctx: Context, keys: Option<TokenKeys>, room: i64) {
     };
     let key = format!("{}{room}.jpg", config.key_prefix);
     let stored = async {
-        ctx.storage
+        let stored_url = ctx
+            .storage
             .put_picture(&key, jpeg)
             .await
             .map_err(|err| err.to_string())?;
         let at = now_ms();
-        let link = picture_link(ctx.storage.as_ref(), &ctx.config.pictures, &key, at)
-            .await
-            .map_err(|err| err.to_string())?;
+        let link = picture_link(&ctx.config.pictures, &key, &stored_url, at);
         covers::set_snapshot(&ctx.db, room, &link, at, at)
             .await
             .map_err(|err| format!("database: {err}"))

@@ -104,6 +104,26 @@ impl RecordingStore {
         (plain && !object_key.is_empty()).then(|| root.join(relative))
     }
 
+    /// A presigned link, valid for the configured lifetime, to a picture (a poster or a
+    /// snapshot) that S3 keeps at `stored` (`s3://bucket/key`, as the recorder records it);
+    /// `None` for a local store, another bucket, or a link that cannot be made (logged).
+    pub async fn s3_picture_link(&self, stored: &str) -> Option<String> {
+        let Place::S3(s3) = &self.place else {
+            return None;
+        };
+        let (bucket, key) = stored.strip_prefix("s3://")?.split_once('/')?;
+        if bucket != s3.bucket() || key.is_empty() {
+            return None;
+        }
+        match s3.presign_get(key, self.ttl).await {
+            Ok(url) => Some(url),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot presign a picture link");
+                None
+            }
+        }
+    }
+
     /// The file of a picture (a poster or a snapshot) that a local store keeps at `stored`,
     /// the path the recorder recorded; `None` on S3, or for anything but a JPEG inside the
     /// store's directory.

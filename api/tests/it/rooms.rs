@@ -614,3 +614,77 @@ async fn a_cover_kept_in_a_local_store_is_served_by_the_api() {
         app.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_cover_kept_in_s3_is_a_redirect_to_a_link_signed_when_asked() {
+    use livegate_api::console::config::RecordingsConfig;
+    use livegate_core::db::covers;
+    use livegate_core::Secret;
+    use livegate_recorder::config::{ChecksumWhen, PartChecksum, S3Config, StorageKind};
+
+    // Presigning is the API's own work: no S3 server needs to answer.
+    let recordings = RecordingsConfig {
+        kind: StorageKind::S3,
+        s3: Some(S3Config {
+            endpoint: "http://127.0.0.1:9".to_owned(),
+            region: "us-east-1".to_owned(),
+            bucket: "media".to_owned(),
+            access_key: Secret::new("AKIDCOVER"),
+            secret_key: Secret::new("cover-secret"),
+            path_style: true,
+            checksum: ChecksumWhen::default(),
+            part_checksum: PartChecksum::default(),
+            part_size_bytes: 16 << 20,
+            parts_in_flight: 2,
+            orphan_upload_max_age_s: 86_400,
+            key_prefix: "rec/".to_owned(),
+            request_timeout_ms: 10_000,
+        }),
+        download_ttl_s: 600,
+        ..RecordingsConfig::default()
+    };
+    let mut options = crate::support::Options::new(livegate_core::db::Backend::Sqlite, None);
+    options.config.recordings = Some(recordings);
+    let app = TestApp::start(options).await;
+    let streamer = app.user("streamer").await;
+    let room = app.room(&streamer).await.0;
+    let now = livegate_core::db::now_ms();
+    covers::set_poster(&app.db, room, "s3://media/rec/42/1.jpg", 1, now)
+        .await
+        .unwrap();
+    let details = app.get(&format!("/api/v1/rooms/{room}"), None).await;
+    let link = details.body["cover_url"].as_str().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("/api/v1/rooms/{room}/cover?v=")),
+        "{link}"
+    );
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cover = |path: String| {
+        let request = browser.get(format!("{}{path}", app.base));
+        async move { request.send().await.unwrap() }
+    };
+    let redirected = cover(link).await;
+    assert_eq!(redirected.status(), 302);
+    let location = redirected.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        location.starts_with("http://127.0.0.1:9/media/rec/42/1.jpg?"),
+        "{location}"
+    );
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    assert!(location.contains("X-Amz-Expires=600"), "{location}");
+    // A picture of another bucket is not signed with this one's keys.
+    covers::set_poster(&app.db, room, "s3://other/rec/42/2.jpg", 2, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        cover(format!("/api/v1/rooms/{room}/cover")).await.status(),
+        404
+    );
+    app.stop().await;
+}

@@ -120,8 +120,4 @@ impl Storage for LocalStorage {
         }
         Ok(target.to_string_lossy().into_owned())
     }
-
-    async fn link(&self, key: &str, _valid_for: Duration) -> Result<String, StorageError> {
-        Ok(self.path_of(key).to_string_lossy().into_owned())
-    }
 }

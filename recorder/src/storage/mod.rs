@@ -115,31 +115,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// what is there; a reader sees the old picture or the new one, never half of one.
     /// Returns its URL (`s3://bucket/key` or the local path).
     async fn put_picture(&self, key: &str, jpeg: Bytes) -> Result<String, StorageError>;
-
-    /// A link a browser can load `key` from for at least `valid_for`: a presigned GET on S3
-    /// (a credential: never logged), the path of the file locally.
-    async fn link(&self, key: &str, valid_for: Duration) -> Result<String, StorageError>;
 }
 
-/// The link the room API shows for picture `key`, stored at `stored_at_ms`: under the
-/// configured public base URL (with the time as a version, so that caches see a replaced
-/// snapshot as new), else the storage's own link.
-pub async fn picture_link(
-    storage: &dyn Storage,
+/// What the room's cover records for picture `key`, stored at `stored_url` (`s3://bucket/key`
+/// or the local path) at `stored_at_ms`: the picture under the configured public base URL
+/// (with the time as a version, so that caches see a replaced snapshot as new), else where it
+/// is stored, which the room API turns into a link of its own when it is asked (a presigned
+/// link kept here would stop working).
+pub fn picture_link(
     config: &PicturesConfig,
     key: &str,
+    stored_url: &str,
     stored_at_ms: i64,
-) -> Result<String, StorageError> {
+) -> String {
     match &config.public_base_url {
-        Some(base) => Ok(format!(
-            "{}/{key}?v={stored_at_ms}",
-            base.trim_end_matches('/')
-        )),
-        None => {
-            storage
-                .link(key, Duration::from_secs(config.presign_expiry_s))
-                .await
-        }
+        Some(base) => format!("{}/{key}?v={stored_at_ms}", base.trim_end_matches('/')),
+        None => stored_url.to_owned(),
     }
 }
 

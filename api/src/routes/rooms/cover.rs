@@ -1,7 +1,8 @@
-//! `GET /api/v1/rooms/{id}/cover`: the room's cover picture, for a browser. A picture the
-//! recorder keeps in a local directory has no URL a browser can load, so the room's details
-//! link here and this serves the file; one with a web URL (a public bucket, a CDN, a
-//! presigned link) is a redirect to it.
+//! `GET /api/v1/rooms/{id}/cover`: the room's cover picture, for a browser. Without a public
+//! base URL the recorder records where a picture is stored (`s3://bucket/key` or a local
+//! path), which no browser can load: the room's details link here instead, and this
+//! redirects to a presigned link made now (S3) or serves the file (local). A picture with a
+//! web URL is a redirect to it.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -65,18 +66,19 @@ pub async fn get(
         .and_then(|cover| cover.url(room.is_live))
         .ok_or_else(|| ApiError::not_found("cover"))?;
     if is_web_url(url) {
-        let location = HeaderValue::from_str(url).map_err(|_| ApiError::not_found("cover"))?;
-        return Ok(Response::builder()
-            .status(StatusCode::FOUND)
-            .header(header::LOCATION, location)
-            .header(header::CACHE_CONTROL, CACHE_CONTROL)
-            .body(Body::empty())
-            .unwrap_or_default());
+        return redirect(url);
     }
     let store = state
         .console()
         .storage()
         .ok_or_else(|| ApiError::not_found("cover"))?;
+    if url.starts_with("s3://") {
+        let link = store
+            .s3_picture_link(url)
+            .await
+            .ok_or_else(|| ApiError::not_found("cover"))?;
+        return redirect(&link);
+    }
     let path = store
         .local_picture(url)
         .await
@@ -94,6 +96,17 @@ pub async fn get(
         HeaderValue::from_static(CACHE_CONTROL),
     );
     Ok(response)
+}
+
+/// A redirect to `url`, kept by browsers no longer than the picture it leads to.
+fn redirect(url: &str) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(url).map_err(|_| ApiError::not_found("cover"))?;
+    Ok(Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, CACHE_CONTROL)
+        .body(Body::empty())
+        .unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -121,6 +134,11 @@ mod tests {
         let local = cover(Some("/srv/livegate/pictures/7.jpg"), None);
         assert_eq!(
             link(7, &local, true).as_deref(),
+            Some("/api/v1/rooms/7/cover?v=1234")
+        );
+        let stored = cover(None, Some("s3://recordings/rec/7/1.jpg"));
+        assert_eq!(
+            link(7, &stored, true).as_deref(),
             Some("/api/v1/rooms/7/cover?v=1234")
         );
         assert_eq!(link(7, &cover(None, None), false), None);

@@ -372,8 +372,4 @@ impl Storage for S3Storage {
             .map_err(|err| describe("PutObject", &err))?;
         Ok(self.url_of(key))
     }
-
-    async fn link(&self, key: &str, valid_for: Duration) -> Result<String, StorageError> {
-        self.presign_get(key, valid_for).await
-    }
 }
