@@ -51,7 +51,8 @@ pub struct CoverQuery {
     _version: Option<i64>,
 }
 
-/// The room's cover: the file from a local store, or a redirect to its web URL.
+/// The room's cover: the file from a local store, or a redirect to a link signed now (S3) or
+/// to its web URL.
 pub async fn get(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
