@@ -527,6 +527,41 @@ async fn room_details_show_the_recorders_snapshot_while_live_and_the_poster_afte
     }
 }
 
+/// The `cover_url` of `room`'s details, which must lead to the API's cover route.
+async fn cover_link(app: &TestApp, room: i64) -> String {
+    let details = app.get(&format!("/api/v1/rooms/{room}"), None).await;
+    let link = details.body["cover_url"].as_str().unwrap().to_owned();
+    assert!(
+        link.starts_with(&format!("/api/v1/rooms/{room}/cover?v=")),
+        "{link}"
+    );
+    link
+}
+
+/// A client that, unlike a browser, shows a redirect instead of following it.
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self {
+            client,
+            base: app.base.clone(),
+        }
+    }
+
+    fn get(&self, path: String) -> impl std::future::Future<Output = reqwest::Response> {
+        let request = self.client.get(format!("{}{path}", self.base));
+        async move { request.send().await.unwrap() }
+    }
+}
+
 #[tokio::test]
 async fn a_cover_kept_in_a_local_store_is_served_by_the_api() {
     use livegate_api::console::config::RecordingsConfig;
@@ -554,20 +589,9 @@ async fn a_cover_kept_in_a_local_store_is_served_by_the_api() {
             .await
             .unwrap();
         // The details link the API, not the server's path.
-        let details = app.get(&format!("/api/v1/rooms/{room}"), None).await;
-        let link = details.body["cover_url"].as_str().unwrap().to_owned();
-        assert!(
-            link.starts_with(&format!("/api/v1/rooms/{room}/cover?v=")),
-            "{link}"
-        );
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let cover = |path: String| {
-            let request = browser.get(format!("{}{path}", app.base));
-            async move { request.send().await.unwrap() }
-        };
+        let link = cover_link(&app, room).await;
+        let browser = Browser::new(&app);
+        let cover = |path: String| browser.get(path);
         let served = cover(link.clone()).await;
         assert_eq!(served.status(), 200);
         assert_eq!(served.headers()["content-type"], "image/jpeg");
@@ -652,20 +676,9 @@ async fn a_cover_kept_in_s3_is_a_redirect_to_a_link_signed_when_asked() {
     covers::set_poster(&app.db, room, "s3://media/rec/42/1.jpg", 1, now)
         .await
         .unwrap();
-    let details = app.get(&format!("/api/v1/rooms/{room}"), None).await;
-    let link = details.body["cover_url"].as_str().unwrap().to_owned();
-    assert!(
-        link.starts_with(&format!("/api/v1/rooms/{room}/cover?v=")),
-        "{link}"
-    );
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let cover = |path: String| {
-        let request = browser.get(format!("{}{path}", app.base));
-        async move { request.send().await.unwrap() }
-    };
+    let link = cover_link(&app, room).await;
+    let browser = Browser::new(&app);
+    let cover = |path: String| browser.get(path);
     let redirected = cover(link).await;
     assert_eq!(redirected.status(), 302);
     let location = redirected.headers()["location"]
