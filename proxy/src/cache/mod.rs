@@ -3,7 +3,7 @@
 //! Playlists are kept for a short time (half their target duration unless configured, never
 //! longer than the origin's `max-age`), segments until they are evicted or their time is up.
 //! Entries are keyed by path and the query parameters that select different origin content
-//! (`cache.key_query_params`, the LL-HLS delivery directives by default; see [`key`]), which are
+//! (`cache.key_query_params`, the LL-HLS delivery directives by default; see [`mod@key`]), which are
 //! also all a cached request passes on to the origin — the viewer's token never enters a key —
 //! and bounded in bytes, evicted by TinyUFO (TinyLFU admission, S3-FIFO eviction).
 //! Concurrent misses for one key make one origin request: the first starts a fill (in a task of
