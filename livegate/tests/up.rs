@@ -200,6 +200,27 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
         download.bytes().await.unwrap().len() as u64,
         std::fs::metadata(stored_path).unwrap().len()
     );
+    // The recording's poster is the offline room's cover, which a browser loads from the API.
+    let cover = wait_until(
+        "the room to have the recording's poster as its cover",
+        || {
+            let client = client.clone();
+            let details = format!("{api_base}/api/v1/rooms/{room_id}");
+            async move {
+                let room: Value = client.get(details).send().await.ok()?.json().await.ok()?;
+                room["cover_url"].as_str().map(str::to_owned)
+            }
+        },
+    )
+    .await;
+    let picture = client
+        .get(format!("{api_base}{cover}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(picture.status(), 200, "{cover}");
+    assert_eq!(picture.headers()["content-type"], "image/jpeg");
+    assert_eq!(&picture.bytes().await.unwrap()[..2], [0xFF, 0xD8], "a JPEG");
 
     up.signal("TERM");
     let status = tokio::task::spawn_blocking(move || up.wait())
