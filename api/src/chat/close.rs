@@ -37,9 +37,16 @@ impl Close {
     /// the layer's size limit, text that is not UTF-8, a protocol violation. `None` when the
     /// connection itself failed, and nothing can be sent on it any more.
     pub fn for_refused_frame(error: axum::Error) -> Option<Close> {
+        use tungstenite::error::ProtocolError;
         match error.into_inner().downcast_ref::<tungstenite::Error>()? {
             tungstenite::Error::Capacity(_) => Some(Close::TooBig),
             tungstenite::Error::Utf8(_) => Some(Close::InvalidText),
+            // A client that vanished (a closed tab, a lost network) is gone, not wrong.
+            tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake
+                | ProtocolError::SendAfterClosing
+                | ProtocolError::ReceivedAfterClosing,
+            ) => None,
             tungstenite::Error::Protocol(_) => Some(Close::ProtocolError),
             _ => None,
         }

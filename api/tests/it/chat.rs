@@ -461,5 +461,20 @@ async fn refused_frames_close_with_the_code_that_says_why() {
         ws.send(frame).await.unwrap();
         assert_eq!(close_code(&mut ws).await, Some(code));
     }
+    // A client that vanishes without a close frame (a killed tab) broke no rule: it left.
+    let (ws, _) = join(&app, room, &owner.access, None).await;
+    drop(ws);
+    wait_until("the vanished client to be counted", || async {
+        app.metrics()
+            .await
+            .contains("livegate_api_chat_closed_total{reason=\"client\"} 1")
+            .then_some(())
+    })
+    .await;
+    // The one protocol error is the frame with a reserved bit.
+    assert!(app
+        .metrics()
+        .await
+        .contains("livegate_api_chat_closed_total{reason=\"protocol_error\"} 1\n"));
     app.stop().await;
 }
