@@ -19,6 +19,11 @@ pub fn dropped_streams<'a>(
 ) -> Vec<&'a Stream> {
     open.iter()
         .filter(|stream| {
+            // Opened after the question: the answer, from whichever process, says nothing
+            // about it.
+            if stream.start_at > asked_at_ms {
+                return false;
+            }
             let restarted = match (&stream.origin_service_id, &api.process_id) {
                 (Some(service), Some(current)) => service != current,
                 _ => false,
@@ -57,4 +62,60 @@ pub(super) async fn pass(
         tracing::info!(origin = %listed.server_id, streams.closed = closed, "reconciliation closed streams the origin dropped");
     }
     Ok(closed)
+}
+
+#[cfg(test)]
+mod tests {
+    use livegate_core::origin::OriginStream;
+
+    use super::*;
+
+    fn stream(id: i64, start_at: i64, service: &str, client: &str) -> Stream {
+        Stream {
+            id,
+            room_id: id,
+            start_at,
+            stop_at: None,
+            record_url: None,
+            origin_kind: "srs".to_owned(),
+            origin_server_id: "vid-1".to_owned(),
+            origin_service_id: Some(service.to_owned()),
+            origin_client_id: Some(client.to_owned()),
+            origin_stream_id: None,
+            publisher_ip: None,
+            created_at: start_at,
+            origin_schema: None,
+            origin_hook_index: None,
+        }
+    }
+
+    #[test]
+    fn only_streams_opened_before_the_question_are_judged_by_its_answer() {
+        // The answer came from the process that ran when SRS was asked at 1000, which has
+        // since restarted as "new".
+        let answer = OriginStreams {
+            server_id: "vid-1".to_owned(),
+            process_id: Some("old".to_owned()),
+            streams: vec![OriginStream {
+                name: "1".to_owned(),
+                publisher: Some("c1".to_owned()),
+                ..OriginStream::default()
+            }],
+        };
+        let open = [
+            stream(1, 500, "old", "c1"),
+            stream(2, 500, "old", "c2"),
+            stream(3, 400, "older", "c3"),
+            stream(4, 1200, "new", "c4"),
+        ];
+        let ids = |grace_ms| -> Vec<i64> {
+            dropped_streams(&open, &answer, 1000, grace_ms)
+                .into_iter()
+                .map(|s| s.id)
+                .collect()
+        };
+        assert_eq!(ids(0), [2, 3]);
+        // Within the grace period only a restart counts.
+        assert_eq!(ids(600), [3]);
+    }
 }
