@@ -4,7 +4,7 @@
 //! link works in a plain `<a href>` for its lifetime and for that recording only.
 
 use std::path::{Component, Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac as _};
 use livegate_recorder::config::StorageKind;
@@ -104,10 +104,22 @@ impl RecordingStore {
         (plain && !object_key.is_empty()).then(|| root.join(relative))
     }
 
-    /// A presigned link, valid for the configured lifetime, to a picture (a poster or a
-    /// snapshot) that S3 keeps at `stored` (`s3://bucket/key`, as the recorder records it);
-    /// `None` for a local store, another bucket, or a link that cannot be made (logged).
-    pub async fn s3_picture_link(&self, stored: &str) -> Option<String> {
+    /// Whether this store can show a browser the picture the recorder recorded at `stored`:
+    /// an `s3://` one on S3, a path on a local store (which [`local_picture`](Self::local_picture)
+    /// then confines to its directory).
+    pub fn shows(&self, stored: &str) -> bool {
+        match self.place {
+            Place::S3(_) => stored.starts_with("s3://"),
+            Place::Local { .. } => !stored.starts_with("s3://"),
+        }
+    }
+
+    /// A presigned link to a picture (a poster or a snapshot) that S3 keeps at `stored`
+    /// (`s3://bucket/key`, as the recorder records it), valid for at least half the
+    /// configured lifetime from `now`; `None` for a local store, another bucket, or a link that
+    /// cannot be made (logged). Links are signed as of the start of a window of half the
+    /// lifetime, so that one picture has one URL for that long and browsers keep it cached.
+    pub async fn s3_picture_link(&self, stored: &str, now: SystemTime) -> Option<String> {
         let Place::S3(s3) = &self.place else {
             return None;
         };
@@ -115,7 +127,10 @@ impl RecordingStore {
         if bucket != s3.bucket() || key.is_empty() {
             return None;
         }
-        match s3.presign_get(key, self.ttl).await {
+        let window = (self.ttl.as_secs() / 2).max(1);
+        let since_epoch = now.duration_since(UNIX_EPOCH).ok()?.as_secs();
+        let start = UNIX_EPOCH + Duration::from_secs(since_epoch - since_epoch % window);
+        match s3.presign_get_from(key, start, self.ttl).await {
             Ok(url) => Some(url),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot presign a picture link");

@@ -560,6 +560,11 @@ impl Browser {
         let request = self.client.get(format!("{}{path}", self.base));
         async move { request.send().await.unwrap() }
     }
+
+    async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        let request = self.client.get(format!("{}{path}", self.base));
+        request.bearer_auth(token).send().await.unwrap()
+    }
 }
 
 #[tokio::test]
@@ -600,8 +605,9 @@ async fn a_cover_kept_in_a_local_store_is_served_by_the_api() {
             served.bytes().await.unwrap().as_ref(),
             b"\xff\xd8 a jpeg, as far as this test cares"
         );
-        let bad = cover(format!("/api/v1/rooms/{room}/cover?v=soon")).await;
-        assert_eq!(bad.status(), 400);
+        // Whatever version or cache-buster a player adds, it gets the current cover.
+        let busted = cover(format!("/api/v1/rooms/{room}/cover?v=soon&_=1")).await;
+        assert_eq!(busted.status(), 200);
 
         // Only pictures inside the store are served, whatever the row says.
         let elsewhere = tempfile::tempdir().unwrap();
@@ -679,24 +685,44 @@ async fn a_cover_kept_in_s3_is_a_redirect_to_a_link_signed_when_asked() {
     let link = cover_link(&app, room).await;
     let browser = Browser::new(&app);
     let cover = |path: String| browser.get(path);
-    let redirected = cover(link).await;
+    let redirected = cover(link.clone()).await;
     assert_eq!(redirected.status(), 302);
+    assert_eq!(redirected.headers()["cache-control"], "public, max-age=10");
     let location = redirected.headers()["location"]
         .to_str()
         .unwrap()
         .to_owned();
+    // Signed for a window, not for the moment: the next view gets the same URL, which the
+    // browser has cached.
+    let again = cover(link).await;
+    assert_eq!(again.headers()["location"], location.as_str());
     assert!(
         location.starts_with("http://127.0.0.1:9/media/rec/42/1.jpg?"),
         "{location}"
     );
     assert!(location.contains("X-Amz-Signature="), "{location}");
     assert!(location.contains("X-Amz-Expires=600"), "{location}");
+    // A disabled room's cover is its owner's business: no shared cache keeps it.
+    let path = format!("/api/v1/rooms/{room}");
+    let disabled = app
+        .call(Method::DELETE, &path, Some(&streamer.access), None)
+        .await;
+    assert!(disabled.status < 300, "{:?}", disabled.body);
+    assert_eq!(cover(format!("{path}/cover")).await.status(), 404);
+    let owners = browser
+        .get_as(&format!("{path}/cover"), &streamer.access)
+        .await;
+    assert_eq!(owners.status(), 302);
+    assert_eq!(owners.headers()["cache-control"], "private, max-age=10");
     // A picture of another bucket is not signed with this one's keys.
     covers::set_poster(&app.db, room, "s3://other/rec/42/2.jpg", 2, now)
         .await
         .unwrap();
     assert_eq!(
-        cover(format!("/api/v1/rooms/{room}/cover")).await.status(),
+        browser
+            .get_as(&format!("{path}/cover"), &streamer.access)
+            .await
+            .status(),
         404
     );
     app.stop().await;

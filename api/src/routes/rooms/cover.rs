@@ -7,6 +7,8 @@
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use std::time::SystemTime;
+
 use axum::response::Response;
 use livegate_core::db::covers::{self, RoomCover};
 use serde::Deserialize;
@@ -16,12 +18,15 @@ use utoipa::IntoParams;
 
 use super::read::{room_id, visible_room};
 use crate::auth::MaybeCaller;
+use crate::console::storage::RecordingStore;
 use crate::error::{ApiError, Path, Query};
 use crate::state::AppState;
 
 /// How long a browser may keep a served cover: a live room's snapshot is replaced every few
-/// seconds, and the details link a new one with its own version anyway.
+/// seconds, and the details link a new one with its own version anyway. A disabled room's
+/// cover is for its owner and admins, and no shared cache keeps it.
 const CACHE_CONTROL: &str = "public, max-age=10";
+const CACHE_CONTROL_PRIVATE: &str = "private, max-age=10";
 
 /// Whether `url` is one a browser loads as it is.
 pub(crate) fn is_web_url(url: &str) -> bool {
@@ -30,25 +35,32 @@ pub(crate) fn is_web_url(url: &str) -> bool {
 }
 
 /// The link the room's details show for its cover: the picture's own URL when a browser can
-/// load it, else this route, versioned by the cover's last change so that caches see a new
-/// picture as new.
-pub(crate) fn link(room_id: i64, cover: &RoomCover, is_live: bool) -> Option<String> {
+/// load it, else this route when `store` (the API's `[recordings]`) can serve the picture,
+/// versioned by the cover's last change so that caches see a new picture as new; `None`
+/// otherwise, rather than a link that cannot load.
+pub(crate) fn link(
+    room_id: i64,
+    cover: &RoomCover,
+    is_live: bool,
+    store: Option<&RecordingStore>,
+) -> Option<String> {
     let url = cover.url(is_live)?;
-    Some(if is_web_url(url) {
-        url.to_owned()
-    } else {
-        format!("/api/v1/rooms/{room_id}/cover?v={}", cover.updated_at)
-    })
+    if is_web_url(url) {
+        return Some(url.to_owned());
+    }
+    store
+        .filter(|store| store.shows(url))
+        .map(|_| format!("/api/v1/rooms/{room_id}/cover?v={}", cover.updated_at))
 }
 
-/// The cover's query.
+/// The cover's query. Other parameters (a player's cache-buster) are let through.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct CoverQuery {
     /// The version the room's details link: any value serves the current cover.
     #[serde(rename = "v")]
-    _version: Option<i64>,
+    #[param(max_length = 32)]
+    _version: Option<String>,
 }
 
 /// The room's cover: the file from a local store, or a redirect to a link signed now (S3) or
@@ -66,8 +78,13 @@ pub async fn get(
         .as_ref()
         .and_then(|cover| cover.url(room.is_live))
         .ok_or_else(|| ApiError::not_found("cover"))?;
+    let cache_control = if room.disabled {
+        CACHE_CONTROL_PRIVATE
+    } else {
+        CACHE_CONTROL
+    };
     if is_web_url(url) {
-        return redirect(url);
+        return redirect(url, cache_control);
     }
     let store = state
         .console()
@@ -75,10 +92,10 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("cover"))?;
     if url.starts_with("s3://") {
         let link = store
-            .s3_picture_link(url)
+            .s3_picture_link(url, SystemTime::now())
             .await
             .ok_or_else(|| ApiError::not_found("cover"))?;
-        return redirect(&link);
+        return redirect(&link, cache_control);
     }
     let path = store
         .local_picture(url)
@@ -92,20 +109,23 @@ pub async fn get(
             ApiError::internal()
         })?;
     let mut response = served.map(Body::new);
-    response.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
-    );
+    let status = response.status();
+    if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
+    }
     Ok(response)
 }
 
 /// A redirect to `url`, kept by browsers no longer than the picture it leads to.
-fn redirect(url: &str) -> Result<Response, ApiError> {
+fn redirect(url: &str, cache_control: &'static str) -> Result<Response, ApiError> {
     let location = HeaderValue::from_str(url).map_err(|_| ApiError::not_found("cover"))?;
     Ok(Response::builder()
         .status(StatusCode::FOUND)
         .header(header::LOCATION, location)
-        .header(header::CACHE_CONTROL, CACHE_CONTROL)
+        .header(header::CACHE_CONTROL, cache_control)
         .body(Body::empty())
         .unwrap_or_default())
 }
@@ -126,23 +146,26 @@ mod tests {
     }
 
     #[test]
-    fn web_urls_are_shown_as_they_are_and_local_paths_through_the_api() {
+    fn the_details_link_only_what_a_browser_can_load() {
+        let local_store = RecordingStore::new(
+            &crate::console::config::RecordingsConfig::default(),
+            b"link key",
+        );
         let web = cover(Some("HTTPS://cdn.example/7.jpg"), None);
         assert_eq!(
-            link(7, &web, true).as_deref(),
+            link(7, &web, true, None).as_deref(),
             Some("HTTPS://cdn.example/7.jpg")
         );
         let local = cover(Some("/srv/livegate/pictures/7.jpg"), None);
         assert_eq!(
-            link(7, &local, true).as_deref(),
+            link(7, &local, true, Some(&local_store)).as_deref(),
             Some("/api/v1/rooms/7/cover?v=1234")
         );
-        let stored = cover(None, Some("s3://recordings/rec/7/1.jpg"));
-        assert_eq!(
-            link(7, &stored, true).as_deref(),
-            Some("/api/v1/rooms/7/cover?v=1234")
-        );
-        assert_eq!(link(7, &cover(None, None), false), None);
+        // Without a store that holds it, a stored picture has no link that would load.
+        assert_eq!(link(7, &local, true, None), None);
+        let in_s3 = cover(None, Some("s3://recordings/rec/7/1.jpg"));
+        assert_eq!(link(7, &in_s3, true, Some(&local_store)), None);
+        assert_eq!(link(7, &cover(None, None), false, Some(&local_store)), None);
         assert!(!is_web_url("http"));
         assert!(!is_web_url("s3://bucket/7.jpg"));
     }

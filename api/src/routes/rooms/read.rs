@@ -43,7 +43,8 @@ pub async fn get(
 ) -> Result<axum::Json<RoomView>, ApiError> {
     let room = visible_room(&state, room_id(id)?, caller.as_ref()).await?;
     let cover = covers::of_room(state.db(), room.id).await?;
-    let view = RoomView::new(&room, &state, caller.as_ref()).with_cover(cover.as_ref());
+    let view = RoomView::new(&room, &state, caller.as_ref())
+        .with_cover(cover.as_ref(), state.console().storage());
     // Without the bus, the details still answer, without the chat count.
     let view = match crate::chat::presence::online(&state, room.id).await {
         Some(online) => view.with_chat_online(online),

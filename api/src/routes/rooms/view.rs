@@ -13,6 +13,7 @@ use livegate_core::db::{Room, RoomCursor, Stream};
 
 use crate::auth::Caller;
 use crate::config::RoomsConfig;
+use crate::console::storage::RecordingStore;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validate;
@@ -116,10 +117,11 @@ impl RoomView {
         }
     }
 
-    /// Adds the room's cover, if the recorder made one.
-    pub fn with_cover(mut self, cover: Option<&RoomCover>) -> Self {
+    /// Adds the room's cover, if the recorder made one that `store` (the API's
+    /// `[recordings]`) or a public URL can show.
+    pub fn with_cover(mut self, cover: Option<&RoomCover>, store: Option<&RecordingStore>) -> Self {
         self.cover_url =
-            Some(cover.and_then(|cover| super::cover::link(self.id, cover, self.is_live)));
+            Some(cover.and_then(|cover| super::cover::link(self.id, cover, self.is_live, store)));
         self
     }
 

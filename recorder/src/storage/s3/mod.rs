@@ -169,7 +169,22 @@ impl S3Storage {
         key: &str,
         expires_in: Duration,
     ) -> Result<String, StorageError> {
-        let presigning = PresigningConfig::expires_in(expires_in)
+        self.presign_get_from(key, SystemTime::now(), expires_in)
+            .await
+    }
+
+    /// [`presign_get`](Self::presign_get) signed as of `start`: links signed for the same
+    /// start are the same URL, which a browser can cache.
+    pub async fn presign_get_from(
+        &self,
+        key: &str,
+        start: SystemTime,
+        expires_in: Duration,
+    ) -> Result<String, StorageError> {
+        let presigning = PresigningConfig::builder()
+            .start_time(start)
+            .expires_in(expires_in)
+            .build()
             .map_err(|err| StorageError::Refused(format!("presigning: {err}")))?;
         let request = self
             .client
