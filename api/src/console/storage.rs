@@ -23,6 +23,15 @@ pub struct RecordingStore {
     ttl: Duration,
 }
 
+/// How a browser gets a stored picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Picture {
+    /// Redirected to this presigned link.
+    Signed(String),
+    /// Sent this file.
+    File(PathBuf),
+}
+
 #[derive(Debug)]
 enum Place {
     S3(S3Storage),
@@ -105,8 +114,8 @@ impl RecordingStore {
     }
 
     /// Whether this store can show a browser the picture the recorder recorded at `stored`:
-    /// an `s3://` one on S3, a path on a local store (which [`local_picture`](Self::local_picture)
-    /// then confines to its directory).
+    /// an `s3://` one on S3, a path on a local store (which [`picture`](Self::picture) then
+    /// confines to its directory).
     pub fn shows(&self, stored: &str) -> bool {
         match self.place {
             Place::S3(_) => stored.starts_with("s3://"),
@@ -114,15 +123,29 @@ impl RecordingStore {
         }
     }
 
-    /// A presigned link to a picture (a poster or a snapshot) that S3 keeps at `stored`
-    /// (`s3://bucket/key`, as the recorder records it), valid for at least half the
-    /// configured lifetime from `now`; `None` for a local store, another bucket, or a link that
-    /// cannot be made (logged). Links are signed as of the start of a window of half the
-    /// lifetime, so that one picture has one URL for that long and browsers keep it cached.
-    pub async fn s3_picture_link(&self, stored: &str, now: SystemTime) -> Option<String> {
-        let Place::S3(s3) = &self.place else {
-            return None;
-        };
+    /// How a browser gets the picture (a poster or a snapshot) the recorder recorded at
+    /// `stored`, as of `now`; `None` when this store does not hold it or a link cannot be made
+    /// (logged).
+    pub async fn picture(&self, stored: &str, now: SystemTime) -> Option<Picture> {
+        match &self.place {
+            Place::S3(s3) => self
+                .signed_picture(s3, stored, now)
+                .await
+                .map(Picture::Signed),
+            Place::Local { root, .. } => local_picture(root, stored).await.map(Picture::File),
+        }
+    }
+
+    /// A presigned link to a picture S3 keeps at `stored` (`s3://bucket/key`, of this store's
+    /// bucket only), valid for at least half the configured lifetime from `now`. Links are
+    /// signed as of the start of a window of half the lifetime, so that one picture has one
+    /// URL for that long and browsers keep it cached.
+    async fn signed_picture(
+        &self,
+        s3: &S3Storage,
+        stored: &str,
+        now: SystemTime,
+    ) -> Option<String> {
         let (bucket, key) = stored.strip_prefix("s3://")?.split_once('/')?;
         if bucket != s3.bucket() || key.is_empty() {
             return None;
@@ -137,22 +160,6 @@ impl RecordingStore {
                 None
             }
         }
-    }
-
-    /// The file of a picture (a poster or a snapshot) that a local store keeps at `stored`,
-    /// the path the recorder recorded; `None` on S3, or for anything but a JPEG inside the
-    /// store's directory.
-    pub async fn local_picture(&self, stored: &str) -> Option<PathBuf> {
-        let Place::Local { root, .. } = &self.place else {
-            return None;
-        };
-        // Both resolved, so that a relative directory or a link cannot lead outside it.
-        let root = tokio::fs::canonicalize(root).await.ok()?;
-        let file = tokio::fs::canonicalize(stored).await.ok()?;
-        let jpeg = file
-            .extension()
-            .is_some_and(|extension| extension.eq_ignore_ascii_case("jpg"));
-        (jpeg && file.starts_with(&root)).then_some(file)
     }
 
     /// Whether the storage answers: S3's bucket, or the directory being there.
@@ -172,6 +179,18 @@ impl RecordingStore {
             },
         }
     }
+}
+
+/// A JPEG the local store under `root` keeps at `stored` (the path the recorder recorded):
+/// `None` for anything else, or for a path outside the directory. Both are resolved first, so
+/// that a relative directory or a link cannot lead outside it.
+async fn local_picture(root: &Path, stored: &str) -> Option<PathBuf> {
+    let root = tokio::fs::canonicalize(root).await.ok()?;
+    let file = tokio::fs::canonicalize(stored).await.ok()?;
+    let jpeg = file
+        .extension()
+        .is_some_and(|extension| extension.eq_ignore_ascii_case("jpg"));
+    (jpeg && file.starts_with(&root)).then_some(file)
 }
 
 fn mac(key: &[u8]) -> HmacSha256 {

@@ -4,11 +4,11 @@
 //! redirects to a presigned link made now (S3) or serves the file (local). A picture with a
 //! web URL is a redirect to it.
 
+use std::time::SystemTime;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use std::time::SystemTime;
-
 use axum::response::Response;
 use livegate_core::db::covers::{self, RoomCover};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use utoipa::IntoParams;
 
 use super::read::{room_id, visible_room};
 use crate::auth::MaybeCaller;
-use crate::console::storage::RecordingStore;
+use crate::console::storage::{Picture, RecordingStore};
 use crate::error::{ApiError, Path, Query};
 use crate::state::AppState;
 
@@ -30,8 +30,10 @@ const CACHE_CONTROL_PRIVATE: &str = "private, max-age=10";
 
 /// Whether `url` is one a browser loads as it is.
 pub(crate) fn is_web_url(url: &str) -> bool {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://")
+    ["https://", "http://"].iter().any(|scheme| {
+        url.get(..scheme.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+    })
 }
 
 /// The link the room's details show for its cover: the picture's own URL when a browser can
@@ -90,17 +92,11 @@ pub async fn get(
         .console()
         .storage()
         .ok_or_else(|| ApiError::not_found("cover"))?;
-    if url.starts_with("s3://") {
-        let link = store
-            .s3_picture_link(url, SystemTime::now())
-            .await
-            .ok_or_else(|| ApiError::not_found("cover"))?;
-        return redirect(&link, cache_control);
-    }
-    let path = store
-        .local_picture(url)
-        .await
-        .ok_or_else(|| ApiError::not_found("cover"))?;
+    let path = match store.picture(url, SystemTime::now()).await {
+        Some(Picture::Signed(link)) => return redirect(&link, cache_control),
+        Some(Picture::File(path)) => path,
+        None => return Err(ApiError::not_found("cover")),
+    };
     let served = ServeFile::new(&path)
         .oneshot(request)
         .await
