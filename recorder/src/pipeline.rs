@@ -22,7 +22,7 @@ use crate::files::{self, Kind};
 use crate::media::picture::PictureOptions;
 use crate::media::{MediaError, Source, Tools};
 use crate::metrics::Metrics;
-use crate::storage::digest::{digest_file, FileDigests, PartPlan};
+use crate::storage::digest::{digest_file, is_checksum, FileDigests, PartPlan};
 use crate::storage::{
     object_key, picture_link, poster_key, Progress, Storage, StorageError, Upload,
 };
@@ -188,8 +188,7 @@ impl Context {
     }
 
     /// Remuxes the source into the work directory (unless an earlier attempt left the MP4)
-    /// and checksums the MP4 in one read: the whole file's sha256 and, for a multipart
-    /// upload, each part's.
+    /// and checksums the MP4 in one read: the whole file's identity and, for S3, each part's.
     async fn remux(&self, row: &RecordingJobRow, owner: &str) -> Result<FileDigests, JobError> {
         held(
             recording_jobs::set_state(&self.db, row.id, owner, JobState::Remuxing, now_ms())
@@ -254,14 +253,15 @@ impl Context {
             checksum: self.part_checksum(),
         };
         let part_size = plan.size;
-        let multipart = self.config.storage.kind == StorageKind::S3 && size > part_size;
-        let digests = digest_file(&target, multipart.then_some(plan))
+        // S3 checks every part (a small file is one) against the checksum it is sent with.
+        let in_parts = self.config.storage.kind == StorageKind::S3;
+        let digests = digest_file(&target, in_parts.then_some(plan))
             .await
             .map_err(reading)?;
-        let (sha256, size) = (digests.sha256.as_str(), digests.size);
+        let (checksum, size) = (digests.checksum.as_str(), digests.size);
         if let (Some(upload_id), Some(key)) = (row.upload_id.as_deref(), row.object_key.as_deref())
         {
-            if row.checksum.as_deref() != Some(sha256) {
+            if row.checksum.as_deref() != Some(checksum) {
                 // The parts already sent are of other bytes (a remux by another ffmpeg): they
                 // must not be resumed.
                 self.storage.abort(key, upload_id).await?;
@@ -275,7 +275,7 @@ impl Context {
         let remuxed = Remuxed {
             work_path: &work_path,
             size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
-            checksum: sha256,
+            checksum,
             object_key: &key,
             part_size: i64::try_from(part_size).unwrap_or(i64::MAX),
         };
@@ -314,14 +314,19 @@ impl Context {
         owner: &str,
         digests: Option<FileDigests>,
     ) -> Result<(), JobError> {
-        let (Some(work_path), Some(key), Some(sha256), Some(size), Some(part_size)) = (
+        let (Some(work_path), Some(key), Some(checksum), Some(size), Some(part_size)) = (
             row.work_path.as_deref(),
             row.object_key.as_deref(),
-            row.checksum.as_deref(),
+            // An identity of another kind (an earlier version's sha256) cannot be checked
+            // against what is stored: the remux step takes the file's again.
+            row.checksum
+                .as_deref()
+                .filter(|checksum| is_checksum(checksum)),
             row.size_bytes.and_then(|n| u64::try_from(n).ok()),
             row.part_size.and_then(|n| u64::try_from(n).ok()),
         ) else {
-            // Rows written by hand or by an older version: start over.
+            // Rows written by hand or by an older version: start over (an MP4 left in the
+            // work directory is used again).
             return held(
                 recording_jobs::set_state(&self.db, row.id, owner, JobState::Discovered, now_ms())
                     .await?,
@@ -339,12 +344,12 @@ impl Context {
             path,
             key,
             size,
-            sha256,
+            checksum,
             part_size,
             upload_id: row.upload_id.as_deref(),
             part_checksums: digests
                 .as_ref()
-                .filter(|digests| digests.sha256 == sha256 && digests.size == size)
+                .filter(|digests| digests.checksum == checksum && digests.size == size)
                 .and_then(|digests| {
                     digests.parts_for(PartPlan {
                         size: part_size,

@@ -1,8 +1,14 @@
-//! The checksums of a file, taken in one read of it: the whole file's sha256 (the object's
-//! identity, kept in the job table and the object's metadata) and, for a multipart upload, the
-//! checksum of every part (sent with each part for the server to check: CRC32C unless
-//! configured otherwise). The part checksums run on a second thread over the same chunks, so
-//! the pass costs one read and about one sha256 of time.
+//! The checksums of a file, taken in one read of it: the whole file's CRC-64/NVME (its
+//! identity, kept in the job table and the object's metadata) and the checksum of every part
+//! it is uploaded in (sent with each part for the server to check: CRC32C unless configured
+//! otherwise). The part checksums run on a second thread over the same chunks.
+//!
+//! The identity guards against accidents, not adversaries (whoever can write the bucket can
+//! replace the object anyway): that a resumed upload goes on with the same bytes, and that an
+//! object found under the key is the one an earlier attempt completed. A CRC does that at the
+//! speed of reading the file, where a SHA-256 would hold the upload back by about a second
+//! per gigabyte: the pass must end before the upload starts, since the identity goes into the
+//! object's metadata when the upload is created.
 
 use std::io::Read;
 use std::path::Path;
@@ -32,8 +38,8 @@ pub struct PartPlan {
 /// What one pass over a file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDigests {
-    /// The file's sha256, hex.
-    pub sha256: String,
+    /// The file's identity: its CRC-64/NVME, 16 hex digits.
+    pub checksum: String,
     /// Its size in bytes.
     pub size: u64,
     /// The parts the part checksums are for (`None`: none were taken).
@@ -86,6 +92,21 @@ impl PartHasher {
     }
 }
 
+/// The identity ([`FileDigests::checksum`]) of `bytes`.
+pub fn checksum_of(bytes: &[u8]) -> String {
+    hex_of(crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, bytes))
+}
+
+/// Whether `text` is an identity as [`FileDigests::checksum`] gives it (not, say, the
+/// sha256 that earlier versions identified files by).
+pub fn is_checksum(text: &str) -> bool {
+    text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn hex_of(crc64: u64) -> String {
+    format!("{crc64:016x}")
+}
+
 /// The `checksum` of `bytes`, base64.
 pub fn part_checksum_of(checksum: PartChecksum, bytes: &[u8]) -> String {
     let mut hasher = PartHasher::new(checksum);
@@ -93,7 +114,7 @@ pub fn part_checksum_of(checksum: PartChecksum, bytes: &[u8]) -> String {
     hasher.finish()
 }
 
-/// Reads `path` once and returns its sha256 and size and, with `plan`, the checksum of each
+/// Reads `path` once and returns its identity and size and, with `plan`, the checksum of each
 /// of its parts. Runs on the blocking pool.
 pub async fn digest_file(path: &Path, plan: Option<PartPlan>) -> std::io::Result<FileDigests> {
     let path = path.to_path_buf();
@@ -109,7 +130,7 @@ fn digest_blocking(path: &Path, plan: Option<PartPlan>) -> std::io::Result<FileD
         // The part hasher runs beside the reader, which hashes the whole file itself.
         let (to_parts, chunks) = mpsc::sync_channel::<Bytes>(QUEUED_CHUNKS);
         let parts = plan.map(|plan| scope.spawn(move || hash_parts(chunks, plan)));
-        let mut whole = Sha256::new();
+        let mut whole = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
         let mut size = 0u64;
         loop {
             let chunk = read_chunk(&mut file)?;
@@ -130,7 +151,7 @@ fn digest_blocking(path: &Path, plan: Option<PartPlan>) -> std::io::Result<FileD
             None => Vec::new(),
         };
         Ok(FileDigests {
-            sha256: hex::encode(whole.finalize()),
+            checksum: hex_of(whole.finalize()),
             size,
             plan,
             parts,
@@ -202,7 +223,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_pass_gives_the_files_sha256_and_each_parts_checksum() {
+    async fn a_files_identity_is_its_crc64_nvme() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("check");
+        // CRC-64/NVME's check value, over more than one chunk too.
+        std::fs::write(&path, b"123456789").unwrap();
+        let digests = digest_file(&path, None).await.unwrap();
+        assert_eq!(digests.checksum, "ae8b14860a799888");
+        assert_eq!(digests.size, 9);
+        let long: Vec<u8> = (0..(2 * CHUNK + 7)).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &long).unwrap();
+        let expected = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &long);
+        let digests = digest_file(&path, None).await.unwrap();
+        assert_eq!(digests.checksum, format!("{expected:016x}"));
+        assert!(is_checksum(&digests.checksum));
+        assert!(!is_checksum(
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        ));
+        assert!(!is_checksum("AE8B14860A799888"));
+    }
+
+    #[tokio::test]
+    async fn one_pass_gives_the_files_identity_and_each_parts_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("file");
         // Parts that end inside a chunk and a last part shorter than the others.
@@ -213,7 +255,8 @@ mod tests {
         for checksum in [PartChecksum::Crc32c, PartChecksum::Sha256] {
             let plan = PartPlan { size, checksum };
             let digests = digest_file(&path, Some(plan)).await.unwrap();
-            assert_eq!(digests.sha256, hex::encode(Sha256::digest(&bytes)));
+            let identity = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes);
+            assert_eq!(digests.checksum, format!("{identity:016x}"));
             assert_eq!(digests.size, bytes.len() as u64);
             let expected: Vec<String> = bytes
                 .chunks(size as usize)
@@ -244,7 +287,7 @@ mod tests {
         );
 
         let whole_only = digest_file(&path, None).await.unwrap();
-        assert_eq!(whole_only.sha256, sha_parts.sha256);
+        assert_eq!(whole_only.checksum, sha_parts.checksum);
         assert!(whole_only.parts.is_empty());
     }
 

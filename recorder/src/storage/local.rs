@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{sha256_file, OpenUpload, Progress, Storage, StorageError, Stored, Upload};
+use super::{checksum_file, OpenUpload, Progress, Storage, StorageError, Stored, Upload};
 
 /// Objects as files under one directory.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ impl LocalStorage {
     async fn matches(path: &Path, upload: &Upload<'_>) -> std::io::Result<bool> {
         match tokio::fs::metadata(path).await {
             Ok(meta) if meta.len() == upload.size => {
-                Ok(sha256_file(path).await?.0 == upload.sha256)
+                Ok(checksum_file(path).await?.0 == upload.checksum)
             }
             Ok(_) => Ok(false),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),

@@ -44,8 +44,8 @@ pub struct Upload<'a> {
     pub key: &'a str,
     /// Its size in bytes.
     pub size: u64,
-    /// Its sha256, hex.
-    pub sha256: &'a str,
+    /// Its identity ([`digest::FileDigests::checksum`]).
+    pub checksum: &'a str,
     /// The multipart part size.
     pub part_size: u64,
     /// A multipart upload begun by an earlier attempt, to resume.
@@ -140,10 +140,11 @@ pub fn poster_key(object_key: &str) -> String {
     format!("{stem}.jpg")
 }
 
-/// The sha256 (hex) and size of a file, read in bounded chunks.
-pub async fn sha256_file(path: &Path) -> std::io::Result<(String, u64)> {
+/// The identity ([`digest::FileDigests::checksum`]) and size of a file, read in bounded
+/// chunks.
+pub async fn checksum_file(path: &Path) -> std::io::Result<(String, u64)> {
     let digests = digest::digest_file(path, None).await?;
-    Ok((digests.sha256, digests.size))
+    Ok((digests.checksum, digests.size))
 }
 
 /// The object key of a recording: room, start time and the source's file name, so that every

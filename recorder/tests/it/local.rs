@@ -28,10 +28,10 @@ async fn flv_from_the_bus_and_ts_from_the_watcher_end_as_mp4s() {
             let object = std::path::PathBuf::from(row.object_url.clone().unwrap());
             assert!(object.starts_with(&dirs.store), "{name}: {object:?}");
             assert_eq!(support::stream_kinds(&object), ["audio", "video"], "{name}");
-            let (sha, size) = livegate_recorder::storage::sha256_file(&object)
+            let (checksum, size) = livegate_recorder::storage::checksum_file(&object)
                 .await
                 .unwrap();
-            assert_eq!(Some(sha), row.checksum, "{name}");
+            assert_eq!(Some(checksum), row.checksum, "{name}");
             assert_eq!(Some(size as i64), row.size_bytes, "{name}");
             // Three seconds of media, as the remux's probe measured them.
             let duration = row.duration_ms.unwrap_or_default();

@@ -3,14 +3,19 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use livegate_core::db::{recording_jobs, JobState};
+use aws_sdk_s3::primitives::ByteStream;
+use livegate_core::db::{now_ms, recording_jobs, JobState};
 use livegate_core::Secret;
 use livegate_recorder::config::PartChecksum;
-use livegate_recorder::storage::digest::{digest_file, PartPlan};
+use livegate_recorder::media::{Source, Tools};
+use livegate_recorder::storage::digest::{checksum_of, digest_file, PartPlan};
 use livegate_recorder::storage::s3::S3Storage;
-use livegate_recorder::storage::{sha256_file, Progress, Storage, StorageError, Upload};
+use livegate_recorder::storage::{
+    checksum_file, object_key, Progress, Storage, StorageError, Upload,
+};
 use livegate_tests::media::{make_blob, make_flv};
 
 use crate::support::{self, dirs, envs, job, record_url, start, stream, wait_state, S3Server};
@@ -107,7 +112,7 @@ async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identi
             path: &file,
             key: &key,
             size: size as u64,
-            sha256: &digests.sha256,
+            checksum: &digests.checksum,
             part_size: support::PART_SIZE,
             upload_id: None,
             // The first attempt has the checksum pass's part checksums, the resumed one
@@ -152,12 +157,12 @@ async fn a_multipart_upload_resumes_with_the_missing_parts_and_reads_back_identi
     }
     let storage = S3Storage::new(&server.config(&server.endpoint()));
     let key = "recordings/7/1733000000000-big-1-Crc32c.mp4";
-    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let (checksum, _) = checksum_file(&file).await.unwrap();
     let upload = Upload {
         path: &file,
         key,
         size: size as u64,
-        sha256: &sha256,
+        checksum: &checksum,
         part_size: support::PART_SIZE,
         upload_id: None,
         part_checksums: None,
@@ -205,13 +210,13 @@ async fn an_upload_begun_with_other_part_checksums_is_finished_after_the_setting
         return;
     };
     let (_tmp, file, size) = three_part_file(4321);
-    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let (checksum, _) = checksum_file(&file).await.unwrap();
     let key = "recordings/7/1733000000000-switched.mp4";
     let mut upload = Upload {
         path: &file,
         key,
         size: size as u64,
-        sha256: &sha256,
+        checksum: &checksum,
         part_size: support::PART_SIZE,
         upload_id: None,
         part_checksums: None,
@@ -264,12 +269,12 @@ async fn wrong_credentials_are_refused_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("small.mp4");
     make_blob(&file, 1000);
-    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let (checksum, _) = checksum_file(&file).await.unwrap();
     let upload = Upload {
         path: &file,
         key: "recordings/x.mp4",
         size: 1000,
-        sha256: &sha256,
+        checksum: &checksum,
         part_size: support::PART_SIZE,
         upload_id: None,
         part_checksums: None,
@@ -362,8 +367,7 @@ async fn while_storage_is_down_jobs_wait_and_are_uploaded_when_it_is_back() {
         );
         let bytes = server.get(&key).await;
         assert_eq!(bytes.len() as i64, row.size_bytes.unwrap(), "{name}");
-        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        assert_eq!(Some(sha), row.checksum, "{name}");
+        assert_eq!(Some(checksum_of(&bytes)), row.checksum, "{name}");
         assert_eq!(
             record_url(&env.db, room, stream_id).await,
             Some(format!("s3://recordings/{key}")),
@@ -421,7 +425,7 @@ async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
     let file = tmp.path().join("big.mp4");
     let size = support::PART_SIZE as usize + 4321;
     make_blob(&file, size);
-    let (sha256, _) = sha256_file(&file).await.unwrap();
+    let (checksum, _) = checksum_file(&file).await.unwrap();
     // Cut off before it touched the parts (completion refused), and after it took the first
     // one (the missing part's upload refused).
     for (key, took_first_part) in [
@@ -432,7 +436,7 @@ async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
             path: &file,
             key,
             size: size as u64,
-            sha256: &sha256,
+            checksum: &checksum,
             part_size: support::PART_SIZE,
             upload_id: None,
             part_checksums: None,
@@ -481,5 +485,116 @@ async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
             server.open_uploads().is_empty(),
             "{key}: no multipart upload open"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_job_an_earlier_version_left_mid_upload_is_stored_once() {
+    let Some(server) = S3Server::start().await else {
+        return;
+    };
+    for env in envs().await {
+        let name = env.name();
+        let dirs = dirs();
+        let (room, stream_id) = stream(&env.db).await;
+        let config = support::with_s3(support::config(&dirs), server.config(&server.endpoint()));
+        let s3 = config.storage.s3.clone().unwrap();
+        let storage = S3Storage::new(&s3);
+
+        // The recording, the MP4 the earlier version made of it, and the multipart upload of
+        // it that version began: created with the file's sha256 as its identity, one part in.
+        let flv = dirs.rec.join(format!("{room}-1733000900.flv"));
+        make_flv(&flv, 20, 3000);
+        let started_at = 1_733_000_900_000;
+        let then = now_ms() - 120_000;
+        let source_path = flv.to_string_lossy().into_owned();
+        let new_job = recording_jobs::NewRecordingJob {
+            source_path: &source_path,
+            room_id: room,
+            stream_id: Some(stream_id),
+            origin_kind: "nginx-rtmp",
+            started_at,
+        };
+        let (row, _) = recording_jobs::discover(&env.db, &new_job, then)
+            .await
+            .unwrap();
+        let mp4 = dirs.work.join(format!("{}.mp4", row.id));
+        Tools::new("ffmpeg", "ffprobe", Duration::from_secs(120))
+            .remux(&Source::File(flv.clone()), &mp4, true)
+            .await
+            .unwrap();
+        let bytes = std::fs::read(&mp4).unwrap();
+        let part = usize::try_from(support::PART_SIZE).unwrap();
+        assert!(bytes.len() > part, "{name}: more than one part");
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let key = object_key(&s3.key_prefix, room, started_at, &flv);
+        let created = storage
+            .client()
+            .create_multipart_upload()
+            .bucket(storage.bucket())
+            .key(&key)
+            .metadata("sha256", &sha256)
+            .send()
+            .await
+            .unwrap();
+        let upload_id = created.upload_id().unwrap().to_owned();
+        storage
+            .client()
+            .upload_part()
+            .bucket(storage.bucket())
+            .key(&key)
+            .upload_id(&upload_id)
+            .part_number(1)
+            .body(ByteStream::from(bytes[..part].to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let owner = "an-earlier-version";
+        recording_jobs::claim(&env.db, row.id, owner, then + 60_000, then)
+            .await
+            .unwrap()
+            .unwrap();
+        let remuxed = recording_jobs::Remuxed {
+            work_path: &mp4.to_string_lossy(),
+            size_bytes: bytes.len() as i64,
+            checksum: &sha256,
+            object_key: &key,
+            part_size: support::PART_SIZE as i64,
+        };
+        let held = recording_jobs::set_remuxed(&env.db, row.id, owner, &remuxed, then);
+        assert!(held.await.unwrap());
+        let held = recording_jobs::set_upload(&env.db, row.id, owner, Some(&upload_id), 1, then);
+        assert!(held.await.unwrap());
+
+        // Its lease ran out; this version takes the job over.
+        let running = start(config, &env, Arc::new(storage)).await;
+        let done = wait_state(&env.db, &flv, JobState::Cleaned).await;
+        assert_eq!(done.id, row.id, "{name}");
+        assert_eq!(done.object_key.as_deref(), Some(key.as_str()), "{name}");
+        assert_eq!(done.checksum, Some(checksum_of(&bytes)), "{name}");
+        assert_eq!(
+            server.keys().await.iter().filter(|k| **k == key).count(),
+            1,
+            "{name}: one object"
+        );
+        assert_eq!(
+            server.get(&key).await,
+            bytes,
+            "{name}: the MP4, read back identical"
+        );
+        assert!(
+            server.open_uploads().is_empty(),
+            "{name}: the earlier upload aborted, none left open"
+        );
+        assert_eq!(
+            record_url(&env.db, room, stream_id).await,
+            Some(format!("s3://recordings/{key}")),
+            "{name}"
+        );
+        assert!(
+            !mp4.exists() && !flv.exists(),
+            "{name}: local files removed"
+        );
+        running.stop().await;
     }
 }

@@ -114,7 +114,7 @@ pub struct RecordingJobRow {
     pub parts_done: i32,
     /// The MP4's size, bytes.
     pub size_bytes: Option<i64>,
-    /// The MP4's sha256, hex.
+    /// The MP4's identity: its CRC-64/NVME, hex.
     pub checksum: Option<String>,
     /// Where the stored object is (`s3://bucket/key` or a local path).
     pub object_url: Option<String>,
@@ -159,7 +159,7 @@ pub struct Remuxed<'a> {
     pub work_path: &'a str,
     /// Its size.
     pub size_bytes: i64,
-    /// Its sha256, hex.
+    /// Its identity: its CRC-64/NVME, hex.
     pub checksum: &'a str,
     /// The object key it is stored under.
     pub object_key: &'a str,

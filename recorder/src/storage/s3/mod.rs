@@ -2,11 +2,11 @@
 //!
 //! A file larger than one part goes up as a multipart upload, `parts_in_flight` parts at a
 //! time, each streamed from its range of the file (memory: a read buffer per part in flight)
-//! with its sha256. The upload id is handed to the caller
+//! with its checksum. The upload id is handed to the caller
 //! before the first part, so that after a crash the next attempt lists the parts already
-//! stored and sends only the missing ones. The object carries the file's sha256 in its
-//! metadata; after completion its size and that checksum are confirmed with `HeadObject`,
-//! which is also how a retry recognises an object an earlier attempt completed.
+//! stored and sends only the missing ones. The object carries the file's identity (its
+//! CRC-64/NVME) in its metadata; after completion its size and identity are confirmed with
+//! `HeadObject`, which is also how a retry recognises an object an earlier attempt completed.
 //!
 //! Neither credentials nor presigned URLs are ever logged or put in an error.
 
@@ -31,8 +31,8 @@ use sha2::{Digest, Sha256};
 use super::{OpenUpload, Progress, Storage, StorageError, Stored, Upload};
 use crate::config::{ChecksumWhen, PartChecksum, S3Config};
 
-/// The user metadata key holding the object's sha256 (hex).
-const SHA256_META: &str = "sha256";
+/// The user metadata key holding the object's identity (the file's CRC-64/NVME, hex).
+const CHECKSUM_META: &str = "crc64nvme";
 
 type HttpResponse = aws_sdk_s3::config::http::HttpResponse;
 
@@ -99,12 +99,6 @@ fn code_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&
 
 fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
     err.raw_response().map(|raw| raw.status().as_u16())
-}
-
-fn hex_to_b64(hex_digest: &str) -> Option<String> {
-    hex::decode(hex_digest)
-        .ok()
-        .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
 }
 
 impl S3Storage {
@@ -212,8 +206,8 @@ impl S3Storage {
         {
             Ok(head) => {
                 let size = head.content_length().and_then(|n| u64::try_from(n).ok());
-                let sha = head.metadata().and_then(|meta| meta.get(SHA256_META));
-                if size == Some(upload.size) && sha.is_some_and(|sha| sha == upload.sha256) {
+                let checksum = head.metadata().and_then(|meta| meta.get(CHECKSUM_META));
+                if size == Some(upload.size) && checksum.is_some_and(|c| c == upload.checksum) {
                     Ok(Existing::Same)
                 } else {
                     Ok(Existing::Other)
@@ -228,31 +222,36 @@ impl S3Storage {
         match self.existing(upload).await? {
             Existing::Same => Ok(()),
             Existing::Other => Err(StorageError::Mismatch(format!(
-                "{} is not {} bytes with sha256 {} after the upload",
-                upload.key, upload.size, upload.sha256
+                "{} is not {} bytes with CRC-64/NVME {} after the upload",
+                upload.key, upload.size, upload.checksum
             ))),
         }
     }
 
+    /// Sends a file of at most one part in one request, with the part checksum the server
+    /// checks the body against.
     async fn put_single(&self, upload: &Upload<'_>) -> Result<(), StorageError> {
+        let checksum = self
+            .checksum_of_part(upload, &multipart::whole(upload))
+            .await?;
         let body = ByteStream::from_path(upload.path)
             .await
             .map_err(|err| StorageError::Io(std::io::Error::other(err)))?;
-        let mut request = self
+        let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(upload.key)
             .content_type("video/mp4")
-            .metadata(SHA256_META, upload.sha256)
+            .metadata(CHECKSUM_META, upload.checksum)
             .body(body);
-        if let Some(sha) = hex_to_b64(upload.sha256) {
-            request = request.checksum_sha256(sha);
+        match self.part_checksum {
+            PartChecksum::Crc32c => request.checksum_crc32_c(checksum),
+            PartChecksum::Sha256 => request.checksum_sha256(checksum),
         }
-        request
-            .send()
-            .await
-            .map_err(|err| describe("PutObject", &err))?;
+        .send()
+        .await
+        .map_err(|err| describe("PutObject", &err))?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt as _};
 use md5::{Digest as _, Md5};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::{code_of, describe, status_of, S3Storage, SHA256_META};
+use super::{code_of, describe, status_of, S3Storage, CHECKSUM_META};
 use crate::config::PartChecksum;
 use crate::storage::digest::{part_checksum_of, PartHasher};
 use crate::storage::{Progress, Storage as _, StorageError, Upload};
@@ -32,7 +32,7 @@ struct ListedPart {
 
 /// Where one part lies in the file.
 #[derive(Debug, Clone, Copy)]
-struct PartRange {
+pub(super) struct PartRange {
     /// From 0.
     index: usize,
     /// S3's part number, from 1.
@@ -69,6 +69,16 @@ fn part_ranges(upload: &Upload<'_>) -> Result<Vec<PartRange>, StorageError> {
             })
         })
         .collect()
+}
+
+/// The whole of a file small enough to go up in one request, as its one part.
+pub(super) fn whole(upload: &Upload<'_>) -> PartRange {
+    PartRange {
+        index: 0,
+        number: 1,
+        offset: 0,
+        len: upload.size,
+    }
 }
 
 /// The checksum of part `index` from the file's checksum pass, when it was taken for this
@@ -131,6 +141,21 @@ fn md5_etag(bytes: &[u8]) -> String {
 }
 
 impl S3Storage {
+    /// The checksum `part` is sent with: the one the pass that checksummed the file took,
+    /// else taken from its range now.
+    pub(super) async fn checksum_of_part(
+        &self,
+        upload: &Upload<'_>,
+        part: &PartRange,
+    ) -> Result<String, StorageError> {
+        match part_digest(upload, part.index) {
+            Some(checksum) => Ok(checksum),
+            None => Ok(
+                checksum_of_range(upload.path, part.offset, part.len, self.part_checksum).await?,
+            ),
+        }
+    }
+
     /// The parts of `upload_id` already stored; `None` when the upload is gone.
     async fn listed_parts(
         &self,
@@ -222,7 +247,7 @@ impl S3Storage {
             .bucket(&self.bucket)
             .key(upload.key)
             .content_type("video/mp4")
-            .metadata(SHA256_META, upload.sha256)
+            .metadata(CHECKSUM_META, upload.checksum)
             .checksum_algorithm(match self.part_checksum {
                 PartChecksum::Crc32c => ChecksumAlgorithm::Crc32C,
                 PartChecksum::Sha256 => ChecksumAlgorithm::Sha256,
@@ -286,12 +311,7 @@ impl S3Storage {
         part: PartRange,
         resumed: bool,
     ) -> Result<SentPart, StorageError> {
-        let checksum = match part_digest(upload, part.index) {
-            Some(checksum) => checksum,
-            None => {
-                checksum_of_range(upload.path, part.offset, part.len, self.part_checksum).await?
-            }
-        };
+        let checksum = self.checksum_of_part(upload, &part).await?;
         let body = ByteStream::read_from()
             .path(upload.path)
             .offset(part.offset)
