@@ -320,8 +320,9 @@ PY
 # and parts in flight as the recorder, no checksums. Separates what the server spends on a
 # multipart upload (s3s-fs copies every part again at completion) from what the recorder adds.
 # The parts are cut from the file beforehand, untimed, so that each goes out by `curl -T` from
-# a file of its own as the plain PUT does (curl reads a range of a file no other way). Runs as
-# its own script so that `timed` charges its curls to it.
+# a file of its own as the plain PUT does (curl reads a range of a file no other way), and
+# altered so that no server has their blocks stored already. Runs as its own script so that
+# `timed` charges its curls to it.
 cat >"$WORK/multipart-put.sh" <<'SH'
 #!/usr/bin/env bash
 # multipart-put.sh PARTS_DIR URL IN_FLIGHT: PARTS_DIR holds the parts in name order
@@ -376,6 +377,19 @@ throughput_one() { # MINUTES
     up_server=$(sub "$(cpu_of "$S3_PID")" "$server_cpu")
     mkdir "$dir/parts"
     split -b "${PART_MIB}M" -a 5 "$dir/plain.mp4" "$dir/parts/part-"
+    # Garage keeps blocks by their hash: parts of the bytes the PUT has just stored would
+    # cost it almost nothing. One byte changed in every MiB (Garage's block size, which the
+    # parts are a multiple of) makes them new to any server.
+    python3 - "$dir/parts" <<'PY'
+import os, sys
+for name in sorted(os.listdir(sys.argv[1])):
+    with open(os.path.join(sys.argv[1], name), "r+b") as part:
+        for at in range(0, os.fstat(part.fileno()).st_size, 1 << 20):
+            part.seek(at)
+            byte = part.read(1)[0]
+            part.seek(at)
+            part.write(bytes([byte ^ 0xFF]))
+PY
     sync
     server_cpu=$(cpu_of "$S3_PID")
     multi=$(S3_SIGV4="aws:amz:$REGION:s3" S3_USER="$ACCESS:$SECRET" timed "$WORK/multipart-put.sh" \

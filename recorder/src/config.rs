@@ -339,7 +339,8 @@ pub enum ChecksumWhen {
     WhenRequired,
 }
 
-/// The checksum each multipart part is sent with, for the server to verify on arrival.
+/// The checksum each part is sent with (a file of one part, its single request), for the
+/// server to verify on arrival.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PartChecksum {

@@ -152,7 +152,7 @@ impl Context {
             .map_or(16 * 1024 * 1024, |s3| s3.part_size_bytes)
     }
 
-    /// The checksum each part of a multipart upload carries.
+    /// The checksum each part carries (a file of one part, its single request).
     fn part_checksum(&self) -> PartChecksum {
         self.config
             .storage
@@ -325,6 +325,13 @@ impl Context {
             row.size_bytes.and_then(|n| u64::try_from(n).ok()),
             row.part_size.and_then(|n| u64::try_from(n).ok()),
         ) else {
+            if digests.is_some() {
+                // The remux step has just written them: the table does not keep what it is
+                // given, and starting over would only come back here.
+                return Err(JobError::Transient(
+                    "the job table did not keep the remuxed MP4's details".to_owned(),
+                ));
+            }
             // Rows written by hand or by an older version: start over (an MP4 left in the
             // work directory is used again).
             return held(

@@ -6,7 +6,7 @@
 //! The identity guards against accidents, not adversaries (whoever can write the bucket can
 //! replace the object anyway): that a resumed upload goes on with the same bytes, and that an
 //! object found under the key is the one an earlier attempt completed. A CRC does that at the
-//! speed of reading the file, where a SHA-256 would hold the upload back by about a second
+//! speed of reading the file, where a SHA-256 of it held the upload back by most of a second
 //! per gigabyte: the pass must end before the upload starts, since the identity goes into the
 //! object's metadata when the upload is created.
 

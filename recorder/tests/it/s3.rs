@@ -14,7 +14,7 @@ use livegate_recorder::media::{Source, Tools};
 use livegate_recorder::storage::digest::{checksum_of, digest_file, PartPlan};
 use livegate_recorder::storage::s3::S3Storage;
 use livegate_recorder::storage::{
-    checksum_file, object_key, Progress, Storage, StorageError, Upload,
+    checksum_file, object_key, poster_key, Progress, Storage, StorageError, Upload,
 };
 use livegate_tests::media::{make_blob, make_flv};
 
@@ -493,7 +493,7 @@ async fn a_job_an_earlier_version_left_mid_upload_is_stored_once() {
     let Some(server) = S3Server::start().await else {
         return;
     };
-    for env in envs().await {
+    for (n, env) in envs().await.into_iter().enumerate() {
         let name = env.name();
         let dirs = dirs();
         let (room, stream_id) = stream(&env.db).await;
@@ -505,7 +505,8 @@ async fn a_job_an_earlier_version_left_mid_upload_is_stored_once() {
         // it that version began: created with the file's sha256 as its identity, one part in.
         let flv = dirs.rec.join(format!("{room}-1733000900.flv"));
         make_flv(&flv, 20, 3000);
-        let started_at = 1_733_000_900_000;
+        // Its own key in the bucket the databases share.
+        let started_at = 1_733_000_900_000 + n as i64;
         let then = now_ms() - 120_000;
         let source_path = flv.to_string_lossy().into_owned();
         let new_job = recording_jobs::NewRecordingJob {
@@ -573,9 +574,21 @@ async fn a_job_an_earlier_version_left_mid_upload_is_stored_once() {
         assert_eq!(done.object_key.as_deref(), Some(key.as_str()), "{name}");
         assert_eq!(done.checksum, Some(checksum_of(&bytes)), "{name}");
         assert_eq!(
-            server.keys().await.iter().filter(|k| **k == key).count(),
-            1,
-            "{name}: one object"
+            (done.attempts, done.error.as_deref()),
+            (0, None),
+            "{name}: the old upload is given up before anything is sent, not found wrong after"
+        );
+        let recording = format!("{}{room}/{started_at}-", s3.key_prefix);
+        let stored: Vec<String> = server
+            .keys()
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with(&recording))
+            .collect();
+        assert_eq!(
+            stored,
+            [poster_key(&key), key.clone()],
+            "{name}: one object, and its poster"
         );
         assert_eq!(
             server.get(&key).await,
