@@ -361,7 +361,11 @@ async fn a_stream_sticks_to_one_origin_and_fails_over_when_it_dies() {
         }
     })
     .await;
-    assert!(survivor.origin_log().lines().count() >= 1);
+    survivor
+        .wait_for_origin_log("the surviving origin to log the request", |log| {
+            log.lines().count() >= 1
+        })
+        .await;
 }
 
 #[tokio::test]
