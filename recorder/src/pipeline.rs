@@ -262,9 +262,22 @@ impl Context {
         if let (Some(upload_id), Some(key)) = (row.upload_id.as_deref(), row.object_key.as_deref())
         {
             if row.checksum.as_deref() != Some(checksum) {
-                // The parts already sent are of other bytes (a remux by another ffmpeg): they
-                // must not be resumed.
-                self.storage.abort(key, upload_id).await?;
+                // The parts already sent are of other bytes (a remux by another ffmpeg, or an
+                // earlier version's identity): they must not be resumed.
+                match self.storage.abort(key, upload_id).await {
+                    Ok(()) => {}
+                    // Asking again cannot change a refusal, and forgetting the upload is what
+                    // keeps it from being resumed. s3s-fs refuses to abort an upload it no
+                    // longer knows (one completed); one still open is left to the orphan
+                    // sweep or the bucket's lifecycle rule.
+                    Err(StorageError::Refused(reason)) => tracing::warn!(
+                        job.id = row.id,
+                        key,
+                        error = %reason,
+                        "the upload of other bytes could not be aborted, sending a new one"
+                    ),
+                    Err(err) => return Err(err.into()),
+                }
                 held(
                     recording_jobs::set_upload(&self.db, row.id, owner, None, 0, now_ms()).await?,
                 )?;

@@ -489,125 +489,181 @@ async fn an_upload_whose_completion_was_cut_off_and_is_refused_is_done_again() {
 }
 
 #[tokio::test]
-async fn a_job_an_earlier_version_left_mid_upload_is_stored_once() {
+async fn a_job_an_earlier_version_left_unrecorded_is_stored_once() {
     let Some(server) = S3Server::start().await else {
         return;
     };
     for (n, env) in envs().await.into_iter().enumerate() {
-        let name = env.name();
-        let dirs = dirs();
-        let (room, stream_id) = stream(&env.db).await;
-        let config = support::with_s3(support::config(&dirs), server.config(&server.endpoint()));
-        let s3 = config.storage.s3.clone().unwrap();
-        let storage = S3Storage::new(&s3);
+        for completed in [false, true] {
+            earlier_version_left(
+                &server,
+                &env,
+                2 * n as i64 + i64::from(completed),
+                completed,
+            )
+            .await;
+        }
+    }
+}
 
-        // The recording, the MP4 the earlier version made of it, and the multipart upload of
-        // it that version began: created with the file's sha256 as its identity, one part in.
-        let flv = dirs.rec.join(format!("{room}-1733000900.flv"));
-        make_flv(&flv, 20, 3000);
-        // Its own key in the bucket the databases share.
-        let started_at = 1_733_000_900_000 + n as i64;
-        let then = now_ms() - 120_000;
-        let source_path = flv.to_string_lossy().into_owned();
-        let new_job = recording_jobs::NewRecordingJob {
-            source_path: &source_path,
-            room_id: room,
-            stream_id: Some(stream_id),
-            origin_kind: "nginx-rtmp",
-            started_at,
-        };
-        let (row, _) = recording_jobs::discover(&env.db, &new_job, then)
-            .await
-            .unwrap();
-        let mp4 = dirs.work.join(format!("{}.mp4", row.id));
-        Tools::new("ffmpeg", "ffprobe", Duration::from_secs(120))
-            .remux(&Source::File(flv.clone()), &mp4, true)
-            .await
-            .unwrap();
-        let bytes = std::fs::read(&mp4).unwrap();
-        let part = usize::try_from(support::PART_SIZE).unwrap();
-        assert!(bytes.len() > part, "{name}: more than one part");
-        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        let key = object_key(&s3.key_prefix, room, started_at, &flv);
-        let created = storage
-            .client()
-            .create_multipart_upload()
-            .bucket(storage.bucket())
-            .key(&key)
-            .metadata("sha256", &sha256)
-            .send()
-            .await
-            .unwrap();
-        let upload_id = created.upload_id().unwrap().to_owned();
-        storage
+/// A job an earlier version (a sha256 identity) left in `uploading`, its multipart upload one
+/// part in or, with `completed`, completed but not yet recorded, is taken over by this one.
+async fn earlier_version_left(server: &S3Server, env: &support::Env, n: i64, completed: bool) {
+    let name = format!("{}, upload completed: {completed}", env.name());
+    let dirs = dirs();
+    let (room, stream_id) = stream(&env.db).await;
+    let config = support::with_s3(support::config(&dirs), server.config(&server.endpoint()));
+    let s3 = config.storage.s3.clone().unwrap();
+    let storage = S3Storage::new(&s3);
+
+    // The recording, the MP4 the earlier version made of it, and the multipart upload of it
+    // that version began, created with the file's sha256 as its identity.
+    let flv = dirs.rec.join(format!("{room}-1733000900.flv"));
+    make_flv(&flv, 20, 3000);
+    // Its own key in the bucket the databases share.
+    let started_at = 1_733_000_900_000 + n;
+    let then = now_ms() - 120_000;
+    let source_path = flv.to_string_lossy().into_owned();
+    let new_job = recording_jobs::NewRecordingJob {
+        source_path: &source_path,
+        room_id: room,
+        stream_id: Some(stream_id),
+        origin_kind: "nginx-rtmp",
+        started_at,
+    };
+    let (row, _) = recording_jobs::discover(&env.db, &new_job, then)
+        .await
+        .unwrap();
+    let mp4 = dirs.work.join(format!("{}.mp4", row.id));
+    Tools::new("ffmpeg", "ffprobe", Duration::from_secs(120))
+        .remux(&Source::File(flv.clone()), &mp4, true)
+        .await
+        .unwrap();
+    // Without its source the job can only be finished from the MP4 in the work directory.
+    std::fs::remove_file(&flv).unwrap();
+    let bytes = std::fs::read(&mp4).unwrap();
+    let part = usize::try_from(support::PART_SIZE).unwrap();
+    assert!(bytes.len() > part, "{name}: more than one part");
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let key = object_key(&s3.key_prefix, room, started_at, &flv);
+    let created = storage
+        .client()
+        .create_multipart_upload()
+        .bucket(storage.bucket())
+        .key(&key)
+        .metadata("sha256", &sha256)
+        .send()
+        .await
+        .unwrap();
+    let upload_id = created.upload_id().unwrap().to_owned();
+    let sent = if completed { bytes.len() } else { part };
+    let mut parts = Vec::new();
+    for (index, chunk) in bytes[..sent].chunks(part).enumerate() {
+        let number = i32::try_from(index).unwrap() + 1;
+        let stored = storage
             .client()
             .upload_part()
             .bucket(storage.bucket())
             .key(&key)
             .upload_id(&upload_id)
-            .part_number(1)
-            .body(ByteStream::from(bytes[..part].to_vec()))
+            .part_number(number)
+            .body(ByteStream::from(chunk.to_vec()))
             .send()
             .await
             .unwrap();
-        let owner = "an-earlier-version";
-        recording_jobs::claim(&env.db, row.id, owner, then + 60_000, then)
-            .await
-            .unwrap()
-            .unwrap();
-        let remuxed = recording_jobs::Remuxed {
-            work_path: &mp4.to_string_lossy(),
-            size_bytes: bytes.len() as i64,
-            checksum: &sha256,
-            object_key: &key,
-            part_size: support::PART_SIZE as i64,
-        };
-        let held = recording_jobs::set_remuxed(&env.db, row.id, owner, &remuxed, then);
-        assert!(held.await.unwrap());
-        let held = recording_jobs::set_upload(&env.db, row.id, owner, Some(&upload_id), 1, then);
-        assert!(held.await.unwrap());
-
-        // Its lease ran out; this version takes the job over.
-        let running = start(config, &env, Arc::new(storage)).await;
-        let done = wait_state(&env.db, &flv, JobState::Cleaned).await;
-        assert_eq!(done.id, row.id, "{name}");
-        assert_eq!(done.object_key.as_deref(), Some(key.as_str()), "{name}");
-        assert_eq!(done.checksum, Some(checksum_of(&bytes)), "{name}");
-        assert_eq!(
-            (done.attempts, done.error.as_deref()),
-            (0, None),
-            "{name}: the old upload is given up before anything is sent, not found wrong after"
+        parts.push(
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(number)
+                .e_tag(stored.e_tag().unwrap())
+                .build(),
         );
-        let recording = format!("{}{room}/{started_at}-", s3.key_prefix);
-        let stored: Vec<String> = server
-            .keys()
-            .await
-            .into_iter()
-            .filter(|k| k.starts_with(&recording))
-            .collect();
-        assert_eq!(
-            stored,
-            [poster_key(&key), key.clone()],
-            "{name}: one object, and its poster"
-        );
-        assert_eq!(
-            server.get(&key).await,
-            bytes,
-            "{name}: the MP4, read back identical"
-        );
-        assert!(
-            server.open_uploads().is_empty(),
-            "{name}: the earlier upload aborted, none left open"
-        );
-        assert_eq!(
-            record_url(&env.db, room, stream_id).await,
-            Some(format!("s3://recordings/{key}")),
-            "{name}"
-        );
-        assert!(
-            !mp4.exists() && !flv.exists(),
-            "{name}: local files removed"
-        );
-        running.stop().await;
     }
+    let parts_sent = i32::try_from(parts.len()).unwrap();
+    if completed {
+        storage
+            .client()
+            .complete_multipart_upload()
+            .bucket(storage.bucket())
+            .key(&key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let owner = "an-earlier-version";
+    recording_jobs::claim(&env.db, row.id, owner, then + 60_000, then)
+        .await
+        .unwrap()
+        .unwrap();
+    let remuxed = recording_jobs::Remuxed {
+        work_path: &mp4.to_string_lossy(),
+        size_bytes: bytes.len() as i64,
+        checksum: &sha256,
+        object_key: &key,
+        part_size: support::PART_SIZE as i64,
+    };
+    let held = recording_jobs::set_remuxed(&env.db, row.id, owner, &remuxed, then);
+    assert!(held.await.unwrap());
+    let held =
+        recording_jobs::set_upload(&env.db, row.id, owner, Some(&upload_id), parts_sent, then);
+    assert!(held.await.unwrap());
+
+    // Its lease ran out; this version takes the job over.
+    let running = start(config, env, Arc::new(storage)).await;
+    let done = wait_state(&env.db, &flv, JobState::Cleaned).await;
+    assert_eq!(done.id, row.id, "{name}");
+    assert_eq!(done.object_key.as_deref(), Some(key.as_str()), "{name}");
+    assert_eq!(done.checksum, Some(checksum_of(&bytes)), "{name}");
+    assert_eq!(
+        (done.attempts, done.error.as_deref()),
+        (0, None),
+        "{name}: the old upload is given up before anything is sent, not found wrong after"
+    );
+    let recording = format!("{}{room}/{started_at}-", s3.key_prefix);
+    let stored: Vec<String> = server
+        .keys()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&recording))
+        .collect();
+    assert_eq!(
+        stored,
+        [poster_key(&key), key.clone()],
+        "{name}: one object, and its poster"
+    );
+    assert_eq!(
+        server.get(&key).await,
+        bytes,
+        "{name}: the MP4, read back identical"
+    );
+    let check = S3Storage::new(&s3);
+    let head = check
+        .client()
+        .head_object()
+        .bucket(check.bucket())
+        .key(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.metadata().and_then(|m| m.get("crc64nvme")),
+        done.checksum.as_ref(),
+        "{name}: the object is the one this version sent, under its identity"
+    );
+    assert!(
+        server.open_uploads().is_empty(),
+        "{name}: the earlier upload aborted, none left open"
+    );
+    assert_eq!(
+        record_url(&env.db, room, stream_id).await,
+        Some(format!("s3://recordings/{key}")),
+        "{name}"
+    );
+    assert!(!mp4.exists(), "{name}: the MP4 removed");
+    running.stop().await;
 }
