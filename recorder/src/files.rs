@@ -6,7 +6,8 @@
 //!   (ZLMediaKit's in-progress `.2026-12-01-09-31-08-0.mp4`) are still being written. One
 //!   left untouched for the abandonment period belongs to an origin that died: it is
 //!   reported so that it is parked as failed with the reason, never silently ignored.
-//! - Anything else (playlists, our own partial files) is not a recording.
+//! - Anything else (playlists, our own partial files) is not a recording, and neither are
+//!   the MPEG-TS segments beside a playlist: they are the origin's live HLS.
 //!
 //! The room comes from the path as the origins name it: `42-1733045523.flv` (nginx-rtmp),
 //! `42.1733045523000.flv` (SRS), `…/42/2026-12-01/09-31-08-0.mp4` (ZLMediaKit).
@@ -247,13 +248,18 @@ pub fn playlist_ended(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|text| text.contains("#EXT-X-ENDLIST"))
 }
 
-/// Whether `path` is an MPEG-TS segment beside an HLS playlist (part of that playlist's
-/// recording when HLS streams are merged).
+/// Whether `path` is an MPEG-TS segment beside an HLS playlist, finished or still being
+/// written (SRS's `42-8.ts.tmp`): the origin's live HLS, which it deletes as the window moves
+/// on, and part of that playlist's recording when HLS streams are merged; never a recording
+/// of its own. (SRS's HLS and DVR share a directory in its default layout.)
 pub fn is_playlist_segment(path: &Path) -> bool {
     let Some(dir) = path.parent() else {
         return false;
     };
-    crate::media::segments::is_segment(path)
+    let segment = crate::media::segments::is_segment(path)
+        || (kind_of(path) == Kind::InProgress
+            && crate::media::segments::is_segment(&path.with_extension("")));
+    segment
         && std::fs::read_dir(dir).is_ok_and(|entries| {
             entries
                 .flatten()
@@ -310,6 +316,30 @@ mod tests {
         assert_eq!(kind_of(Path::new("/r/.42.m3u8")), Kind::Other);
         assert_eq!(kind_of(Path::new("/r/notes.tmp")), Kind::Other);
         assert_eq!(kind_of(Path::new("/w/7.123-45.part.mp4")), Kind::Other);
+    }
+
+    #[test]
+    fn segments_beside_a_playlist_are_its_segments_finished_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let touch = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"").unwrap();
+            path
+        };
+        let (segment, writing, recording) = (
+            touch("42-7.ts"),
+            touch("42-8.ts.tmp"),
+            touch("42.1733045523000.flv"),
+        );
+        assert!(!is_playlist_segment(&segment), "no playlist yet");
+        touch("42.m3u8");
+        assert!(is_playlist_segment(&segment));
+        assert!(is_playlist_segment(&writing), "SRS's segment being written");
+        assert!(
+            !is_playlist_segment(&recording),
+            "a DVR file beside the HLS"
+        );
+        assert!(!is_playlist_segment(&touch("42.1733045523000.flv.tmp")));
     }
 
     #[test]

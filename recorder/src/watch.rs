@@ -166,15 +166,13 @@ async fn scan(dirs: &[PathBuf], skip: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut Tracker) {
-    if ctx.config.watch.merge_hls {
-        let probe = path.clone();
-        let segment = tokio::task::spawn_blocking(move || files::is_playlist_segment(&probe))
-            .await
-            .unwrap_or(false);
-        if segment {
-            tracing::debug!(path = %path.display(), "an HLS segment, merged with its playlist");
-            return;
-        }
+    let probe = path.clone();
+    let segment = tokio::task::spawn_blocking(move || files::is_playlist_segment(&probe))
+        .await
+        .unwrap_or(false);
+    if segment {
+        tracing::debug!(path = %path.display(), "an HLS segment beside its playlist, not a recording");
+        return;
     }
     let Some(room_id) = files::room_of(&path) else {
         park(ctx, &path, 0, "cannot tell the room from the file's path").await;
@@ -182,6 +180,10 @@ async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut T
     };
     match verdict {
         Verdict::Closed => {
+            if may_still_be_written(ctx, &path, room_id).await {
+                tracker.note(path);
+                return;
+            }
             if let Err(err) = discover(ctx, &path, room_id, None, "unknown", "watch").await {
                 tracing::warn!(path = %path.display(), error = %err, "cannot record a found recording, will look again");
                 // Looked at again on a later tick.
@@ -204,6 +206,29 @@ async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut T
                 tracker.note(path);
             }
         }
+    }
+}
+
+/// Whether a file with a final name may still be growing: nginx-rtmp records under the final
+/// name, so a publisher that stalls for the quiet period looks done. While its room is live,
+/// a file written to within the abandonment period waits (its callback comes when the
+/// publish ends); older ones, from the room's earlier sessions, do not.
+async fn may_still_be_written(ctx: &Context, path: &std::path::Path, room_id: i64) -> bool {
+    match ctx.bus.live(room_id).await {
+        Ok(None) => false,
+        Ok(Some(_)) => {
+            let abandoned_after = Duration::from_millis(ctx.config.watch.abandoned_after_ms);
+            tokio::fs::metadata(path)
+                .await
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| {
+                    modified
+                        .elapsed()
+                        .map_or(true, |idle| idle < abandoned_after)
+                })
+        }
+        // The bus cannot say: look again later rather than take a file still being written.
+        Err(_) => true,
     }
 }
 

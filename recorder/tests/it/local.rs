@@ -260,6 +260,70 @@ async fn in_progress_files_left_behind_are_recovered_or_parked_once_their_room_i
     }
 }
 
+/// In SRS's default layout its HLS shares the directory of its recordings: the segments
+/// beside a playlist are the origin's live HLS, never recordings. nginx-rtmp records under the
+/// final name, so a file whose publisher stalled looks finished: while its room is live, a
+/// file written to lately waits for the publish to end.
+#[tokio::test]
+async fn live_hls_is_left_alone_and_a_live_rooms_recent_file_waits() {
+    for env in envs().await {
+        let name = env.name();
+        let case = Case::new(&env).await;
+        let dirs = &case.dirs;
+        let segments: Vec<_> = (0..3)
+            .map(|n| {
+                let segment = dirs.rec.join(format!("{}-{n}.ts", case.room));
+                make_ts(&segment, 1);
+                segment
+            })
+            .collect();
+        let playlist = dirs.rec.join(format!("{}.m3u8", case.room));
+        std::fs::write(
+            &playlist,
+            format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1.0,\n{0}-1.ts\n#EXTINF:1.0,\n{0}-2.ts\n",
+                case.room
+            ),
+        )
+        .unwrap();
+        let live = LiveState {
+            stream_id: case.stream_id,
+            started_at_ms: 1,
+            origin_server_id: "nginx-rtmp".to_owned(),
+        };
+        env.bus.set_live(case.room, &live).await.unwrap();
+        let recording = case.flv(1733000800, 2, 300);
+        // Another room's finished recording: once it is stored, the watcher has judged the
+        // files above (all found by the same start-up scan).
+        let other = dirs.rec.join("42-1733000700.flv");
+        make_flv(&other, 2, 300);
+
+        let mut config = case.config();
+        // Longer than the test: "written to lately" must not run out during it.
+        config.watch.abandoned_after_ms = 600_000;
+        let running = case.start_with(&env, config).await;
+        wait_state(&env.db, &other, JobState::Cleaned).await;
+        for path in segments.iter().chain([&playlist, &recording]) {
+            assert!(
+                recording_jobs::by_source(&env.db, &path.to_string_lossy())
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name}: {} is no job yet",
+                path.display()
+            );
+            assert!(path.exists(), "{name}: {} untouched", path.display());
+        }
+
+        assert!(env.bus.clear_live(case.room, case.stream_id).await.unwrap());
+        wait_state(&env.db, &recording, JobState::Cleaned).await;
+        for path in segments.iter().chain([&playlist]) {
+            assert!(path.exists(), "{name}: {} untouched", path.display());
+        }
+        running.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_callback_after_the_watcher_finished_still_sets_record_url() {
     for env in envs().await {
