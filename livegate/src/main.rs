@@ -43,8 +43,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
         /// A directory the origin records into, besides DATA_DIR/recordings (nginx-rtmp's
-        /// `record_path`, SRS's `dvr_path`): the recorder takes the files its callbacks
-        /// name only from these. Repeatable.
+        /// `record_path`, SRS's `dvr_path` directory): the recorder watches these, and takes
+        /// the files its callbacks name only from them. Repeatable.
         #[arg(long, value_name = "DIR")]
         recordings_from: Vec<PathBuf>,
     },

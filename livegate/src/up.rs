@@ -235,12 +235,17 @@ dir = {stored}
             )),
         );
         let root = data.root().display().to_string();
+        // Watched, and the only places callbacks may name files in.
+        let recording_dirs = std::iter::once(data.recordings())
+            .chain(options.recordings_from.iter().map(|dir| absolute_dir(dir)))
+            .map(|dir| toml_string(&dir.display().to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
         let recorder_text = format!(
             "[server]\nadmin_listen = \"127.0.0.1:{admin}\"\n\
              [database]\nurl = {database}\n\
              [bus]\nurl = {bus}\n\
              [watch]\ndirs = [{watched}]\n\
-             [jobs]\nsource_dirs = [{sources}]\n\
              [remux]\nwork_dir = {work}\nfailed_dir = {failed}\n\
              [storage]\nkind = \"local\"\n[storage.local]\ndir = {stored}\n\
              [pictures.snapshots]\n\
@@ -249,12 +254,7 @@ dir = {stored}
             admin = port(&options, ports::RECORDER_ADMIN),
             database = toml_string(&database),
             bus = toml_string(options.redis.as_deref().unwrap_or("memory:")),
-            watched = toml_string(&data.recordings().display().to_string()),
-            sources = std::iter::once(data.recordings())
-                .chain(options.recordings_from.iter().map(|dir| absolute_dir(dir)))
-                .map(|dir| toml_string(&dir.display().to_string()))
-                .collect::<Vec<_>>()
-                .join(", "),
+            watched = recording_dirs,
             work = toml_string(&format!("{root}/recorder/work")),
             failed = toml_string(&format!("{root}/recorder/failed")),
             stored = toml_string(&format!("{root}/stored")),

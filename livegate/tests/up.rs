@@ -1,6 +1,7 @@
 //! `livegate up` as a newcomer runs it: one process, a demo room and accounts on first start,
 //! a real nginx-rtmp origin publishing into it with the printed key, the recording stored as an
-//! MP4, a clean stop on SIGTERM, and the same data after a restart.
+//! MP4, a clean stop on SIGTERM, and the same data after a restart, where a recording left
+//! without its callback is found in the origin's directory.
 #![allow(
     clippy::unwrap_used,
     reason = "a broken fixture should fail the test loudly"
@@ -229,6 +230,14 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
         .expect("livegate up exits after SIGTERM");
     assert!(status.success(), "{status}");
 
+    // A recording whose callback never came, left while livegate was down: the restarted
+    // recorder finds it in the origin's directory.
+    let orphan_name = format!("{room_id}-1733000000.flv");
+    let made = dir.path().join(&orphan_name);
+    livegate_tests::media::make_flv(&made, 2, 300);
+    let orphan = origin.record_dir().join(&orphan_name);
+    std::fs::rename(&made, &orphan).unwrap();
+
     // The same installation after a restart: no new accounts, the same password.
     let log_again = dir.path().join("up-again.log");
     let _up = start(
@@ -246,4 +255,17 @@ async fn up_runs_the_toolkit_a_publisher_goes_live_and_data_survives_a_restart()
     );
     assert!(text.contains(&format!("demo room {room_id}")), "{text}");
     assert_eq!(login(&api_base, "admin", &password).await, 201);
+    let found = data
+        .join("stored")
+        .join(room_id)
+        .join(format!("1733000000000-{room_id}-1733000000.mp4"));
+    wait_until_within(
+        "the recording without a callback to be stored",
+        patience() * 3,
+        || {
+            let stored = found.exists() && !orphan.exists();
+            async move { stored.then_some(()) }
+        },
+    )
+    .await;
 }
