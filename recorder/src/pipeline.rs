@@ -223,7 +223,8 @@ impl Context {
                     self.metrics
                         .remux_duration
                         .observe(outcome.elapsed.as_secs_f64());
-                    duration = outcome.source.duration;
+                    // The recording's length is what was stored.
+                    duration = outcome.mp4.duration.or(outcome.source.duration);
                 }
                 Err(err @ (MediaError::Unreadable(_) | MediaError::Invalid(_))) => {
                     let reason = if recovering {

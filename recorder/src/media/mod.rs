@@ -304,10 +304,10 @@ impl Tools {
             (Ok(source_probe), Ok(())) => self
                 .validate(&source_probe, &partial, check_duration)
                 .await
-                .map(|()| source_probe),
+                .map(|mp4| (source_probe, mp4)),
         };
-        let source_probe = match result {
-            Ok(source_probe) => source_probe,
+        let (source_probe, mp4) = match result {
+            Ok(probes) => probes,
             Err(err) => {
                 let _ = tokio::fs::remove_file(&partial).await;
                 return Err(err);
@@ -316,6 +316,7 @@ impl Tools {
         tokio::fs::rename(&partial, target).await?;
         Ok(RemuxOutcome {
             source: source_probe,
+            mp4,
             elapsed: started.elapsed(),
         })
     }
@@ -365,12 +366,13 @@ impl Tools {
         Ok(())
     }
 
+    /// Checks the MP4 against its source and says what it holds.
     async fn validate(
         &self,
         source: &Probe,
         mp4: &Path,
         check_duration: bool,
-    ) -> Result<(), MediaError> {
+    ) -> Result<Probe, MediaError> {
         let probe = self.probe(mp4).await.map_err(|err| match err {
             MediaError::Unreadable(reason) => MediaError::Invalid(reason),
             other => other,
@@ -393,7 +395,7 @@ impl Tools {
                 )));
             }
         }
-        Ok(())
+        Ok(probe)
     }
 }
 
@@ -402,6 +404,8 @@ impl Tools {
 pub struct RemuxOutcome {
     /// What the source contained.
     pub source: Probe,
+    /// What the MP4 holds: a recovered file's MP4 holds less than its header announced.
+    pub mp4: Probe,
     /// How long probing, remuxing and validating took.
     pub elapsed: Duration,
 }
