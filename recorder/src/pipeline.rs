@@ -267,16 +267,18 @@ impl Context {
                 // earlier version's identity): they must not be resumed.
                 match self.storage.abort(key, upload_id).await {
                     Ok(()) => {}
-                    // Asking again cannot change a refusal, and forgetting the upload is what
-                    // keeps it from being resumed. s3s-fs refuses to abort an upload it no
-                    // longer knows (one completed); one still open is left to the orphan
-                    // sweep or the bucket's lifecycle rule.
-                    Err(StorageError::Refused(reason)) => tracing::warn!(
-                        job.id = row.id,
-                        key,
-                        error = %reason,
-                        "the upload of other bytes could not be aborted, sending a new one"
-                    ),
+                    // With credentials the storage accepts, asking again cannot change the
+                    // refusal, and forgetting the upload is what keeps it from being resumed.
+                    // s3s-fs refuses to abort an upload it no longer knows (one completed);
+                    // one still open is left to the orphan sweep or the lifecycle rule.
+                    Err(StorageError::Refused(reason)) if self.storage.check().await.is_ok() => {
+                        tracing::warn!(
+                            job.id = row.id,
+                            key,
+                            error = %reason,
+                            "the upload of other bytes could not be aborted, sending a new one"
+                        );
+                    }
                     Err(err) => return Err(err.into()),
                 }
                 held(

@@ -494,22 +494,29 @@ async fn a_job_an_earlier_version_left_unrecorded_is_stored_once() {
         return;
     };
     for (n, env) in envs().await.into_iter().enumerate() {
-        for completed in [false, true] {
-            earlier_version_left(
-                &server,
-                &env,
-                2 * n as i64 + i64::from(completed),
-                completed,
-            )
-            .await;
+        let variants = [(false, false), (true, false), (false, true)];
+        for (v, (completed, refused_first)) in variants.into_iter().enumerate() {
+            let n = (variants.len() * n + v) as i64;
+            earlier_version_left(&server, &env, n, completed, refused_first).await;
         }
     }
 }
 
 /// A job an earlier version (a sha256 identity) left in `uploading`, its multipart upload one
 /// part in or, with `completed`, completed but not yet recorded, is taken over by this one.
-async fn earlier_version_left(server: &S3Server, env: &support::Env, n: i64, completed: bool) {
-    let name = format!("{}, upload completed: {completed}", env.name());
+/// With `refused_first`, first by a recorder whose credentials the storage refuses: it keeps
+/// the old upload to abort once it can.
+async fn earlier_version_left(
+    server: &S3Server,
+    env: &support::Env,
+    n: i64,
+    completed: bool,
+    refused_first: bool,
+) {
+    let name = format!(
+        "{}, upload completed: {completed}, credentials refused first: {refused_first}",
+        env.name()
+    );
     let dirs = dirs();
     let (room, stream_id) = stream(&env.db).await;
     let config = support::with_s3(support::config(&dirs), server.config(&server.endpoint()));
@@ -613,17 +620,46 @@ async fn earlier_version_left(server: &S3Server, env: &support::Env, n: i64, com
         recording_jobs::set_upload(&env.db, row.id, owner, Some(&upload_id), parts_sent, then);
     assert!(held.await.unwrap());
 
+    if refused_first {
+        let mut refused = s3.clone();
+        refused.secret_key = Secret::new("not-the-secret-at-all");
+        let refused_config = support::with_s3(support::config(&dirs), refused.clone());
+        let running = start(refused_config, env, Arc::new(S3Storage::new(&refused))).await;
+        let waiting = livegate_tests::wait_until("the refused attempt to be recorded", || {
+            let source = source_path.clone();
+            async move {
+                recording_jobs::by_source(&env.db, &source)
+                    .await
+                    .unwrap()
+                    .filter(|row| {
+                        row.error
+                            .as_deref()
+                            .is_some_and(|e| e.contains("secret_key"))
+                    })
+            }
+        })
+        .await;
+        running.stop().await;
+        assert_eq!(
+            waiting.upload_id.as_deref(),
+            Some(upload_id.as_str()),
+            "{name}: an upload the storage would not let it abort is not forgotten"
+        );
+    }
+
     // Its lease ran out; this version takes the job over.
     let running = start(config, env, Arc::new(storage)).await;
     let done = wait_state(&env.db, &flv, JobState::Cleaned).await;
     assert_eq!(done.id, row.id, "{name}");
     assert_eq!(done.object_key.as_deref(), Some(key.as_str()), "{name}");
     assert_eq!(done.checksum, Some(checksum_of(&bytes)), "{name}");
-    assert_eq!(
-        (done.attempts, done.error.as_deref()),
-        (0, None),
-        "{name}: the old upload is given up before anything is sent, not found wrong after"
-    );
+    if !refused_first {
+        assert_eq!(
+            (done.attempts, done.error.as_deref()),
+            (0, None),
+            "{name}: the old upload is given up before anything is sent, not found wrong after"
+        );
+    }
     let recording = format!("{}{room}/{started_at}-", s3.key_prefix);
     let stored: Vec<String> = server
         .keys()
