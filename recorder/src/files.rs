@@ -248,22 +248,26 @@ pub fn playlist_ended(path: &Path) -> bool {
     std::fs::read_to_string(path).is_ok_and(|text| text.contains("#EXT-X-ENDLIST"))
 }
 
-/// Whether `path` is an MPEG-TS segment beside an HLS playlist, finished or still being
-/// written (SRS's `42-8.ts.tmp`): the origin's live HLS, which it deletes as the window moves
-/// on, and part of that playlist's recording when HLS streams are merged; never a recording
-/// of its own. (SRS's HLS and DVR share a directory in its default layout.)
+/// How many directories up from a segment its playlist may be: ZLMediaKit writes
+/// `live/42/hls.m3u8` and its segments under `live/42/2026-12-01/09/`.
+const PLAYLIST_LEVELS: usize = 3;
+
+/// Whether `path` is an MPEG-TS segment of an HLS playlist, finished or still being written
+/// (SRS's `42-8.ts.tmp`): the origin's live HLS, which it deletes as the window moves on, and
+/// part of that playlist's recording when HLS streams are merged; never a recording of its
+/// own. It is one when a playlist lies beside it (SRS, nginx-rtmp; SRS's HLS and DVR share a
+/// directory in its default layout) or in one of the directories just above it (ZLMediaKit).
 pub fn is_playlist_segment(path: &Path) -> bool {
-    let Some(dir) = path.parent() else {
-        return false;
-    };
     let segment = crate::media::segments::is_segment(path)
         || (kind_of(path) == Kind::InProgress
             && crate::media::segments::is_segment(&path.with_extension("")));
     segment
-        && std::fs::read_dir(dir).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|entry| kind_of(&entry.path()) == Kind::Playlist)
+        && path.ancestors().skip(1).take(PLAYLIST_LEVELS).any(|dir| {
+            std::fs::read_dir(dir).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|entry| kind_of(&entry.path()) == Kind::Playlist)
+            })
         })
 }
 
@@ -340,6 +344,16 @@ mod tests {
             "a DVR file beside the HLS"
         );
         assert!(!is_playlist_segment(&touch("42.1733045523000.flv.tmp")));
+
+        // ZLMediaKit: live/42/hls.m3u8, its segments in dated directories below it.
+        let stream = dir.path().join("zlm/live/42");
+        let hour = stream.join("2026-12-01/09");
+        std::fs::create_dir_all(&hour).unwrap();
+        let zlm_segment = hour.join("32-33_0.ts");
+        std::fs::write(&zlm_segment, b"").unwrap();
+        assert!(!is_playlist_segment(&zlm_segment), "no playlist yet");
+        std::fs::write(stream.join("hls.m3u8"), b"").unwrap();
+        assert!(is_playlist_segment(&zlm_segment));
     }
 
     #[test]

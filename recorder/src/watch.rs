@@ -16,6 +16,10 @@ use crate::files::{self, Kind, Tracker, Verdict};
 use crate::pipeline::Context;
 use crate::worker::discover;
 
+/// How far an origin's clock (the time in a file's name) may be behind the hooks service's
+/// (a session's start) for a file to still count as the live session's.
+const SESSION_CLOCK_SLACK_MS: i64 = 60_000;
+
 /// Most watcher events waiting; past it they are dropped and a rescan catches up.
 const EVENTS_CAPACITY: usize = 4096;
 
@@ -211,21 +215,23 @@ async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut T
 
 /// Whether a file with a final name may still be growing: nginx-rtmp records under the final
 /// name, so a publisher that stalls for the quiet period looks done. While its room is live,
-/// a file written to within the abandonment period waits (its callback comes when the
-/// publish ends); older ones, from the room's earlier sessions, do not.
+/// a file begun in the live session, or written to within the abandonment period, waits (its
+/// callback comes when the publish ends); one from the room's earlier sessions does not.
 async fn may_still_be_written(ctx: &Context, path: &std::path::Path, room_id: i64) -> bool {
     match ctx.bus.live(room_id).await {
         Ok(None) => false,
-        Ok(Some(_)) => {
+        Ok(Some(live)) => {
+            let begun = files::started_at_of(path, now_ms());
             let abandoned_after = Duration::from_millis(ctx.config.watch.abandoned_after_ms);
-            tokio::fs::metadata(path)
+            let recent = tokio::fs::metadata(path)
                 .await
                 .and_then(|meta| meta.modified())
                 .is_ok_and(|modified| {
                     modified
                         .elapsed()
                         .map_or(true, |idle| idle < abandoned_after)
-                })
+                });
+            begun >= live.started_at_ms - SESSION_CLOCK_SLACK_MS || recent
         }
         // The bus cannot say: look again later rather than take a file still being written.
         Err(_) => true,

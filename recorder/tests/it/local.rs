@@ -3,7 +3,7 @@
 
 use livegate_core::bus::{LiveState, Received};
 use livegate_core::db::recording_jobs;
-use livegate_core::db::JobState;
+use livegate_core::db::{now_ms, JobState};
 use livegate_tests::media::{make_blob, make_flv, make_ts};
 
 use crate::support::{self, envs, wait_state, Case};
@@ -266,9 +266,15 @@ async fn in_progress_files_left_behind_are_recovered_or_parked_once_their_room_i
 /// In SRS's default layout its HLS shares the directory of its recordings: the segments
 /// beside a playlist are the origin's live HLS, never recordings. nginx-rtmp records under the
 /// final name, so a file whose publisher stalled looks finished: while its room is live, a
-/// file written to lately waits for the publish to end.
+/// file begun in the live session or written to lately waits for the publish to end, and one
+/// from an earlier session does not.
 #[tokio::test]
-async fn live_hls_is_left_alone_and_a_live_rooms_recent_file_waits() {
+async fn live_hls_is_left_alone_and_a_live_rooms_current_file_waits() {
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let written_at = |path: &std::path::Path, when: std::time::SystemTime| {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(when).unwrap();
+    };
     for env in envs().await {
         let name = env.name();
         let case = Case::new(&env).await;
@@ -289,24 +295,30 @@ async fn live_hls_is_left_alone_and_a_live_rooms_recent_file_waits() {
             ),
         )
         .unwrap();
+        let session_start = now_ms() - 5_000;
         let live = LiveState {
             stream_id: case.stream_id,
-            started_at_ms: 1,
+            started_at_ms: session_start,
             origin_server_id: "nginx-rtmp".to_owned(),
         };
         env.bus.set_live(case.room, &live).await.unwrap();
-        let recording = case.flv(1733000800, 2, 300);
-        // Another room's finished recording: once it is stored, the watcher has judged the
-        // files above (all found by the same start-up scan).
-        let other = dirs.rec.join("42-1733000700.flv");
-        make_flv(&other, 2, 300);
+        // Begun in the live session, its publisher silent for an hour.
+        let stalled = case.flv(u64::try_from(session_start / 1000).unwrap(), 2, 300);
+        written_at(&stalled, hour_ago);
+        // Named for an earlier time, but still being written.
+        let writing = case.flv(1733000800, 2, 300);
+        // From an earlier session, untouched for an hour: stored although the room is live.
+        // All the files were found by the same start-up scan: once it is stored, the watcher
+        // has judged the others.
+        let earlier = case.flv(1733000700, 2, 300);
+        written_at(&earlier, hour_ago);
 
         let mut config = case.config();
         // Longer than the test: "written to lately" must not run out during it.
         config.watch.abandoned_after_ms = 600_000;
         let running = case.start_with(&env, config).await;
-        wait_state(&env.db, &other, JobState::Cleaned).await;
-        for path in segments.iter().chain([&playlist, &recording]) {
+        wait_state(&env.db, &earlier, JobState::Cleaned).await;
+        for path in segments.iter().chain([&playlist, &stalled, &writing]) {
             assert!(
                 recording_jobs::by_source(&env.db, &path.to_string_lossy())
                     .await
@@ -319,7 +331,8 @@ async fn live_hls_is_left_alone_and_a_live_rooms_recent_file_waits() {
         }
 
         assert!(env.bus.clear_live(case.room, case.stream_id).await.unwrap());
-        wait_state(&env.db, &recording, JobState::Cleaned).await;
+        wait_state(&env.db, &stalled, JobState::Cleaned).await;
+        wait_state(&env.db, &writing, JobState::Cleaned).await;
         for path in segments.iter().chain([&playlist]) {
             assert!(path.exists(), "{name}: {} untouched", path.display());
         }
