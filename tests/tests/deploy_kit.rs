@@ -278,6 +278,23 @@ impl Deployed {
             "publish, unpublish, play, stop and dvr are hooked"
         );
 
+        // The recorder's snapshots pull from SRS's HTTP server, with a token signed with the
+        // first key, as SRS's on_play wants.
+        let snapshots = &self.recorder_raw["pictures"]["snapshots"];
+        let play_url = snapshots["play_url"]
+            .as_str()
+            .expect("the recorder sets pictures.snapshots.play_url");
+        assert!(
+            play_url.starts_with(&format!("http://{origin_service}:{origin_http}/"))
+                && play_url.contains("{token}"),
+            "{play_url}"
+        );
+        assert_eq!(
+            snapshots["token_key"].as_str(),
+            Some(proxy_keys[0].as_str()),
+            "pictures.snapshots.token_key"
+        );
+
         // The API's play URLs go to the proxy's paths.
         let table = self.proxy.route_table().unwrap();
         for path in [&self.api.rooms.hls_path, &self.api.rooms.flv_path] {

@@ -101,6 +101,33 @@ fn the_services_listen_on_separate_ports() {
     }
 }
 
+/// The shipped origins ask the hooks service about every play: the recorder's snapshot pulls
+/// must carry a token it accepts.
+#[test]
+fn the_recorders_snapshot_pulls_carry_a_token_the_hooks_service_accepts() {
+    let hooks = hooks();
+    let recorder: livegate_recorder::Config =
+        livegate_core::config::from_toml_str(&infra("recorder.example.toml")).unwrap();
+    let snapshots = &recorder.pictures.snapshots;
+    assert!(snapshots.enabled);
+    if hooks.play.require_token {
+        assert!(
+            snapshots.play_url.contains("{token}"),
+            "{}",
+            snapshots.play_url
+        );
+        let key = snapshots.token_key.as_ref().unwrap().expose();
+        assert!(
+            hooks
+                .play
+                .token_keys
+                .iter()
+                .any(|known| known.expose() == key),
+            "pictures.snapshots.token_key is none of the hooks service's play.token_keys"
+        );
+    }
+}
+
 #[test]
 fn srs_agrees_with_its_proxy_example() {
     let hooks = hooks();
