@@ -7,7 +7,7 @@
 //!   left untouched for the abandonment period belongs to an origin that died: it is
 //!   reported so that it is parked as failed with the reason, never silently ignored.
 //! - Anything else (playlists, our own partial files) is not a recording, and neither are
-//!   the MPEG-TS segments beside a playlist: they are the origin's live HLS.
+//!   the MPEG-TS segments beside or just below a playlist: they are the origin's live HLS.
 //!
 //! The room comes from the path as the origins name it: `42-1733045523.flv` (nginx-rtmp),
 //! `42.1733045523000.flv` (SRS), `…/42/2026-12-01/09-31-08-0.mp4` (ZLMediaKit).
@@ -323,7 +323,7 @@ mod tests {
     }
 
     #[test]
-    fn segments_beside_a_playlist_are_its_segments_finished_or_not() {
+    fn segments_beside_or_below_a_playlist_are_its_segments_finished_or_not() {
         let dir = tempfile::tempdir().unwrap();
         let touch = |name: &str| {
             let path = dir.path().join(name);

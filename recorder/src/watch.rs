@@ -175,7 +175,7 @@ async fn decided(ctx: &Context, path: PathBuf, verdict: Verdict, tracker: &mut T
         .await
         .unwrap_or(false);
     if segment {
-        tracing::debug!(path = %path.display(), "an HLS segment beside its playlist, not a recording");
+        tracing::debug!(path = %path.display(), "an HLS segment of a playlist, not a recording");
         return;
     }
     let Some(room_id) = files::room_of(&path) else {
